@@ -1,0 +1,156 @@
+//! [`Client`]: the one handle through which the rest of Offload uses a cluster.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::embedded::{Refusal, Reply, Shared};
+use crate::{ClusterEvent, ClusterStats, Submitter, Task, TaskError, TaskId, TaskInfo};
+
+/// Why a submission was not accepted. Messages are meant for the person who submitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error(
+        "the cluster is busy: {capacity} tasks are already waiting; try again when some have finished"
+    )]
+    Busy { capacity: usize },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("this cluster's workers do not know the task {0:?}")]
+    UnknownTask(&'static str),
+    #[error("the cluster is shutting down")]
+    ShutDown,
+    #[error("the input could not be encoded: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    #[error("task {0} is neither queued nor running (it may have just finished)")]
+    NotFound(TaskId),
+}
+
+/// A cheap-to-clone handle on a cluster, shared by every session of the app.
+///
+/// Nothing in its API assumes that workers are threads of this process.
+#[derive(Clone)]
+pub struct Client {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Embedded(Arc<Shared>),
+}
+
+impl Client {
+    pub(crate) fn embedded(shared: Arc<Shared>) -> Self {
+        Self {
+            backend: Backend::Embedded(shared),
+        }
+    }
+
+    /// Queues `input` for task `T` on behalf of `submitter`.
+    ///
+    /// Refused at once, with a message that says why, when the input is invalid, the queue is
+    /// full or the workers do not know `T`.
+    pub async fn submit<T: Task>(
+        &self,
+        input: T::Input,
+        submitter: &Submitter,
+    ) -> Result<TaskHandle<T>, SubmitError> {
+        T::validate(&input).map_err(SubmitError::InvalidInput)?;
+        let value = serde_json::to_value(&input).map_err(|e| SubmitError::Encode(e.to_string()))?;
+        let Backend::Embedded(shared) = &self.backend;
+        if !shared.registry.contains(T::NAME) {
+            return Err(SubmitError::UnknownTask(T::NAME));
+        }
+        let accepted =
+            shared
+                .submit(T::NAME, value, submitter)
+                .map_err(|refusal| match refusal {
+                    Refusal::Full(capacity) => SubmitError::Busy { capacity },
+                    Refusal::ShutDown => SubmitError::ShutDown,
+                })?;
+        Ok(TaskHandle {
+            id: accepted.id,
+            reply: accepted.reply,
+            progress: accepted.progress,
+            task: PhantomData,
+        })
+    }
+
+    /// Cancels a task: a queued one leaves the queue, a running one stops at its next
+    /// checkpoint. Either way its handle resolves to [`TaskError::Cancelled`].
+    pub async fn cancel(&self, id: TaskId) -> Result<(), CancelError> {
+        let Backend::Embedded(shared) = &self.backend;
+        if shared.cancel(id) {
+            Ok(())
+        } else {
+            Err(CancelError::NotFound(id))
+        }
+    }
+
+    /// `submitter`'s queued and running tasks, in submission order.
+    pub async fn unfinished(&self, submitter: &Submitter) -> Vec<TaskInfo> {
+        let Backend::Embedded(shared) = &self.backend;
+        shared.unfinished(submitter)
+    }
+
+    /// Every task's state changes, from now on. A receiver that falls more than the configured
+    /// capacity behind gets `RecvError::Lagged` and should resync from [`Client::stats`] or
+    /// [`Client::unfinished`].
+    pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
+        let Backend::Embedded(shared) = &self.backend;
+        shared.subscribe()
+    }
+
+    /// A consistent snapshot of workers, totals and recent tasks, plus process CPU and memory.
+    /// Takes a few microseconds of /proc reading: fine on an async thread.
+    pub fn stats(&self) -> ClusterStats {
+        let Backend::Embedded(shared) = &self.backend;
+        shared.stats()
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        let Backend::Embedded(shared) = &self.backend;
+        shared.workers()
+    }
+
+    /// Where the workers run, for display.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Embedded(_) => "embedded",
+        }
+    }
+}
+
+/// A submitted task: its id, its live progress and, once awaited, its typed result.
+pub struct TaskHandle<T: Task> {
+    id: TaskId,
+    reply: oneshot::Receiver<Reply>,
+    progress: watch::Receiver<f64>,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> TaskHandle<T> {
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Progress from 0.0 to 1.0, updated while the task runs (rate-limited, monotonic).
+    pub fn progress(&self) -> watch::Receiver<f64> {
+        self.progress.clone()
+    }
+
+    /// Waits for the task to end.
+    pub async fn result(self) -> Result<T::Output, TaskError> {
+        let value = self
+            .reply
+            .await
+            .map_err(|_| TaskError::Lost("the cluster dropped the task".into()))??;
+        serde_json::from_value(value).map_err(|e| TaskError::Failed(format!("output: {e}")))
+    }
+}

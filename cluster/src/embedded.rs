@@ -1,0 +1,524 @@
+//! The embedded backend: a scheduler and N worker OS threads inside this process.
+//!
+//! One mutex guards the queue, the live tasks, worker stats and the ring of recent tasks, so
+//! that every snapshot is consistent; its critical sections are a few map operations. Events go
+//! out on a bounded broadcast channel after the lock is released: a slow listener lags (and
+//! resyncs from a snapshot), it never slows the workers.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::queue::FairQueue;
+use crate::{
+    ClusterEvent, ClusterStats, EventKind, FinishedTask, ProcessStats, Registry, Submitter,
+    TaskContext, TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerState, WorkerStats, now_ms,
+};
+
+/// How an embedded cluster is sized.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Worker threads (the seed's `LocalCluster` has 4).
+    pub workers: usize,
+    /// Most tasks that may wait in the queue; beyond it submissions are refused as busy.
+    pub queue_capacity: usize,
+    /// Events a listener may fall behind by before it lags.
+    pub event_capacity: usize,
+    /// Finished tasks kept for task-stream views.
+    pub recent_capacity: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            queue_capacity: 10_000,
+            event_capacity: 4_096,
+            recent_capacity: 1_000,
+        }
+    }
+}
+
+/// A running embedded cluster. Dropping it cancels running tasks, fails queued ones as lost
+/// and joins the worker threads.
+pub struct EmbeddedCluster {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EmbeddedCluster {
+    /// Starts `config.workers` workers that run every task this crate ships.
+    pub fn start(config: ClusterConfig) -> Self {
+        Self::start_with(config, Registry::default())
+    }
+
+    /// Starts workers that run the tasks in `registry`.
+    pub fn start_with(config: ClusterConfig, registry: Registry) -> Self {
+        let workers = config.workers.max(1);
+        let (events, _) = broadcast::channel(config.event_capacity.max(1));
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                queue: FairQueue::new(config.queue_capacity),
+                live: HashMap::new(),
+                workers: (0..workers)
+                    .map(|id| WorkerStats {
+                        id,
+                        state: WorkerState::Idle,
+                        current: None,
+                        current_task: None,
+                        tasks_done: 0,
+                        busy_ms: 0.0,
+                    })
+                    .collect(),
+                totals: Totals::default(),
+                recent: VecDeque::with_capacity(config.recent_capacity),
+                shutdown: false,
+            }),
+            work_ready: Condvar::new(),
+            events,
+            registry,
+            next_id: AtomicU64::new(1),
+            recent_capacity: config.recent_capacity,
+            process: Mutex::new(ProcessProbe::new()),
+        });
+        let threads = (0..workers)
+            .map(|id| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("offload-worker-{id}"))
+                    .spawn(move || worker_loop(&shared, id))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        tracing::info!(
+            workers,
+            capacity = config.queue_capacity,
+            "embedded cluster started"
+        );
+        Self { shared, threads }
+    }
+
+    /// A handle for submitting work; clone it freely.
+    pub fn client(&self) -> crate::Client {
+        crate::Client::embedded(self.shared.clone())
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        let drained: Vec<Job> = {
+            let mut inner = self.shared.inner.lock();
+            inner.shutdown = true;
+            for live in inner.live.values() {
+                live.cancel.store(true, Ordering::Relaxed);
+            }
+            inner.queue.drain().collect()
+        };
+        for job in drained {
+            let _ = job
+                .reply
+                .send(Err(TaskError::Lost("the cluster shut down".into())));
+        }
+        self.shared.work_ready.notify_all();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        tracing::info!("embedded cluster stopped");
+    }
+}
+
+pub(crate) type Reply = Result<Value, TaskError>;
+
+struct Job {
+    id: TaskId,
+    name: Arc<str>,
+    input: Value,
+    submitter: Submitter,
+    queued_at: Instant,
+    cancel: Arc<AtomicBool>,
+    progress: watch::Sender<f64>,
+    reply: oneshot::Sender<Reply>,
+}
+
+struct Live {
+    info: TaskInfo,
+    cancel: Arc<AtomicBool>,
+}
+
+struct Inner {
+    queue: FairQueue<Submitter, Job>,
+    live: HashMap<TaskId, Live>,
+    workers: Vec<WorkerStats>,
+    totals: Totals,
+    recent: VecDeque<FinishedTask>,
+    shutdown: bool,
+}
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    work_ready: Condvar,
+    events: broadcast::Sender<ClusterEvent>,
+    pub(crate) registry: Registry,
+    next_id: AtomicU64,
+    recent_capacity: usize,
+    process: Mutex<ProcessProbe>,
+}
+
+/// Why the embedded backend refused a submission.
+pub(crate) enum Refusal {
+    Full(usize),
+    ShutDown,
+}
+
+pub(crate) struct Accepted {
+    pub id: TaskId,
+    pub reply: oneshot::Receiver<Reply>,
+    pub progress: watch::Receiver<f64>,
+}
+
+impl Shared {
+    fn emit(&self, task: TaskId, name: &Arc<str>, submitter: &Submitter, kind: EventKind) {
+        // An error only means nobody listens right now.
+        let _ = self.events.send(ClusterEvent {
+            task,
+            name: name.clone(),
+            submitter: submitter.clone(),
+            at_ms: now_ms(),
+            kind,
+        });
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn submit(
+        &self,
+        name: &'static str,
+        input: Value,
+        submitter: &Submitter,
+    ) -> Result<Accepted, Refusal> {
+        let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let name: Arc<str> = Arc::from(name);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let (progress_tx, progress_rx) = watch::channel(0.0);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let info = TaskInfo {
+            id,
+            task: name.to_string(),
+            input: input.clone(),
+            submitter: submitter.clone(),
+            state: TaskState::Queued,
+            worker: None,
+            queued_at_ms: now_ms(),
+            started_at_ms: None,
+            progress: 0.0,
+        };
+        let job = Job {
+            id,
+            name: name.clone(),
+            input,
+            submitter: submitter.clone(),
+            queued_at: Instant::now(),
+            cancel: cancel.clone(),
+            progress: progress_tx,
+            reply: reply_tx,
+        };
+        {
+            let mut inner = self.inner.lock();
+            if inner.shutdown {
+                return Err(Refusal::ShutDown);
+            }
+            let capacity = inner.queue.capacity();
+            if inner.queue.push(submitter.clone(), job).is_err() {
+                return Err(Refusal::Full(capacity));
+            }
+            inner.live.insert(id, Live { info, cancel });
+            inner.totals.submitted += 1;
+        }
+        self.work_ready.notify_one();
+        self.emit(id, &name, submitter, EventKind::Queued);
+        Ok(Accepted {
+            id,
+            reply: reply_rx,
+            progress: progress_rx,
+        })
+    }
+
+    /// Cancels a queued or running task; false when it is neither.
+    pub(crate) fn cancel(&self, id: TaskId) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(live) = inner.live.get(&id) else {
+            return false;
+        };
+        if live.info.state == TaskState::Running {
+            // The worker notices at its next checkpoint and reports the cancellation.
+            live.cancel.store(true, Ordering::Relaxed);
+            return true;
+        }
+        let submitter = live.info.submitter.clone();
+        let Some(job) = inner.queue.remove(&submitter, |job| job.id == id) else {
+            return false;
+        };
+        let live = inner.live.remove(&id).expect("queued task is live");
+        inner.totals.cancelled += 1;
+        self.record(&mut inner, &live.info, TaskState::Cancelled, None, 0);
+        drop(inner);
+        let _ = job.reply.send(Err(TaskError::Cancelled));
+        self.emit(
+            id,
+            &job.name,
+            &submitter,
+            EventKind::Cancelled { worker: None },
+        );
+        true
+    }
+
+    pub(crate) fn unfinished(&self, submitter: &Submitter) -> Vec<TaskInfo> {
+        let inner = self.inner.lock();
+        let mut tasks: Vec<TaskInfo> = inner
+            .live
+            .values()
+            .filter(|live| &live.info.submitter == submitter)
+            .map(|live| live.info.clone())
+            .collect();
+        drop(inner);
+        tasks.sort_by_key(|t| t.id);
+        tasks
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.inner.lock().workers.len()
+    }
+
+    pub(crate) fn stats(&self) -> ClusterStats {
+        let process = self.process.lock().sample();
+        let inner = self.inner.lock();
+        let mut totals = inner.totals;
+        totals.queued = inner.queue.len() as u64;
+        totals.running = inner
+            .workers
+            .iter()
+            .filter(|w| w.state == WorkerState::Busy)
+            .count() as u64;
+        ClusterStats {
+            at_ms: now_ms(),
+            workers: inner.workers.clone(),
+            totals,
+            queue_capacity: inner.queue.capacity(),
+            recent: inner.recent.iter().cloned().collect(),
+            process,
+        }
+    }
+
+    fn record(
+        &self,
+        inner: &mut Inner,
+        info: &TaskInfo,
+        state: TaskState,
+        error: Option<String>,
+        output_bytes: usize,
+    ) {
+        if self.recent_capacity == 0 {
+            return;
+        }
+        if inner.recent.len() == self.recent_capacity {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(FinishedTask {
+            id: info.id,
+            name: Arc::from(info.task.as_str()),
+            submitter: info.submitter.clone(),
+            state,
+            worker: info.worker,
+            queued_at_ms: info.queued_at_ms,
+            started_at_ms: info.started_at_ms,
+            ended_at_ms: now_ms(),
+            error,
+            output_bytes,
+        });
+    }
+
+    /// Blocks until there is a job for worker `id`, or returns None at shutdown.
+    fn next_job(&self, id: usize) -> Option<Job> {
+        let mut inner = self.inner.lock();
+        loop {
+            if inner.shutdown {
+                inner.workers[id].state = WorkerState::Stopped;
+                return None;
+            }
+            if let Some(job) = inner.queue.pop() {
+                let started_at_ms = now_ms();
+                if let Some(live) = inner.live.get_mut(&job.id) {
+                    live.info.state = TaskState::Running;
+                    live.info.worker = Some(id);
+                    live.info.started_at_ms = Some(started_at_ms);
+                }
+                let worker = &mut inner.workers[id];
+                worker.state = WorkerState::Busy;
+                worker.current = Some(job.id);
+                worker.current_task = Some(job.name.clone());
+                return Some(job);
+            }
+            self.work_ready.wait(&mut inner);
+        }
+    }
+}
+
+fn worker_loop(shared: &Shared, worker: usize) {
+    while let Some(job) = shared.next_job(worker) {
+        run_job(shared, worker, job);
+    }
+}
+
+fn run_job(shared: &Shared, worker: usize, job: Job) {
+    let started = Instant::now();
+    let wait_ms = millis(started - job.queued_at);
+    shared.emit(
+        job.id,
+        &job.name,
+        &job.submitter,
+        EventKind::Started { worker, wait_ms },
+    );
+    tracing::debug!(worker, task = %job.id, name = %job.name, input = %job.input, "start");
+
+    let publish = |fraction: f64| {
+        job.progress.send_replace(fraction);
+        if let Some(live) = shared.inner.lock().live.get_mut(&job.id) {
+            live.info.progress = fraction;
+        }
+        shared.emit(
+            job.id,
+            &job.name,
+            &job.submitter,
+            EventKind::Progress { worker, fraction },
+        );
+    };
+    let ctx = TaskContext::new(&job.cancel, &publish);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        shared.registry.run(&job.name, job.input, &ctx)
+    }))
+    .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
+    let compute_ms = millis(started.elapsed());
+
+    let output_bytes = match &outcome {
+        Ok(value) => serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let (state, kind) = match &outcome {
+        Ok(_) => (
+            TaskState::Finished,
+            EventKind::Finished {
+                worker,
+                compute_ms,
+                output_bytes,
+            },
+        ),
+        Err(TaskError::Cancelled) => (
+            TaskState::Cancelled,
+            EventKind::Cancelled {
+                worker: Some(worker),
+            },
+        ),
+        Err(error) => (
+            TaskState::Failed,
+            EventKind::Failed {
+                worker: Some(worker),
+                error: error.clone(),
+            },
+        ),
+    };
+    {
+        let mut inner = shared.inner.lock();
+        if let Some(live) = inner.live.remove(&job.id) {
+            let error = outcome.as_ref().err().map(ToString::to_string);
+            shared.record(&mut inner, &live.info, state, error, output_bytes);
+        }
+        match state {
+            TaskState::Finished => inner.totals.finished += 1,
+            TaskState::Cancelled => inner.totals.cancelled += 1,
+            _ => inner.totals.failed += 1,
+        }
+        let stats = &mut inner.workers[worker];
+        stats.state = WorkerState::Idle;
+        stats.current = None;
+        stats.current_task = None;
+        stats.tasks_done += 1;
+        stats.busy_ms += compute_ms;
+    }
+    match &outcome {
+        Ok(_) => {
+            tracing::debug!(worker, task = %job.id, name = %job.name, compute_ms, "end");
+        }
+        Err(error) => {
+            tracing::info!(worker, task = %job.id, name = %job.name, compute_ms, %error, "end");
+        }
+    }
+    shared.emit(job.id, &job.name, &job.submitter, kind);
+    // The submitter may have stopped waiting; the result is then simply dropped.
+    let _ = job.reply.send(outcome);
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Reads this process's CPU and memory through `sysinfo`.
+struct ProcessProbe {
+    system: sysinfo::System,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl ProcessProbe {
+    fn new() -> Self {
+        Self {
+            system: sysinfo::System::new(),
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+
+    fn sample(&mut self) -> ProcessStats {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let Some(pid) = self.pid else {
+            return ProcessStats {
+                cores,
+                ..ProcessStats::default()
+            };
+        };
+        self.system.refresh_processes_specifics(
+            sysinfo::ProcessesToUpdate::Some(&[pid]),
+            true,
+            sysinfo::ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory(),
+        );
+        self.system
+            .process(pid)
+            .map(|p| ProcessStats {
+                cpu_percent: p.cpu_usage(),
+                memory_bytes: p.memory(),
+                cores,
+            })
+            .unwrap_or(ProcessStats {
+                cores,
+                ..ProcessStats::default()
+            })
+    }
+}

@@ -1,0 +1,73 @@
+//! Point-in-time statistics of a cluster, for dashboards.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Submitter, TaskId, TaskState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    Idle,
+    Busy,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub id: usize,
+    pub state: WorkerState,
+    pub current: Option<TaskId>,
+    pub current_task: Option<Arc<str>>,
+    pub tasks_done: u64,
+    /// Time spent running tasks since the worker started.
+    pub busy_ms: f64,
+}
+
+/// Task counts: `queued` and `running` now, the rest since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub submitted: u64,
+    pub queued: u64,
+    pub running: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+/// A task that has ended, kept in a bounded ring for task-stream views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishedTask {
+    pub id: TaskId,
+    pub name: Arc<str>,
+    pub submitter: Submitter,
+    pub state: TaskState,
+    /// None when it was cancelled before a worker took it.
+    pub worker: Option<usize>,
+    pub queued_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub ended_at_ms: u64,
+    pub error: Option<String>,
+    pub output_bytes: usize,
+}
+
+/// CPU and memory of the process hosting the workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// Since the previous snapshot; 100 % per fully used core.
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+    pub cores: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStats {
+    pub at_ms: u64,
+    pub workers: Vec<WorkerStats>,
+    pub totals: Totals,
+    pub queue_capacity: usize,
+    /// Oldest first.
+    pub recent: Vec<FinishedTask>,
+    pub process: ProcessStats,
+}

@@ -1,0 +1,5 @@
+//! The tasks Offload ships, one per file.
+
+mod fibonacci;
+
+pub use fibonacci::Fibonacci;
