@@ -1,1 +1,74 @@
+//! Offload's web app: pages, components and server functions, rendered on the server and
+//! hydrated in the browser. Knows nothing of threads or of where workers run: it talks to the
+//! cluster only through `cluster::Client`, and only on the server (`ssr` feature).
 
+pub mod components;
+mod error;
+pub mod live;
+pub mod model;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+pub use error::AppError;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::StaticSegment;
+use leptos_router::components::{A, Route, Router, Routes};
+
+use crate::components::Footer;
+use crate::pages::not_found::NotFound;
+use crate::pages::tasks::TaskPage;
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                // No favicon request, so no 404 in the console.
+                <link rel="icon" href="data:," />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/offload.css" />
+        <Title text="Fibonacci Tasks" />
+        <Router>
+            <header class="topbar">
+                <span class="brand">"Offload"</span>
+                <nav aria-label="Main">
+                    <A href="/" exact=true>"Tasks"</A>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=NotFound>
+                    <Route path=StaticSegment("") view=TaskPage />
+                </Routes>
+            </main>
+            <Footer />
+        </Router>
+    }
+}
+
+/// The WASM entry point: attaches the app to the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

@@ -1,0 +1,79 @@
+# Offload's two commands: `make run` and `make test`. Both install what is missing first, and a
+# second run installs and rebuilds nothing that is up to date.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+# wasm-opt comes from npm's binaryen 132 (end2end/package.json): Debian's binaryen 108 produces
+# WASM that builds fine and then breaks hydration, so ours must come first on PATH.
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+
+CARGO_LEPTOS_VERSION := 0.3.11
+# cargo-leptos 0.3.11 needs rustc 1.96 to build (the project itself builds on 1.95).
+CARGO_LEPTOS_RUST := 1.96.0
+# The CLI must be exactly the wasm-bindgen the WASM was built with: read it from the lock file.
+WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
+NODE_STAMP := end2end/node_modules/.package-lock.json
+WASM := target/site/pkg/offload.wasm
+
+# Flags for `make run`, e.g. `make run ARGS="--addr 0.0.0.0:8080 --workers 8"`.
+ARGS ?=
+
+.PHONY: run test setup tools node chromium build lint unit e2e size bench
+
+## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
+run: build
+	./target/release/offload $(ARGS)
+
+## test: formatting, clippy (ssr and hydrate), unit and integration tests, then Playwright on the release build
+test: lint unit e2e
+
+setup: tools node
+
+tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-unknown-unknown
+	@if ! cargo leptos --version 2>/dev/null | grep -qw "$(CARGO_LEPTOS_VERSION)"; then \
+	  rustup toolchain list | grep -q "^$(CARGO_LEPTOS_RUST)" \
+	    || rustup toolchain install $(CARGO_LEPTOS_RUST) --profile minimal; \
+	  cargo +$(CARGO_LEPTOS_RUST) install cargo-leptos --version $(CARGO_LEPTOS_VERSION) \
+	    --locked --features no_downloads; \
+	fi
+	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }
+	@# Not --locked: its lock wants a webpki-roots release the registry mirror lacks.
+	@if ! wasm-bindgen --version 2>/dev/null | grep -qw "$(WASM_BINDGEN_VERSION)"; then \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): end2end/package-lock.json end2end/package.json
+	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
+
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+build: setup
+	cargo leptos build --release
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p app --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test --workspace
+
+e2e: build chromium
+	cd end2end && npx playwright test
+
+## size: the release WASM, raw and gzipped
+size: build
+	@printf 'offload.wasm: %s bytes raw, %s bytes gzip -9\n' \
+	  "$$(stat -c %s $(WASM))" "$$(gzip -9 -c $(WASM) | wc -c)"
+
+## bench: the cluster's round trip, throughput and fibonacci(32) figures
+bench:
+	cargo bench -p cluster --bench cluster

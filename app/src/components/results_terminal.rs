@@ -1,0 +1,43 @@
+//! "Results": a terminal-like log of finished tasks that follows the newest line.
+
+use leptos::html::Div;
+use leptos::prelude::*;
+
+use crate::live::LiveStore;
+use crate::model::Outcome;
+
+#[component]
+pub fn ResultsTerminal(store: LiveStore) -> impl IntoView {
+    let terminal = NodeRef::<Div>::new();
+    Effect::new(move |_| {
+        store.lines.track();
+        if let Some(el) = terminal.get() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+    view! {
+        <section class="results">
+            <h2 id="results-heading">"Results"</h2>
+            <div
+                class="terminal"
+                role="log"
+                aria-live="polite"
+                aria-labelledby="results-heading"
+                node_ref=terminal
+            >
+                <For
+                    each=move || store.lines.get().into_iter().enumerate()
+                    key=|(i, line)| (*i, line.task)
+                    let:((_, line))
+                >
+                    <div class=match line.outcome {
+                        Outcome::Finished => "line finished",
+                        Outcome::Failed => "line failed",
+                        Outcome::Cancelled => "line cancelled",
+                        Outcome::Lost => "line lost",
+                    }>{line.text}</div>
+                </For>
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,106 @@
+//! "Task queue": the seed's one-line list of n, then one row per task with its state, a live
+//! progress bar, elapsed time and a Cancel button.
+
+use leptos::prelude::*;
+
+use crate::live::LiveStore;
+use crate::model::{QueuedTask, TaskStatus, queue_label};
+use crate::pages::tasks::cancel_task;
+
+#[component]
+pub fn TaskQueue(store: LiveStore) -> impl IntoView {
+    let now_ms = clock(store);
+    view! {
+        <section class="queue" aria-labelledby="queue-heading">
+            <h2 id="queue-heading">{move || store.tasks.with(|t| queue_label(t))}</h2>
+            <ul class="task-rows" aria-label="Unfinished tasks">
+                <For each=move || store.tasks.get() key=|task| task.id let:task>
+                    <TaskRow id=task.id n=task.n submitted_at_ms=task.submitted_at_ms store now_ms />
+                </For>
+            </ul>
+        </section>
+    }
+}
+
+/// The server's "now" in ms, ticking ten times a second in the browser.
+fn clock(store: LiveStore) -> Signal<f64> {
+    let now = RwSignal::new(0.0);
+    #[cfg(feature = "hydrate")]
+    {
+        let tick =
+            move || now.set(crate::live::js_sys_now() + store.clock_offset_ms.get_untracked());
+        tick();
+        if let Ok(handle) = set_interval_with_handle(tick, std::time::Duration::from_millis(100)) {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = store;
+    now.into()
+}
+
+#[component]
+fn TaskRow(
+    id: u64,
+    n: i64,
+    submitted_at_ms: u64,
+    store: LiveStore,
+    now_ms: Signal<f64>,
+) -> impl IntoView {
+    let current = move || {
+        store
+            .tasks
+            .with(|tasks| tasks.iter().find(|t| t.id == id).cloned())
+    };
+    let status = move || current().map_or(TaskStatus::Queued, |t: QueuedTask| t.status);
+    let percent = move || current().map_or(0.0, |t| t.progress * 100.0);
+    let elapsed = move || {
+        let ms = (now_ms.get() - submitted_at_ms as f64).max(0.0);
+        format!("{:.1}s", ms / 1e3)
+    };
+    let cancelling = RwSignal::new(false);
+    let problem = RwSignal::new(None::<String>);
+    let cancel = move |_| {
+        cancelling.set(true);
+        leptos::task::spawn_local(async move {
+            if let Err(e) = cancel_task(id).await {
+                problem.set(Some(e.to_string()));
+                cancelling.set(false);
+            }
+        });
+    };
+    let label = format!("fibonacci({n})");
+    view! {
+        <li class="task-row" data-status=move || format!("{:?}", status()).to_lowercase()>
+            <span class="task-name">{label.clone()}</span>
+            <span class="task-status">
+                {move || match status() {
+                    TaskStatus::Queued => "queued",
+                    TaskStatus::Running => "running",
+                }}
+            </span>
+            <div
+                class="bar"
+                role="progressbar"
+                aria-label=format!("{label} progress")
+                aria-valuemin="0"
+                aria-valuemax="100"
+                aria-valuenow=move || format!("{:.1}", percent())
+            >
+                <div class="fill" style:width=move || format!("{:.1}%", percent())></div>
+            </div>
+            <span class="task-percent">{move || format!("{:.1}%", percent())}</span>
+            <span class="task-elapsed">{elapsed}</span>
+            <button
+                type="button"
+                class="cancel"
+                aria-label=format!("Cancel {label}")
+                disabled=move || cancelling.get()
+                on:click=cancel
+            >
+                {move || if cancelling.get() { "Cancelling…" } else { "Cancel" }}
+            </button>
+            <span class="row-error" role="alert">{move || problem.get()}</span>
+        </li>
+    }
+}

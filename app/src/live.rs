@@ -1,0 +1,267 @@
+//! The page's side of the live stream: a store of signals that [`PageUpdate`]s are applied to, and
+//! (in the browser) one `EventSource` that reconnects with backoff and says so while it does.
+
+use leptos::prelude::*;
+
+use crate::model::{Outcome, PageUpdate, QueuedTask, TerminalLine};
+
+/// Where the live stream stands, as the page shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    /// Lost; the next attempt is in this many seconds.
+    Retrying(u32),
+}
+
+/// The session's queue and terminal as this page knows them.
+#[derive(Clone, Copy)]
+pub struct LiveStore {
+    pub tasks: RwSignal<Vec<QueuedTask>>,
+    pub lines: RwSignal<Vec<TerminalLine>>,
+    pub connection: RwSignal<Connection>,
+    /// The server's clock minus the browser's, for elapsed times.
+    pub clock_offset_ms: RwSignal<f64>,
+    boot: RwSignal<Option<u64>>,
+}
+
+impl LiveStore {
+    pub fn new() -> Self {
+        Self {
+            tasks: RwSignal::new(Vec::new()),
+            lines: RwSignal::new(Vec::new()),
+            connection: RwSignal::new(Connection::Connecting),
+            clock_offset_ms: RwSignal::new(0.0),
+            boot: RwSignal::new(None),
+        }
+    }
+
+    /// Applies one update from the server; `browser_now_ms` is the page's clock.
+    pub fn apply(&self, update: PageUpdate, browser_now_ms: f64) {
+        match update {
+            PageUpdate::Snapshot {
+                boot,
+                server_now_ms,
+                tasks,
+                lines,
+            } => {
+                self.clock_offset_ms
+                    .set(server_now_ms as f64 - browser_now_ms);
+                let restarted = self.boot.get_untracked().is_some_and(|b| b != boot);
+                self.boot.set(Some(boot));
+                if restarted {
+                    // The new server knows nothing of our tasks: say so, keep what we saw.
+                    let lost: Vec<TerminalLine> = self
+                        .tasks
+                        .get_untracked()
+                        .iter()
+                        .map(|t| TerminalLine {
+                            task: t.id,
+                            outcome: Outcome::Lost,
+                            text: format!(
+                                "fibonacci({}) lost: the server restarted before it finished",
+                                t.n
+                            ),
+                        })
+                        .collect();
+                    self.lines
+                        .update(|l| l.extend(lost.into_iter().chain(lines)));
+                } else {
+                    self.lines.set(lines);
+                }
+                self.tasks.set(tasks);
+            }
+            PageUpdate::Task(task) => {
+                self.tasks
+                    .update(|tasks| match tasks.iter_mut().find(|t| t.id == task.id) {
+                        Some(known) => {
+                            let progress = known.progress.max(task.progress);
+                            *known = task;
+                            known.progress = progress;
+                        }
+                        None => {
+                            tasks.push(task);
+                            tasks.sort_by_key(|t| t.id);
+                        }
+                    })
+            }
+            PageUpdate::Done(line) => {
+                self.tasks
+                    .update(|tasks| tasks.retain(|t| t.id != line.task));
+                self.lines.update(|lines| {
+                    if !lines.iter().any(|l| l.task == line.task) {
+                        lines.push(line);
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Default for LiveStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Opens the stream and keeps it open for the life of the calling component.
+#[cfg(feature = "hydrate")]
+pub fn connect(store: LiveStore) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let alive = Rc::new(RefCell::new(None::<browser::Stream>));
+    browser::open(store, alive.clone(), 0);
+    let alive = send_wrapper::SendWrapper::new(alive);
+    on_cleanup(move || {
+        if let Some(stream) = alive.borrow_mut().take() {
+            stream.close();
+        }
+    });
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use leptos::prelude::*;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    use web_sys::{EventSource, MessageEvent};
+
+    use super::{Connection, LiveStore};
+    use crate::model::PageUpdate;
+
+    pub struct Stream {
+        source: EventSource,
+        _on_open: Closure<dyn FnMut()>,
+        _on_message: Closure<dyn FnMut(MessageEvent)>,
+        _on_error: Closure<dyn FnMut()>,
+    }
+
+    impl Stream {
+        pub fn close(&self) {
+            self.source.close();
+        }
+    }
+
+    type Slot = Rc<RefCell<Option<Stream>>>;
+
+    /// 0.5 s, 1 s, 2 s … up to 8 s between attempts.
+    fn backoff_ms(attempt: u32) -> u32 {
+        500u32.saturating_mul(1 << attempt.min(4))
+    }
+
+    pub fn open(store: LiveStore, slot: Slot, attempt: u32) {
+        let Ok(source) = EventSource::new("/api/events") else {
+            retry(store, slot, attempt);
+            return;
+        };
+        let on_open = Closure::<dyn FnMut()>::new(move || store.connection.set(Connection::Live));
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
+            match serde_json::from_str::<PageUpdate>(&text) {
+                Ok(update) => store.apply(update, js_sys_now()),
+                Err(error) => leptos::logging::warn!("unreadable update: {error}"),
+            }
+        });
+        let error_slot = slot.clone();
+        let on_error = Closure::<dyn FnMut()>::new(move || {
+            // EventSource would retry at a fixed pace; we close it and back off instead.
+            if let Some(stream) = error_slot.borrow_mut().take() {
+                stream.close();
+            }
+            retry(store, error_slot.clone(), attempt + 1);
+        });
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        *slot.borrow_mut() = Some(Stream {
+            source,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_error: on_error,
+        });
+    }
+
+    fn retry(store: LiveStore, slot: Slot, attempt: u32) {
+        let delay = backoff_ms(attempt);
+        store
+            .connection
+            .set(Connection::Retrying(delay.div_ceil(1000)));
+        set_timeout(
+            move || open(store, slot, attempt),
+            std::time::Duration::from_millis(delay.into()),
+        );
+    }
+
+    pub fn js_sys_now() -> f64 {
+        js_sys::Date::now()
+    }
+}
+
+#[cfg(feature = "hydrate")]
+pub use browser::js_sys_now;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskStatus;
+
+    fn task(id: u64, progress: f64) -> QueuedTask {
+        QueuedTask {
+            id,
+            n: id as i64,
+            status: TaskStatus::Running,
+            progress,
+            submitted_at_ms: 0,
+        }
+    }
+
+    fn snapshot(boot: u64, tasks: Vec<QueuedTask>) -> PageUpdate {
+        PageUpdate::Snapshot {
+            boot,
+            server_now_ms: 0,
+            tasks,
+            lines: vec![],
+        }
+    }
+
+    #[test]
+    fn a_restart_reports_unfinished_tasks_as_lost() {
+        Owner::new().with(|| {
+            let store = LiveStore::new();
+            store.apply(snapshot(1, vec![task(7, 0.5)]), 0.0);
+            store.apply(snapshot(1, vec![task(7, 0.6)]), 0.0); // reconnect, same server
+            assert!(store.lines.get_untracked().is_empty());
+            store.apply(snapshot(2, vec![]), 0.0); // a new server
+            let lines = store.lines.get_untracked();
+            assert_eq!(lines.len(), 1);
+            assert_eq!(lines[0].outcome, Outcome::Lost);
+            assert!(lines[0].text.starts_with("fibonacci(7) lost"));
+            assert!(store.tasks.get_untracked().is_empty());
+        });
+    }
+
+    #[test]
+    fn progress_never_goes_backwards_and_done_tasks_leave_the_queue() {
+        Owner::new().with(|| {
+            let store = LiveStore::new();
+            store.apply(PageUpdate::Task(task(1, 0.5)), 0.0);
+            store.apply(PageUpdate::Task(task(1, 0.2)), 0.0);
+            assert_eq!(store.tasks.get_untracked()[0].progress, 0.5);
+            let line = TerminalLine {
+                task: 1,
+                outcome: Outcome::Finished,
+                text: "fibonacci(1)=1 in 0.001sec".into(),
+            };
+            store.apply(PageUpdate::Done(line.clone()), 0.0);
+            store.apply(PageUpdate::Done(line), 0.0); // a duplicate after a resync
+            assert!(store.tasks.get_untracked().is_empty());
+            assert_eq!(store.lines.get_untracked().len(), 1);
+        });
+    }
+}

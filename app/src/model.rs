@@ -1,0 +1,158 @@
+//! Types and rules shared by the browser and the server: what a queued task and a terminal line
+//! look like, the live updates a page receives, and the validation of `n` (checked in the
+//! browser for an immediate message, enforced again on the server).
+
+use serde::{Deserialize, Serialize};
+
+/// Largest n the cluster accepts: fibonacci(94) does not fit in 64 bits. A test on the server
+/// side keeps it equal to the cluster's own bound.
+pub const MAX_N: i64 = 93;
+
+/// Parses what the user typed as `n`, or says what is wrong with it.
+pub fn parse_n(raw: &str) -> Result<i64, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("Enter a whole number n from 0 to 93.".into());
+    }
+    let n: i64 = raw
+        .parse()
+        .map_err(|_| format!("n must be a whole number (got {raw:?})."))?;
+    validate_n(n)?;
+    Ok(n)
+}
+
+/// The range check alone, for numbers that arrive already parsed.
+pub fn validate_n(n: i64) -> Result<(), String> {
+    if n < 0 {
+        Err(format!("n must be 0 or more (got {n})."))
+    } else if n > MAX_N {
+        Err(format!(
+            "n must be at most {MAX_N}: fibonacci({}) does not fit in 64 bits, and the naive \
+             recursion's time grows about 1.6× with every +1.",
+            MAX_N + 1
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+}
+
+/// One of a session's unfinished tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedTask {
+    pub id: u64,
+    pub n: i64,
+    pub status: TaskStatus,
+    /// From 0.0 to 1.0.
+    pub progress: f64,
+    /// Server clock, ms since the Unix epoch.
+    pub submitted_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Finished,
+    Failed,
+    Cancelled,
+    Lost,
+}
+
+/// One line of the results terminal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TerminalLine {
+    /// The task it reports on.
+    pub task: u64,
+    pub outcome: Outcome,
+    pub text: String,
+}
+
+/// What a task page receives on its one live stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum PageUpdate {
+    /// The whole state: sent first on every (re)connection and after the page fell behind.
+    Snapshot {
+        /// Changes when the server restarts: the page then reports its unfinished tasks as lost.
+        boot: u64,
+        server_now_ms: u64,
+        tasks: Vec<QueuedTask>,
+        lines: Vec<TerminalLine>,
+    },
+    /// A task was queued, started or progressed.
+    Task(QueuedTask),
+    /// A task ended: it leaves the queue and its line joins the terminal.
+    Done(TerminalLine),
+}
+
+/// What the footer shows about the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub version: String,
+    pub workers: usize,
+    pub backend: String,
+}
+
+/// The seed's queue text: `Task queue: [3, 4]`.
+pub fn queue_label(tasks: &[QueuedTask]) -> String {
+    let ns: Vec<String> = tasks.iter().map(|t| t.n.to_string()).collect();
+    format!("Task queue: [{}]", ns.join(", "))
+}
+
+/// Seconds with millisecond precision, as the terminal prints them.
+pub fn secs(ms: f64) -> String {
+    format!("{:.3}", ms / 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_n_accepts_whole_numbers_in_range() {
+        assert_eq!(parse_n("0"), Ok(0));
+        assert_eq!(parse_n(" 12 "), Ok(12));
+        assert_eq!(parse_n("93"), Ok(93));
+    }
+
+    #[test]
+    fn parse_n_explains_every_refusal() {
+        assert!(parse_n("").unwrap_err().contains("Enter a whole number"));
+        assert!(parse_n("2.5").unwrap_err().contains("whole number"));
+        assert!(parse_n("abc").unwrap_err().contains("whole number"));
+        assert!(parse_n("1e3").unwrap_err().contains("whole number"));
+        assert!(parse_n("-1").unwrap_err().contains("0 or more"));
+        let too_big = parse_n("94").unwrap_err();
+        assert!(too_big.contains("at most 93") && too_big.contains("1.6×"));
+    }
+
+    #[test]
+    fn queue_label_matches_the_seed() {
+        let task = |n| QueuedTask {
+            id: n as u64,
+            n,
+            status: TaskStatus::Queued,
+            progress: 0.0,
+            submitted_at_ms: 0,
+        };
+        assert_eq!(queue_label(&[]), "Task queue: []");
+        assert_eq!(queue_label(&[task(34), task(35)]), "Task queue: [34, 35]");
+    }
+
+    #[test]
+    fn updates_round_trip_as_json() {
+        let update = PageUpdate::Done(TerminalLine {
+            task: 7,
+            outcome: Outcome::Finished,
+            text: "fibonacci(20)=6765 in 0.001sec".into(),
+        });
+        let json = serde_json::to_string(&update).unwrap();
+        assert_eq!(serde_json::from_str::<PageUpdate>(&json).unwrap(), update);
+    }
+}
