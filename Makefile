@@ -16,6 +16,11 @@ CARGO_LEPTOS_RUST := 1.96.0
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
 NODE_STAMP := end2end/node_modules/.package-lock.json
 WASM := target/site/pkg/offload.wasm
+BINARY := target/release/offload
+# What the release build is made from: cargo-leptos always reruns wasm-bindgen and wasm-opt, so
+# make decides whether a build is needed at all.
+SOURCES := $(shell find app cluster server style -type f -not -path '*/target/*') \
+	Cargo.toml Cargo.lock
 
 # Flags for `make run`, e.g. `make run ARGS="--addr 0.0.0.0:8080 --workers 8"`.
 ARGS ?=
@@ -24,7 +29,7 @@ ARGS ?=
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
-	./target/release/offload $(ARGS)
+	./$(BINARY) $(ARGS)
 
 ## test: formatting, clippy (ssr and hydrate), unit and integration tests, then Playwright on the release build
 test: lint unit e2e
@@ -55,8 +60,11 @@ $(NODE_STAMP): end2end/package-lock.json end2end/package.json
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
-build: setup
+build: $(BINARY)
+
+$(BINARY): $(SOURCES) | setup
 	cargo leptos build --release
+	@touch $@
 
 lint: setup
 	cargo fmt --all -- --check

@@ -72,6 +72,13 @@ impl LiveStore {
                 self.tasks.set(tasks);
             }
             PageUpdate::Task(task) => {
+                // The submit answer races the stream: a fast task's result may come first.
+                if self
+                    .lines
+                    .with_untracked(|lines| lines.iter().any(|l| l.task == task.id))
+                {
+                    return;
+                }
                 self.tasks
                     .update(|tasks| match tasks.iter_mut().find(|t| t.id == task.id) {
                         Some(known) => {
@@ -262,6 +269,23 @@ mod tests {
             store.apply(PageUpdate::Done(line), 0.0); // a duplicate after a resync
             assert!(store.tasks.get_untracked().is_empty());
             assert_eq!(store.lines.get_untracked().len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_submit_answer_arriving_after_the_result_does_not_requeue_the_task() {
+        Owner::new().with(|| {
+            let store = LiveStore::new();
+            store.apply(
+                PageUpdate::Done(TerminalLine {
+                    task: 3,
+                    outcome: Outcome::Finished,
+                    text: "fibonacci(3)=2 in 0.001sec".into(),
+                }),
+                0.0,
+            );
+            store.apply(PageUpdate::Task(task(3, 0.0)), 0.0);
+            assert!(store.tasks.get_untracked().is_empty());
         });
     }
 }
