@@ -2,6 +2,7 @@ import { defineConfig } from '@playwright/test';
 
 // The suite starts the release build itself, on its own port, and stops it afterwards.
 const PORT = Number(process.env.OFFLOAD_E2E_PORT ?? 3100);
+export const DASHBOARD_PORT = PORT + 1;
 
 export default defineConfig({
   testDir: './tests',
@@ -29,7 +30,9 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `./target/release/offload --addr 127.0.0.1:${PORT}`,
+    command:
+      `./target/release/offload --addr 127.0.0.1:${PORT} ` +
+      `--dashboard-addr 127.0.0.1:${DASHBOARD_PORT} --dashboard-url http://127.0.0.1:${DASHBOARD_PORT}/status`,
     cwd: '..',
     url: `http://127.0.0.1:${PORT}/`,
     reuseExistingServer: false,

@@ -3,6 +3,7 @@
 //! cluster only through `cluster::Client`, and only on the server (`ssr` feature).
 
 pub mod components;
+pub mod dashboard;
 mod error;
 pub mod live;
 pub mod model;
@@ -14,10 +15,12 @@ pub use error::AppError;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::StaticSegment;
-use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
+use leptos_router::{ParamSegment, StaticSegment};
 
 use crate::components::Footer;
+use crate::dashboard::pages::{IndividualPage, StatusPage};
+use crate::pages::dashboard::DashboardViewer;
 use crate::pages::not_found::NotFound;
 use crate::pages::tasks::TaskPage;
 
@@ -47,21 +50,36 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Stylesheet id="leptos" href="/pkg/offload.css" />
-        <Title text="Fibonacci Tasks" />
         <Router>
-            <header class="topbar">
-                <span class="brand">"Offload"</span>
-                <nav aria-label="Main">
-                    <A href="/" exact=true>"Tasks"</A>
-                </nav>
-            </header>
-            <main>
-                <Routes fallback=NotFound>
+            <Routes fallback=NotFound>
+                <ParentRoute path=StaticSegment("") view=AppLayout>
                     <Route path=StaticSegment("") view=TaskPage />
-                </Routes>
-            </main>
-            <Footer />
+                    <Route path=StaticSegment("dashboard") view=DashboardViewer />
+                </ParentRoute>
+                // The cluster dashboard's pages: no navigation chrome, they fill their frame.
+                <Route path=StaticSegment("status") view=StatusPage />
+                <Route path=ParamSegment("view") view=IndividualPage />
+            </Routes>
         </Router>
+    }
+}
+
+/// The app's pages: navigation bar, page, footer.
+#[component]
+fn AppLayout() -> impl IntoView {
+    view! {
+        <Title text="Fibonacci Tasks" />
+        <header class="topbar">
+            <span class="brand">"Offload"</span>
+            <nav aria-label="Main">
+                <A href="/" exact=true>"Tasks"</A>
+                <A href="/dashboard">"Dashboard"</A>
+            </nav>
+        </header>
+        <main>
+            <Outlet />
+        </main>
+        <Footer />
     }
 }
 

@@ -111,17 +111,40 @@ impl Default for LiveStore {
     }
 }
 
-/// Opens the stream and keeps it open for the life of the calling component.
+/// Opens the task page's stream and keeps it open for the life of the calling component.
 #[cfg(feature = "hydrate")]
 pub fn connect(store: LiveStore) {
+    follow(
+        "/api/events",
+        store.connection,
+        move |text| match serde_json::from_str::<PageUpdate>(&text) {
+            Ok(update) => store.apply(update, js_sys_now()),
+            Err(error) => leptos::logging::warn!("unreadable update: {error}"),
+        },
+    );
+}
+
+/// Follows the server-sent events at `url` for the life of the calling component, handing
+/// each message to `on_message`; reconnects with backoff and reports its state in `connection`.
+#[cfg(feature = "hydrate")]
+pub fn follow(
+    url: &'static str,
+    connection: RwSignal<Connection>,
+    on_message: impl Fn(String) + 'static,
+) {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    let alive = Rc::new(RefCell::new(None::<browser::Stream>));
-    browser::open(store, alive.clone(), 0);
-    let alive = send_wrapper::SendWrapper::new(alive);
+    let slot = Rc::new(RefCell::new(None::<browser::Stream>));
+    let target = browser::Target {
+        url,
+        connection,
+        on_message: Rc::new(on_message),
+    };
+    browser::open(target, slot.clone(), 0);
+    let slot = send_wrapper::SendWrapper::new(slot);
     on_cleanup(move || {
-        if let Some(stream) = alive.borrow_mut().take() {
+        if let Some(stream) = slot.borrow_mut().take() {
             stream.close();
         }
     });
@@ -137,8 +160,7 @@ mod browser {
     use wasm_bindgen::closure::Closure;
     use web_sys::{EventSource, MessageEvent};
 
-    use super::{Connection, LiveStore};
-    use crate::model::PageUpdate;
+    use super::Connection;
 
     pub struct Stream {
         source: EventSource,
@@ -153,6 +175,13 @@ mod browser {
         }
     }
 
+    #[derive(Clone)]
+    pub struct Target {
+        pub url: &'static str,
+        pub connection: RwSignal<Connection>,
+        pub on_message: Rc<dyn Fn(String)>,
+    }
+
     type Slot = Rc<RefCell<Option<Stream>>>;
 
     /// 0.5 s, 1 s, 2 s … up to 8 s between attempts.
@@ -160,28 +189,27 @@ mod browser {
         500u32.saturating_mul(1 << attempt.min(4))
     }
 
-    pub fn open(store: LiveStore, slot: Slot, attempt: u32) {
-        let Ok(source) = EventSource::new("/api/events") else {
-            retry(store, slot, attempt);
+    pub fn open(target: Target, slot: Slot, attempt: u32) {
+        let Ok(source) = EventSource::new(target.url) else {
+            retry(target, slot, attempt);
             return;
         };
-        let on_open = Closure::<dyn FnMut()>::new(move || store.connection.set(Connection::Live));
+        let connection = target.connection;
+        let on_open = Closure::<dyn FnMut()>::new(move || connection.set(Connection::Live));
+        let handler = target.on_message.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else {
-                return;
-            };
-            match serde_json::from_str::<PageUpdate>(&text) {
-                Ok(update) => store.apply(update, js_sys_now()),
-                Err(error) => leptos::logging::warn!("unreadable update: {error}"),
+            if let Some(text) = event.data().as_string() {
+                handler(text);
             }
         });
         let error_slot = slot.clone();
+        let error_target = target.clone();
         let on_error = Closure::<dyn FnMut()>::new(move || {
             // EventSource would retry at a fixed pace; we close it and back off instead.
             if let Some(stream) = error_slot.borrow_mut().take() {
                 stream.close();
             }
-            retry(store, error_slot.clone(), attempt + 1);
+            retry(error_target.clone(), error_slot.clone(), attempt + 1);
         });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -194,24 +222,23 @@ mod browser {
         });
     }
 
-    fn retry(store: LiveStore, slot: Slot, attempt: u32) {
+    fn retry(target: Target, slot: Slot, attempt: u32) {
         let delay = backoff_ms(attempt);
-        store
+        target
             .connection
             .set(Connection::Retrying(delay.div_ceil(1000)));
         set_timeout(
-            move || open(store, slot, attempt),
+            move || open(target, slot, attempt),
             std::time::Duration::from_millis(delay.into()),
         );
     }
-
-    pub fn js_sys_now() -> f64 {
-        js_sys::Date::now()
-    }
 }
 
+/// The browser's clock, ms since the Unix epoch.
 #[cfg(feature = "hydrate")]
-pub use browser::js_sys_now;
+pub fn js_sys_now() -> f64 {
+    js_sys::Date::now()
+}
 
 #[cfg(test)]
 mod tests {

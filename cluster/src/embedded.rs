@@ -73,6 +73,7 @@ impl EmbeddedCluster {
                         state: WorkerState::Idle,
                         current: None,
                         current_task: None,
+                        current_started_at_ms: None,
                         tasks_done: 0,
                         busy_ms: 0.0,
                     })
@@ -206,6 +207,7 @@ impl Shared {
         submitter: &Submitter,
     ) -> Result<Accepted, Refusal> {
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let input_bytes = serde_json::to_vec(&input).map_or(0, |v| v.len());
         let name: Arc<str> = Arc::from(name);
         let (reply_tx, reply_rx) = oneshot::channel();
         let (progress_tx, progress_rx) = watch::channel(0.0);
@@ -242,9 +244,11 @@ impl Shared {
             }
             inner.live.insert(id, Live { info, cancel });
             inner.totals.submitted += 1;
+            // Under the lock: no worker can take the job, and report it started, before
+            // listeners have heard that it was queued.
+            self.emit(id, &name, submitter, EventKind::Queued { input_bytes });
         }
         self.work_ready.notify_one();
-        self.emit(id, &name, submitter, EventKind::Queued);
         Ok(Accepted {
             id,
             reply: reply_rx,
@@ -365,6 +369,7 @@ impl Shared {
                 worker.state = WorkerState::Busy;
                 worker.current = Some(job.id);
                 worker.current_task = Some(job.name.clone());
+                worker.current_started_at_ms = Some(started_at_ms);
                 return Some(job);
             }
             self.work_ready.wait(&mut inner);
@@ -450,6 +455,7 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
         stats.state = WorkerState::Idle;
         stats.current = None;
         stats.current_task = None;
+        stats.current_started_at_ms = None;
         stats.tasks_done += 1;
         stats.busy_ms += compute_ms;
     }

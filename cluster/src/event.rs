@@ -38,7 +38,10 @@ pub struct ClusterEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EventKind {
-    Queued,
+    Queued {
+        /// Size of the encoded input.
+        input_bytes: usize,
+    },
     Started {
         worker: usize,
         /// Time spent waiting in the queue.
@@ -69,7 +72,7 @@ impl EventKind {
     /// The task's state once this event has happened.
     pub fn state(&self) -> TaskState {
         match self {
-            Self::Queued => TaskState::Queued,
+            Self::Queued { .. } => TaskState::Queued,
             Self::Started { .. } | Self::Progress { .. } => TaskState::Running,
             Self::Finished { .. } => TaskState::Finished,
             Self::Failed { .. } => TaskState::Failed,

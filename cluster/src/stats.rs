@@ -20,8 +20,11 @@ pub struct WorkerStats {
     pub state: WorkerState,
     pub current: Option<TaskId>,
     pub current_task: Option<Arc<str>>,
+    /// When the current task started (ms since the Unix epoch).
+    pub current_started_at_ms: Option<u64>,
     pub tasks_done: u64,
-    /// Time spent running tasks since the worker started.
+    /// Time spent on finished tasks since the worker started (add the current task's
+    /// elapsed time for the full figure).
     pub busy_ms: f64,
 }
 

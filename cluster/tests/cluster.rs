@@ -263,7 +263,7 @@ async fn progress_rises_monotonically_to_100_percent() {
         match event.kind {
             EventKind::Progress { fraction, .. } => fractions.push(fraction),
             EventKind::Finished { .. } => break,
-            EventKind::Queued | EventKind::Started { .. } => {}
+            EventKind::Queued { .. } | EventKind::Started { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }

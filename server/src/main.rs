@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::ssr::{AppState, SessionConfig, Sessions, refuse_cross_site, session_cookie, stream};
+use app::ssr::dashboard::{dashboard_only, plots, stream as dashboard_stream};
+use app::ssr::state::DashboardUrl;
+use app::ssr::{
+    AppState, DashboardFeed, SessionConfig, Sessions, refuse_cross_site, session_cookie, stream,
+};
 use app::{App, shell};
 use axum::Router;
 use axum::routing::get;
@@ -34,6 +38,25 @@ struct Args {
     /// Results-terminal lines kept per session.
     #[arg(long, env = "OFFLOAD_TERMINAL_LINES", default_value_t = 1000)]
     terminal_lines: usize,
+    /// Address of the cluster dashboard (`/status`, `/individual-*`).
+    #[arg(long, env = "OFFLOAD_DASHBOARD_ADDR", default_value = "127.0.0.1:8787")]
+    dashboard_addr: SocketAddr,
+    /// The dashboard the viewer page shows [env: OFFLOAD_DASHBOARD, then the seed's
+    /// DASK_DASHBOARD; default: http://localhost:8787/status]. A real Dask dashboard works too.
+    #[arg(long)]
+    dashboard_url: Option<String>,
+}
+
+impl Args {
+    fn dashboard_url(&self) -> Result<DashboardUrl, StartError> {
+        let raw = self
+            .dashboard_url
+            .clone()
+            .or_else(|| std::env::var("OFFLOAD_DASHBOARD").ok())
+            .or_else(|| std::env::var("DASK_DASHBOARD").ok())
+            .unwrap_or_else(|| "http://localhost:8787/status".to_owned());
+        DashboardUrl::parse(&raw).map_err(StartError::DashboardUrl)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +70,8 @@ enum StartError {
     },
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    DashboardUrl(String),
 }
 
 #[tokio::main]
@@ -66,6 +91,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
+    let dashboard_url = args.dashboard_url()?;
     let mut leptos_options = get_configuration(None)?.leptos_options;
     if let Some(addr) = args.addr {
         leptos_options.site_addr = addr;
@@ -88,26 +114,39 @@ async fn run(args: Args) -> Result<(), StartError> {
         leptos_options,
         cluster: cluster.client(),
         sessions,
+        dashboard: DashboardFeed::start(cluster.client(), Duration::from_secs(1)),
+        dashboard_url,
     };
-    let routes = generate_route_list(App);
-    let app = Router::new()
+    let app = site(&state)
         .route("/api/events", get(stream::events))
-        .leptos_routes(&state, routes, {
-            let options = state.leptos_options.clone();
-            move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn(refuse_cross_site))
         .layer(axum::middleware::from_fn(session_cookie))
+        .with_state(state.clone());
+    // The app's own origins may frame the dashboard's views.
+    let frame_ancestors: Arc<str> = Arc::from(format!(
+        "'self' http://{addr} http://localhost:{port}",
+        port = addr.port()
+    ));
+    let dashboard = site(&state)
+        .route("/dashboard/stream", get(dashboard_stream))
+        .route("/individual-plots.json", get(plots))
+        .layer(axum::middleware::from_fn_with_state(
+            frame_ancestors,
+            dashboard_only,
+        ))
         .with_state(state);
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let dashboard_addr = args.dashboard_addr;
+    let listener = bind(addr).await?;
+    let dashboard_listener = bind(dashboard_addr).await?;
     tracing::info!("Offload is serving on http://{addr}");
+    tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+    let dashboard_server =
+        axum::serve(dashboard_listener, dashboard).with_graceful_shutdown(shutdown_signal());
     tokio::select! {
         served = server => served.map_err(StartError::Serve)?,
+        served = dashboard_server => served.map_err(StartError::Serve)?,
         // Live streams never end by themselves: give them a moment, then stop anyway.
         () = async { shutdown_signal().await; tokio::time::sleep(Duration::from_secs(2)).await } => {
             tracing::info!("closed the remaining live streams");
@@ -115,6 +154,22 @@ async fn run(args: Args) -> Result<(), StartError> {
     }
     drop(cluster);
     Ok(())
+}
+
+/// The Leptos pages and the built site's files, shared by the app and dashboard listeners.
+fn site(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .leptos_routes(state, generate_route_list(App), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
 use crate::AppError;
-use crate::ssr::Sessions;
+use crate::ssr::{DashboardFeed, Sessions};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,6 +17,10 @@ pub struct AppState {
     pub cluster: cluster::Client,
     /// Each browser session's queue and terminal.
     pub sessions: Arc<Sessions>,
+    /// The cluster dashboard's frames, sampled once a second for every open view.
+    pub dashboard: Arc<DashboardFeed>,
+    /// Where the viewer page points its iframe: the dashboard's `/status` URL.
+    pub dashboard_url: DashboardUrl,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -30,5 +34,69 @@ impl AppState {
     pub fn from_context() -> Result<Self, AppError> {
         leptos::prelude::use_context::<Self>()
             .ok_or_else(|| AppError::Unavailable("the server is not fully started".into()))
+    }
+}
+
+/// A dashboard URL that is known to be http(s), so it is safe to put into a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardUrl(String);
+
+impl DashboardUrl {
+    /// Accepts only absolute http:// or https:// URLs without markup-significant characters.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let lower = raw.to_ascii_lowercase();
+        let rest = lower
+            .strip_prefix("http://")
+            .or_else(|| lower.strip_prefix("https://"))
+            .ok_or_else(|| {
+                format!("the dashboard URL must start with http:// or https:// (got {raw:?})")
+            })?;
+        if rest.is_empty()
+            || raw
+                .chars()
+                .any(|c| c.is_whitespace() || "<>\"'`".contains(c))
+        {
+            return Err(format!(
+                "the dashboard URL {raw:?} is not a valid http(s) URL"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The `/status` page.
+    pub fn status(&self) -> &str {
+        &self.0
+    }
+
+    /// Where the individual views live: the seed's `url.replace("/status", "/")`.
+    pub fn base(&self) -> String {
+        let base = self.0.replace("/status", "/");
+        if base.ends_with('/') {
+            base
+        } else {
+            format!("{base}/")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DashboardUrl;
+
+    #[test]
+    fn only_http_urls_are_accepted() {
+        let url = DashboardUrl::parse("http://localhost:8787/status").unwrap();
+        assert_eq!(url.base(), "http://localhost:8787/");
+        assert!(DashboardUrl::parse("https://dask.example.org/status").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "//evil",
+            "http://",
+            "http://a\"><script>",
+        ] {
+            assert!(DashboardUrl::parse(bad).is_err(), "{bad}");
+        }
     }
 }

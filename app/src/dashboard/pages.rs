@@ -1,0 +1,115 @@
+//! The dashboard listener's pages: `/individual-<name>` (one view filling its frame, no
+//! navigation) and `/status` (an overview of the main views). Each page opens one stream.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use super::frame::DashboardFrame;
+use super::views::{Frame, view_for};
+use super::{label_of, title_of};
+use crate::live::Connection;
+use crate::pages::not_found::NotFound;
+
+/// The page's one dashboard stream, as a signal of the newest frame.
+fn use_frame() -> (Frame, RwSignal<Connection>) {
+    let frame = RwSignal::new(None::<DashboardFrame>);
+    let connection = RwSignal::new(Connection::Connecting);
+    #[cfg(feature = "hydrate")]
+    crate::live::follow(
+        "/dashboard/stream",
+        connection,
+        move |text| match serde_json::from_str::<DashboardFrame>(&text) {
+            Ok(next) => frame.set(Some(next)),
+            Err(error) => leptos::logging::warn!("unreadable dashboard frame: {error}"),
+        },
+    );
+    (frame.into(), connection)
+}
+
+#[component]
+fn StreamState(connection: RwSignal<Connection>) -> impl IntoView {
+    let text = move || match connection.get() {
+        Connection::Live => None,
+        Connection::Connecting => Some("Connecting…".to_owned()),
+        Connection::Retrying(s) => Some(format!("Disconnected: retrying in {s}s")),
+    };
+    move || text().map(|text| view! { <p class="stream-state" role="status">{text}</p> })
+}
+
+/// `/individual-<name>`.
+#[component]
+pub fn IndividualPage() -> impl IntoView {
+    let params = use_params_map();
+    let path = params.read_untracked().get("view").unwrap_or_default();
+    let Some(label) = label_of(&path) else {
+        return view! { <NotFound /> }.into_any();
+    };
+    let (frame, connection) = use_frame();
+    let title = title_of(label);
+    view! {
+        <Title text=title.clone() />
+        <div class="individual" data-view=label>
+            <h1 class="view-title">{title}</h1>
+            <StreamState connection />
+            {view_for(label, frame)}
+        </div>
+    }
+    .into_any()
+}
+
+/// The views `/status` shows together, as Dask's status page does.
+const STATUS_VIEWS: [&str; 6] = [
+    "task-stream",
+    "progress",
+    "cpu",
+    "nprocessing",
+    "cluster-memory",
+    "workers",
+];
+
+/// `/status`.
+#[component]
+pub fn StatusPage() -> impl IntoView {
+    let (frame, connection) = use_frame();
+    let totals = move || {
+        frame.with(|f| {
+            f.as_ref().map(|f| {
+                let t = f.totals;
+                format!(
+                    "{} workers ({}) · {} queued · {} running · {} done · {} failed · {} cancelled",
+                    f.workers.len(),
+                    f.backend,
+                    t.queued,
+                    t.running,
+                    t.finished,
+                    t.failed,
+                    t.cancelled
+                )
+            })
+        })
+    };
+    view! {
+        <Title text="Offload cluster status" />
+        <div class="status-page">
+            <header class="status-head">
+                <h1>"Cluster status"</h1>
+                <p class="totals" role="status">{totals}</p>
+                <StreamState connection />
+            </header>
+            <div class="status-grid">
+                {STATUS_VIEWS
+                    .into_iter()
+                    .map(|label| view! {
+                        <section class="status-cell" aria-label=title_of(label)>
+                            <h2>
+                                <a href=format!("/individual-{label}")>{title_of(label)}</a>
+                            </h2>
+                            {view_for(label, frame)}
+                        </section>
+                    })
+                    .collect_view()}
+            </div>
+        </div>
+    }
+}

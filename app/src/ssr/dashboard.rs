@@ -1,0 +1,479 @@
+//! The dashboard's data: a sampler that turns cluster stats, cluster events and host counters
+//! into one [`DashboardFrame`] a second, and the routes of the dashboard listener.
+//!
+//! Each frame is encoded once and published on a `watch` channel: a page that is slow simply
+//! skips to the newest frame, and the cost does not grow with the number of open views.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use cluster::{ClusterEvent, EventKind, TaskState, WorkerState};
+use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::WatchStream;
+
+use crate::dashboard::frame::{
+    Counts, DashboardFrame, ExceptionRow, HISTORY, Profiles, Sample, TaskBar, TaskGroup, Transfer,
+    WorkerRow,
+};
+use crate::dashboard::{label_of, plots_json};
+use crate::ssr::AppState;
+
+/// How far back the task stream looks.
+const TASK_STREAM_WINDOW_MS: u64 = 60_000;
+const TASK_STREAM_MAX: usize = 500;
+const EXCEPTIONS_KEPT: usize = 100;
+
+pub struct DashboardFeed {
+    /// None until the first sample.
+    frames: watch::Sender<Option<Arc<str>>>,
+}
+
+impl DashboardFeed {
+    /// Starts sampling `client` every `period`.
+    pub fn start(client: cluster::Client, period: Duration) -> Arc<Self> {
+        let (frames, _) = watch::channel(None);
+        let feed = Arc::new(Self { frames });
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        tokio::spawn(count_events(client.events(), tally.clone()));
+        tokio::spawn(sample(client, tally, feed.frames.clone(), period));
+        feed
+    }
+
+    /// The newest frame (JSON) now, then each new one.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
+        self.frames.subscribe()
+    }
+}
+
+/// What the events tell that stats do not: per task type sums and recent failures.
+#[derive(Default)]
+struct Tally {
+    groups: BTreeMap<String, TaskGroup>,
+    exceptions: VecDeque<ExceptionRow>,
+    input_bytes: u64,
+    output_bytes: u64,
+    events: u64,
+    output_by_worker: BTreeMap<usize, u64>,
+    /// Tasks seen running, so an ending knows which count to take it from.
+    running: HashMap<u64, ()>,
+}
+
+impl Tally {
+    fn apply(&mut self, event: &ClusterEvent) {
+        self.events += 1;
+        let group = self
+            .groups
+            .entry(event.name.to_string())
+            .or_insert_with(|| TaskGroup {
+                name: event.name.to_string(),
+                ..TaskGroup::default()
+            });
+        let c = &mut group.counts;
+        let was_running = self.running.contains_key(&event.task.0);
+        let leave = |c: &mut Counts| {
+            if was_running {
+                c.running = c.running.saturating_sub(1);
+            } else {
+                c.queued = c.queued.saturating_sub(1);
+            }
+        };
+        match &event.kind {
+            EventKind::Queued { input_bytes } => {
+                c.queued += 1;
+                self.input_bytes += *input_bytes as u64;
+            }
+            EventKind::Started { wait_ms, .. } => {
+                c.queued = c.queued.saturating_sub(1);
+                c.running += 1;
+                group.wait_ms += wait_ms;
+                self.running.insert(event.task.0, ());
+            }
+            EventKind::Progress { .. } => {}
+            EventKind::Finished {
+                worker,
+                compute_ms,
+                output_bytes,
+            } => {
+                leave(c);
+                c.finished += 1;
+                group.compute_ms += compute_ms;
+                group.output_bytes += *output_bytes as u64;
+                self.output_bytes += *output_bytes as u64;
+                *self.output_by_worker.entry(*worker).or_default() += *output_bytes as u64;
+            }
+            EventKind::Failed { worker, error } => {
+                leave(c);
+                c.failed += 1;
+                if self.exceptions.len() == EXCEPTIONS_KEPT {
+                    self.exceptions.pop_front();
+                }
+                self.exceptions.push_back(ExceptionRow {
+                    at_ms: event.at_ms,
+                    id: event.task.0,
+                    name: event.name.to_string(),
+                    worker: *worker,
+                    error: error.to_string(),
+                });
+            }
+            EventKind::Cancelled { .. } => {
+                leave(c);
+                c.cancelled += 1;
+            }
+        }
+        if event.kind.state().is_done() {
+            self.running.remove(&event.task.0);
+        }
+    }
+}
+
+async fn count_events(mut events: broadcast::Receiver<ClusterEvent>, tally: Arc<Mutex<Tally>>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => tally.lock().apply(&event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "dashboard fell behind cluster events; counts may be off"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Host and process counters that `cluster::Client::stats` does not give.
+struct HostProbe {
+    system: sysinfo::System,
+    networks: sysinfo::Networks,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl HostProbe {
+    fn new() -> Self {
+        Self {
+            system: sysinfo::System::new(),
+            networks: sysinfo::Networks::new_with_refreshed_list(),
+            pid: sysinfo::get_current_pid().ok(),
+        }
+    }
+
+    /// (memory used, memory total, net rx, net tx, disk read, disk write) since the last call.
+    fn sample(&mut self) -> (u64, u64, u64, u64, u64, u64) {
+        self.system.refresh_memory();
+        self.networks.refresh(true);
+        let (rx, tx) = self.networks.values().fold((0, 0), |(rx, tx), n| {
+            (rx + n.received(), tx + n.transmitted())
+        });
+        let (read, written) = self.pid.map_or((0, 0), |pid| {
+            self.system.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[pid]),
+                false,
+                sysinfo::ProcessRefreshKind::nothing().with_disk_usage(),
+            );
+            self.system.process(pid).map_or((0, 0), |p| {
+                let usage = p.disk_usage();
+                (usage.read_bytes, usage.written_bytes)
+            })
+        });
+        (
+            self.system.used_memory(),
+            self.system.total_memory(),
+            rx,
+            tx,
+            read,
+            written,
+        )
+    }
+}
+
+async fn sample(
+    client: cluster::Client,
+    tally: Arc<Mutex<Tally>>,
+    frames: watch::Sender<Option<Arc<str>>>,
+    period: Duration,
+) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut host = HostProbe::new();
+    let mut history: VecDeque<Sample> = VecDeque::with_capacity(HISTORY);
+    let mut last_busy: HashMap<usize, f64> = HashMap::new();
+    let mut last_at = cluster::now_ms();
+    loop {
+        ticks.tick().await;
+        let stats = client.stats();
+        let now = stats.at_ms;
+        let dt_ms = (now.saturating_sub(last_at)).max(1) as f64;
+        last_at = now;
+        let (mem_used, mem_total, rx, tx, read, written) = host.sample();
+        let per_sec = |bytes: u64| bytes as f64 * 1000.0 / dt_ms;
+
+        let workers: Vec<WorkerRow> = stats
+            .workers
+            .iter()
+            .map(|w| {
+                let running_ms = w
+                    .current_started_at_ms
+                    .map_or(0.0, |s| now.saturating_sub(s) as f64);
+                let busy = w.busy_ms + running_ms;
+                let before = last_busy.insert(w.id, busy).unwrap_or(busy);
+                WorkerRow {
+                    id: w.id,
+                    state: format!("{:?}", w.state).to_lowercase(),
+                    current: w
+                        .current
+                        .zip(w.current_task.as_ref())
+                        .map(|(id, name)| format!("{name} #{id}")),
+                    tasks_done: w.tasks_done,
+                    busy_percent: ((busy - before) / dt_ms * 100.0).clamp(0.0, 100.0),
+                    processing: usize::from(w.state == WorkerState::Busy),
+                    cpu_percent: f64::from(stats.process.cpu_percent),
+                    memory_bytes: stats.process.memory_bytes,
+                }
+            })
+            .collect();
+
+        let mut recent: Vec<TaskBar> = stats
+            .recent
+            .iter()
+            .filter(|t| t.ended_at_ms + TASK_STREAM_WINDOW_MS >= now)
+            .filter_map(|t| {
+                Some(TaskBar {
+                    id: t.id.0,
+                    name: t.name.to_string(),
+                    worker: t.worker?,
+                    state: state_name(t.state).into(),
+                    start_ms: t.started_at_ms?,
+                    end_ms: t.ended_at_ms,
+                })
+            })
+            .collect();
+        recent.extend(stats.workers.iter().filter_map(|w| {
+            Some(TaskBar {
+                id: w.current?.0,
+                name: w.current_task.as_deref()?.to_owned(),
+                worker: w.id,
+                state: "running".into(),
+                start_ms: w.current_started_at_ms?,
+                end_ms: now,
+            })
+        }));
+        let skip = recent.len().saturating_sub(TASK_STREAM_MAX);
+        recent.drain(..skip);
+
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(Sample {
+            at_ms: now,
+            process_cpu: f64::from(stats.process.cpu_percent),
+            process_memory: stats.process.memory_bytes,
+            host_memory_used: mem_used,
+            host_memory_total: mem_total,
+            net_rx: per_sec(rx),
+            net_tx: per_sec(tx),
+            disk_read: per_sec(read),
+            disk_write: per_sec(written),
+            worker_busy: workers.iter().map(|w| w.busy_percent).collect(),
+            queued: stats.totals.queued,
+            running: stats.totals.running,
+        });
+
+        let frame = {
+            let tally = tally.lock();
+            DashboardFrame {
+                at_ms: now,
+                backend: client.backend_name().to_owned(),
+                cores: stats.process.cores,
+                workers,
+                totals: Counts {
+                    queued: stats.totals.queued,
+                    running: stats.totals.running,
+                    finished: stats.totals.finished,
+                    failed: stats.totals.failed,
+                    cancelled: stats.totals.cancelled,
+                },
+                queue_capacity: stats.queue_capacity,
+                groups: tally.groups.values().cloned().collect(),
+                recent,
+                exceptions: tally.exceptions.iter().cloned().collect(),
+                history: history.iter().cloned().collect(),
+                bandwidth: vec![
+                    Transfer {
+                        kind: "task inputs".into(),
+                        bytes: tally.input_bytes,
+                    },
+                    Transfer {
+                        kind: "task results".into(),
+                        bytes: tally.output_bytes,
+                    },
+                ],
+                bandwidth_by_worker: tally
+                    .output_by_worker
+                    .iter()
+                    .map(|(w, b)| (*w, *b))
+                    .collect(),
+                in_process: client.backend_name() == "embedded",
+                gpus: None,
+                profiles: Profiles::default(),
+            }
+        };
+        match serde_json::to_string(&frame) {
+            Ok(json) => {
+                frames.send_replace(Some(Arc::from(json)));
+            }
+            Err(error) => tracing::error!(%error, "could not encode a dashboard frame"),
+        }
+    }
+}
+
+fn state_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "queued",
+        TaskState::Running => "running",
+        TaskState::Finished => "finished",
+        TaskState::Failed => "failed",
+        TaskState::Cancelled => "cancelled",
+    }
+}
+
+/// `GET /dashboard/stream`: the page's one stream of frames.
+pub async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let frames = WatchStream::new(state.dashboard.subscribe())
+        .filter_map(|json| async move { json.map(|json| Ok(Event::default().data(&*json))) });
+    Sse::new(frames).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `GET /individual-plots.json`, as Dask serves it.
+pub async fn plots() -> Json<serde_json::Map<String, serde_json::Value>> {
+    Json(plots_json())
+}
+
+/// Middleware for the dashboard listener: only the dashboard's own paths exist there, and its
+/// pages may be framed only by the app (`frame-ancestors`).
+pub async fn dashboard_only(
+    State(frame_ancestors): State<Arc<str>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let known = matches!(
+        path,
+        "/status" | "/individual-plots.json" | "/dashboard/stream"
+    ) || path.starts_with("/pkg/")
+        || label_of(path.trim_start_matches('/')).is_some();
+    let mut response = if known {
+        next.run(request).await
+    } else {
+        (StatusCode::NOT_FOUND, "no such dashboard view").into_response()
+    };
+    if let Ok(csp) = HeaderValue::from_str(&format!("frame-ancestors {frame_ancestors}")) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::{Submitter, TaskError, TaskId};
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_flow_to_a_page_that_subscribes_long_after_start() {
+        let cluster = cluster::EmbeddedCluster::start(cluster::ClusterConfig::default());
+        let feed = DashboardFeed::start(cluster.client(), Duration::from_millis(10));
+        // Several sampling periods pass with no page open (the clock is paused: no real wait).
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
+        }
+        let mut frames = feed.subscribe();
+        let next = async {
+            frames.changed().await.unwrap();
+            frames.borrow_and_update().clone()
+        };
+        let json = tokio::time::timeout(Duration::from_secs(1), next)
+            .await
+            .expect("a new frame within 100 sampling periods")
+            .expect("a frame, not the empty start value");
+        let frame: DashboardFrame = serde_json::from_str(&json).unwrap();
+        assert_eq!(frame.workers.len(), 4);
+    }
+
+    fn event(task: u64, kind: EventKind) -> ClusterEvent {
+        ClusterEvent {
+            task: TaskId(task),
+            name: Arc::from("fibonacci"),
+            submitter: Submitter::new("s"),
+            at_ms: 1,
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_tally_follows_each_task_through_its_states() {
+        let mut tally = Tally::default();
+        tally.apply(&event(1, EventKind::Queued { input_bytes: 2 }));
+        tally.apply(&event(2, EventKind::Queued { input_bytes: 2 }));
+        tally.apply(&event(
+            1,
+            EventKind::Started {
+                worker: 0,
+                wait_ms: 1.5,
+            },
+        ));
+        let c = tally.groups["fibonacci"].counts;
+        assert_eq!((c.queued, c.running), (1, 1));
+        tally.apply(&event(
+            1,
+            EventKind::Finished {
+                worker: 0,
+                compute_ms: 3.0,
+                output_bytes: 4,
+            },
+        ));
+        tally.apply(&event(2, EventKind::Cancelled { worker: None }));
+        tally.apply(&event(3, EventKind::Queued { input_bytes: 1 }));
+        tally.apply(&event(
+            3,
+            EventKind::Started {
+                worker: 1,
+                wait_ms: 0.0,
+            },
+        ));
+        tally.apply(&event(
+            3,
+            EventKind::Failed {
+                worker: Some(1),
+                error: TaskError::Panicked("boom".into()),
+            },
+        ));
+        let g = &tally.groups["fibonacci"];
+        assert_eq!(
+            g.counts,
+            Counts {
+                queued: 0,
+                running: 0,
+                finished: 1,
+                failed: 1,
+                cancelled: 1
+            }
+        );
+        assert_eq!((g.wait_ms, g.compute_ms, g.output_bytes), (1.5, 3.0, 4));
+        assert_eq!((tally.input_bytes, tally.output_bytes), (5, 4));
+        assert_eq!(tally.exceptions[0].error, "panicked: boom");
+    }
+}

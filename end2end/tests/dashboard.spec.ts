@@ -1,0 +1,121 @@
+import { spawnSync } from 'node:child_process';
+import { expect, test, type Page } from '@playwright/test';
+import { DASHBOARD_PORT } from '../playwright.config';
+import { openTaskPage, submit, terminal } from './helpers';
+
+const DASHBOARD = `http://127.0.0.1:${DASHBOARD_PORT}`;
+
+const VIEWS = [
+  'aggregate-time-per-action', 'bandwidth-types', 'bandwidth-workers', 'cluster-memory',
+  'compute-time-per-key', 'cpu', 'exceptions', 'gpu-memory', 'gpu-utilization', 'graph', 'groups',
+  'memory-by-key', 'nprocessing', 'occupancy', 'profile-server', 'profile', 'progress',
+  'scheduler-system', 'task-stream', 'workers-cpu-timeseries', 'workers-disk-timeseries',
+  'workers-disk', 'workers-memory-timeseries', 'workers-memory', 'workers-network-timeseries',
+  'workers-network', 'workers',
+];
+
+/** A view has shown its content: a drawn chart, a table, or a stated empty state. */
+async function expectShown(page: Page) {
+  const drawn = page.locator('canvas[role=img]:not([data-drawn="0"])');
+  const table = page.getByRole('table');
+  const stated = page.locator('.view-empty[role=status]');
+  await expect(drawn.or(table).or(stated).first()).toBeVisible({ timeout: 3_000 });
+}
+
+test('each of the 27 views answers 200 and shows its chart or table within 3 s', async ({ page }) => {
+  for (const view of VIEWS) {
+    const response = await page.goto(`${DASHBOARD}/individual-${view}`);
+    expect(response?.status(), view).toBe(200);
+    await expectShown(page);
+  }
+});
+
+test('views update by push, at least once a second', async ({ page }) => {
+  await page.goto(`${DASHBOARD}/individual-cpu`);
+  const chart = page.getByRole('img', { name: /^CPU/ });
+  await expect(chart).toHaveAttribute('data-drawn', /^[1-9]/, { timeout: 3_000 });
+  const first = Number(await chart.getAttribute('data-drawn'));
+  await expect
+    .poll(async () => Number(await chart.getAttribute('data-drawn')), { timeout: 2_500 })
+    .toBeGreaterThan(first);
+});
+
+test('task-stream, progress and workers show submitted tasks', async ({ page, context }) => {
+  await openTaskPage(page);
+  for (const n of [20, 21, 22]) await submit(page, n);
+  await expect(terminal(page)).toContainText('fibonacci(22)=17711 in');
+  await submit(page, 44);
+
+  const dash = await context.newPage();
+  await dash.goto(`${DASHBOARD}/individual-workers`);
+  await expect(dash.getByRole('table', { name: 'Workers' })).toContainText(/fibonacci #\d+/);
+  await dash.goto(`${DASHBOARD}/individual-progress`);
+  const groups = dash.getByRole('table', { name: 'Task groups' });
+  await expect(groups.getByRole('row', { name: /^fibonacci/ })).toBeVisible();
+  await expect(dash.getByRole('img', { name: /^Progress/ })).toHaveAttribute('data-drawn', /^[1-9]/);
+  await dash.goto(`${DASHBOARD}/individual-task-stream`);
+  await expect(dash.getByText(/^[1-9]\d* tasks in the last minute, [1-9] running/)).toBeVisible();
+  await page.getByRole('button', { name: 'Cancel fibonacci(44)' }).click();
+});
+
+test('/status shows several views over one stream', async ({ page }) => {
+  const streams: string[] = [];
+  page.on('request', (r) => r.url().includes('/dashboard/stream') && streams.push(r.url()));
+  await page.goto(`${DASHBOARD}/status`);
+  await expect(page.getByRole('heading', { name: 'Cluster status' })).toBeVisible();
+  await expect(page.getByRole('status').first()).toHaveText(/4 workers \(embedded\)/);
+  await expect(page.locator('canvas[role=img]:not([data-drawn="0"])')).toHaveCount(5);
+  expect(streams).toHaveLength(1);
+});
+
+test('the plot list, unknown paths and framing rules', async ({ request }) => {
+  const plots = await request.get(`${DASHBOARD}/individual-plots.json`);
+  expect(plots.status()).toBe(200);
+  const list = (await plots.json()) as Record<string, string>;
+  expect(Object.values(list).sort()).toEqual(VIEWS.map((v) => `/individual-${v}`).sort());
+  expect(list['Task Stream']).toBe('/individual-task-stream');
+
+  expect((await request.get(`${DASHBOARD}/individual-nope`)).status()).toBe(404);
+  expect((await request.get(`${DASHBOARD}/`)).status()).toBe(404);
+  const view = await request.get(`${DASHBOARD}/individual-cpu`);
+  expect(view.headers()['content-security-policy']).toContain('frame-ancestors');
+});
+
+test('the viewer: select changes the iframe and the URL, link opens /status', async ({ page }) => {
+  await page.goto('/dashboard');
+  const frame = page.getByTitle('Dashboard view');
+  await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-cpu`);
+  const select = page.getByRole('listbox', { name: 'View' });
+  await expect(select).toHaveAttribute('size', '25');
+  await expect(select.getByRole('option')).toHaveCount(27);
+  await select.selectOption('task-stream');
+  await expect(page).toHaveURL(/\/dashboard\?view=task-stream$/);
+  await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-task-stream`);
+  await expect(
+    page.frameLocator('iframe[title="Dashboard view"]').getByRole('img', { name: /^Task stream/ }),
+  ).toBeVisible();
+  const link = page.getByRole('link', { name: 'Cluster dashboard' });
+  await expect(link).toHaveAttribute('href', `${DASHBOARD}/status`);
+  await expect(link).toHaveAttribute('target', '_blank');
+  await page.getByRole('link', { name: 'Tasks' }).click();
+  await expect(page.getByRole('heading', { name: 'Fibonacci Tasks' })).toBeVisible();
+});
+
+test('the viewer refuses a view that is not in the list', async ({ page, request }) => {
+  const html = await (await request.get('/dashboard?view=%22%3E%3Cscript%3Ealert(1)%3C/script%3E')).text();
+  expect(html).not.toContain('<script>alert(1)');
+  await page.goto('/dashboard?view=nope');
+  await expect(page.getByRole('alert')).toHaveText(/"nope" is not one of the dashboard's views; showing cpu/);
+  await expect(page.getByTitle('Dashboard view')).toHaveAttribute('src', `${DASHBOARD}/individual-cpu`);
+});
+
+test('a dashboard URL that is not http(s) is refused at start-up', () => {
+  const run = spawnSync('./target/release/offload', ['--addr', '127.0.0.1:0'], {
+    cwd: '..',
+    env: { ...process.env, OFFLOAD_DASHBOARD: 'javascript:alert(1)' },
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  expect(run.status).toBe(1);
+  expect(run.stdout + run.stderr).toContain('must start with http:// or https://');
+});
