@@ -69,7 +69,7 @@ $(BINARY): $(SOURCES) | setup
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p app --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p app --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 unit:
 	cargo test --workspace
