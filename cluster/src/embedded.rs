@@ -303,7 +303,10 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> ClusterStats {
-        let process = self.process.lock().sample();
+        let (process, gpus) = {
+            let mut probe = self.process.lock();
+            (probe.sample(), probe.gpus())
+        };
         let inner = self.inner.lock();
         let mut totals = inner.totals;
         totals.queued = inner.queue.len() as u64;
@@ -319,6 +322,7 @@ impl Shared {
             queue_capacity: inner.queue.capacity(),
             recent: inner.recent.iter().cloned().collect(),
             process,
+            gpus,
         }
     }
 
@@ -486,18 +490,48 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Reads this process's CPU and memory through `sysinfo`.
+/// Reads this process's CPU and memory through `sysinfo`, and the host's GPUs through NVML.
 struct ProcessProbe {
     system: sysinfo::System,
     pid: Option<sysinfo::Pid>,
+    nvml: Option<nvml_wrapper::Nvml>,
 }
 
 impl ProcessProbe {
     fn new() -> Self {
+        let nvml = match nvml_wrapper::Nvml::init() {
+            Ok(nvml) => Some(nvml),
+            Err(error) => {
+                tracing::debug!(%error, "no NVML: GPU views will say there is no GPU");
+                None
+            }
+        };
         Self {
             system: sysinfo::System::new(),
             pid: sysinfo::get_current_pid().ok(),
+            nvml,
         }
+    }
+
+    fn gpus(&self) -> Vec<crate::GpuStats> {
+        let Some(nvml) = &self.nvml else {
+            return Vec::new();
+        };
+        let count = nvml.device_count().unwrap_or(0);
+        (0..count)
+            .filter_map(|i| {
+                let device = nvml.device_by_index(i).ok()?;
+                let memory = device.memory_info().ok()?;
+                Some(crate::GpuStats {
+                    name: device.name().unwrap_or_else(|_| format!("GPU {i}")),
+                    utilization_percent: device
+                        .utilization_rates()
+                        .map_or(0.0, |u| f64::from(u.gpu)),
+                    memory_used_bytes: memory.used,
+                    memory_total_bytes: memory.total,
+                })
+            })
+            .collect()
     }
 
     fn sample(&mut self) -> ProcessStats {

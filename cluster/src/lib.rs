@@ -27,7 +27,9 @@ pub mod tasks;
 pub use client::{CancelError, Client, SubmitError, TaskHandle};
 pub use embedded::{ClusterConfig, EmbeddedCluster};
 pub use event::{ClusterEvent, EventKind, TaskState};
-pub use stats::{ClusterStats, FinishedTask, ProcessStats, Totals, WorkerState, WorkerStats};
+pub use stats::{
+    ClusterStats, FinishedTask, GpuStats, ProcessStats, Totals, WorkerState, WorkerStats,
+};
 pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo};
 
 /// Milliseconds since the Unix epoch: the timestamp every event and record carries, because it

@@ -64,6 +64,16 @@ pub struct ProcessStats {
     pub cores: usize,
 }
 
+/// One GPU of the workers' host, read through NVML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuStats {
+    pub name: String,
+    /// 0–100.
+    pub utilization_percent: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStats {
     pub at_ms: u64,
@@ -73,4 +83,6 @@ pub struct ClusterStats {
     /// Oldest first.
     pub recent: Vec<FinishedTask>,
     pub process: ProcessStats,
+    /// Empty when no worker has a GPU (or NVIDIA's driver is not installed).
+    pub gpus: Vec<GpuStats>,
 }

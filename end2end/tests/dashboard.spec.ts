@@ -119,3 +119,18 @@ test('a dashboard URL that is not http(s) is refused at start-up', () => {
   expect(run.status).toBe(1);
   expect(run.stdout + run.stderr).toContain('must start with http:// or https://');
 });
+
+test('the profile view samples busy workers while it is open and draws a flame graph', async ({ page, context }) => {
+  const tasks = await context.newPage();
+  await openTaskPage(tasks);
+  await submit(tasks, 50);
+  await page.goto(`${DASHBOARD}/individual-profile`);
+  await expect(page.getByRole('img', { name: 'Profile: a flame graph of the worker threads' })).toHaveAttribute(
+    'data-drawn',
+    /^[1-9]/,
+    { timeout: 10_000 },
+  );
+  await expect(page.getByText(/^[1-9]\d* samples at 97 Hz over the last 2 s/)).toBeVisible();
+  await tasks.getByRole('button', { name: 'Cancel fibonacci(50)' }).click();
+  await expect(tasks.getByRole('log')).toContainText('fibonacci(50) cancelled after');
+});

@@ -66,6 +66,62 @@ pub enum ChartSpec {
     Stacked {
         rows: Vec<(String, Vec<(f64, Rgb)>)>,
     },
+    /// A flame graph: callers below, callees above, width = share of samples.
+    Flame { nodes: Vec<FlameNode>, depth: usize },
+}
+
+/// One frame of a flame graph; `start` and `width` are shares of all samples (0–1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlameNode {
+    pub depth: usize,
+    pub start: f64,
+    pub width: f64,
+    pub name: String,
+}
+
+/// Lays call stacks (root first, with sample counts) out as a flame graph.
+pub fn flame(stacks: &[(Vec<String>, u64)]) -> ChartSpec {
+    #[derive(Default)]
+    struct Node {
+        samples: u64,
+        children: Vec<(String, Node)>,
+    }
+    let mut root = Node::default();
+    for (frames, samples) in stacks {
+        root.samples += samples;
+        let mut node = &mut root;
+        for frame in frames {
+            let i = match node.children.iter().position(|(n, _)| n == frame) {
+                Some(i) => i,
+                None => {
+                    node.children.push((frame.clone(), Node::default()));
+                    node.children.len() - 1
+                }
+            };
+            node = &mut node.children[i].1;
+            node.samples += samples;
+        }
+    }
+    let total = root.samples.max(1) as f64;
+    let mut nodes = Vec::new();
+    let mut depth = 0;
+    let mut pending = vec![(&root, 0usize, 0.0f64)];
+    while let Some((node, d, start)) = pending.pop() {
+        let mut x = start;
+        for (name, child) in &node.children {
+            let width = child.samples as f64 / total;
+            nodes.push(FlameNode {
+                depth: d,
+                start: x,
+                width,
+                name: name.clone(),
+            });
+            depth = depth.max(d + 1);
+            pending.push((child, d + 1, x));
+            x += width;
+        }
+    }
+    ChartSpec::Flame { nodes, depth }
 }
 
 /// A canvas that shows `spec`, redrawn whenever it changes; `label` names it for assistive
@@ -101,6 +157,32 @@ pub fn Chart(
             node_ref=canvas
         ></canvas>
         <p class="chart-caption">{caption}</p>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flame_graph_merges_common_callers() {
+        let s = |frames: &[&str], n| {
+            (
+                frames.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>(),
+                n,
+            )
+        };
+        let ChartSpec::Flame { nodes, depth } =
+            flame(&[s(&["main", "a"], 3), s(&["main", "b"], 1)])
+        else {
+            unreachable!()
+        };
+        assert_eq!(depth, 2);
+        let main = nodes.iter().find(|n| n.name == "main").unwrap();
+        assert_eq!((main.depth, main.start, main.width), (0, 0.0, 1.0));
+        let a = nodes.iter().find(|n| n.name == "a").unwrap();
+        let b = nodes.iter().find(|n| n.name == "b").unwrap();
+        assert_eq!((a.depth, a.width, b.start, b.width), (1, 0.75, 0.75, 0.25));
     }
 }
 
@@ -150,6 +232,7 @@ mod draw {
                 spans,
             } => spans_chart(&root, rows, *window_s, spans),
             ChartSpec::Stacked { rows } => stacked(&root, rows),
+            ChartSpec::Flame { nodes, depth } => flame_graph(&root, nodes, *depth, width),
         }?;
         root.present().map_err(err)
     }
@@ -330,6 +413,68 @@ mod draw {
             }
         }
         chart.draw_series(rects).map_err(err)?;
+        Ok(())
+    }
+
+    fn flame_graph(
+        root: &Area,
+        nodes: &[super::FlameNode],
+        depth: usize,
+        width_px: u32,
+    ) -> Result<(), String> {
+        let rows = depth.max(1) as f64;
+        let mut chart = ChartBuilder::on(root)
+            .margin(6)
+            .build_cartesian_2d(0.0..1.0, 0.0..rows)
+            .map_err(err)?;
+        let usable = f64::from(width_px.saturating_sub(12));
+        for node in nodes {
+            let (x0, x1) = (node.start, node.start + node.width);
+            let y0 = node.depth as f64;
+            // Warm colours, stable per function so a frame keeps its colour between redraws.
+            let hash = node
+                .name
+                .bytes()
+                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            let fill = RGBColor(
+                205 + (hash % 50) as u8,
+                80 + (hash / 50 % 120) as u8,
+                40 + (hash / 6000 % 50) as u8,
+            );
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, y0 + 0.04), (x1, y0 + 0.96)],
+                    fill.filled(),
+                )))
+                .map_err(err)?;
+            let chars = (node.width * usable / 7.0) as usize;
+            if chars >= 4 {
+                let name = node
+                    .name
+                    .rsplit("::")
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("::");
+                let label: String = if name.chars().count() > chars {
+                    name.chars()
+                        .take(chars.saturating_sub(1))
+                        .chain(std::iter::once('…'))
+                        .collect()
+                } else {
+                    name
+                };
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        label,
+                        (x0 + 0.003, y0 + 0.75),
+                        ("sans-serif", 12).into_font(),
+                    )))
+                    .map_err(err)?;
+            }
+        }
         Ok(())
     }
 

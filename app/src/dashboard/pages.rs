@@ -11,19 +11,26 @@ use super::{label_of, title_of};
 use crate::live::Connection;
 use crate::pages::not_found::NotFound;
 
-/// The page's one dashboard stream, as a signal of the newest frame.
-fn use_frame() -> (Frame, RwSignal<Connection>) {
+/// The page's one dashboard stream, as a signal of the newest frame. A page showing a profile
+/// asks the server to sample while it is open.
+fn use_frame(profile: bool) -> (Frame, RwSignal<Connection>) {
     let frame = RwSignal::new(None::<DashboardFrame>);
     let connection = RwSignal::new(Connection::Connecting);
     #[cfg(feature = "hydrate")]
     crate::live::follow(
-        "/dashboard/stream",
+        if profile {
+            "/dashboard/stream?profile=true"
+        } else {
+            "/dashboard/stream"
+        },
         connection,
         move |text| match serde_json::from_str::<DashboardFrame>(&text) {
             Ok(next) => frame.set(Some(next)),
             Err(error) => leptos::logging::warn!("unreadable dashboard frame: {error}"),
         },
     );
+    #[cfg(not(feature = "hydrate"))]
+    let _ = profile;
     (frame.into(), connection)
 }
 
@@ -45,7 +52,7 @@ pub fn IndividualPage() -> impl IntoView {
     let Some(label) = label_of(&path) else {
         return view! { <NotFound /> }.into_any();
     };
-    let (frame, connection) = use_frame();
+    let (frame, connection) = use_frame(label.starts_with("profile"));
     let title = title_of(label);
     view! {
         <Title text=title.clone() />
@@ -71,7 +78,7 @@ const STATUS_VIEWS: [&str; 6] = [
 /// `/status`.
 #[component]
 pub fn StatusPage() -> impl IntoView {
-    let (frame, connection) = use_frame();
+    let (frame, connection) = use_frame(false);
     let totals = move || {
         frame.with(|f| {
             f.as_ref().map(|f| {

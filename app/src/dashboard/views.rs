@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 
 use super::charts::{
-    BLUE, Chart, ChartSpec, GREEN, GREY, ORANGE, PALETTE, PURPLE, RED, Series, Span, state_colour,
+    BLUE, Chart, ChartSpec, GREEN, GREY, ORANGE, PALETTE, PURPLE, RED, Series, Span, flame,
+    state_colour,
 };
 use super::frame::{DashboardFrame, Sample};
 
@@ -95,6 +96,40 @@ fn timeseries(
         y_max: y_max.unwrap_or(top * 1.15).max(1.0),
         series,
     }
+}
+
+/// A bar per task group, split by the states of its tasks.
+fn groups_by_state(f: &DashboardFrame) -> ChartSpec {
+    let state = |c: super::frame::Counts| {
+        vec![
+            (c.finished as f64, GREEN),
+            (c.failed as f64, RED),
+            (c.cancelled as f64, ORANGE),
+            (c.running as f64, BLUE),
+            (c.queued as f64, GREY),
+        ]
+    };
+    ChartSpec::Stacked {
+        rows: f
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), state(g.counts)))
+            .collect(),
+    }
+}
+
+/// A bar per metric, from the newest sample.
+fn latest_bars(f: &DashboardFrame, y_label: &str, metrics: &[Metric<'_>]) -> ChartSpec {
+    let last = f.history.last().cloned().unwrap_or_default();
+    bars(
+        y_label,
+        None,
+        metrics
+            .iter()
+            .zip(PALETTE.iter().cycle())
+            .map(|((name, value), colour)| ((*name).to_owned(), value(&last), *colour))
+            .collect(),
+    )
 }
 
 fn seconds_ago(at_ms: u64, now_ms: u64) -> f64 {
@@ -224,14 +259,10 @@ fn ClusterMemory(frame: Frame) -> impl IntoView {
 #[component]
 fn WorkersNetwork(frame: Frame) -> impl IntoView {
     chart("Workers network: host bytes per second now", frame, |f| {
-        let last = f.history.last().cloned().unwrap_or_default();
-        bars(
+        latest_bars(
+            f,
             "bytes/s",
-            None,
-            vec![
-                ("received".into(), last.net_rx, BLUE),
-                ("sent".into(), last.net_tx, ORANGE),
-            ],
+            &[("received", |s| s.net_rx), ("sent", |s| s.net_tx)],
         )
     })
 }
@@ -258,14 +289,10 @@ fn WorkersDisk(frame: Frame) -> impl IntoView {
         "Workers disk: the process's bytes per second now",
         frame,
         |f| {
-            let last = f.history.last().cloned().unwrap_or_default();
-            bars(
+            latest_bars(
+                f,
                 "bytes/s",
-                None,
-                vec![
-                    ("read".into(), last.disk_read, BLUE),
-                    ("written".into(), last.disk_write, ORANGE),
-                ],
+                &[("read", |s| s.disk_read), ("written", |s| s.disk_write)],
             )
         },
     )
@@ -377,25 +404,7 @@ fn Progress(frame: Frame) -> impl IntoView {
             <li class="running">"running"</li>
             <li class="queued">"queued"</li>
         </ul>
-        {chart("Progress: tasks of each type by state", frame, |f| ChartSpec::Stacked {
-            rows: f
-                .groups
-                .iter()
-                .map(|g| {
-                    let c = g.counts;
-                    (
-                        g.name.clone(),
-                        vec![
-                            (c.finished as f64, GREEN),
-                            (c.failed as f64, RED),
-                            (c.cancelled as f64, ORANGE),
-                            (c.running as f64, BLUE),
-                            (c.queued as f64, GREY),
-                        ],
-                    )
-                })
-                .collect(),
-        })}
+        {chart("Progress: tasks of each type by state", frame, groups_by_state)}
         <GroupTable frame />
     }
 }
@@ -524,7 +533,13 @@ fn Gpu(frame: Frame, metric: GpuMetric) -> impl IntoView {
             <p class="view-empty" role="status">"No GPU on any worker."</p>
         }
         .into_any(),
-        _ => view! { <Chart label="GPU" spec /> }.into_any(),
+        _ => {
+            let label = match metric {
+                GpuMetric::Memory => "GPU memory",
+                GpuMetric::Utilization => "GPU utilization",
+            };
+            view! { <Chart label spec /> }.into_any()
+        }
     }
 }
 
@@ -532,36 +547,47 @@ fn Gpu(frame: Frame, metric: GpuMetric) -> impl IntoView {
 fn Profile(frame: Frame, server: bool) -> impl IntoView {
     let stacks = move || {
         frame.with(|f| {
-            f.as_ref()
-                .map(|f| {
-                    if server {
-                        f.profiles.server.clone()
-                    } else {
-                        f.profiles.workers.clone()
-                    }
-                })
-                .unwrap_or_default()
+            f.as_ref().map(|f| {
+                let stacks = if server {
+                    &f.profiles.server
+                } else {
+                    &f.profiles.workers
+                };
+                let stacks: Vec<(Vec<String>, u64)> = stacks
+                    .iter()
+                    .map(|s| (s.frames.clone(), s.samples))
+                    .collect();
+                (stacks, f.profiles.hz)
+            })
         })
     };
+    let spec = Signal::derive(move || {
+        stacks()
+            .filter(|(s, _)| !s.is_empty())
+            .map(|(s, _)| flame(&s))
+    });
+    let caption = Signal::derive(move || {
+        stacks()
+            .map(|(s, hz)| {
+                let samples: u64 = s.iter().map(|s| s.1).sum();
+                format!("{samples} samples at {hz} Hz over the last 2 s; wider frames use more CPU")
+            })
+            .unwrap_or_default()
+    });
+    let whose = if server {
+        "the server's threads"
+    } else {
+        "the worker threads"
+    };
+    let label = format!("Profile: a flame graph of {whose}");
     move || {
-        let stacks = stacks();
-        if stacks.is_empty() {
-            view! {
-                <p class="view-empty" role="status">
-                    "No samples: this build of Offload does not profile threads yet."
-                </p>
-            }
-            .into_any()
+        if spec.with(Option::is_some) {
+            view! { <Chart label=label.clone() spec caption /> }.into_any()
         } else {
             view! {
-                <table class="view-table">
-                    <thead><tr><th>"samples"</th><th>"stack"</th></tr></thead>
-                    <tbody>
-                        {stacks.into_iter().map(|s| view! {
-                            <tr><td>{s.samples}</td><td>{s.frames.join(" → ")}</td></tr>
-                        }).collect_view()}
-                    </tbody>
-                </table>
+                <p class="view-empty" role="status">
+                    {format!("Sampling {whose} while this view is open. Idle threads use no CPU, so they leave no samples.")}
+                </p>
             }
             .into_any()
         }
@@ -665,25 +691,7 @@ fn Graph(frame: Frame) -> impl IntoView {
     chart(
         "Graph: task groups and the states of their tasks",
         frame,
-        |f| ChartSpec::Stacked {
-            rows: f
-                .groups
-                .iter()
-                .map(|g| {
-                    let c = g.counts;
-                    (
-                        g.name.clone(),
-                        vec![
-                            (c.finished as f64, GREEN),
-                            (c.failed as f64, RED),
-                            (c.cancelled as f64, ORANGE),
-                            (c.running as f64, BLUE),
-                            (c.queued as f64, GREY),
-                        ],
-                    )
-                })
-                .collect(),
-        },
+        groups_by_state,
     )
 }
 

@@ -22,11 +22,12 @@ use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::WatchStream;
 
 use crate::dashboard::frame::{
-    Counts, DashboardFrame, ExceptionRow, HISTORY, Profiles, Sample, TaskBar, TaskGroup, Transfer,
+    Counts, DashboardFrame, ExceptionRow, GpuRow, HISTORY, Sample, TaskBar, TaskGroup, Transfer,
     WorkerRow,
 };
 use crate::dashboard::{label_of, plots_json};
 use crate::ssr::AppState;
+use crate::ssr::profiler::Profiler;
 
 /// How far back the task stream looks.
 const TASK_STREAM_WINDOW_MS: u64 = 60_000;
@@ -36,16 +37,26 @@ const EXCEPTIONS_KEPT: usize = 100;
 pub struct DashboardFeed {
     /// None until the first sample.
     frames: watch::Sender<Option<Arc<str>>>,
+    profiler: Arc<Profiler>,
 }
 
 impl DashboardFeed {
     /// Starts sampling `client` every `period`.
     pub fn start(client: cluster::Client, period: Duration) -> Arc<Self> {
         let (frames, _) = watch::channel(None);
-        let feed = Arc::new(Self { frames });
+        let feed = Arc::new(Self {
+            frames,
+            profiler: Profiler::start(),
+        });
         let tally = Arc::new(Mutex::new(Tally::default()));
         tokio::spawn(count_events(client.events(), tally.clone()));
-        tokio::spawn(sample(client, tally, feed.frames.clone(), period));
+        tokio::spawn(sample(
+            client,
+            tally,
+            feed.frames.clone(),
+            feed.profiler.clone(),
+            period,
+        ));
         feed
     }
 
@@ -200,6 +211,7 @@ async fn sample(
     client: cluster::Client,
     tally: Arc<Mutex<Tally>>,
     frames: watch::Sender<Option<Arc<str>>>,
+    profiler: Arc<Profiler>,
     period: Duration,
 ) {
     let mut ticks = tokio::time::interval(period);
@@ -323,8 +335,19 @@ async fn sample(
                     .map(|(w, b)| (*w, *b))
                     .collect(),
                 in_process: client.backend_name() == "embedded",
-                gpus: None,
-                profiles: Profiles::default(),
+                gpus: (!stats.gpus.is_empty()).then(|| {
+                    stats
+                        .gpus
+                        .iter()
+                        .map(|g| GpuRow {
+                            name: g.name.clone(),
+                            utilization: g.utilization_percent,
+                            memory_used: g.memory_used_bytes,
+                            memory_total: g.memory_total_bytes,
+                        })
+                        .collect()
+                }),
+                profiles: profiler.latest(),
             }
         };
         match serde_json::to_string(&frame) {
@@ -346,12 +369,24 @@ fn state_name(state: TaskState) -> &'static str {
     }
 }
 
+/// `?profile=1` on the stream: the page shows a profile view, so sample while it is open.
+#[derive(Debug, serde::Deserialize)]
+pub struct StreamQuery {
+    #[serde(default)]
+    profile: bool,
+}
+
 /// `GET /dashboard/stream`: the page's one stream of frames.
 pub async fn stream(
     State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let frames = WatchStream::new(state.dashboard.subscribe())
-        .filter_map(|json| async move { json.map(|json| Ok(Event::default().data(&*json))) });
+    // Lives as long as the stream: dropping it when the page goes stops the profiling.
+    let watching = query.profile.then(|| state.dashboard.profiler.watch());
+    let frames = WatchStream::new(state.dashboard.subscribe()).filter_map(move |json| {
+        let _watching = &watching;
+        async move { json.map(|json| Ok(Event::default().data(&*json))) }
+    });
     Sse::new(frames).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod guard;
+pub mod profiler;
 pub mod sessions;
 pub mod state;
 pub mod stream;
