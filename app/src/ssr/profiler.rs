@@ -121,7 +121,7 @@ fn heaviest(stacks: HashMap<Vec<String>, u64>) -> Vec<Stack> {
         .into_iter()
         .map(|(frames, samples)| Stack { frames, samples })
         .collect();
-    stacks.sort_by(|a, b| b.samples.cmp(&a.samples));
+    stacks.sort_by_key(|s| std::cmp::Reverse(s.samples));
     stacks.truncate(STACKS_KEPT);
     stacks
 }
