@@ -5,7 +5,7 @@
 //! out on a bounded broadcast channel after the lock is released: a slow listener lags (and
 //! resyncs from a snapshot), it never slows the workers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,8 +18,9 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::queue::FairQueue;
 use crate::{
-    ClusterEvent, ClusterStats, EventKind, FinishedTask, ProcessStats, Registry, Submitter,
-    TaskContext, TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerState, WorkerStats, now_ms,
+    ClusterEvent, ClusterStats, EventKind, FinishedTask, GroupStats, ProcessStats, Registry,
+    Submitter, TaskContext, TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerState,
+    WorkerStats, now_ms,
 };
 
 /// How an embedded cluster is sized.
@@ -76,9 +77,12 @@ impl EmbeddedCluster {
                         current_started_at_ms: None,
                         tasks_done: 0,
                         busy_ms: 0.0,
+                        output_bytes: 0,
                     })
                     .collect(),
                 totals: Totals::default(),
+                groups: BTreeMap::new(),
+                failures: VecDeque::new(),
                 recent: VecDeque::with_capacity(config.recent_capacity),
                 shutdown: false,
             }),
@@ -158,8 +162,26 @@ struct Inner {
     live: HashMap<TaskId, Live>,
     workers: Vec<WorkerStats>,
     totals: Totals,
+    /// Kept here, under the lock every state change takes anyway, so that dashboards can read
+    /// them once a second instead of listening to every event.
+    groups: BTreeMap<Arc<str>, GroupStats>,
+    failures: VecDeque<FinishedTask>,
     recent: VecDeque<FinishedTask>,
     shutdown: bool,
+}
+
+/// Failed tasks kept for exception views.
+const FAILURES_KEPT: usize = 100;
+
+impl Inner {
+    fn group(&mut self, name: &Arc<str>) -> &mut GroupStats {
+        self.groups
+            .entry(name.clone())
+            .or_insert_with(|| GroupStats {
+                name: name.clone(),
+                ..GroupStats::default()
+            })
+    }
 }
 
 pub(crate) struct Shared {
@@ -244,6 +266,9 @@ impl Shared {
             }
             inner.live.insert(id, Live { info, cancel });
             inner.totals.submitted += 1;
+            let group = inner.group(&name);
+            group.queued += 1;
+            group.input_bytes += input_bytes as u64;
             // Under the lock: no worker can take the job, and report it started, before
             // listeners have heard that it was queued.
             self.emit(id, &name, submitter, EventKind::Queued { input_bytes });
@@ -273,6 +298,9 @@ impl Shared {
         };
         let live = inner.live.remove(&id).expect("queued task is live");
         inner.totals.cancelled += 1;
+        let group = inner.group(&job.name);
+        group.queued = group.queued.saturating_sub(1);
+        group.cancelled += 1;
         self.record(&mut inner, &live.info, TaskState::Cancelled, None, 0);
         drop(inner);
         let _ = job.reply.send(Err(TaskError::Cancelled));
@@ -321,6 +349,8 @@ impl Shared {
             totals,
             queue_capacity: inner.queue.capacity(),
             recent: inner.recent.iter().cloned().collect(),
+            groups: inner.groups.values().cloned().collect(),
+            failures: inner.failures.iter().cloned().collect(),
             process,
             gpus,
         }
@@ -334,13 +364,7 @@ impl Shared {
         error: Option<String>,
         output_bytes: usize,
     ) {
-        if self.recent_capacity == 0 {
-            return;
-        }
-        if inner.recent.len() == self.recent_capacity {
-            inner.recent.pop_front();
-        }
-        inner.recent.push_back(FinishedTask {
+        let task = FinishedTask {
             id: info.id,
             name: Arc::from(info.task.as_str()),
             submitter: info.submitter.clone(),
@@ -351,7 +375,20 @@ impl Shared {
             ended_at_ms: now_ms(),
             error,
             output_bytes,
-        });
+        };
+        if state == TaskState::Failed {
+            if inner.failures.len() == FAILURES_KEPT {
+                inner.failures.pop_front();
+            }
+            inner.failures.push_back(task.clone());
+        }
+        if self.recent_capacity == 0 {
+            return;
+        }
+        if inner.recent.len() == self.recent_capacity {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(task);
     }
 
     /// Blocks until there is a job for worker `id`, or returns None at shutdown.
@@ -364,6 +401,11 @@ impl Shared {
             }
             if let Some(job) = inner.queue.pop() {
                 let started_at_ms = now_ms();
+                let wait_ms = millis(job.queued_at.elapsed());
+                let group = inner.group(&job.name);
+                group.queued = group.queued.saturating_sub(1);
+                group.running += 1;
+                group.wait_ms += wait_ms;
                 if let Some(live) = inner.live.get_mut(&job.id) {
                     live.info.state = TaskState::Running;
                     live.info.worker = Some(id);
@@ -455,6 +497,15 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
             TaskState::Cancelled => inner.totals.cancelled += 1,
             _ => inner.totals.failed += 1,
         }
+        let group = inner.group(&job.name);
+        group.running = group.running.saturating_sub(1);
+        group.compute_ms += compute_ms;
+        group.output_bytes += output_bytes as u64;
+        match state {
+            TaskState::Finished => group.finished += 1,
+            TaskState::Cancelled => group.cancelled += 1,
+            _ => group.failed += 1,
+        }
         let stats = &mut inner.workers[worker];
         stats.state = WorkerState::Idle;
         stats.current = None;
@@ -462,6 +513,7 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
         stats.current_started_at_ms = None;
         stats.tasks_done += 1;
         stats.busy_ms += compute_ms;
+        stats.output_bytes += output_bytes as u64;
     }
     match &outcome {
         Ok(_) => {

@@ -28,7 +28,8 @@ pub use client::{CancelError, Client, SubmitError, TaskHandle};
 pub use embedded::{ClusterConfig, EmbeddedCluster};
 pub use event::{ClusterEvent, EventKind, TaskState};
 pub use stats::{
-    ClusterStats, FinishedTask, GpuStats, ProcessStats, Totals, WorkerState, WorkerStats,
+    ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerState,
+    WorkerStats,
 };
 pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo};
 

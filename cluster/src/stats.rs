@@ -26,6 +26,28 @@ pub struct WorkerStats {
     /// Time spent on finished tasks since the worker started (add the current task's
     /// elapsed time for the full figure).
     pub busy_ms: f64,
+    /// Bytes of results this worker has produced.
+    pub output_bytes: u64,
+}
+
+/// Everything known about the tasks of one type (one [`crate::Task::NAME`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    pub name: Arc<str>,
+    /// Now.
+    pub queued: u64,
+    /// Now.
+    pub running: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Summed time tasks waited in the queue before a worker took them.
+    pub wait_ms: f64,
+    /// Summed time workers spent on these tasks.
+    pub compute_ms: f64,
+    /// Bytes of encoded inputs submitted and results produced.
+    pub input_bytes: u64,
+    pub output_bytes: u64,
 }
 
 /// Task counts: `queued` and `running` now, the rest since start.
@@ -82,6 +104,10 @@ pub struct ClusterStats {
     pub queue_capacity: usize,
     /// Oldest first.
     pub recent: Vec<FinishedTask>,
+    /// Per task type, by name.
+    pub groups: Vec<GroupStats>,
+    /// The most recent failed tasks, oldest first.
+    pub failures: Vec<FinishedTask>,
     pub process: ProcessStats,
     /// Empty when no worker has a GPU (or NVIDIA's driver is not installed).
     pub gpus: Vec<GpuStats>,

@@ -229,6 +229,46 @@ async fn a_panicking_task_fails_with_its_message_and_the_worker_carries_on() {
         stats.recent[0].error.as_deref(),
         Some("panicked: boom at 42")
     );
+    assert_eq!(
+        stats.failures.len(),
+        1,
+        "failures are kept apart for exception views"
+    );
+    assert_eq!(stats.failures[0].name.as_ref(), "panics");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_follow_each_task_type_through_its_states() {
+    let cluster = cluster(1, 100);
+    let client = cluster.client();
+    let mut events = client.events();
+    let who = Submitter::new("g");
+    let gate = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    started(&mut events, gate.id()).await;
+    let queued = client.submit::<Fibonacci>(3, &who).await.unwrap();
+    let group = |stats: cluster::ClusterStats| {
+        stats
+            .groups
+            .into_iter()
+            .find(|g| g.name.as_ref() == "fibonacci")
+            .unwrap()
+    };
+    let g = group(client.stats());
+    assert_eq!(
+        (g.queued, g.running, g.input_bytes),
+        (1, 1, 3),
+        "inputs 60 and 3 as JSON"
+    );
+    client.cancel(queued.id()).await.unwrap();
+    client.cancel(gate.id()).await.unwrap();
+    assert_eq!(gate.result().await, Err(TaskError::Cancelled));
+    let done = client.submit::<Fibonacci>(10, &who).await.unwrap();
+    assert_eq!(done.result().await, Ok(55));
+    let g = group(client.stats());
+    assert_eq!((g.queued, g.running, g.finished, g.cancelled), (0, 0, 1, 2));
+    assert_eq!(g.output_bytes, 2, "the result 55 as JSON");
+    assert!(g.compute_ms > 0.0 && g.wait_ms >= 0.0);
+    assert_eq!(client.stats().workers[0].output_bytes, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
-//! The dashboard's data: a sampler that turns cluster stats, cluster events and host counters
-//! into one [`DashboardFrame`] a second, and the routes of the dashboard listener.
+//! The dashboard's data: a sampler that turns cluster stats and host counters into one
+//! [`DashboardFrame`] a second, and the routes of the dashboard listener. It never listens to
+//! per-task events: reading a snapshot once a second costs the workers nothing per task.
 //!
 //! Each frame is encoded once and published on a `watch` channel: a page that is slow simply
 //! skips to the newest frame, and the cost does not grow with the number of open views.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +16,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use cluster::{ClusterEvent, EventKind, TaskState, WorkerState};
+use cluster::{TaskState, WorkerState};
 use futures::{Stream, StreamExt};
-use parking_lot::Mutex;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::dashboard::frame::{
@@ -32,7 +32,6 @@ use crate::ssr::profiler::Profiler;
 /// How far back the task stream looks.
 const TASK_STREAM_WINDOW_MS: u64 = 60_000;
 const TASK_STREAM_MAX: usize = 500;
-const EXCEPTIONS_KEPT: usize = 100;
 
 pub struct DashboardFeed {
     /// None until the first sample.
@@ -48,11 +47,8 @@ impl DashboardFeed {
             frames,
             profiler: Profiler::start(),
         });
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        tokio::spawn(count_events(client.events(), tally.clone()));
         tokio::spawn(sample(
             client,
-            tally,
             feed.frames.clone(),
             feed.profiler.clone(),
             period,
@@ -63,102 +59,6 @@ impl DashboardFeed {
     /// The newest frame (JSON) now, then each new one.
     pub fn subscribe(&self) -> watch::Receiver<Option<Arc<str>>> {
         self.frames.subscribe()
-    }
-}
-
-/// What the events tell that stats do not: per task type sums and recent failures.
-#[derive(Default)]
-struct Tally {
-    groups: BTreeMap<String, TaskGroup>,
-    exceptions: VecDeque<ExceptionRow>,
-    input_bytes: u64,
-    output_bytes: u64,
-    events: u64,
-    output_by_worker: BTreeMap<usize, u64>,
-    /// Tasks seen running, so an ending knows which count to take it from.
-    running: HashMap<u64, ()>,
-}
-
-impl Tally {
-    fn apply(&mut self, event: &ClusterEvent) {
-        self.events += 1;
-        let group = self
-            .groups
-            .entry(event.name.to_string())
-            .or_insert_with(|| TaskGroup {
-                name: event.name.to_string(),
-                ..TaskGroup::default()
-            });
-        let c = &mut group.counts;
-        let was_running = self.running.contains_key(&event.task.0);
-        let leave = |c: &mut Counts| {
-            if was_running {
-                c.running = c.running.saturating_sub(1);
-            } else {
-                c.queued = c.queued.saturating_sub(1);
-            }
-        };
-        match &event.kind {
-            EventKind::Queued { input_bytes } => {
-                c.queued += 1;
-                self.input_bytes += *input_bytes as u64;
-            }
-            EventKind::Started { wait_ms, .. } => {
-                c.queued = c.queued.saturating_sub(1);
-                c.running += 1;
-                group.wait_ms += wait_ms;
-                self.running.insert(event.task.0, ());
-            }
-            EventKind::Progress { .. } => {}
-            EventKind::Finished {
-                worker,
-                compute_ms,
-                output_bytes,
-            } => {
-                leave(c);
-                c.finished += 1;
-                group.compute_ms += compute_ms;
-                group.output_bytes += *output_bytes as u64;
-                self.output_bytes += *output_bytes as u64;
-                *self.output_by_worker.entry(*worker).or_default() += *output_bytes as u64;
-            }
-            EventKind::Failed { worker, error } => {
-                leave(c);
-                c.failed += 1;
-                if self.exceptions.len() == EXCEPTIONS_KEPT {
-                    self.exceptions.pop_front();
-                }
-                self.exceptions.push_back(ExceptionRow {
-                    at_ms: event.at_ms,
-                    id: event.task.0,
-                    name: event.name.to_string(),
-                    worker: *worker,
-                    error: error.to_string(),
-                });
-            }
-            EventKind::Cancelled { .. } => {
-                leave(c);
-                c.cancelled += 1;
-            }
-        }
-        if event.kind.state().is_done() {
-            self.running.remove(&event.task.0);
-        }
-    }
-}
-
-async fn count_events(mut events: broadcast::Receiver<ClusterEvent>, tally: Arc<Mutex<Tally>>) {
-    loop {
-        match events.recv().await {
-            Ok(event) => tally.lock().apply(&event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    missed,
-                    "dashboard fell behind cluster events; counts may be off"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
     }
 }
 
@@ -209,7 +109,6 @@ impl HostProbe {
 
 async fn sample(
     client: cluster::Client,
-    tally: Arc<Mutex<Tally>>,
     frames: watch::Sender<Option<Arc<str>>>,
     profiler: Arc<Profiler>,
     period: Duration,
@@ -300,55 +199,79 @@ async fn sample(
             running: stats.totals.running,
         });
 
-        let frame = {
-            let tally = tally.lock();
-            DashboardFrame {
-                at_ms: now,
-                backend: client.backend_name().to_owned(),
-                cores: stats.process.cores,
-                workers,
-                totals: Counts {
-                    queued: stats.totals.queued,
-                    running: stats.totals.running,
-                    finished: stats.totals.finished,
-                    failed: stats.totals.failed,
-                    cancelled: stats.totals.cancelled,
+        let groups: Vec<TaskGroup> = stats
+            .groups
+            .iter()
+            .map(|g| TaskGroup {
+                name: g.name.to_string(),
+                counts: Counts {
+                    queued: g.queued,
+                    running: g.running,
+                    finished: g.finished,
+                    failed: g.failed,
+                    cancelled: g.cancelled,
                 },
-                queue_capacity: stats.queue_capacity,
-                groups: tally.groups.values().cloned().collect(),
-                recent,
-                exceptions: tally.exceptions.iter().cloned().collect(),
-                history: history.iter().cloned().collect(),
-                bandwidth: vec![
-                    Transfer {
-                        kind: "task inputs".into(),
-                        bytes: tally.input_bytes,
-                    },
-                    Transfer {
-                        kind: "task results".into(),
-                        bytes: tally.output_bytes,
-                    },
-                ],
-                bandwidth_by_worker: tally
-                    .output_by_worker
+                wait_ms: g.wait_ms,
+                compute_ms: g.compute_ms,
+                output_bytes: g.output_bytes,
+            })
+            .collect();
+        let frame = DashboardFrame {
+            at_ms: now,
+            backend: client.backend_name().to_owned(),
+            cores: stats.process.cores,
+            totals: Counts {
+                queued: stats.totals.queued,
+                running: stats.totals.running,
+                finished: stats.totals.finished,
+                failed: stats.totals.failed,
+                cancelled: stats.totals.cancelled,
+            },
+            queue_capacity: stats.queue_capacity,
+            recent,
+            exceptions: stats
+                .failures
+                .iter()
+                .map(|t| ExceptionRow {
+                    at_ms: t.ended_at_ms,
+                    id: t.id.0,
+                    name: t.name.to_string(),
+                    worker: t.worker,
+                    error: t.error.clone().unwrap_or_default(),
+                })
+                .collect(),
+            history: history.iter().cloned().collect(),
+            bandwidth: vec![
+                Transfer {
+                    kind: "task inputs".into(),
+                    bytes: stats.groups.iter().map(|g| g.input_bytes).sum(),
+                },
+                Transfer {
+                    kind: "task results".into(),
+                    bytes: stats.groups.iter().map(|g| g.output_bytes).sum(),
+                },
+            ],
+            bandwidth_by_worker: stats
+                .workers
+                .iter()
+                .map(|w| (w.id, w.output_bytes))
+                .collect(),
+            in_process: client.backend_name() == "embedded",
+            gpus: (!stats.gpus.is_empty()).then(|| {
+                stats
+                    .gpus
                     .iter()
-                    .map(|(w, b)| (*w, *b))
-                    .collect(),
-                in_process: client.backend_name() == "embedded",
-                gpus: (!stats.gpus.is_empty()).then(|| {
-                    stats
-                        .gpus
-                        .iter()
-                        .map(|g| GpuRow {
-                            name: g.name.clone(),
-                            utilization: g.utilization_percent,
-                            memory_used: g.memory_used_bytes,
-                            memory_total: g.memory_total_bytes,
-                        })
-                        .collect()
-                }),
-                profiles: profiler.latest(),
-            }
+                    .map(|g| GpuRow {
+                        name: g.name.clone(),
+                        utilization: g.utilization_percent,
+                        memory_used: g.memory_used_bytes,
+                        memory_total: g.memory_total_bytes,
+                    })
+                    .collect()
+            }),
+            profiles: profiler.latest(),
+            workers,
+            groups,
         };
         match serde_json::to_string(&frame) {
             Ok(json) => {
@@ -424,7 +347,6 @@ pub async fn dashboard_only(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::{Submitter, TaskError, TaskId};
 
     #[tokio::test(start_paused = true)]
     async fn frames_flow_to_a_page_that_subscribes_long_after_start() {
@@ -446,69 +368,5 @@ mod tests {
             .expect("a frame, not the empty start value");
         let frame: DashboardFrame = serde_json::from_str(&json).unwrap();
         assert_eq!(frame.workers.len(), 4);
-    }
-
-    fn event(task: u64, kind: EventKind) -> ClusterEvent {
-        ClusterEvent {
-            task: TaskId(task),
-            name: Arc::from("fibonacci"),
-            submitter: Submitter::new("s"),
-            at_ms: 1,
-            kind,
-        }
-    }
-
-    #[test]
-    fn the_tally_follows_each_task_through_its_states() {
-        let mut tally = Tally::default();
-        tally.apply(&event(1, EventKind::Queued { input_bytes: 2 }));
-        tally.apply(&event(2, EventKind::Queued { input_bytes: 2 }));
-        tally.apply(&event(
-            1,
-            EventKind::Started {
-                worker: 0,
-                wait_ms: 1.5,
-            },
-        ));
-        let c = tally.groups["fibonacci"].counts;
-        assert_eq!((c.queued, c.running), (1, 1));
-        tally.apply(&event(
-            1,
-            EventKind::Finished {
-                worker: 0,
-                compute_ms: 3.0,
-                output_bytes: 4,
-            },
-        ));
-        tally.apply(&event(2, EventKind::Cancelled { worker: None }));
-        tally.apply(&event(3, EventKind::Queued { input_bytes: 1 }));
-        tally.apply(&event(
-            3,
-            EventKind::Started {
-                worker: 1,
-                wait_ms: 0.0,
-            },
-        ));
-        tally.apply(&event(
-            3,
-            EventKind::Failed {
-                worker: Some(1),
-                error: TaskError::Panicked("boom".into()),
-            },
-        ));
-        let g = &tally.groups["fibonacci"];
-        assert_eq!(
-            g.counts,
-            Counts {
-                queued: 0,
-                running: 0,
-                finished: 1,
-                failed: 1,
-                cancelled: 1
-            }
-        );
-        assert_eq!((g.wait_ms, g.compute_ms, g.output_bytes), (1.5, 3.0, 4));
-        assert_eq!((tally.input_bytes, tally.output_bytes), (5, 4));
-        assert_eq!(tally.exceptions[0].error, "panicked: boom");
     }
 }
