@@ -9,10 +9,11 @@ test('the page is server-rendered with its title', async ({ request }) => {
   expect(html).toContain('Fibonacci Tasks</h1>');
 });
 
-test('the WASM is served as application/wasm', async ({ request }) => {
-  const response = await request.get('/pkg/offload.wasm');
+test('the WASM is served as application/wasm, gzipped', async ({ request }) => {
+  const response = await request.get('/pkg/offload.wasm', { headers: { 'Accept-Encoding': 'gzip' } });
   expect(response.status()).toBe(200);
   expect(response.headers()['content-type']).toBe('application/wasm');
+  expect(response.headers()['content-encoding']).toBe('gzip');
 });
 
 test('after hydration the footer shows the cluster, asked of the server', async ({ page }) => {

@@ -17,6 +17,7 @@ use clap::Parser;
 use cluster::{ClusterConfig, EmbeddedCluster};
 use leptos::config::get_configuration;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::compression::CompressionLayer;
 use tracing_subscriber::EnvFilter;
 
 /// Offload: a web UI that stays responsive while a worker cluster does the heavy work.
@@ -164,6 +165,7 @@ fn site(state: &AppState) -> Router<AppState> {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(CompressionLayer::new())
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
