@@ -12,7 +12,7 @@ pub const MAX_N: i64 = 93;
 pub fn parse_n(raw: &str) -> Result<i64, String> {
     let raw = raw.trim();
     if raw.is_empty() {
-        return Err("Enter a whole number n from 0 to 93.".into());
+        return Err(format!("Enter a whole number n from 0 to {MAX_N}."));
     }
     let n: i64 = raw
         .parse()

@@ -182,13 +182,6 @@ impl Registry {
         self.tasks.contains_key(name)
     }
 
-    /// The registered task names, sorted.
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.tasks.keys().copied().collect();
-        names.sort_unstable();
-        names
-    }
-
     pub(crate) fn run(
         &self,
         name: &str,

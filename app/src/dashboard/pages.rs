@@ -84,10 +84,11 @@ pub fn StatusPage() -> impl IntoView {
             f.as_ref().map(|f| {
                 let t = f.totals;
                 format!(
-                    "{} workers ({}) · {} queued · {} running · {} done · {} failed · {} cancelled",
+                    "{} workers ({}) · {} queued (room for {}) · {} running · {} done · {} failed · {} cancelled",
                     f.workers.len(),
                     f.backend,
                     t.queued,
+                    f.queue_capacity,
                     t.running,
                     t.finished,
                     t.failed,

@@ -54,12 +54,8 @@ impl Sessions {
         self.boot
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.map.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The session, created on first use; marks it as seen.
