@@ -140,7 +140,8 @@ impl<T: Task> TaskHandle<T> {
         self.id
     }
 
-    /// Progress from 0.0 to 1.0, updated while the task runs (rate-limited, monotonic).
+    /// Progress from 0.0 to 1.0: it changes (to 0.0) when a worker starts the task, then as
+    /// the task reports progress (rate-limited, monotonic).
     pub fn progress(&self) -> watch::Receiver<f64> {
         self.progress.clone()
     }

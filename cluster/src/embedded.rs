@@ -127,9 +127,9 @@ impl Drop for EmbeddedCluster {
             inner.queue.drain().collect()
         };
         for job in drained {
-            let _ = job
-                .reply
-                .send(Err(TaskError::Lost("the cluster shut down".into())));
+            let _ = job.reply.send(Err(TaskError::Lost(
+                "the cluster shut down before it ran".into(),
+            )));
         }
         self.shared.work_ready.notify_all();
         for thread in self.threads.drain(..) {
@@ -229,7 +229,7 @@ impl Shared {
         submitter: &Submitter,
     ) -> Result<Accepted, Refusal> {
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let input_bytes = serde_json::to_vec(&input).map_or(0, |v| v.len());
+        let input_bytes = json_len(&input);
         let name: Arc<str> = Arc::from(name);
         let (reply_tx, reply_rx) = oneshot::channel();
         let (progress_tx, progress_rx) = watch::channel(0.0);
@@ -431,6 +431,8 @@ fn worker_loop(shared: &Shared, worker: usize) {
 
 fn run_job(shared: &Shared, worker: usize, job: Job) {
     let started = Instant::now();
+    // Tells the handle's progress watchers that the task has started.
+    job.progress.send_replace(0.0);
     let wait_ms = millis(started - job.queued_at);
     shared.emit(
         job.id,
@@ -457,12 +459,16 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
         shared.registry.run(&job.name, job.input, &ctx)
     }))
     .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
+    // A shutdown stops running tasks through their cancel flag, but nobody cancelled them.
+    let outcome = match outcome {
+        Err(TaskError::Cancelled) if shared.inner.lock().shutdown => Err(TaskError::Lost(
+            "the cluster shut down before it finished".into(),
+        )),
+        other => other,
+    };
     let compute_ms = millis(started.elapsed());
 
-    let output_bytes = match &outcome {
-        Ok(value) => serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0),
-        Err(_) => 0,
-    };
+    let output_bytes = outcome.as_ref().map_or(0, json_len);
     let (state, kind) = match &outcome {
         Ok(_) => (
             TaskState::Finished,
@@ -526,6 +532,24 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
     shared.emit(job.id, &job.name, &job.submitter, kind);
     // The submitter may have stopped waiting; the result is then simply dropped.
     let _ = job.reply.send(outcome);
+}
+
+/// The size of `value` encoded as JSON, without keeping the encoding.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn millis(d: std::time::Duration) -> f64 {

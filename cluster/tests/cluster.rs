@@ -184,6 +184,22 @@ async fn a_queued_task_can_be_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_hears_when_its_task_starts() {
+    let cluster = cluster(1, 100);
+    let client = cluster.client();
+    let mut events = client.events();
+    let who = Submitter::new("h");
+    let gate = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    started(&mut events, gate.id()).await;
+    let waiting = client.submit::<Fibonacci>(1, &who).await.unwrap();
+    let mut progress = waiting.progress();
+    assert!(!progress.has_changed().unwrap(), "still queued");
+    client.cancel(gate.id()).await.unwrap();
+    progress.changed().await.unwrap();
+    assert_eq!(waiting.result().await, Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_fibonacci_60_stops_within_50_ms_of_cancel() {
     let cluster = cluster(1, 100);
     let client = cluster.client();
@@ -347,7 +363,7 @@ async fn unknown_tasks_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutting_down_reports_unfinished_work_as_lost_or_cancelled() {
+async fn shutting_down_reports_unfinished_work_as_lost_not_cancelled() {
     let cluster = cluster(1, 100);
     let client = cluster.client();
     let mut events = client.events();
@@ -356,8 +372,19 @@ async fn shutting_down_reports_unfinished_work_as_lost_or_cancelled() {
     started(&mut events, running.id()).await;
     let queued = client.submit::<Fibonacci>(3, &who).await.unwrap();
     drop(cluster);
-    assert_eq!(running.result().await, Err(TaskError::Cancelled));
-    assert!(matches!(queued.result().await, Err(TaskError::Lost(_))));
+    // Nobody cancelled these: the user must not read that they did.
+    assert_eq!(
+        running.result().await,
+        Err(TaskError::Lost(
+            "the cluster shut down before it finished".into()
+        ))
+    );
+    assert_eq!(
+        queued.result().await,
+        Err(TaskError::Lost(
+            "the cluster shut down before it ran".into()
+        ))
+    );
     assert_eq!(
         client.submit::<Fibonacci>(1, &who).await.err(),
         Some(SubmitError::ShutDown)

@@ -108,7 +108,6 @@ async fn run(args: Args) -> Result<(), StartError> {
         idle_timeout: Duration::from_secs(args.session_idle_secs),
         max_lines: args.terminal_lines,
     }));
-    tokio::spawn(sessions.clone().follow(cluster.client().events()));
     tokio::spawn(sessions.clone().expire_every(Duration::from_secs(60)));
 
     let state = AppState {

@@ -35,9 +35,22 @@ pub async fn submit_task(n: i64) -> Result<QueuedTask, AppError> {
     };
     session.queued(task.clone());
     let task_id = task.id;
-    // One waiter per task: results reach the session even if no page is open.
+    // One waiter per task follows its start, progress and result, so the session hears of
+    // them even if no page is open, and nothing listens to other sessions' tasks.
     tokio::spawn(async move {
-        let outcome = handle.result().await;
+        let mut progress = handle.progress();
+        let result = handle.result();
+        tokio::pin!(result);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut result => break outcome,
+                changed = progress.changed() => match changed {
+                    Ok(()) => session.running(task_id, *progress.borrow_and_update()),
+                    // The worker is done with it: only the result is left to come.
+                    Err(_) => break result.await,
+                },
+            }
+        };
         session.done(ssr::terminal_line(task_id, n, outcome, submitted.elapsed()));
     });
     Ok(task)

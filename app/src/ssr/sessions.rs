@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{ClusterEvent, EventKind};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
@@ -70,10 +69,6 @@ impl Sessions {
         session
     }
 
-    fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map.lock().get(&SessionId(id.to_owned())).cloned()
-    }
-
     /// Forgets sessions that are idle, have nothing running and no page open. Returns how many.
     pub fn expire_idle(&self) -> usize {
         let timeout = self.config.idle_timeout;
@@ -81,34 +76,6 @@ impl Sessions {
         let before = map.len();
         map.retain(|_, session| !session.is_expired(timeout));
         before - map.len()
-    }
-
-    /// Applies the cluster's start and progress events to the sessions that own the tasks.
-    /// Endings are not taken from here: each submission awaits its own result, which cannot be
-    /// lost the way a lagging event can.
-    pub fn apply(&self, event: &ClusterEvent) {
-        let fraction = match event.kind {
-            EventKind::Started { .. } => 0.0,
-            EventKind::Progress { fraction, .. } => fraction,
-            _ => return,
-        };
-        if let Some(session) = self.get(event.submitter.as_str()) {
-            session.running(event.task.0, fraction);
-        }
-    }
-
-    /// Follows the cluster's event stream until it closes.
-    pub async fn follow(self: Arc<Self>, mut events: broadcast::Receiver<ClusterEvent>) {
-        loop {
-            match events.recv().await {
-                Ok(event) => self.apply(&event),
-                // Missed progress is harmless: the next event carries the newer value.
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, "session router lagged behind cluster events");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
     }
 
     /// Runs [`Sessions::expire_idle`] every `period`, for ever.
@@ -190,7 +157,8 @@ impl Session {
         self.send(PageUpdate::Task(task));
     }
 
-    fn running(&self, id: u64, fraction: f64) {
+    /// The task is running and `fraction` done; progress never goes backwards.
+    pub fn running(&self, id: u64, fraction: f64) {
         let update = {
             let mut state = self.state.lock();
             let Some(task) = state.tasks.get_mut(&id) else {
