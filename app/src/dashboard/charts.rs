@@ -304,15 +304,7 @@ mod draw {
             .light_line_style(WHITE)
             .disable_x_mesh()
             .x_labels(n * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                let centre = (x - x.floor() - 0.5).abs() < 0.26;
-                if centre {
-                    bars.get(i).map(|b| b.0.clone()).unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| band_label(*x, |i| bars.get(i).map(|b| b.0.clone())))
             .y_desc(y_label)
             .y_label_formatter(&|y| short(*y))
             .draw()
@@ -347,14 +339,7 @@ mod draw {
             .disable_y_mesh()
             .x_label_formatter(&|x| format!("{:.0}", (-x).abs()))
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| {
-                let i = y.floor() as usize;
-                if (y - y.floor() - 0.5).abs() < 0.26 {
-                    rows.get(i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|y| band_label(*y, |i| rows.get(i).cloned()))
             .draw()
             .map_err(err)?;
         chart
@@ -391,14 +376,7 @@ mod draw {
             .disable_y_mesh()
             .x_label_formatter(&|x| short(*x))
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| {
-                let i = y.floor() as usize;
-                if (y - y.floor() - 0.5).abs() < 0.26 {
-                    rows.get(i).map(|r| r.0.clone()).unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|y| band_label(*y, |i| rows.get(i).map(|r| r.0.clone())))
             .draw()
             .map_err(err)?;
         let mut rects = Vec::new();
@@ -476,6 +454,15 @@ mod draw {
             }
         }
         Ok(())
+    }
+
+    /// Category `i` occupies the band [i, i+1); with 2n+1 ticks, name it only at its centre.
+    fn band_label(v: f64, label: impl Fn(usize) -> Option<String>) -> String {
+        if (v - v.floor() - 0.5).abs() < 0.26 {
+            label(v.floor() as usize).unwrap_or_default()
+        } else {
+            String::new()
+        }
     }
 
     /// 1234567 → "1.2M": axis labels stay short.
