@@ -15,6 +15,10 @@ pub enum SubmitError {
         "the cluster is busy: {capacity} tasks are already waiting; try again when some have finished"
     )]
     Busy { capacity: usize },
+    #[error(
+        "you already have {limit} tasks waiting, the most one session may queue: wait for some to finish, or cancel some"
+    )]
+    SubmitterBusy { limit: usize },
     #[error("{0}")]
     InvalidInput(String),
     #[error("this cluster's workers do not know the task {0:?}")]
@@ -68,9 +72,10 @@ impl Client {
         }
         let accepted =
             shared
-                .submit(T::NAME, value, submitter)
+                .submit(T::NAME, value, T::expected_duration(&input), submitter)
                 .map_err(|refusal| match refusal {
                     Refusal::Full(capacity) => SubmitError::Busy { capacity },
+                    Refusal::SubmitterFull(limit) => SubmitError::SubmitterBusy { limit },
                     Refusal::ShutDown => SubmitError::ShutDown,
                 })?;
         Ok(TaskHandle {

@@ -4,13 +4,17 @@
 //! that every snapshot is consistent; its critical sections are a few map operations. Events go
 //! out on a bounded broadcast channel after the lock is released: a slow listener lags (and
 //! resyncs from a snapshot), it never slows the workers.
+//!
+//! Admission control lives here, once, for whatever carries the work: per-submitter caps on
+//! queued and running tasks, a lane that keeps one worker for short work, and a wall-clock
+//! limit per task enforced by a watchdog thread through the task's cancellation flag.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
@@ -34,6 +38,16 @@ pub struct ClusterConfig {
     pub event_capacity: usize,
     /// Finished tasks kept for task-stream views.
     pub recent_capacity: usize,
+    /// A running task is stopped once it has run this long (None: no limit).
+    pub task_time_limit: Option<Duration>,
+    /// Most tasks one submitter may have waiting; beyond it its submissions are refused.
+    pub max_queued_per_submitter: usize,
+    /// Most tasks of one submitter running at once (None: one less than the workers, at
+    /// least 1), so that no submitter can hold every worker.
+    pub max_running_per_submitter: Option<usize>,
+    /// Tasks expected to take at most this long may use every worker; longer or unknown
+    /// ones never take the last free worker.
+    pub short_task: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -43,8 +57,31 @@ impl Default for ClusterConfig {
             queue_capacity: 10_000,
             event_capacity: 4_096,
             recent_capacity: 1_000,
+            task_time_limit: Some(Duration::from_secs(300)),
+            max_queued_per_submitter: 100,
+            max_running_per_submitter: None,
+            short_task: Duration::from_secs(1),
         }
     }
+}
+
+impl ClusterConfig {
+    /// The running cap per submitter once the default is resolved.
+    pub fn running_per_submitter(&self) -> usize {
+        self.max_running_per_submitter
+            .unwrap_or(self.workers.max(1) - 1)
+            .max(1)
+    }
+}
+
+/// The limits admission applies, resolved from a [`ClusterConfig`].
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    queued_per_submitter: usize,
+    running_per_submitter: usize,
+    short_task: Duration,
+    /// Workers that long work must leave free.
+    reserved_for_short: usize,
 }
 
 /// A running embedded cluster. Dropping it cancels running tasks, fails queued ones as lost
@@ -63,6 +100,13 @@ impl EmbeddedCluster {
     /// Starts workers that run the tasks in `registry`.
     pub fn start_with(config: ClusterConfig, registry: Registry) -> Self {
         let workers = config.workers.max(1);
+        let limits = Limits {
+            queued_per_submitter: config.max_queued_per_submitter.max(1),
+            running_per_submitter: config.running_per_submitter(),
+            short_task: config.short_task,
+            // With a single worker there is nothing to keep free.
+            reserved_for_short: usize::from(workers > 1),
+        };
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -84,8 +128,13 @@ impl EmbeddedCluster {
                 groups: BTreeMap::new(),
                 failures: VecDeque::new(),
                 recent: VecDeque::with_capacity(config.recent_capacity),
+                running_by: HashMap::new(),
+                idle: workers,
+                running: (0..workers).map(|_| None).collect(),
                 shutdown: false,
             }),
+            limits,
+            time_limit: config.task_time_limit,
             work_ready: Condvar::new(),
             events,
             registry,
@@ -93,7 +142,7 @@ impl EmbeddedCluster {
             recent_capacity: config.recent_capacity,
             process: Mutex::new(ProcessProbe::new()),
         });
-        let threads = (0..workers)
+        let mut threads: Vec<JoinHandle<()>> = (0..workers)
             .map(|id| {
                 let shared = shared.clone();
                 std::thread::Builder::new()
@@ -102,9 +151,21 @@ impl EmbeddedCluster {
                     .expect("spawning a worker thread")
             })
             .collect();
+        if let Some(limit) = config.task_time_limit {
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("offload-watchdog".into())
+                    .spawn(move || watchdog(&shared, limit))
+                    .expect("spawning the watchdog thread"),
+            );
+        }
         tracing::info!(
             workers,
             capacity = config.queue_capacity,
+            queued_per_submitter = limits.queued_per_submitter,
+            running_per_submitter = limits.running_per_submitter,
+            time_limit_s = config.task_time_limit.map(|l| l.as_secs_f64()),
             "embedded cluster started"
         );
         Self { shared, threads }
@@ -147,7 +208,11 @@ struct Job {
     input: Value,
     submitter: Submitter,
     queued_at: Instant,
+    /// Expected to finish within the short-task bound.
+    short: bool,
     cancel: Arc<AtomicBool>,
+    /// Set by the watchdog, together with `cancel`, when the task runs past its time limit.
+    timed_out: Arc<AtomicBool>,
     progress: watch::Sender<f64>,
     reply: oneshot::Sender<Reply>,
 }
@@ -167,7 +232,20 @@ struct Inner {
     groups: BTreeMap<Arc<str>, GroupStats>,
     failures: VecDeque<FinishedTask>,
     recent: VecDeque<FinishedTask>,
+    /// Running tasks per submitter, for the running cap.
+    running_by: HashMap<Submitter, usize>,
+    /// Workers without a task.
+    idle: usize,
+    /// What the watchdog needs of each worker's current task.
+    running: Vec<Option<Running>>,
     shutdown: bool,
+}
+
+/// A running task as the watchdog sees it.
+struct Running {
+    started: Instant,
+    cancel: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
 }
 
 /// Failed tasks kept for exception views.
@@ -191,12 +269,15 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     next_id: AtomicU64,
     recent_capacity: usize,
+    limits: Limits,
+    time_limit: Option<Duration>,
     process: Mutex<ProcessProbe>,
 }
 
 /// Why the embedded backend refused a submission.
 pub(crate) enum Refusal {
     Full(usize),
+    SubmitterFull(usize),
     ShutDown,
 }
 
@@ -218,6 +299,10 @@ impl Shared {
         });
     }
 
+    fn time_limit_ms(&self) -> u64 {
+        self.time_limit.map_or(0, |l| l.as_millis() as u64)
+    }
+
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
         self.events.subscribe()
     }
@@ -226,6 +311,7 @@ impl Shared {
         &self,
         name: &'static str,
         input: Value,
+        expected: Option<Duration>,
         submitter: &Submitter,
     ) -> Result<Accepted, Refusal> {
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -251,7 +337,9 @@ impl Shared {
             input,
             submitter: submitter.clone(),
             queued_at: Instant::now(),
+            short: expected.is_some_and(|d| d <= self.limits.short_task),
             cancel: cancel.clone(),
+            timed_out: Arc::new(AtomicBool::new(false)),
             progress: progress_tx,
             reply: reply_tx,
         };
@@ -261,6 +349,13 @@ impl Shared {
                 return Err(Refusal::ShutDown);
             }
             let capacity = inner.queue.capacity();
+            if inner.queue.len() >= capacity {
+                return Err(Refusal::Full(capacity));
+            }
+            let limit = self.limits.queued_per_submitter;
+            if inner.queue.lane_len(submitter) >= limit {
+                return Err(Refusal::SubmitterFull(limit));
+            }
             if inner.queue.push(submitter.clone(), job).is_err() {
                 return Err(Refusal::Full(capacity));
             }
@@ -391,15 +486,40 @@ impl Shared {
         inner.recent.push_back(task);
     }
 
-    /// Blocks until there is a job for worker `id`, or returns None at shutdown.
+    /// Blocks until there is a job for worker `id` that admission lets it take, or returns
+    /// None at shutdown. The caller is idle while it waits.
     fn next_job(&self, id: usize) -> Option<Job> {
+        let limits = self.limits;
         let mut inner = self.inner.lock();
         loop {
             if inner.shutdown {
                 inner.workers[id].state = WorkerState::Stopped;
                 return None;
             }
-            if let Some(job) = inner.queue.pop() {
+            let Inner {
+                queue,
+                running_by,
+                idle,
+                ..
+            } = &mut *inner;
+            let long_allowed = *idle > limits.reserved_for_short;
+            let popped = queue.pop_eligible(|submitter, job| {
+                (job.short || long_allowed)
+                    && running_by.get(submitter).copied().unwrap_or(0)
+                        < limits.running_per_submitter
+            });
+            if let Some(job) = popped {
+                *running_by.entry(job.submitter.clone()).or_default() += 1;
+                *idle -= 1;
+                inner.running[id] = Some(Running {
+                    started: Instant::now(),
+                    cancel: job.cancel.clone(),
+                    timed_out: job.timed_out.clone(),
+                });
+                if inner.queue.len() > 0 {
+                    // Another idle worker may be allowed what this one left.
+                    self.work_ready.notify_one();
+                }
                 let started_at_ms = now_ms();
                 let wait_ms = millis(job.queued_at.elapsed());
                 let group = inner.group(&job.name);
@@ -459,8 +579,14 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
         shared.registry.run(&job.name, job.input, &ctx)
     }))
     .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
-    // A shutdown stops running tasks through their cancel flag, but nobody cancelled them.
+    // The watchdog and a shutdown stop tasks through their cancel flag, but nobody cancelled
+    // them: say what really happened.
     let outcome = match outcome {
+        Err(TaskError::Cancelled) if job.timed_out.load(Ordering::Relaxed) => {
+            Err(TaskError::TimeLimit {
+                limit_ms: shared.time_limit_ms(),
+            })
+        }
         Err(TaskError::Cancelled) if shared.inner.lock().shutdown => Err(TaskError::Lost(
             "the cluster shut down before it finished".into(),
         )),
@@ -512,6 +638,14 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
             TaskState::Cancelled => group.cancelled += 1,
             _ => group.failed += 1,
         }
+        if let Some(count) = inner.running_by.get_mut(&job.submitter) {
+            *count -= 1;
+            if *count == 0 {
+                inner.running_by.remove(&job.submitter);
+            }
+        }
+        inner.idle += 1;
+        inner.running[worker] = None;
         let stats = &mut inner.workers[worker];
         stats.state = WorkerState::Idle;
         stats.current = None;
@@ -532,6 +666,27 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
     shared.emit(job.id, &job.name, &job.submitter, kind);
     // The submitter may have stopped waiting; the result is then simply dropped.
     let _ = job.reply.send(outcome);
+}
+
+/// Stops tasks that run past `limit`, through the same flag as a cancel; the worker then
+/// reports the time limit. Scanning the workers' current tasks a few times a second costs
+/// nothing measurable and needs no wake-up on every task start.
+fn watchdog(shared: &Shared, limit: Duration) {
+    let tick = (limit / 10).clamp(Duration::from_millis(10), Duration::from_millis(100));
+    loop {
+        std::thread::sleep(tick);
+        let inner = shared.inner.lock();
+        if inner.shutdown {
+            return;
+        }
+        for running in inner.running.iter().flatten() {
+            if running.started.elapsed() >= limit
+                && !running.timed_out.swap(true, Ordering::Relaxed)
+            {
+                running.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// The size of `value` encoded as JSON, without keeping the encoding.

@@ -44,9 +44,28 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         Ok(())
     }
 
+    /// Items queued behind `key`.
+    pub fn lane_len(&self, key: &K) -> usize {
+        self.lanes.get(key).map_or(0, VecDeque::len)
+    }
+
     /// The next item of the key whose turn it is; that key then goes to the back.
+    #[cfg(test)]
     pub fn pop(&mut self) -> Option<T> {
-        let key = self.turns.pop_front()?;
+        self.pop_eligible(|_, _| true)
+    }
+
+    /// The head item of the first key, in turn order, for which `eligible(key, head)` holds;
+    /// that key then goes to the back. Keys passed over keep their place, so a submitter held
+    /// back by a cap is first in line once the cap allows it again.
+    pub fn pop_eligible(&mut self, eligible: impl Fn(&K, &T) -> bool) -> Option<T> {
+        let at = self.turns.iter().position(|key| {
+            self.lanes
+                .get(key)
+                .and_then(VecDeque::front)
+                .is_some_and(|head| eligible(key, head))
+        })?;
+        let key = self.turns.remove(at)?;
         let lane = self.lanes.get_mut(&key)?;
         let item = lane.pop_front();
         if lane.is_empty() {
@@ -103,6 +122,23 @@ mod tests {
         assert_eq!(q.push(1, 'z'), Err('z'));
         q.pop();
         assert!(q.push(1, 'z').is_ok());
+    }
+
+    #[test]
+    fn keys_passed_over_keep_their_turn() {
+        let mut q = FairQueue::new(10);
+        q.push("a", 1).unwrap();
+        q.push("a", 2).unwrap();
+        q.push("b", 10).unwrap();
+        q.push("c", 20).unwrap();
+        assert_eq!(q.pop_eligible(|k, _| *k != "a"), Some(10));
+        assert_eq!(q.pop_eligible(|_, &i| i > 100), None);
+        assert_eq!(q.lane_len(&"a"), 2);
+        // "a" was passed over, not sent to the back: it is still first.
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.pop(), Some(20));
+        assert_eq!(q.pop(), Some(2));
+        assert_eq!(q.len(), 0);
     }
 
     #[test]

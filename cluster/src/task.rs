@@ -30,6 +30,13 @@ pub trait Task: 'static {
         Ok(())
     }
 
+    /// How long the task expects to run on one worker, when its input tells. Admission uses it:
+    /// work expected to be short may take every worker, while long or unknown work always
+    /// leaves one free, so a crowd of long tasks cannot hold up everyone's short ones.
+    fn expected_duration(_input: &Self::Input) -> Option<Duration> {
+        None
+    }
+
     /// Does the work on a worker thread. Long work calls [`TaskContext::report_progress`] and
     /// returns [`TaskError::Cancelled`] soon after [`TaskContext::is_cancelled`] turns true.
     fn run(input: Self::Input, ctx: &TaskContext<'_>) -> Result<Self::Output, TaskError>;
@@ -53,6 +60,12 @@ pub enum TaskError {
     /// The cluster went away before the task finished (shutdown, lost worker).
     #[error("lost: {0}")]
     Lost(String),
+    /// It ran longer than the cluster's time limit and was stopped.
+    #[error("it ran past the {} s limit", *limit_ms as f64 / 1e3)]
+    TimeLimit {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
 }
 
 /// Identifies one submitted task, unique within a cluster's lifetime.

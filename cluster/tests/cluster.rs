@@ -34,6 +34,8 @@ fn cluster(workers: usize, queue_capacity: usize) -> EmbeddedCluster {
         ClusterConfig {
             workers,
             queue_capacity,
+            // The per-submitter caps have tests of their own (admission.rs).
+            max_queued_per_submitter: queue_capacity,
             event_capacity: 1 << 16,
             ..ClusterConfig::default()
         },

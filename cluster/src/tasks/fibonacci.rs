@@ -16,6 +16,11 @@ impl Fibonacci {
     pub const MAX_N: i64 = 93;
 }
 
+/// Calls of the naive recursion a worker is assumed to make per second, for admission's
+/// estimate: a third of the 1.2 billion measured on this project's 2-core CI machine (release
+/// build), so that a slower machine still gets an estimate on the long side.
+const CALLS_PER_SECOND: f64 = 4.0e8;
+
 /// Subtrees this small run uninstrumented (F(21)·2−1 = 21,891 calls, some tens of µs).
 const PLAIN_BELOW: u32 = 20;
 
@@ -37,6 +42,14 @@ impl Task for Fibonacci {
         } else {
             Ok(())
         }
+    }
+
+    /// Exact in calls (2·F(n+1)−1), converted at [`CALLS_PER_SECOND`].
+    fn expected_duration(n: &i64) -> Option<std::time::Duration> {
+        let n = u32::try_from(*n).ok()?;
+        Some(std::time::Duration::from_secs_f64(
+            calls(n) as f64 / CALLS_PER_SECOND,
+        ))
     }
 
     fn run(n: i64, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
@@ -145,6 +158,15 @@ mod tests {
             calls(Fibonacci::MAX_N as u32) > u64::MAX as u128,
             "why totals are u128"
         );
+    }
+
+    #[test]
+    fn expected_durations_grow_with_the_call_count() {
+        let secs = |n| Fibonacci::expected_duration(&n).unwrap().as_secs_f64();
+        assert!(secs(30) < 0.01, "fibonacci(30) is short work");
+        assert!(secs(40) < 1.0, "fibonacci(40) still fits the short lane");
+        assert!(secs(45) > 1.0 && secs(93) > 1e9, "long work is long");
+        assert_eq!(Fibonacci::expected_duration(&-1), None);
     }
 
     #[test]
