@@ -42,7 +42,7 @@ fn main() {
         for round in 0..4 {
             let trips = round_trips(&client, run).await;
             without.push(trips[trips.len() / 2]);
-            let feed = DashboardFeed::start(client.clone(), Duration::from_secs(1));
+            let feed = DashboardFeed::start(client.clone(), Duration::from_secs(1), false);
             let views: Vec<_> = (0..3)
                 .map(|_| {
                     let mut frames = feed.subscribe();

@@ -1,5 +1,7 @@
 //! The error every server function returns. Messages are written for the person at the page:
-//! each says what happened and what to do.
+//! each says what happened and what to do. Each kind has its HTTP status ([`AppError::status`]),
+//! applied on the way out by the server's error-status layer, so that scripts and load
+//! balancers can tell a bad request from a full server without reading the text.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -7,24 +9,47 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
-    /// The input was refused; the message says why.
+    /// The input was refused; the message says why. (400)
     #[error("{0}")]
     InvalidInput(String),
-    /// The cluster's queue is full.
-    #[error("{0}")]
-    Busy(String),
-    /// The task is not (or no longer) this session's to act on.
+    /// The task is not (or no longer) this session's to act on. (404)
     #[error("{0}")]
     NotFound(String),
-    /// The request did not come with a session cookie.
-    #[error("your session was not recognised: reload the page")]
-    NoSession,
-    /// The server is not able to take work right now.
+    /// The request body is larger than server functions accept. (413)
+    #[error("{0}")]
+    TooLarge(String),
+    /// One of this session's own limits is reached. (429)
+    #[error("{0}")]
+    LimitReached(String),
+    /// The cluster's shared queue is full. (503)
+    #[error("{0}")]
+    Busy(String),
+    /// The server cannot take work right now: too many sessions, shutting down. (503)
     #[error("{0}")]
     Unavailable(String),
     /// Transport or encoding failures from the server-function layer.
     #[error("{0}")]
     ServerFn(ServerFnErrorErr),
+}
+
+impl AppError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidInput(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::TooLarge(_) => 413,
+            Self::LimitReached(_) => 429,
+            Self::Busy(_) | Self::Unavailable(_) => 503,
+            // Arguments that do not decode are the caller's mistake, not the server's.
+            Self::ServerFn(
+                ServerFnErrorErr::Args(_)
+                | ServerFnErrorErr::MissingArg(_)
+                | ServerFnErrorErr::Deserialization(_),
+            ) => 400,
+            Self::ServerFn(_) => 500,
+        }
+    }
 }
 
 impl FromServerFnError for AppError {
@@ -41,9 +66,34 @@ impl From<cluster::SubmitError> for AppError {
         use cluster::SubmitError::*;
         let message = error.to_string();
         match error {
+            SubmitterBusy { .. } => Self::LimitReached(message),
             Busy { .. } => Self::Busy(message),
             InvalidInput(_) => Self::InvalidInput(message),
             UnknownTask(_) | ShutDown | Encode(_) => Self::Unavailable(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_status() {
+        let text = || "x".to_owned();
+        let cases = [
+            (AppError::InvalidInput(text()), 400),
+            (AppError::NotFound(text()), 404),
+            (AppError::TooLarge(text()), 413),
+            (AppError::LimitReached(text()), 429),
+            (AppError::Busy(text()), 503),
+            (AppError::Unavailable(text()), 503),
+            (AppError::ServerFn(ServerFnErrorErr::Args(text())), 400),
+            (AppError::ServerFn(ServerFnErrorErr::MissingArg(text())), 400),
+            (AppError::ServerFn(ServerFnErrorErr::ServerError(text())), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
         }
     }
 }

@@ -16,7 +16,7 @@ pub use error::AppError;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
-use leptos_router::{ParamSegment, StaticSegment};
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::components::Footer;
 use crate::dashboard::pages::{IndividualPage, StatusPage};
@@ -53,7 +53,8 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <ParentRoute path=StaticSegment("") view=AppLayout>
-                    <Route path=StaticSegment("") view=TaskPage />
+                    // Rendered whole before it is sent: the page must work without WASM.
+                    <Route path=StaticSegment("") view=TaskPage ssr=SsrMode::Async />
                     <Route path=StaticSegment("dashboard") view=DashboardViewer />
                 </ParentRoute>
                 // The cluster dashboard's pages: no navigation chrome, they fill their frame.

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::{Outcome, PageUpdate, QueuedTask, TerminalLine};
+use crate::model::{PageUpdate, QueuedTask, TerminalLine};
 
 /// Where the live stream stands, as the page shows it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -12,6 +12,8 @@ pub enum Connection {
     Live,
     /// Lost; the next attempt is in this many seconds.
     Retrying(u32),
+    /// The server said it is restarting; the page reconnects to the next one.
+    Restarting,
 }
 
 /// The session's queue and terminal as this page knows them.
@@ -22,17 +24,16 @@ pub struct LiveStore {
     pub connection: RwSignal<Connection>,
     /// The server's clock minus the browser's, for elapsed times.
     pub clock_offset_ms: RwSignal<f64>,
-    boot: RwSignal<Option<u64>>,
 }
 
 impl LiveStore {
-    pub fn new() -> Self {
+    /// A store that starts from what the server rendered.
+    pub fn new(tasks: Vec<QueuedTask>, lines: Vec<TerminalLine>) -> Self {
         Self {
-            tasks: RwSignal::new(Vec::new()),
-            lines: RwSignal::new(Vec::new()),
+            tasks: RwSignal::new(tasks),
+            lines: RwSignal::new(lines),
             connection: RwSignal::new(Connection::Connecting),
             clock_offset_ms: RwSignal::new(0.0),
-            boot: RwSignal::new(None),
         }
     }
 
@@ -40,37 +41,16 @@ impl LiveStore {
     pub fn apply(&self, update: PageUpdate, browser_now_ms: f64) {
         match update {
             PageUpdate::Snapshot {
-                boot,
                 server_now_ms,
                 tasks,
                 lines,
             } => {
                 self.clock_offset_ms
                     .set(server_now_ms as f64 - browser_now_ms);
-                let restarted = self.boot.get_untracked().is_some_and(|b| b != boot);
-                self.boot.set(Some(boot));
-                if restarted {
-                    // The new server knows nothing of our tasks: say so, keep what we saw.
-                    let lost: Vec<TerminalLine> = self
-                        .tasks
-                        .get_untracked()
-                        .iter()
-                        .map(|t| TerminalLine {
-                            task: t.id,
-                            outcome: Outcome::Lost,
-                            text: format!(
-                                "fibonacci({}) lost: the server restarted before it finished",
-                                t.n
-                            ),
-                        })
-                        .collect();
-                    self.lines
-                        .update(|l| l.extend(lost.into_iter().chain(lines)));
-                } else {
-                    self.lines.set(lines);
-                }
+                self.lines.set(lines);
                 self.tasks.set(tasks);
             }
+            PageUpdate::Restarting => self.connection.set(Connection::Restarting),
             PageUpdate::Task(task) => {
                 // The submit answer races the stream: a fast task's result may come first.
                 if self
@@ -105,11 +85,6 @@ impl LiveStore {
     }
 }
 
-impl Default for LiveStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// Opens the task page's stream and keeps it open for the life of the calling component.
 #[cfg(feature = "hydrate")]
@@ -224,9 +199,12 @@ mod browser {
 
     fn retry(target: Target, slot: Slot, attempt: u32) {
         let delay = backoff_ms(attempt);
-        target
-            .connection
-            .set(Connection::Retrying(delay.div_ceil(1000)));
+        // "Restarting" says more than "disconnected" until the next server answers.
+        if target.connection.get_untracked() != Connection::Restarting {
+            target
+                .connection
+                .set(Connection::Retrying(delay.div_ceil(1000)));
+        }
         set_timeout(
             move || open(target, slot, attempt),
             std::time::Duration::from_millis(delay.into()),
@@ -243,7 +221,7 @@ pub fn js_sys_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::TaskStatus;
+    use crate::model::{Outcome, TaskStatus};
 
     fn task(id: u64, progress: f64) -> QueuedTask {
         QueuedTask {
@@ -255,35 +233,34 @@ mod tests {
         }
     }
 
-    fn snapshot(boot: u64, tasks: Vec<QueuedTask>) -> PageUpdate {
-        PageUpdate::Snapshot {
-            boot,
-            server_now_ms: 0,
-            tasks,
-            lines: vec![],
-        }
-    }
-
     #[test]
-    fn a_restart_reports_unfinished_tasks_as_lost() {
+    fn a_snapshot_is_the_truth_and_a_restart_notice_shows() {
         Owner::new().with(|| {
-            let store = LiveStore::new();
-            store.apply(snapshot(1, vec![task(7, 0.5)]), 0.0);
-            store.apply(snapshot(1, vec![task(7, 0.6)]), 0.0); // reconnect, same server
-            assert!(store.lines.get_untracked().is_empty());
-            store.apply(snapshot(2, vec![]), 0.0); // a new server
-            let lines = store.lines.get_untracked();
-            assert_eq!(lines.len(), 1);
-            assert_eq!(lines[0].outcome, Outcome::Lost);
-            assert!(lines[0].text.starts_with("fibonacci(7) lost"));
+            let store = LiveStore::new(vec![task(7, 0.5)], vec![]);
+            let line = TerminalLine {
+                task: 7,
+                outcome: Outcome::Finished,
+                text: "fibonacci(7)=13 in 0.001sec (rerun after a restart)".into(),
+            };
+            store.apply(PageUpdate::Restarting, 0.0);
+            assert_eq!(store.connection.get_untracked(), Connection::Restarting);
+            store.apply(
+                PageUpdate::Snapshot {
+                    server_now_ms: 0,
+                    tasks: vec![],
+                    lines: vec![line.clone()],
+                },
+                0.0,
+            );
             assert!(store.tasks.get_untracked().is_empty());
+            assert_eq!(store.lines.get_untracked(), vec![line]);
         });
     }
 
     #[test]
     fn progress_never_goes_backwards_and_done_tasks_leave_the_queue() {
         Owner::new().with(|| {
-            let store = LiveStore::new();
+            let store = LiveStore::new(vec![], vec![]);
             store.apply(PageUpdate::Task(task(1, 0.5)), 0.0);
             store.apply(PageUpdate::Task(task(1, 0.2)), 0.0);
             assert_eq!(store.tasks.get_untracked()[0].progress, 0.5);
@@ -302,7 +279,7 @@ mod tests {
     #[test]
     fn a_submit_answer_arriving_after_the_result_does_not_requeue_the_task() {
         Owner::new().with(|| {
-            let store = LiveStore::new();
+            let store = LiveStore::new(vec![], vec![]);
             store.apply(
                 PageUpdate::Done(TerminalLine {
                     task: 3,

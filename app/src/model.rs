@@ -78,9 +78,8 @@ pub struct TerminalLine {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum PageUpdate {
     /// The whole state: sent first on every (re)connection and after the page fell behind.
+    /// It is the truth: the server keeps it across restarts.
     Snapshot {
-        /// Changes when the server restarts: the page then reports its unfinished tasks as lost.
-        boot: u64,
         server_now_ms: u64,
         tasks: Vec<QueuedTask>,
         lines: Vec<TerminalLine>,
@@ -89,6 +88,20 @@ pub enum PageUpdate {
     Task(QueuedTask),
     /// A task ended: it leaves the queue and its line joins the terminal.
     Done(TerminalLine),
+    /// The server is stopping; the stream ends and the page reconnects to the next one.
+    Restarting,
+}
+
+/// What the task page shows when it is first rendered, before its live stream opens: enough
+/// for a browser without JavaScript to see its queue, its results and its next n.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskPageView {
+    /// The value the form offers: the seed's n + 1 after each submit.
+    pub next_n: i64,
+    pub tasks: Vec<QueuedTask>,
+    pub lines: Vec<TerminalLine>,
+    /// Why the last form post was refused, when the page comes back from one.
+    pub error: Option<String>,
 }
 
 /// What the footer shows about the cluster.

@@ -64,6 +64,26 @@ impl Client {
         input: T::Input,
         submitter: &Submitter,
     ) -> Result<TaskHandle<T>, SubmitError> {
+        self.enqueue(input, submitter, false).await
+    }
+
+    /// Queues work that this cluster's caller admitted once already and must not lose, such
+    /// as tasks accepted before a restart: the queue's capacity and the per-submitter cap do
+    /// not apply (the running cap, the short lane and the time limit still do).
+    pub async fn resubmit<T: Task>(
+        &self,
+        input: T::Input,
+        submitter: &Submitter,
+    ) -> Result<TaskHandle<T>, SubmitError> {
+        self.enqueue(input, submitter, true).await
+    }
+
+    async fn enqueue<T: Task>(
+        &self,
+        input: T::Input,
+        submitter: &Submitter,
+        admitted_before: bool,
+    ) -> Result<TaskHandle<T>, SubmitError> {
         T::validate(&input).map_err(SubmitError::InvalidInput)?;
         let value = serde_json::to_value(&input).map_err(|e| SubmitError::Encode(e.to_string()))?;
         let Backend::Embedded(shared) = &self.backend;
@@ -72,7 +92,13 @@ impl Client {
         }
         let accepted =
             shared
-                .submit(T::NAME, value, T::expected_duration(&input), submitter)
+                .submit(
+                    T::NAME,
+                    value,
+                    T::expected_duration(&input),
+                    submitter,
+                    admitted_before,
+                )
                 .map_err(|refusal| match refusal {
                     Refusal::Full(capacity) => SubmitError::Busy { capacity },
                     Refusal::SubmitterFull(limit) => SubmitError::SubmitterBusy { limit },

@@ -131,6 +131,7 @@ impl EmbeddedCluster {
                 running_by: HashMap::new(),
                 idle: workers,
                 running: (0..workers).map(|_| None).collect(),
+                draining: false,
                 shutdown: false,
             }),
             limits,
@@ -174,6 +175,26 @@ impl EmbeddedCluster {
     /// A handle for submitting work; clone it freely.
     pub fn client(&self) -> crate::Client {
         crate::Client::embedded(self.shared.clone())
+    }
+
+    /// The first step of a graceful stop: new submissions are refused and queued tasks stay
+    /// queued, while running tasks carry on.
+    pub fn drain(&self) {
+        self.shared.inner.lock().draining = true;
+    }
+
+    /// Waits until no task is running or `grace` has passed; true when none is running.
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            if self.shared.inner.lock().running.iter().all(Option::is_none) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -238,6 +259,8 @@ struct Inner {
     idle: usize,
     /// What the watchdog needs of each worker's current task.
     running: Vec<Option<Running>>,
+    /// Stopping: refuse submissions, start nothing new.
+    draining: bool,
     shutdown: bool,
 }
 
@@ -313,6 +336,7 @@ impl Shared {
         input: Value,
         expected: Option<Duration>,
         submitter: &Submitter,
+        admitted_before: bool,
     ) -> Result<Accepted, Refusal> {
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let input_bytes = json_len(&input);
@@ -345,19 +369,23 @@ impl Shared {
         };
         {
             let mut inner = self.inner.lock();
-            if inner.shutdown {
+            if inner.shutdown || inner.draining {
                 return Err(Refusal::ShutDown);
             }
-            let capacity = inner.queue.capacity();
-            if inner.queue.len() >= capacity {
-                return Err(Refusal::Full(capacity));
-            }
-            let limit = self.limits.queued_per_submitter;
-            if inner.queue.lane_len(submitter) >= limit {
-                return Err(Refusal::SubmitterFull(limit));
-            }
-            if inner.queue.push(submitter.clone(), job).is_err() {
-                return Err(Refusal::Full(capacity));
+            if admitted_before {
+                inner.queue.push_over_capacity(submitter.clone(), job);
+            } else {
+                let capacity = inner.queue.capacity();
+                if inner.queue.len() >= capacity {
+                    return Err(Refusal::Full(capacity));
+                }
+                let limit = self.limits.queued_per_submitter;
+                if inner.queue.lane_len(submitter) >= limit {
+                    return Err(Refusal::SubmitterFull(limit));
+                }
+                if inner.queue.push(submitter.clone(), job).is_err() {
+                    return Err(Refusal::Full(capacity));
+                }
             }
             inner.live.insert(id, Live { info, cancel });
             inner.totals.submitted += 1;
@@ -500,10 +528,12 @@ impl Shared {
                 queue,
                 running_by,
                 idle,
+                draining,
                 ..
             } = &mut *inner;
             let long_allowed = *idle > limits.reserved_for_short;
             let popped = queue.pop_eligible(|submitter, job| {
+                !*draining &&
                 (job.short || long_allowed)
                     && running_by.get(submitter).copied().unwrap_or(0)
                         < limits.running_per_submitter

@@ -35,13 +35,18 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         if self.len >= self.capacity {
             return Err(item);
         }
+        self.push_over_capacity(key, item);
+        Ok(())
+    }
+
+    /// Queues `item` even when the queue is full: for work that was admitted once already.
+    pub fn push_over_capacity(&mut self, key: K, item: T) {
         let lane = self.lanes.entry(key.clone()).or_default();
         if lane.is_empty() {
             self.turns.push_back(key);
         }
         lane.push_back(item);
         self.len += 1;
-        Ok(())
     }
 
     /// Items queued behind `key`.

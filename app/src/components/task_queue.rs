@@ -60,7 +60,9 @@ fn TaskRow(
     };
     let cancelling = RwSignal::new(false);
     let problem = RwSignal::new(None::<String>);
-    let cancel = move |_| {
+    // A form, so that Cancel works before hydration too (the browser posts it).
+    let cancel = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
         cancelling.set(true);
         leptos::task::spawn_local(async move {
             if let Err(e) = cancel_task(id).await {
@@ -91,15 +93,17 @@ fn TaskRow(
             </div>
             <span class="task-percent">{move || format!("{:.1}%", percent())}</span>
             <span class="task-elapsed">{elapsed}</span>
-            <button
-                type="button"
-                class="cancel"
-                aria-label=format!("Cancel {label}")
-                disabled=move || cancelling.get()
-                on:click=cancel
-            >
-                {move || if cancelling.get() { "Cancelling…" } else { "Cancel" }}
-            </button>
+            <form class="cancel-form" method="post" action="/api/cancel" on:submit=cancel>
+                <input type="hidden" name="id" value=id.to_string() />
+                <button
+                    type="submit"
+                    class="cancel"
+                    aria-label=format!("Cancel {label}")
+                    disabled=move || cancelling.get()
+                >
+                    {move || if cancelling.get() { "Cancelling…" } else { "Cancel" }}
+                </button>
+            </form>
             <span class="row-error" role="alert">{move || problem.get()}</span>
         </li>
     }

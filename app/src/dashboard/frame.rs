@@ -133,6 +133,9 @@ pub struct Profiles {
     pub server: Vec<Stack>,
     /// Samples taken per second while a profile view is open.
     pub hz: u32,
+    /// The server was started without `--profiler`: nothing is ever sampled.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ fn StreamState(connection: RwSignal<Connection>) -> impl IntoView {
         Connection::Live => None,
         Connection::Connecting => Some("Connecting…".to_owned()),
         Connection::Retrying(s) => Some(format!("Disconnected: retrying in {s}s")),
+        Connection::Restarting => Some("The server is restarting: reconnecting…".to_owned()),
     };
     move || text().map(|text| view! { <p class="stream-state" role="status">{text}</p> })
 }

@@ -580,8 +580,16 @@ fn Profile(frame: Frame, server: bool) -> impl IntoView {
         "the worker threads"
     };
     let label = format!("Profile: a flame graph of {whose}");
+    let disabled = move || frame.with(|f| f.as_ref().is_some_and(|f| f.profiles.disabled));
     move || {
-        if spec.with(Option::is_some) {
+        if disabled() {
+            view! {
+                <p class="view-empty" role="status">
+                    "Profiling is off: start the server with --profiler to sample its threads while this view is open."
+                </p>
+            }
+            .into_any()
+        } else if spec.with(Option::is_some) {
             view! { <Chart label=label.clone() spec caption /> }.into_any()
         } else {
             view! {

@@ -1,78 +1,53 @@
 //! The task page (`/`): the seed's Fibonacci app. Submit n, watch this session's queue with
-//! live progress, cancel, and read results in a terminal. Everything it shows comes from one
-//! live stream (see [`crate::live`]); the server functions below only act.
+//! live progress, cancel, and read results in a terminal. The server renders the whole state,
+//! so the page works before (and without) its WASM: the form posts to the server function and
+//! comes back to the page. Once hydrated, everything it shows comes from one live stream (see
+//! [`crate::live`]) and the form is handled in place; the server functions below only act.
 
 use leptos::prelude::*;
 
 use crate::AppError;
 use crate::components::{ResultsTerminal, TaskQueue};
 use crate::live::{Connection, LiveStore};
-use crate::model::{ClusterInfo, QueuedTask, parse_n};
+use crate::model::{ClusterInfo, QueuedTask, TaskPageView, parse_n};
 
-/// Queues fibonacci(n) for the caller's session.
+/// Queues fibonacci(n) for the caller's session. `n` arrives as typed, so a form post without
+/// JavaScript gets the same checks and messages as the page.
 #[server(endpoint = "submit")]
-pub async fn submit_task(n: i64) -> Result<QueuedTask, AppError> {
-    use cluster::{Submitter, tasks::Fibonacci};
-
-    use crate::model::{TaskStatus, validate_n};
-    use crate::ssr::AppState;
-
-    validate_n(n).map_err(AppError::InvalidInput)?;
-    let state = AppState::from_context()?;
-    let id = ssr::session_id().await?;
-    let session = state.sessions.get_or_create(&id);
-    let handle = state
-        .cluster
-        .submit::<Fibonacci>(n, &Submitter::new(id.0))
-        .await?;
-    let submitted = std::time::Instant::now();
-    let task = QueuedTask {
-        id: handle.id().0,
-        n,
-        status: TaskStatus::Queued,
-        progress: 0.0,
-        submitted_at_ms: cluster::now_ms(),
-    };
-    session.queued(task.clone());
-    let task_id = task.id;
-    // One waiter per task follows its start, progress and result, so the session hears of
-    // them even if no page is open, and nothing listens to other sessions' tasks.
-    tokio::spawn(async move {
-        let mut progress = handle.progress();
-        let result = handle.result();
-        tokio::pin!(result);
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut result => break outcome,
-                changed = progress.changed() => match changed {
-                    Ok(()) => session.running(task_id, *progress.borrow_and_update()),
-                    // The worker is done with it: only the result is left to come.
-                    Err(_) => break result.await,
-                },
-            }
-        };
-        session.done(ssr::terminal_line(task_id, n, outcome, submitted.elapsed()));
-    });
-    Ok(task)
+pub async fn submit_task(n: String) -> Result<QueuedTask, AppError> {
+    let n = parse_n(&n).map_err(AppError::InvalidInput)?;
+    let state = crate::ssr::AppState::from_context()?;
+    crate::ssr::runner::submit(&state, &ssr::session_id().await?, n).await
 }
 
 /// Cancels one of the caller's queued or running tasks.
 #[server(endpoint = "cancel")]
 pub async fn cancel_task(id: u64) -> Result<(), AppError> {
-    use crate::ssr::AppState;
-
-    let state = AppState::from_context()?;
-    let session = state.sessions.get_or_create(&ssr::session_id().await?);
-    if !session.owns(id) {
-        return Err(AppError::NotFound(
-            "that task is not in your queue any more".into(),
-        ));
-    }
+    let state = crate::ssr::AppState::from_context()?;
+    let not_found = || AppError::NotFound("that task is not in your queue any more".into());
+    let session = state
+        .sessions
+        .get(&ssr::session_id().await?)
+        .ok_or_else(not_found)?;
+    let cluster_id = session.cluster_id(id).ok_or_else(not_found)?;
     state
         .cluster
-        .cancel(cluster::TaskId(id))
+        .cancel(cluster::TaskId(cluster_id))
         .await
         .map_err(|e| AppError::NotFound(e.to_string()))
+}
+
+/// The caller's queue, results and next n, as the page first shows them. Creates nothing.
+#[server(endpoint = "task-page")]
+pub async fn load_task_page() -> Result<TaskPageView, AppError> {
+    let state = crate::ssr::AppState::from_context()?;
+    let mut view = state
+        .sessions
+        .get(&ssr::session_id().await?)
+        .map(|session| session.view())
+        .unwrap_or_default();
+    view.error = ssr::form_error().await;
+    Ok(view)
 }
 
 /// The app's version and the cluster's size, for the footer.
@@ -88,92 +63,65 @@ pub async fn get_cluster_info() -> Result<ClusterInfo, AppError> {
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use std::time::Duration;
-
     use axum::Extension;
-    use cluster::TaskError;
+    use axum::http::Uri;
+    use base64::Engine;
 
     use crate::AppError;
-    use crate::model::{Outcome, TerminalLine, secs};
     use crate::ssr::SessionId;
 
     pub async fn session_id() -> Result<SessionId, AppError> {
         leptos_axum::extract::<Extension<SessionId>>()
             .await
             .map(|Extension(id)| id)
-            .map_err(|_| AppError::NoSession)
+            .map_err(|_| AppError::Unavailable("the session layer is missing".into()))
     }
 
-    /// The seed's line, with milliseconds: `fibonacci(20)=6765 in 0.004sec`.
-    pub fn terminal_line(
-        task: u64,
-        n: i64,
-        outcome: Result<u64, TaskError>,
-        took: Duration,
-    ) -> TerminalLine {
-        let took = secs(took.as_secs_f64() * 1e3);
-        let (outcome, text) = match outcome {
-            Ok(value) => (
-                Outcome::Finished,
-                format!("fibonacci({n})={value} in {took}sec"),
-            ),
-            Err(TaskError::Cancelled) => (
-                Outcome::Cancelled,
-                format!("fibonacci({n}) cancelled after {took}sec"),
-            ),
-            Err(TaskError::Lost(why)) => (Outcome::Lost, format!("fibonacci({n}) lost: {why}")),
-            Err(error) => (Outcome::Failed, format!("fibonacci({n}) failed: {error}")),
-        };
-        TerminalLine {
-            task,
-            outcome,
-            text,
-        }
+    /// A form posted without JavaScript comes back with its error in the URL (`__err`, as
+    /// server functions encode it); this reads it out for the page to show.
+    pub async fn form_error() -> Option<String> {
+        let uri = leptos_axum::extract::<Uri>().await.ok()?;
+        let encoded = uri
+            .query()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("__err="))?;
+        let encoded = encoded.replace("%3D", "=").replace("%3d", "=");
+        let bytes = base64::engine::general_purpose::URL_SAFE
+            .decode(encoded)
+            .ok()?;
+        let error: AppError = serde_json::from_slice(&bytes).ok()?;
+        Some(error.to_string())
     }
+}
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn lines_read_like_the_seeds_with_milliseconds() {
-            let ms = Duration::from_micros(4_321);
-            assert_eq!(
-                terminal_line(1, 20, Ok(6765), ms).text,
-                "fibonacci(20)=6765 in 0.004sec"
-            );
-            assert_eq!(
-                terminal_line(
-                    1,
-                    60,
-                    Err(TaskError::Cancelled),
-                    Duration::from_millis(1500)
-                )
-                .text,
-                "fibonacci(60) cancelled after 1.500sec"
-            );
-            let failed = terminal_line(1, 5, Err(TaskError::Panicked("boom".into())), ms);
-            assert_eq!(
-                (failed.outcome, failed.text.as_str()),
-                (Outcome::Failed, "fibonacci(5) failed: panicked: boom")
-            );
-        }
-
-        #[test]
-        fn the_page_and_the_cluster_agree_on_the_bound() {
-            assert_eq!(crate::model::MAX_N, cluster::tasks::Fibonacci::MAX_N);
-        }
+/// The page: its state comes from the server first (rendered into the HTML), then live.
+#[component]
+pub fn TaskPage() -> impl IntoView {
+    let page = Resource::new(|| (), |()| load_task_page());
+    view! {
+        <section class="task-page">
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let view = page.await.unwrap_or_else(|error| TaskPageView {
+                        error: Some(error.to_string()),
+                        ..TaskPageView::default()
+                    });
+                    view! { <TaskPanel view /> }
+                })}
+            </Suspense>
+        </section>
     }
 }
 
 #[component]
-pub fn TaskPage() -> impl IntoView {
-    let store = LiveStore::new();
+fn TaskPanel(view: TaskPageView) -> impl IntoView {
+    let store = LiveStore::new(view.tasks, view.lines);
     #[cfg(feature = "hydrate")]
     crate::live::connect(store);
 
-    let n = RwSignal::new("0".to_owned());
-    let error = RwSignal::new(None::<String>);
+    let n = RwSignal::new(view.next_n.to_string());
+    let error = RwSignal::new(view.error);
+    // Before hydration this handler does not exist and the browser posts the form itself.
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         match parse_n(&n.get_untracked()) {
@@ -183,7 +131,7 @@ pub fn TaskPage() -> impl IntoView {
                 // Like the seed: the next submit is for n + 1, even before this one returns.
                 n.set((value + 1).to_string());
                 leptos::task::spawn_local(async move {
-                    match submit_task(value).await {
+                    match submit_task(value.to_string()).await {
                         Ok(task) => store.apply(crate::model::PageUpdate::Task(task), 0.0),
                         Err(e) => error.set(Some(e.to_string())),
                     }
@@ -193,35 +141,39 @@ pub fn TaskPage() -> impl IntoView {
     };
 
     view! {
-        <section class="task-page">
-            <div class="page-head">
-                <h1>"Fibonacci Tasks"</h1>
-                <ConnectionBadge connection=store.connection />
-            </div>
-            <form class="submit-row" novalidate on:submit=on_submit>
-                <label class="field">
-                    <span class="field-label">"n"</span>
-                    <input
-                        type="number"
-                        name="n"
-                        min="0"
-                        max=crate::model::MAX_N
-                        step="1"
-                        inputmode="numeric"
-                        autocomplete="off"
-                        aria-invalid=move || error.with(Option::is_some).to_string()
-                        aria-describedby="n-error"
-                        bind:value=n
-                    />
-                </label>
-                <button type="submit" class="primary">"SUBMIT"</button>
-            </form>
-            <p id="n-error" class="input-error" role="alert">
-                {move || error.get()}
-            </p>
-            <TaskQueue store />
-            <ResultsTerminal store />
-        </section>
+        <div class="page-head">
+            <h1>"Fibonacci Tasks"</h1>
+            <ConnectionBadge connection=store.connection />
+        </div>
+        <form
+            class="submit-row"
+            method="post"
+            action="/api/submit"
+            novalidate
+            on:submit=on_submit
+        >
+            <label class="field">
+                <span class="field-label">"n"</span>
+                <input
+                    type="number"
+                    name="n"
+                    min="0"
+                    max=crate::model::MAX_N
+                    step="1"
+                    inputmode="numeric"
+                    autocomplete="off"
+                    aria-invalid=move || error.with(Option::is_some).to_string()
+                    aria-describedby="n-error"
+                    bind:value=n
+                />
+            </label>
+            <button type="submit" class="primary">"SUBMIT"</button>
+        </form>
+        <p id="n-error" class="input-error" role="alert">
+            {move || error.get()}
+        </p>
+        <TaskQueue store />
+        <ResultsTerminal store />
     }
 }
 
@@ -231,11 +183,12 @@ fn ConnectionBadge(connection: RwSignal<Connection>) -> impl IntoView {
         Connection::Connecting => "Connecting…".to_owned(),
         Connection::Live => "Live".to_owned(),
         Connection::Retrying(secs) => format!("Disconnected: retrying in {secs}s"),
+        Connection::Restarting => "Server restarting: reconnecting…".to_owned(),
     };
     let class = move || match connection.get() {
         Connection::Live => "connection live",
         Connection::Connecting => "connection connecting",
-        Connection::Retrying(_) => "connection down",
+        Connection::Retrying(_) | Connection::Restarting => "connection down",
     };
     view! {
         <span class=class role="status" aria-live="polite">

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::WatchStream;
 
 use crate::dashboard::frame::{
     Counts, DashboardFrame, ExceptionRow, GpuRow, HISTORY, Sample, TaskBar, TaskGroup, Transfer,
-    WorkerRow,
+    Profiles, WorkerRow,
 };
 use crate::dashboard::{label_of, plots_json};
 use crate::ssr::AppState;
@@ -36,16 +36,18 @@ const TASK_STREAM_MAX: usize = 500;
 pub struct DashboardFeed {
     /// None until the first sample.
     frames: watch::Sender<Option<Arc<str>>>,
-    profiler: Arc<Profiler>,
+    /// None unless the server was started with `--profiler`.
+    profiler: Option<Arc<Profiler>>,
 }
 
 impl DashboardFeed {
-    /// Starts sampling `client` every `period`.
-    pub fn start(client: cluster::Client, period: Duration) -> Arc<Self> {
+    /// Starts sampling `client` every `period`; the profile views sample threads only when
+    /// `profiling` is allowed.
+    pub fn start(client: cluster::Client, period: Duration, profiling: bool) -> Arc<Self> {
         let (frames, _) = watch::channel(None);
         let feed = Arc::new(Self {
             frames,
-            profiler: Profiler::start(),
+            profiler: profiling.then(Profiler::start),
         });
         tokio::spawn(sample(
             client,
@@ -110,7 +112,7 @@ impl HostProbe {
 async fn sample(
     client: cluster::Client,
     frames: watch::Sender<Option<Arc<str>>>,
-    profiler: Arc<Profiler>,
+    profiler: Option<Arc<Profiler>>,
     period: Duration,
 ) {
     let mut ticks = tokio::time::interval(period);
@@ -269,7 +271,13 @@ async fn sample(
                     })
                     .collect()
             }),
-            profiles: profiler.latest(),
+            profiles: profiler.as_ref().map_or_else(
+                || Profiles {
+                    disabled: true,
+                    ..Profiles::default()
+                },
+                |p| p.latest(),
+            ),
             workers,
             groups,
         };
@@ -305,7 +313,13 @@ pub async fn stream(
     axum::extract::Query(query): axum::extract::Query<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Lives as long as the stream: dropping it when the page goes stops the profiling.
-    let watching = query.profile.then(|| state.dashboard.profiler.watch());
+    // Without --profiler, asking for a profile changes nothing.
+    let watching = state
+        .dashboard
+        .profiler
+        .as_ref()
+        .filter(|_| query.profile)
+        .map(|p| p.watch());
     let frames = WatchStream::new(state.dashboard.subscribe()).filter_map(move |json| {
         let _watching = &watching;
         async move { json.map(|json| Ok(Event::default().data(&*json))) }
@@ -319,7 +333,7 @@ pub async fn plots() -> Json<serde_json::Map<String, serde_json::Value>> {
 }
 
 /// Middleware for the dashboard listener: only the dashboard's own paths exist there, and its
-/// pages may be framed only by the app (`frame-ancestors`).
+/// pages may be framed only by pages of the allowed hosts (`frame-ancestors`).
 pub async fn dashboard_only(
     State(frame_ancestors): State<Arc<str>>,
     request: Request,
@@ -351,7 +365,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn frames_flow_to_a_page_that_subscribes_long_after_start() {
         let cluster = cluster::EmbeddedCluster::start(cluster::ClusterConfig::default());
-        let feed = DashboardFeed::start(cluster.client(), Duration::from_millis(10));
+        let feed = DashboardFeed::start(cluster.client(), Duration::from_millis(10), false);
         // Several sampling periods pass with no page open (the clock is paused: no real wait).
         for _ in 0..5 {
             tokio::time::advance(Duration::from_millis(10)).await;

@@ -1,8 +1,11 @@
-//! Request guards: every request gets a session id from an HttpOnly, SameSite=Lax cookie, and
-//! state-changing requests from another site are refused before any server function runs.
+//! Request guards: only allowed `Host` names are answered (against DNS rebinding), every
+//! request gets a session id from an HttpOnly, SameSite=Lax cookie, and state-changing requests
+//! from another origin are refused before any server function runs.
+
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -10,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 pub const COOKIE: &str = "offload_session";
 
 /// The browser session a request belongs to, put into request extensions by [`session_cookie`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub String);
 
 impl SessionId {
@@ -36,11 +39,20 @@ impl SessionId {
     }
 }
 
+/// Put beside the [`SessionId`] when the request came without a session cookie: nothing the
+/// server holds can belong to it yet.
+#[derive(Debug, Clone, Copy)]
+pub struct FreshSession;
+
 /// Middleware: attaches the request's [`SessionId`], issuing a new cookie when there is none.
+/// Issuing a cookie creates nothing on the server: a session exists from its first submit.
 pub async fn session_cookie(mut request: Request, next: Next) -> Response {
     let existing = SessionId::from_headers(request.headers());
     let id = existing.clone().unwrap_or_else(SessionId::generate);
     request.extensions_mut().insert(id.clone());
+    if existing.is_none() {
+        request.extensions_mut().insert(FreshSession);
+    }
     let mut response = next.run(request).await;
     if existing.is_none() {
         let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", id.0);
@@ -51,14 +63,111 @@ pub async fn session_cookie(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// The host names this server answers to (lower case, without port): a request naming any
+/// other `Host` is refused, so a hostile page cannot reach it through DNS rebinding, and only
+/// these may be the `Origin` of a state-changing request or frame the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHosts(Arc<[String]>);
+
+impl AllowedHosts {
+    /// `localhost`, `127.0.0.1`, `[::1]`, the given extra names, and the addresses the server
+    /// listens on (unless unspecified, such as 0.0.0.0, which name no host).
+    pub fn new<'a>(
+        extra: impl IntoIterator<Item = &'a str>,
+        listening: impl IntoIterator<Item = std::net::SocketAddr>,
+    ) -> Self {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(extra.into_iter().map(|h| h.trim().to_ascii_lowercase()))
+            .chain(
+                listening
+                    .into_iter()
+                    .filter(|a| !a.ip().is_unspecified())
+                    .map(|a| match a {
+                        std::net::SocketAddr::V4(a) => a.ip().to_string(),
+                        std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+                    }),
+            )
+            .filter(|h| !h.is_empty())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        Self(hosts.into())
+    }
+
+    /// Whether `authority` (`host` or `host:port`) names an allowed host.
+    pub fn allows(&self, authority: &str) -> bool {
+        let host = host_of(authority).to_ascii_lowercase();
+        self.0.iter().any(|allowed| *allowed == host)
+    }
+
+    /// The `frame-ancestors` sources for these hosts, any port, http or https.
+    pub fn frame_ancestors(&self) -> String {
+        std::iter::once("'self'".to_owned())
+            .chain(self.0.iter().flat_map(|h| {
+                [format!("http://{h}:*"), format!("https://{h}:*")]
+            }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// `host:port` → `host`; `[::1]:3000` → `[::1]`.
+fn host_of(authority: &str) -> &str {
+    let authority = authority.trim();
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+/// The authority a request is addressed to: its `Host` header, or the URI's (HTTP/2).
+fn authority(request: &Request<Body>) -> Option<&str> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+}
+
+/// Middleware for both listeners: answers only requests addressed to an allowed host.
+pub async fn allowed_host(
+    State(hosts): State<AllowedHosts>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match authority(&request) {
+        Some(host) if hosts.allows(host) => next.run(request).await,
+        host => {
+            tracing::warn!(?host, uri = %request.uri(), "refused a request for another host");
+            (
+                StatusCode::FORBIDDEN,
+                "this server does not answer to that host name: open it by one of the names it \
+                 was started with (--allowed-hosts)",
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Middleware: refuses state-changing requests that a browser marks as coming from another
-/// site (`Sec-Fetch-Site`), or whose `Origin` is not this host. Requests with neither header
-/// do not come from a browser page, so they cannot carry a victim's cookies by accident.
-pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
+/// site (`Sec-Fetch-Site`), or whose `Origin` is not an allowed host. Requests with neither
+/// header do not come from a browser page, so they cannot carry a victim's cookies by accident.
+pub async fn refuse_cross_site(
+    State(hosts): State<AllowedHosts>,
+    request: Request,
+    next: Next,
+) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) || is_same_site(&request)
+    ) || is_same_site(&request, &hosts)
     {
         return next.run(request).await;
     }
@@ -74,7 +183,7 @@ pub async fn refuse_cross_site(request: Request, next: Next) -> Response {
         .into_response()
 }
 
-fn is_same_site(request: &Request<Body>) -> bool {
+fn is_same_site(request: &Request<Body>, hosts: &AllowedHosts) -> bool {
     let headers = request.headers();
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if matches!(fetch_site, Some("cross-site" | "same-site")) {
@@ -83,13 +192,14 @@ fn is_same_site(request: &Request<Body>) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
+    origin
         .to_str()
         .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+        .and_then(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+        })
+        .is_some_and(|authority| hosts.allows(authority))
 }
 
 #[cfg(test)]
@@ -104,30 +214,52 @@ mod tests {
         builder.body(Body::empty()).unwrap()
     }
 
-    #[test]
-    fn same_origin_requests_pass() {
-        assert!(is_same_site(&post(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "http://127.0.0.1:3000"),
-            ("sec-fetch-site", "same-origin"),
-        ])));
-        assert!(is_same_site(&post(&[("host", "127.0.0.1:3000")])));
+    fn hosts() -> AllowedHosts {
+        AllowedHosts::new(["Offload.Example"], ["0.0.0.0:3000".parse().unwrap()])
     }
 
     #[test]
-    fn other_origins_are_refused() {
-        assert!(!is_same_site(&post(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "http://evil.example"),
-        ])));
-        assert!(!is_same_site(&post(&[
-            ("host", "127.0.0.1:3000"),
-            ("sec-fetch-site", "cross-site"),
-        ])));
-        assert!(!is_same_site(&post(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "null"),
-        ])));
+    fn same_origin_requests_pass() {
+        let hosts = hosts();
+        assert!(is_same_site(
+            &post(&[
+                ("host", "127.0.0.1:3000"),
+                ("origin", "http://127.0.0.1:3000"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+            &hosts
+        ));
+        assert!(is_same_site(&post(&[("host", "127.0.0.1:3000")]), &hosts));
+        assert!(is_same_site(
+            &post(&[("origin", "https://offload.example")]),
+            &hosts
+        ));
+    }
+
+    #[test]
+    fn other_origins_are_refused_even_with_a_matching_host() {
+        let hosts = hosts();
+        for headers in [
+            [("host", "127.0.0.1:3000"), ("origin", "http://evil.example")],
+            // DNS rebinding: the Host is the attacker's name too.
+            [("host", "evil.example:3000"), ("origin", "http://evil.example:3000")],
+            [("host", "127.0.0.1:3000"), ("sec-fetch-site", "cross-site")],
+            [("host", "127.0.0.1:3000"), ("origin", "null")],
+        ] {
+            assert!(!is_same_site(&post(&headers), &hosts), "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_matched_without_their_port() {
+        let hosts = hosts();
+        for good in ["localhost", "LOCALHOST:3000", "127.0.0.1:1", "[::1]:3000", "offload.example"] {
+            assert!(hosts.allows(good), "{good}");
+        }
+        for bad in ["evil.example", "evil.example:3000", "0.0.0.0:3000", "localhost.evil", "[::2]:3000", ""] {
+            assert!(!hosts.allows(bad), "{bad}");
+        }
+        assert!(hosts.frame_ancestors().contains("http://offload.example:*"));
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! Server-only parts of the app: the state server functions share, the per-browser session
-//! store, the live update stream and the request guards. None of it runs CPU work: that is
-//! the cluster's, reached only through [`cluster::Client`].
+//! Server-only parts of the app: the state server functions share, the per-browser sessions and
+//! their durable store, each task's journey, the live update stream and the request guards.
+//! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
 pub mod dashboard;
 pub mod guard;
 pub mod profiler;
+pub mod runner;
 pub mod sessions;
 pub mod state;
+pub mod status;
+pub mod store;
 pub mod stream;
 
 pub use dashboard::DashboardFeed;
-pub use guard::{SessionId, refuse_cross_site, session_cookie};
+pub use guard::{AllowedHosts, SessionId, allowed_host, refuse_cross_site, session_cookie};
 pub use sessions::{SessionConfig, Sessions};
-pub use state::AppState;
+pub use state::{AppState, Shutdown};

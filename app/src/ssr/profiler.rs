@@ -113,6 +113,7 @@ fn summarise(report: &pprof::Report) -> Profiles {
         workers: heaviest(workers),
         server: heaviest(server),
         hz: HZ as u32,
+        disabled: false,
     }
 }
 

@@ -1,24 +1,33 @@
-//! Browser sessions: each owns its task queue and the last lines of its results terminal, and
-//! fans its changes out to the session's open pages. Bounded on every axis: lines per session,
-//! updates a slow page may fall behind by, and idle sessions, which expire.
+//! Browser sessions: each owns its task queue, the last lines of its results terminal and the
+//! next `n` its form offers, and fans its changes out to the session's open pages.
+//!
+//! A session exists only once it has submitted something: reading a page, opening the live
+//! stream or cancelling cost nothing and leave nothing behind, so minting cookies cannot fill
+//! memory. Every axis is bounded: sessions in all (the longest idle is evicted first), lines
+//! per session, and updates a slow page may fall behind by. What a session holds is also in the
+//! [`Store`], written before the page is told, so it survives a restart.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use crate::model::{PageUpdate, QueuedTask, TaskStatus, TerminalLine};
+use crate::model::{PageUpdate, QueuedTask, TaskPageView, TaskStatus, TerminalLine};
 use crate::ssr::SessionId;
+use crate::ssr::store::{SavedSession, Store, Write};
 
-/// How much a session may keep, and for how long.
+/// How much the sessions may hold, and for how long.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// A session with no page open and no unfinished task is forgotten after this long.
     pub idle_timeout: Duration,
     /// Terminal lines kept per session (oldest dropped first).
     pub max_lines: usize,
+    /// Sessions held at once; past it the longest idle one is evicted.
+    pub max_sessions: usize,
 }
 
 impl Default for SessionConfig {
@@ -26,56 +35,144 @@ impl Default for SessionConfig {
         Self {
             idle_timeout: Duration::from_secs(30 * 60),
             max_lines: 1000,
+            max_sessions: 10_000,
         }
     }
 }
 
 /// Updates a page may fall behind by before it is sent a fresh snapshot instead.
-const UPDATE_BACKLOG: usize = 256;
+const UPDATE_BACKLOG: usize = 16;
+/// Session creations a waiting stream may miss before it looks its session up again.
+const CREATED_BACKLOG: usize = 1024;
+
+/// Every session is busy or watched, and there are already as many as allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the server already serves {0} sessions, all of them active: try again in a few minutes"
+)]
+pub struct SessionsFull(pub usize);
 
 pub struct Sessions {
     map: Mutex<HashMap<SessionId, Arc<Session>>>,
     config: SessionConfig,
-    boot: u64,
+    store: Store,
+    /// Each new session's id, for streams opened before their session existed.
+    created: broadcast::Sender<SessionId>,
+    next_task: AtomicU64,
 }
 
 impl Sessions {
-    pub fn new(config: SessionConfig) -> Self {
+    /// Sessions backed by `store`; the next task id is `next_task`.
+    pub fn new(config: SessionConfig, store: Store, next_task: u64) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             config,
-            // Distinct per server run, so a page can tell a reconnect from a restart.
-            boot: uuid::Uuid::new_v4().as_u64_pair().0,
+            store,
+            created: broadcast::channel(CREATED_BACKLOG).0,
+            next_task: AtomicU64::new(next_task),
         }
     }
 
-    pub fn boot(&self) -> u64 {
-        self.boot
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
-    fn len(&self) -> usize {
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub fn len(&self) -> usize {
         self.map.lock().len()
     }
 
-    /// The session, created on first use; marks it as seen.
-    pub fn get_or_create(&self, id: &SessionId) -> Arc<Session> {
-        let session = self
-            .map
-            .lock()
-            .entry(id.clone())
-            .or_insert_with(|| Arc::new(Session::new(self.config.max_lines)))
-            .clone();
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A fresh task id; ids are never reused, across restarts too.
+    pub fn next_task_id(&self) -> u64 {
+        self.next_task.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The session, if it exists; marks it as seen.
+    pub fn get(&self, id: &SessionId) -> Option<Arc<Session>> {
+        let session = self.map.lock().get(id).cloned()?;
         session.touch();
-        session
+        Some(session)
+    }
+
+    /// The session, created when missing. At the cap, the longest idle session without
+    /// unfinished work or an open page is evicted to make room; when there is none, refused.
+    pub fn get_or_create(&self, id: &SessionId) -> Result<Arc<Session>, SessionsFull> {
+        let mut map = self.map.lock();
+        if let Some(session) = map.get(id) {
+            session.touch();
+            return Ok(session.clone());
+        }
+        if map.len() >= self.config.max_sessions {
+            let evict = map
+                .iter()
+                .filter_map(|(id, s)| s.idle_since().map(|at| (at, id)))
+                .min()
+                .map(|(_, id)| id.clone())
+                .ok_or(SessionsFull(self.config.max_sessions))?;
+            map.remove(&evict);
+            tracing::info!(sessions = map.len(), "evicted the longest idle session");
+            self.store.write_later(Write::Forget { session: evict.0 });
+        }
+        let session = Arc::new(Session::new(id.clone(), self.config.max_lines, 0));
+        map.insert(id.clone(), session.clone());
+        drop(map);
+        let _ = self.created.send(id.clone());
+        Ok(session)
+    }
+
+    /// New sessions' ids from now on.
+    pub fn created(&self) -> broadcast::Receiver<SessionId> {
+        self.created.subscribe()
+    }
+
+    /// Puts back the sessions saved before a restart. Returns their unfinished tasks, oldest
+    /// first, for the caller to run again.
+    pub fn restore(&self, saved: Vec<SavedSession>) -> Vec<(Arc<Session>, QueuedTask)> {
+        let mut rerun = Vec::new();
+        let mut map = self.map.lock();
+        for saved in saved {
+            let id = SessionId(saved.id);
+            let session = Arc::new(Session::new(id.clone(), self.config.max_lines, saved.next_n));
+            {
+                let mut state = session.state.lock();
+                let skip = saved.lines.len().saturating_sub(self.config.max_lines);
+                state.lines.extend(saved.lines.into_iter().skip(skip));
+            }
+            rerun.extend(saved.unfinished.into_iter().map(|t| (session.clone(), t)));
+            map.insert(id, session);
+        }
+        rerun.sort_by_key(|(_, task)| task.id);
+        rerun
     }
 
     /// Forgets sessions that are idle, have nothing running and no page open. Returns how many.
     pub fn expire_idle(&self) -> usize {
         let timeout = self.config.idle_timeout;
-        let mut map = self.map.lock();
-        let before = map.len();
-        map.retain(|_, session| !session.is_expired(timeout));
-        before - map.len()
+        let expired: Vec<SessionId> = {
+            let mut map = self.map.lock();
+            let expired: Vec<SessionId> = map
+                .iter()
+                .filter(|(_, s)| s.idle_since().is_some_and(|at| at.elapsed() >= timeout))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                map.remove(id);
+            }
+            expired
+        };
+        for id in &expired {
+            self.store.write_later(Write::Forget {
+                session: id.0.clone(),
+            });
+        }
+        expired.len()
     }
 
     /// Runs [`Sessions::expire_idle`] every `period`, for ever.
@@ -92,39 +189,53 @@ impl Sessions {
 }
 
 pub struct Session {
+    id: SessionId,
     state: Mutex<State>,
     updates: broadcast::Sender<PageUpdate>,
 }
 
 struct State {
-    tasks: BTreeMap<u64, QueuedTask>,
+    tasks: BTreeMap<u64, Entry>,
     lines: VecDeque<TerminalLine>,
     max_lines: usize,
+    next_n: i64,
     last_seen: Instant,
 }
 
+struct Entry {
+    task: QueuedTask,
+    /// The cluster's id for it, for cancelling.
+    cluster: u64,
+}
+
 impl Session {
-    fn new(max_lines: usize) -> Self {
+    fn new(id: SessionId, max_lines: usize, next_n: i64) -> Self {
         Self {
+            id,
             state: Mutex::new(State {
                 tasks: BTreeMap::new(),
                 lines: VecDeque::new(),
                 max_lines,
+                next_n,
                 last_seen: Instant::now(),
             }),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
         }
     }
 
-    fn touch(&self) {
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Marks the session as active now: a request, a result, a page closing.
+    pub fn touch(&self) {
         self.state.lock().last_seen = Instant::now();
     }
 
-    fn is_expired(&self, timeout: Duration) -> bool {
+    /// When it became idle, if it is: nothing unfinished and no page open.
+    fn idle_since(&self) -> Option<Instant> {
         let state = self.state.lock();
-        state.tasks.is_empty()
-            && self.updates.receiver_count() == 0
-            && state.last_seen.elapsed() >= timeout
+        (state.tasks.is_empty() && self.updates.receiver_count() == 0).then_some(state.last_seen)
     }
 
     fn send(&self, update: PageUpdate) {
@@ -138,22 +249,45 @@ impl Session {
         self.updates.subscribe()
     }
 
-    pub fn snapshot(&self, boot: u64) -> PageUpdate {
+    pub fn view(&self) -> TaskPageView {
         let state = self.state.lock();
-        PageUpdate::Snapshot {
-            boot,
-            server_now_ms: cluster::now_ms(),
-            tasks: state.tasks.values().cloned().collect(),
+        TaskPageView {
+            next_n: state.next_n,
+            tasks: state.tasks.values().map(|e| e.task.clone()).collect(),
             lines: state.lines.iter().cloned().collect(),
+            error: None,
         }
     }
 
-    pub fn owns(&self, task: u64) -> bool {
-        self.state.lock().tasks.contains_key(&task)
+    pub fn snapshot(&self) -> PageUpdate {
+        let view = self.view();
+        PageUpdate::Snapshot {
+            server_now_ms: cluster::now_ms(),
+            tasks: view.tasks,
+            lines: view.lines,
+        }
     }
 
-    pub fn queued(&self, task: QueuedTask) {
-        self.state.lock().tasks.insert(task.id, task.clone());
+    /// The cluster's id for one of this session's unfinished tasks.
+    pub fn cluster_id(&self, task: u64) -> Option<u64> {
+        self.state.lock().tasks.get(&task).map(|e| e.cluster)
+    }
+
+    /// A task was accepted (and recorded); the form now offers `next_n`.
+    pub fn accepted(&self, task: QueuedTask, cluster: u64, next_n: Option<i64>) {
+        {
+            let mut state = self.state.lock();
+            if let Some(next_n) = next_n {
+                state.next_n = next_n;
+            }
+            state.tasks.insert(
+                task.id,
+                Entry {
+                    task: task.clone(),
+                    cluster,
+                },
+            );
+        }
         self.send(PageUpdate::Task(task));
     }
 
@@ -161,25 +295,28 @@ impl Session {
     pub fn running(&self, id: u64, fraction: f64) {
         let update = {
             let mut state = self.state.lock();
-            let Some(task) = state.tasks.get_mut(&id) else {
+            let Some(entry) = state.tasks.get_mut(&id) else {
                 return;
             };
-            task.status = TaskStatus::Running;
-            task.progress = task.progress.max(fraction);
-            task.clone()
+            entry.task.status = TaskStatus::Running;
+            entry.task.progress = entry.task.progress.max(fraction);
+            entry.task.clone()
         };
         self.send(PageUpdate::Task(update));
     }
 
-    /// The task left the queue; its line joins the terminal.
+    /// The task left the queue; its line joins the terminal, once.
     pub fn done(&self, line: TerminalLine) {
         {
             let mut state = self.state.lock();
-            state.tasks.remove(&line.task);
+            if state.tasks.remove(&line.task).is_none() {
+                return;
+            }
             if state.lines.len() >= state.max_lines {
                 state.lines.pop_front();
             }
             state.lines.push_back(line.clone());
+            state.last_seen = Instant::now();
         }
         self.send(PageUpdate::Done(line));
     }
@@ -208,53 +345,85 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sessions_are_separate() {
-        let sessions = Sessions::new(SessionConfig::default());
-        let a = sessions.get_or_create(&SessionId("a".into()));
-        let b = sessions.get_or_create(&SessionId("b".into()));
-        a.queued(task(1));
-        assert!(a.owns(1) && !b.owns(1));
-        let PageUpdate::Snapshot { tasks, .. } = b.snapshot(0) else {
-            unreachable!()
-        };
-        assert!(tasks.is_empty());
+    fn sessions(config: SessionConfig) -> (Sessions, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _writer, _, next) = Store::open(dir.path()).unwrap();
+        (Sessions::new(config, store, next), dir)
     }
 
-    #[test]
-    fn the_terminal_keeps_only_the_newest_lines() {
-        let session = Session::new(3);
+    fn id(name: &str) -> SessionId {
+        SessionId(name.into())
+    }
+
+    #[tokio::test]
+    async fn sessions_are_separate_and_reading_creates_nothing() {
+        let (sessions, _dir) = sessions(SessionConfig::default());
+        assert!(sessions.get(&id("a")).is_none());
+        assert!(sessions.is_empty());
+        let a = sessions.get_or_create(&id("a")).unwrap();
+        let b = sessions.get_or_create(&id("b")).unwrap();
+        a.accepted(task(1), 1, Some(2));
+        assert!(a.cluster_id(1).is_some() && b.cluster_id(1).is_none());
+        assert!(b.view().tasks.is_empty());
+        assert_eq!(a.view().next_n, 2);
+    }
+
+    #[tokio::test]
+    async fn the_terminal_keeps_only_the_newest_lines_and_each_result_once() {
+        let session = Session::new(id("s"), 3, 0);
         for id in 0..5 {
-            session.queued(task(id));
+            session.accepted(task(id), id, None);
             session.done(line(id));
+            session.done(line(id)); // a second report of the same task
         }
-        let PageUpdate::Snapshot { tasks, lines, .. } = session.snapshot(0) else {
-            unreachable!()
-        };
-        assert!(tasks.is_empty());
-        let kept: Vec<u64> = lines.iter().map(|l| l.task).collect();
+        let view = session.view();
+        assert!(view.tasks.is_empty());
+        let kept: Vec<u64> = view.lines.iter().map(|l| l.task).collect();
         assert_eq!(kept, [2, 3, 4]);
     }
 
-    #[test]
-    fn only_idle_sessions_without_work_or_pages_expire() {
-        let sessions = Sessions::new(SessionConfig {
+    #[tokio::test]
+    async fn only_idle_sessions_without_work_or_pages_expire() {
+        let (sessions, _dir) = sessions(SessionConfig {
             idle_timeout: Duration::ZERO,
-            max_lines: 10,
+            ..SessionConfig::default()
         });
-        let busy = sessions.get_or_create(&SessionId("busy".into()));
-        busy.queued(task(1));
-        let watched = sessions.get_or_create(&SessionId("watched".into()));
+        let busy = sessions.get_or_create(&id("busy")).unwrap();
+        busy.accepted(task(1), 1, None);
+        let watched = sessions.get_or_create(&id("watched")).unwrap();
         let _page = watched.subscribe();
-        sessions.get_or_create(&SessionId("idle".into()));
+        sessions.get_or_create(&id("idle")).unwrap();
         assert_eq!(sessions.expire_idle(), 1);
         assert_eq!(sessions.len(), 2);
     }
 
-    #[test]
-    fn progress_only_rises_and_marks_the_task_running() {
-        let session = Session::new(10);
-        session.queued(task(1));
+    #[tokio::test]
+    async fn at_the_cap_the_longest_idle_is_evicted_and_busy_ones_never_are() {
+        let (sessions, _dir) = sessions(SessionConfig {
+            max_sessions: 2,
+            ..SessionConfig::default()
+        });
+        let old = sessions.get_or_create(&id("old")).unwrap();
+        let newer = sessions.get_or_create(&id("newer")).unwrap();
+        newer.touch();
+        drop((old, newer));
+        sessions.get_or_create(&id("third")).unwrap();
+        assert!(sessions.get(&id("old")).is_none(), "the longest idle went");
+        assert!(sessions.get(&id("newer")).is_some());
+
+        for name in ["newer", "third"] {
+            sessions.get(&id(name)).unwrap().accepted(task(1), 1, None);
+        }
+        assert_eq!(
+            sessions.get_or_create(&id("fourth")).err(),
+            Some(SessionsFull(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn progress_only_rises_and_marks_the_task_running() {
+        let session = Session::new(id("s"), 10, 0);
+        session.accepted(task(1), 1, None);
         let mut updates = session.subscribe();
         session.running(1, 0.5);
         session.running(1, 0.25);

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 
+use tokio::sync::watch;
+
 use crate::AppError;
+use crate::ssr::stream::StreamLimits;
 use crate::ssr::{DashboardFeed, Sessions};
 
 #[derive(Clone)]
@@ -15,8 +18,12 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The one cluster client every session submits through (the seed's cached Dask `Client`).
     pub cluster: cluster::Client,
-    /// Each browser session's queue and terminal.
+    /// Each browser session's queue and terminal, and their durable record.
     pub sessions: Arc<Sessions>,
+    /// The open live streams, bounded per session and in all.
+    pub streams: Arc<StreamLimits>,
+    /// Turns once the server has begun to stop: submissions are refused, pages are told.
+    pub shutdown: Shutdown,
     /// The cluster dashboard's frames, sampled once a second for every open view.
     pub dashboard: Arc<DashboardFeed>,
     /// Where the viewer page points its iframe: the dashboard's `/status` URL.
@@ -34,6 +41,32 @@ impl AppState {
     pub fn from_context() -> Result<Self, AppError> {
         leptos::prelude::use_context::<Self>()
             .ok_or_else(|| AppError::Unavailable("the server is not fully started".into()))
+    }
+}
+
+/// Whether the server has begun to stop; cheap to clone and to ask.
+#[derive(Clone)]
+pub struct Shutdown(Arc<watch::Sender<bool>>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl Shutdown {
+    pub fn begin(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn has_begun(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the stop has begun (at once if it has).
+    pub async fn begun(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|begun| *begun).await;
     }
 }
 
