@@ -25,7 +25,7 @@ SOURCES := $(shell find app cluster server style -type f -not -path '*/target/*'
 # Flags for `make run`, e.g. `make run ARGS="--addr 0.0.0.0:8080 --workers 8"`.
 ARGS ?=
 
-.PHONY: run test setup tools node chromium build lint unit e2e size bench
+.PHONY: run test setup tools node chromium build lint unit e2e size bench load
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -71,7 +71,8 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p app --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
-unit:
+# The server's and the load tool's integration tests start the release binary.
+unit: build
 	cargo test --workspace
 
 e2e: build chromium
@@ -86,3 +87,8 @@ size: build
 bench:
 	cargo bench -p cluster --bench cluster
 	cargo bench -p app --features ssr --bench dashboard_overhead
+
+## load: 1,000 sessions × 5 fibonacci(10) through the page's endpoints (LOAD_ARGS="--soak 10" to soak)
+LOAD_ARGS ?=
+load: build
+	cargo run --release -p load -- --server $(BINARY) $(LOAD_ARGS)

@@ -133,3 +133,29 @@ async fn a_single_worker_still_runs_long_work() {
         Err(TaskError::TimeLimit { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_cluster_refuses_work_and_starts_nothing_new() {
+    let cluster = cluster(ClusterConfig {
+        workers: 1,
+        ..ClusterConfig::default()
+    });
+    let client = cluster.client();
+    let mut events = client.events();
+    let who = Submitter::new("d");
+    let running = client.submit::<Fibonacci>(FOREVER, &who).await.unwrap();
+    starts(&mut events, 1).await;
+    let queued = client.submit::<Fibonacci>(1, &who).await.unwrap();
+    cluster.drain();
+    assert_eq!(
+        client.submit::<Fibonacci>(1, &who).await.err(),
+        Some(SubmitError::ShutDown)
+    );
+    assert!(!cluster.wait_idle(Duration::from_millis(50)).await);
+    client.cancel(running.id()).await.unwrap();
+    assert_eq!(running.result().await, Err(TaskError::Cancelled));
+    assert!(cluster.wait_idle(Duration::from_secs(5)).await);
+    assert_eq!(client.stats().totals.queued, 1, "the queued task was not started");
+    drop(cluster);
+    assert!(matches!(queued.result().await, Err(TaskError::Lost(_))));
+}

@@ -1,16 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, test } from '@playwright/test';
 import { DASHBOARD_PORT } from '../playwright.config';
 
-// This journey needs a server it can kill, so it starts its own on separate ports.
+// This journey needs a server it can stop, so it starts its own on separate ports, with a
+// data directory that outlives each server.
 const PORT = DASHBOARD_PORT + 10;
 const BASE = `http://127.0.0.1:${PORT}`;
+const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-restart-'));
 
 async function startServer(): Promise<ChildProcess> {
   const server = spawn(
     './target/release/offload',
-    ['--addr', `127.0.0.1:${PORT}`, '--dashboard-addr', `127.0.0.1:${PORT + 1}`],
+    [
+      '--addr', `127.0.0.1:${PORT}`,
+      '--dashboard-addr', `127.0.0.1:${PORT + 1}`,
+      '--data-dir', DATA_DIR,
+      '--shutdown-grace', '1',
+    ],
     { cwd: '..', stdio: ['ignore', 'pipe', 'pipe'] },
   );
   // Ready when its log says where it serves.
@@ -30,25 +40,37 @@ async function stop(server: ChildProcess) {
   }
 }
 
-test('a server restart: the page says it is disconnected, reconnects, and reports the lost task', async ({ page }) => {
+test('a server restart: the page is told, reconnects, and the unfinished task runs again', async ({ page }) => {
   let server = await startServer();
   try {
     await page.goto(BASE);
     await expect(page.getByRole('status')).toHaveText('Live');
+    await page.getByLabel('n', { exact: true }).fill('7');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.getByRole('log')).toContainText('fibonacci(7)=13 in');
     await page.getByLabel('n', { exact: true }).fill('60');
     await page.getByRole('button', { name: 'SUBMIT' }).click();
-    await expect(page.getByRole('heading', { name: 'Task queue: [60]' })).toBeVisible();
+    const row = page.getByRole('listitem').filter({ hasText: 'fibonacci(60)' });
+    await expect(row).toContainText('running');
 
-    await stop(server);
-    await expect(page.getByRole('status')).toHaveText(/^Disconnected: retrying in \d+s$/);
+    const stopped = stop(server);
+    await expect(page.getByRole('status')).toHaveText('Server restarting: reconnecting…');
+    await stopped;
     server = await startServer();
 
     await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
-    // Whichever the page hears first: the old server's last word, or the new server's snapshot.
+    // Nothing was lost: the history is there and the long task is running again.
+    await expect(page.getByRole('log')).toContainText('fibonacci(7)=13 in');
+    await expect(page.getByRole('heading', { name: 'Task queue: [60]' })).toBeVisible();
+    await expect(row).toContainText('running');
+    await page.getByRole('button', { name: 'Cancel fibonacci(60)' }).click();
     await expect(page.getByRole('log')).toContainText(
-      /fibonacci\(60\) lost: the (cluster shut down|server restarted) before it finished/,
+      /fibonacci\(60\) cancelled after \d+\.\d{3}sec \(rerun after a restart\)/,
     );
     await expect(page.getByRole('heading', { name: 'Task queue: []' })).toBeVisible();
+    await page.reload();
+    await expect(page.getByText(/^fibonacci\(7\)=13 in/)).toHaveCount(1);
+    await expect(page.getByText(/^fibonacci\(60\) cancelled/)).toHaveCount(1);
   } finally {
     await stop(server);
   }

@@ -1,0 +1,41 @@
+import { expect, test } from '@playwright/test';
+import { nInput, queueHeading, submitButton, terminal } from './helpers';
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('SUBMIT posts the form and the page that comes back shows the task and n + 1', async ({ page }) => {
+    await page.goto('/');
+    await nInput(page).fill('20');
+    await submitButton(page).click();
+    await expect(page).toHaveURL(/\/$/);
+    await expect(nInput(page)).toHaveValue('21');
+    await page.reload();
+    await expect(terminal(page)).toContainText(/fibonacci\(20\)=6765 in \d+\.\d{3}sec/);
+    await expect(queueHeading(page)).toHaveText('Task queue: []');
+  });
+
+  test('a refused form post comes back with its message', async ({ page }) => {
+    await page.goto('/');
+    await nInput(page).fill('94');
+    await submitButton(page).click();
+    await expect(page.locator('#n-error')).toHaveText(/at most 93/);
+    await expect(terminal(page)).toBeEmpty();
+  });
+});
+
+test('a click while the WASM is still loading is submitted exactly once', async ({ page }) => {
+  // The WASM arrives 2 s late: the server-rendered form is all there is until then.
+  await page.route('**/pkg/*.wasm', async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await route.continue();
+  });
+  await page.goto('/');
+  await expect(page.getByRole('status')).toHaveText('Connecting…');
+  await nInput(page).fill('21');
+  await submitButton(page).click();
+  await expect(terminal(page)).toContainText(/fibonacci\(21\)=10946 in/);
+  await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
+  await expect(page.getByText(/^fibonacci\(21\)=10946 in/)).toHaveCount(1);
+  await expect(nInput(page)).toHaveValue('22');
+});

@@ -1,0 +1,339 @@
+//! Offload's load and soak tool. Many concurrent browser sessions, each with its own cookie,
+//! open the task page's event stream, submit fibonacci tasks through the same server function
+//! the page posts to, and wait for each result on the stream, as the page does.
+//!
+//! It starts the server itself (its own data directory, free loopback ports, short session
+//! expiry) so that it can read the server's memory before, during and after the run, and it
+//! talks to nothing but 127.0.0.1. Every run is bounded in count (sessions × tasks) and in
+//! time (`max_wait` per result, `soak` for the whole).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// The `offload` binary to start.
+    pub server: PathBuf,
+    /// Concurrent sessions.
+    pub sessions: usize,
+    /// Tasks each session submits, one after the other.
+    pub tasks_per_session: usize,
+    /// The n of each fibonacci task.
+    pub n: i64,
+    /// Sessions start spread over this long, as visitors arrive.
+    pub ramp: Duration,
+    /// Longest wait for one result before it counts as an error.
+    pub max_wait: Duration,
+    /// The server's idle-session expiry, in seconds (short, so the run can see it).
+    pub session_idle_secs: u64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            server: PathBuf::from("target/release/offload"),
+            sessions: 1_000,
+            tasks_per_session: 5,
+            n: 10,
+            ramp: Duration::from_secs(2),
+            max_wait: Duration::from_secs(30),
+            session_idle_secs: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("starting the server {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the server did not answer within 15 s")]
+    NotReady,
+    #[error("reading the server's memory: {0}")]
+    Rss(String),
+}
+
+/// One round's figures.
+#[derive(Debug, Clone)]
+pub struct Round {
+    pub results: usize,
+    pub errors: usize,
+    /// Submit → result, sorted.
+    pub latencies: Vec<Duration>,
+    pub took: Duration,
+    pub rss_peak_kb: u64,
+}
+
+impl Round {
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i]
+    }
+}
+
+/// A started server, stopped when dropped.
+pub struct Target {
+    child: tokio::process::Child,
+    pid: u32,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Target {
+    /// Starts `config.server` on a free loopback port.
+    pub async fn start(config: &LoadConfig) -> Result<Self, LoadError> {
+        let port = free_port();
+        let dashboard = free_port();
+        let data = tempfile::tempdir().map_err(|source| LoadError::Spawn {
+            path: config.server.clone(),
+            source,
+        })?;
+        let child = tokio::process::Command::new(&config.server)
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--dashboard-addr")
+            .arg(format!("127.0.0.1:{dashboard}"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--session-idle-secs")
+            .arg(config.session_idle_secs.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| LoadError::Spawn {
+                path: config.server.clone(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or(0);
+        let target = Self {
+            child,
+            pid,
+            base: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            let ready = http
+                .get(format!("{}/api/events", target.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(target);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(LoadError::NotReady)
+    }
+
+    /// The server's resident memory.
+    pub fn rss_kb(&self) -> Result<u64, LoadError> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .map_err(|e| LoadError::Rss(e.to_string()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| LoadError::Rss("no VmRSS line".into()))
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Runs `config.sessions` sessions against `target` once.
+pub async fn round(target: &Target, config: &LoadConfig) -> Round {
+    // Two connections per session (its stream and its posts), plus some to spare.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.sessions)
+        .build()
+        .unwrap_or_default();
+    let peak = Arc::new(AtomicU64::new(target.rss_kb().unwrap_or(0)));
+    let sampler = {
+        let (peak, pid) = (peak.clone(), target.pid);
+        tokio::spawn(async move {
+            loop {
+                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    let rss = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                        .unwrap_or(0);
+                    peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    static ROUND: AtomicU64 = AtomicU64::new(0);
+    let round = ROUND.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let spacing = config.ramp / config.sessions.max(1) as u32;
+    let sessions: Vec<_> = (0..config.sessions)
+        .map(|i| {
+            let (http, base, config) = (http.clone(), target.base.clone(), config.clone());
+            let cookie = format!(
+                "offload_session={:016x}{:08x}{:08x}",
+                std::process::id(),
+                round,
+                i
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(spacing * i as u32).await;
+                session(&http, &base, &cookie, &config).await
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for outcome in futures::future::join_all(sessions).await {
+        match outcome {
+            Ok((times, failed)) => {
+                latencies.extend(times);
+                errors += failed;
+            }
+            Err(_) => errors += config.tasks_per_session,
+        }
+    }
+    sampler.abort();
+    latencies.sort();
+    Round {
+        results: latencies.len(),
+        errors,
+        latencies,
+        took: started.elapsed(),
+        rss_peak_kb: peak.load(Ordering::Relaxed),
+    }
+}
+
+/// One session: its stream, then its tasks one after the other. Returns the submit → result
+/// times and the number of tasks that failed.
+async fn session(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    config: &LoadConfig,
+) -> (Vec<Duration>, usize) {
+    let mut times = Vec::new();
+    let stream = http
+        .get(format!("{base}/api/events"))
+        .header("cookie", cookie)
+        .send()
+        .await;
+    let mut events = match stream {
+        Ok(r) if r.status().is_success() => Events::new(r),
+        _ => return (times, config.tasks_per_session),
+    };
+    if events.next().await.is_none() {
+        return (times, config.tasks_per_session);
+    }
+    for done in 0..config.tasks_per_session {
+        let asked = Instant::now();
+        let submitted = http
+            .post(format!("{base}/api/submit"))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("n={}", config.n))
+            .send()
+            .await;
+        let id = match submitted {
+            Ok(r) if r.status().is_success() => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|task| task["id"].as_u64()),
+            _ => None,
+        };
+        let Some(id) = id else {
+            return (times, config.tasks_per_session - done);
+        };
+        let result = tokio::time::timeout(config.max_wait, async {
+            while let Some(update) = events.next().await {
+                if update["type"] == "done" && update["task"] == id {
+                    return update["outcome"] == "finished";
+                }
+            }
+            false
+        })
+        .await;
+        match result {
+            Ok(true) => times.push(asked.elapsed()),
+            _ => return (times, config.tasks_per_session - done),
+        }
+    }
+    (times, 0)
+}
+
+/// An event stream, one JSON update at a time.
+struct Events {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream().map(|c| c.map(|b| b.to_vec()))),
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                return serde_json::from_str(&data).ok();
+            }
+            let chunk = self.body.next().await?.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// Waits until idle sessions have had time to expire on `target` (its idle time, plus the
+/// expiry sweep's period), then returns its memory.
+pub async fn rss_after_expiry(target: &Target, config: &LoadConfig) -> Result<u64, LoadError> {
+    tokio::time::sleep(Duration::from_secs(config.session_idle_secs + 12)).await;
+    target.rss_kb()
+}
+
+/// Megabytes, for printing.
+pub fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}

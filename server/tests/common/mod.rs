@@ -1,0 +1,284 @@
+//! Starts the real `offload` binary (the release build `make build` makes) on free loopback
+//! ports with its own data directory, and talks to it as a browser would: form posts to the
+//! server functions and the page's event stream, each session by its own cookie.
+
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+/// The binary under test: the release build, which `make test` makes before it runs this.
+pub fn binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/offload");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make build` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub dashboard_port: u16,
+    pub data: PathBuf,
+    args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server with a fresh data directory and `args` on top of the defaults.
+    pub async fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let data = dir.path().to_owned();
+        let mut server = Self::spawn(data, args.iter().map(|a| a.to_string()).collect()).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    async fn spawn(data: PathBuf, args: Vec<String>) -> Self {
+        let (port, dashboard_port) = (free_port(), free_port());
+        let child = Command::new(binary())
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--dashboard-addr")
+            .arg(format!("127.0.0.1:{dashboard_port}"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting offload");
+        let server = Self {
+            child,
+            port,
+            dashboard_port,
+            data,
+            args,
+            _dir: None,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(self.url("/api/events")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("offload did not answer on port {} within 15 s", self.port);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn dashboard_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.dashboard_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory, from /proc.
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// `kill -9`, then the same server (data directory, flags) started again on new ports.
+    pub async fn crash_and_restart(mut self) -> Self {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+        let dir = self._dir.take();
+        let mut again = Self::spawn(self.data.clone(), self.args.clone()).await;
+        again._dir = dir;
+        again
+    }
+
+    /// SIGTERM: the graceful stop.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (after [`Server::terminate`]).
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "still running after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session: a cookie of its own.
+#[derive(Clone)]
+pub struct Session {
+    pub http: reqwest::Client,
+    pub cookie: Option<String>,
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Session {
+    /// A session with a well-formed cookie the server has not seen yet.
+    pub fn new() -> Self {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:016x}{:016x}", std::process::id(), n);
+        Self {
+            http: reqwest::Client::new(),
+            cookie: Some(format!("offload_session={id}")),
+        }
+    }
+
+    /// No cookie at all, like a script or a first visit.
+    pub fn cookieless() -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            cookie: None,
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+    }
+
+    /// Posts a form to a server function; returns the status and the body.
+    pub async fn post(&self, server: &Server, path: &str, form: &str) -> (u16, String) {
+        let response = self
+            .request(reqwest::Method::POST, server.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Submits fibonacci(n); returns the status and the body.
+    pub async fn submit(&self, server: &Server, n: i64) -> (u16, String) {
+        self.post(server, "/api/submit", &format!("n={n}")).await
+    }
+
+    /// Submits fibonacci(n) and returns the task id, failing the test on a refusal.
+    pub async fn submit_ok(&self, server: &Server, n: i64) -> u64 {
+        let (status, body) = self.submit(server, n).await;
+        assert_eq!(status, 200, "submit {n}: {body}");
+        let task: Value = serde_json::from_str(&body).expect("a task as JSON");
+        task["id"].as_u64().expect("a task id")
+    }
+
+    /// Opens the page's event stream.
+    pub async fn events(&self, server: &Server) -> Events {
+        let response = self
+            .request(reqwest::Method::GET, server.url("/api/events"))
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status(), 200, "the event stream opens");
+        Events {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+}
+
+/// A page's event stream, one JSON update at a time.
+pub struct Events {
+    body: std::pin::Pin<
+        Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>,
+    >,
+    buffer: String,
+}
+
+impl Events {
+    /// The next update; None when the stream ends.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(serde_json::from_str(&data).expect("updates are JSON"));
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads updates until one brings a line that satisfies `pred`; returns its text.
+    pub async fn line(&mut self, pred: impl Fn(&Value) -> bool) -> String {
+        loop {
+            if let Some(line) = self.lines().await.into_iter().find(|l| pred(l)) {
+                return line["text"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+    }
+
+    /// The lines the next update brings: one as it is done, or all of them in a snapshot
+    /// (sent first, and again when the page fell behind).
+    pub async fn lines(&mut self) -> Vec<Value> {
+        loop {
+            let update = self.next().await.expect("the stream stays open");
+            match update["type"].as_str() {
+                Some("done") => return vec![update],
+                Some("snapshot") => return update["lines"].as_array().cloned().unwrap_or_default(),
+                _ => {}
+            }
+        }
+    }
+}
