@@ -89,8 +89,14 @@ mod tests {
             (AppError::Busy(text()), 503),
             (AppError::Unavailable(text()), 503),
             (AppError::ServerFn(ServerFnErrorErr::Args(text())), 400),
-            (AppError::ServerFn(ServerFnErrorErr::MissingArg(text())), 400),
-            (AppError::ServerFn(ServerFnErrorErr::ServerError(text())), 500),
+            (
+                AppError::ServerFn(ServerFnErrorErr::MissingArg(text())),
+                400,
+            ),
+            (
+                AppError::ServerFn(ServerFnErrorErr::ServerError(text())),
+                500,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(error.status(), status, "{error:?}");

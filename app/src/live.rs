@@ -85,7 +85,6 @@ impl LiveStore {
     }
 }
 
-
 /// Opens the task page's stream and keeps it open for the life of the calling component.
 #[cfg(feature = "hydrate")]
 pub fn connect(store: LiveStore) {

@@ -90,20 +90,19 @@ impl Client {
         if !shared.registry.contains(T::NAME) {
             return Err(SubmitError::UnknownTask(T::NAME));
         }
-        let accepted =
-            shared
-                .submit(
-                    T::NAME,
-                    value,
-                    T::expected_duration(&input),
-                    submitter,
-                    admitted_before,
-                )
-                .map_err(|refusal| match refusal {
-                    Refusal::Full(capacity) => SubmitError::Busy { capacity },
-                    Refusal::SubmitterFull(limit) => SubmitError::SubmitterBusy { limit },
-                    Refusal::ShutDown => SubmitError::ShutDown,
-                })?;
+        let accepted = shared
+            .submit(
+                T::NAME,
+                value,
+                T::expected_duration(&input),
+                submitter,
+                admitted_before,
+            )
+            .map_err(|refusal| match refusal {
+                Refusal::Full(capacity) => SubmitError::Busy { capacity },
+                Refusal::SubmitterFull(limit) => SubmitError::SubmitterBusy { limit },
+                Refusal::ShutDown => SubmitError::ShutDown,
+            })?;
         Ok(TaskHandle {
             id: accepted.id,
             reply: accepted.reply,

@@ -533,8 +533,8 @@ impl Shared {
             } = &mut *inner;
             let long_allowed = *idle > limits.reserved_for_short;
             let popped = queue.pop_eligible(|submitter, job| {
-                !*draining &&
-                (job.short || long_allowed)
+                !*draining
+                    && (job.short || long_allowed)
                     && running_by.get(submitter).copied().unwrap_or(0)
                         < limits.running_per_submitter
             });

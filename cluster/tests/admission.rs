@@ -155,7 +155,11 @@ async fn a_draining_cluster_refuses_work_and_starts_nothing_new() {
     client.cancel(running.id()).await.unwrap();
     assert_eq!(running.result().await, Err(TaskError::Cancelled));
     assert!(cluster.wait_idle(Duration::from_secs(5)).await);
-    assert_eq!(client.stats().totals.queued, 1, "the queued task was not started");
+    assert_eq!(
+        client.stats().totals.queued,
+        1,
+        "the queued task was not started"
+    );
     drop(cluster);
     assert!(matches!(queued.result().await, Err(TaskError::Lost(_))));
 }

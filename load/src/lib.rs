@@ -109,9 +109,11 @@ impl Target {
             .arg(data.path())
             .arg("--session-idle-secs")
             .arg(config.session_idle_secs.to_string())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| LoadError::Spawn {
@@ -261,9 +263,10 @@ async fn session(
             .await;
         let id = match submitted {
             Ok(r) if r.status().is_success() => r
-                .json::<Value>()
+                .bytes()
                 .await
                 .ok()
+                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
                 .and_then(|task| task["id"].as_u64()),
             _ => None,
         };
@@ -272,8 +275,17 @@ async fn session(
         };
         let result = tokio::time::timeout(config.max_wait, async {
             while let Some(update) = events.next().await {
-                if update["type"] == "done" && update["task"] == id {
-                    return update["outcome"] == "finished";
+                // The line comes on its own, or inside a snapshot (the stream's first, or
+                // one sent after the page fell behind).
+                let line = match update["type"].as_str() {
+                    Some("done") => Some(update),
+                    Some("snapshot") => update["lines"]
+                        .as_array()
+                        .and_then(|lines| lines.iter().find(|l| l["task"] == id).cloned()),
+                    _ => None,
+                };
+                if let Some(line) = line.filter(|l| l["task"] == id) {
+                    return line["outcome"] == "finished";
                 }
             }
             false
@@ -321,10 +333,11 @@ impl Events {
     }
 }
 
-/// Waits until idle sessions have had time to expire on `target` (its idle time, plus the
-/// expiry sweep's period), then returns its memory.
+/// Waits until idle sessions have had time to expire on `target`, then returns its memory.
+/// The server notices a closed stream at its next keep-alive (15 s), the session then idles
+/// for `session_idle_secs`, and the expiry sweep runs every 10 s.
 pub async fn rss_after_expiry(target: &Target, config: &LoadConfig) -> Result<u64, LoadError> {
-    tokio::time::sleep(Duration::from_secs(config.session_idle_secs + 12)).await;
+    tokio::time::sleep(Duration::from_secs(15 + config.session_idle_secs + 10 + 3)).await;
     target.rss_kb()
 }
 

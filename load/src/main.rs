@@ -54,8 +54,21 @@ async fn main() -> ExitCode {
 
 async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::LoadError> {
     let target = Target::start(config).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = target.rss_kb()?;
+    let cold = target.rss_kb()?;
+    // A first round of the same size, its sessions left to expire: code paged in and the
+    // allocator's arenas grown to their high-water mark are costs of the first crowd, not
+    // growth with users. Both figures are printed.
+    let w = round(&target, config).await;
+    let before = rss_after_expiry(&target, config).await?;
+    println!(
+        "warm-up round: {} results, {} errors; server RSS cold {}, peak {}, after its sessions expired {} ({:+.1} %)",
+        w.results,
+        w.errors,
+        mb(cold),
+        mb(w.rss_peak_kb),
+        mb(before),
+        (before as f64 - cold as f64) / cold as f64 * 100.0
+    );
     println!(
         "{} sessions × {} fibonacci({}), started over {:.1} s; server RSS before: {}",
         config.sessions,
@@ -64,7 +77,7 @@ async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::Load
         config.ramp.as_secs_f64(),
         mb(before)
     );
-    let mut errors = 0;
+    let mut errors = w.errors;
     let soak_until = soak.map(|m| Instant::now() + Duration::from_secs(m * 60));
     let started = Instant::now();
     let mut next_minute = 1;

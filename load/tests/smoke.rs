@@ -8,7 +8,11 @@ use load::{LoadConfig, Target, round};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_sessions_get_every_result() {
     let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/offload");
-    assert!(server.exists(), "{} is missing: run `make build` first", server.display());
+    assert!(
+        server.exists(),
+        "{} is missing: run `make build` first",
+        server.display()
+    );
     let config = LoadConfig {
         server,
         sessions: 100,

@@ -124,7 +124,11 @@ async fn a_hundred_thousand_cookieless_requests_leave_nothing_behind() {
     // First use of each code path (allocator arenas, caches) is not growth.
     assert_eq!(flood(3_000).await, 0);
     let before = server.rss_kb();
-    assert_eq!(flood(100_000).await, 0, "every request answered as expected");
+    assert_eq!(
+        flood(100_000).await,
+        0,
+        "every request answered as expected"
+    );
     let after = server.rss_kb();
     let grown_mb = after.saturating_sub(before) as f64 / 1024.0;
     println!("RSS {before} kB → {after} kB after 100,000 cookie-less requests");
@@ -159,7 +163,11 @@ async fn streams_past_the_cap_get_503_and_the_rest_of_the_service_carries_on() {
     let asked = Instant::now();
     let status = reqwest::get(server.dashboard_url("/status")).await.unwrap();
     assert_eq!(status.status(), 200);
-    assert!(asked.elapsed() < Duration::from_secs(1), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
 
     // A fresh session submits and, with no stream to spare, sees its line on the page itself.
     let fresh = Session::new();
@@ -197,7 +205,12 @@ async fn only_allowed_hosts_and_origins_are_answered_and_the_profiler_stays_off(
             .await
             .unwrap();
         assert_eq!(evil.status(), 403, "{url}");
-        let fine = http.get(&url).header("host", "localhost").send().await.unwrap();
+        let fine = http
+            .get(&url)
+            .header("host", "localhost")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(fine.status(), 200, "{url}");
     }
     let rebinding = http
@@ -309,7 +322,10 @@ async fn every_refusal_has_its_status_and_a_message() {
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
-    assert!(refused.is_some(), "a stopping server answers 503 with a reason");
+    assert!(
+        refused.is_some(),
+        "a stopping server answers 503 with a reason"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,10 +365,19 @@ async fn a_kill_9_loses_nothing_and_shows_every_result_once_in_completion_order(
             }
         }
         let seen: Vec<u64> = lines.iter().map(|l| l["task"].as_u64().unwrap()).collect();
-        assert_eq!(seen.iter().copied().collect::<HashSet<_>>(), *ids, "each task once");
+        assert_eq!(
+            seen.iter().copied().collect::<HashSet<_>>(),
+            *ids,
+            "each task once"
+        );
         assert_eq!(seen.len(), 10);
         let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
-        assert!(texts.iter().all(|t| t.starts_with("fibonacci(41)=165580141 in ")), "{texts:?}");
+        assert!(
+            texts
+                .iter()
+                .all(|t| t.starts_with("fibonacci(41)=165580141 in ")),
+            "{texts:?}"
+        );
         assert!(
             texts.iter().any(|t| t.ends_with("(rerun after a restart)")),
             "the rerun is marked: {texts:?}"

@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use crate::dashboard::frame::{
-    Counts, DashboardFrame, ExceptionRow, GpuRow, HISTORY, Sample, TaskBar, TaskGroup, Transfer,
-    Profiles, WorkerRow,
+    Counts, DashboardFrame, ExceptionRow, GpuRow, HISTORY, Profiles, Sample, TaskBar, TaskGroup,
+    Transfer, WorkerRow,
 };
 use crate::dashboard::{label_of, plots_json};
 use crate::ssr::AppState;

@@ -105,9 +105,11 @@ impl AllowedHosts {
     /// The `frame-ancestors` sources for these hosts, any port, http or https.
     pub fn frame_ancestors(&self) -> String {
         std::iter::once("'self'".to_owned())
-            .chain(self.0.iter().flat_map(|h| {
-                [format!("http://{h}:*"), format!("https://{h}:*")]
-            }))
+            .chain(
+                self.0
+                    .iter()
+                    .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")]),
+            )
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -240,9 +242,15 @@ mod tests {
     fn other_origins_are_refused_even_with_a_matching_host() {
         let hosts = hosts();
         for headers in [
-            [("host", "127.0.0.1:3000"), ("origin", "http://evil.example")],
+            [
+                ("host", "127.0.0.1:3000"),
+                ("origin", "http://evil.example"),
+            ],
             // DNS rebinding: the Host is the attacker's name too.
-            [("host", "evil.example:3000"), ("origin", "http://evil.example:3000")],
+            [
+                ("host", "evil.example:3000"),
+                ("origin", "http://evil.example:3000"),
+            ],
             [("host", "127.0.0.1:3000"), ("sec-fetch-site", "cross-site")],
             [("host", "127.0.0.1:3000"), ("origin", "null")],
         ] {
@@ -253,10 +261,23 @@ mod tests {
     #[test]
     fn host_names_are_matched_without_their_port() {
         let hosts = hosts();
-        for good in ["localhost", "LOCALHOST:3000", "127.0.0.1:1", "[::1]:3000", "offload.example"] {
+        for good in [
+            "localhost",
+            "LOCALHOST:3000",
+            "127.0.0.1:1",
+            "[::1]:3000",
+            "offload.example",
+        ] {
             assert!(hosts.allows(good), "{good}");
         }
-        for bad in ["evil.example", "evil.example:3000", "0.0.0.0:3000", "localhost.evil", "[::2]:3000", ""] {
+        for bad in [
+            "evil.example",
+            "evil.example:3000",
+            "0.0.0.0:3000",
+            "localhost.evil",
+            "[::2]:3000",
+            "",
+        ] {
             assert!(!hosts.allows(bad), "{bad}");
         }
         assert!(hosts.frame_ancestors().contains("http://offload.example:*"));

@@ -47,9 +47,7 @@ const CREATED_BACKLOG: usize = 1024;
 
 /// Every session is busy or watched, and there are already as many as allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the server already serves {0} sessions, all of them active: try again in a few minutes"
-)]
+#[error("the server already serves {0} sessions, all of them active: try again in a few minutes")]
 pub struct SessionsFull(pub usize);
 
 pub struct Sessions {
@@ -139,7 +137,11 @@ impl Sessions {
         let mut map = self.map.lock();
         for saved in saved {
             let id = SessionId(saved.id);
-            let session = Arc::new(Session::new(id.clone(), self.config.max_lines, saved.next_n));
+            let session = Arc::new(Session::new(
+                id.clone(),
+                self.config.max_lines,
+                saved.next_n,
+            ));
             {
                 let mut state = session.state.lock();
                 let skip = saved.lines.len().saturating_sub(self.config.max_lines);
@@ -175,14 +177,16 @@ impl Sessions {
         expired.len()
     }
 
-    /// Runs [`Sessions::expire_idle`] every `period`, for ever.
-    pub async fn expire_every(self: Arc<Self>, period: Duration) {
+    /// Runs [`Sessions::expire_idle`] every `period`, for ever; `released` runs after each
+    /// sweep that forgot something (the server gives freed memory back to the system there).
+    pub async fn expire_every(self: Arc<Self>, period: Duration, released: impl Fn()) {
         let mut ticks = tokio::time::interval(period);
         loop {
             ticks.tick().await;
             let expired = self.expire_idle();
             if expired > 0 {
                 tracing::info!(expired, left = self.len(), "expired idle sessions");
+                released();
             }
         }
     }

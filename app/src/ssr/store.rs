@@ -111,6 +111,8 @@ impl Store {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;
+             -- Writes touch few pages; 512 KB of page cache bounds the store's memory.
+             PRAGMA cache_size = -512;
              CREATE TABLE IF NOT EXISTS sessions (
                  id TEXT PRIMARY KEY,
                  next_n INTEGER NOT NULL
@@ -437,7 +439,12 @@ mod tests {
             store.write(done("a", id, 2)).await.unwrap();
         }
         store.write(accepted("gone", 9)).await.unwrap();
-        store.write(Write::Forget { session: "gone".into() }).await.unwrap();
+        store
+            .write(Write::Forget {
+                session: "gone".into(),
+            })
+            .await
+            .unwrap();
         store.flush().await.unwrap();
         drop(store);
         writer.join();

@@ -127,8 +127,10 @@ pub async fn events(
             tasks: Vec::new(),
             lines: Vec::new(),
         };
-        return Sse::new(stream::once(async move { Ok::<_, Infallible>(to_event(&empty)) }))
-            .into_response();
+        return Sse::new(stream::once(async move {
+            Ok::<_, Infallible>(to_event(&empty))
+        }))
+        .into_response();
     }
     if state.shutdown.has_begun() {
         return (
@@ -274,7 +276,10 @@ mod tests {
         let mut first = limits.open(&id("a")).unwrap();
         let _second = limits.open(&id("a")).unwrap();
         let _third = limits.open(&id("a")).unwrap();
-        assert!(first.replaced.try_recv().is_ok(), "the oldest was told to close");
+        assert!(
+            first.replaced.try_recv().is_ok(),
+            "the oldest was told to close"
+        );
         drop(first);
         assert_eq!(limits.open_count(), 2);
         let _b = limits.open(&id("b")).unwrap();

@@ -139,7 +139,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "still running after {within:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running after {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -231,9 +234,7 @@ impl Session {
 
 /// A page's event stream, one JSON update at a time.
 pub struct Events {
-    body: std::pin::Pin<
-        Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>,
-    >,
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
 }
 
