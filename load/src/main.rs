@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
         ..LoadConfig::default()
     };
     match run(&config, args.soak).await {
-        Ok(errors) if errors == 0 => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("offload-load: {error}");

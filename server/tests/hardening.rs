@@ -8,17 +8,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{Server, Session};
 use serde_json::Value;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Each test runs on its own runtime; tokio's mutex works across them.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Submits fibonacci(n) for `session` and waits for its line; returns the time taken.
 async fn line_time(server: &Server, session: &Session, n: i64) -> (Duration, String) {
@@ -32,7 +28,7 @@ async fn line_time(server: &Server, session: &Session, n: i64) -> (Duration, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_cannot_wedge_the_cluster_and_nor_can_a_crowd_of_fresh_ones() {
-    let _turn = turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = Server::start(&["--task-time-limit", "2"]).await;
     let a = Session::new();
     let mut a_events = a.events(&server).await;
@@ -84,7 +80,7 @@ async fn one_session_cannot_wedge_the_cluster_and_nor_can_a_crowd_of_fresh_ones(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_cookieless_requests_leave_nothing_behind() {
-    let _turn = turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = Server::start(&[]).await;
     let flood = |count: usize| {
         let base = server.url("");
@@ -137,7 +133,7 @@ async fn a_hundred_thousand_cookieless_requests_leave_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_past_the_cap_get_503_and_the_rest_of_the_service_carries_on() {
-    let _turn = turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
     rlimit::increase_nofile_limit(u64::MAX).expect("raise this test's open-files limit");
     let server = Server::start(&["--max-streams", "1000"]).await;
     let mut open = Vec::new();
@@ -194,7 +190,7 @@ async fn streams_past_the_cap_get_503_and_the_rest_of_the_service_carries_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_hosts_and_origins_are_answered_and_the_profiler_stays_off() {
-    let _turn = turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = Server::start(&[]).await;
     let http = reqwest::Client::new();
     for url in [server.url("/"), server.dashboard_url("/status")] {
@@ -257,7 +253,7 @@ async fn only_allowed_hosts_and_origins_are_answered_and_the_profiler_stays_off(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_its_status_and_a_message() {
-    let _turn = turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = Server::start(&[
         "--workers",
         "1",
@@ -330,7 +326,7 @@ async fn every_refusal_has_its_status_and_a_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_loses_nothing_and_shows_every_result_once_in_completion_order() {
-    let _turn = turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
     let server = Server::start(&[]).await;
     let sessions = [Session::new(), Session::new()];
     let mut ids: Vec<HashSet<u64>> = vec![HashSet::new(), HashSet::new()];

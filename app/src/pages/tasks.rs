@@ -164,7 +164,11 @@ fn TaskPanel(view: TaskPageView) -> impl IntoView {
                     autocomplete="off"
                     aria-invalid=move || error.with(Option::is_some).to_string()
                     aria-describedby="n-error"
-                    bind:value=n
+                    // The attribute is for the server-rendered page (no WASM yet, or none at
+                    // all); the property follows the signal once hydrated.
+                    value=view.next_n.to_string()
+                    prop:value=move || n.get()
+                    on:input=move |ev| n.set(event_target_value(&ev))
                 />
             </label>
             <button type="submit" class="primary">"SUBMIT"</button>

@@ -99,7 +99,7 @@ impl AllowedHosts {
     /// Whether `authority` (`host` or `host:port`) names an allowed host.
     pub fn allows(&self, authority: &str) -> bool {
         let host = host_of(authority).to_ascii_lowercase();
-        self.0.iter().any(|allowed| *allowed == host)
+        self.0.contains(&host)
     }
 
     /// The `frame-ancestors` sources for these hosts, any port, http or https.

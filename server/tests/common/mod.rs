@@ -80,10 +80,10 @@ impl Server {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
-            if let Ok(r) = client.get(self.url("/api/events")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = client.get(self.url("/api/events")).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
