@@ -191,7 +191,23 @@ async fn streams_past_the_cap_get_503_and_the_rest_of_the_service_carries_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_hosts_and_origins_are_answered_and_the_profiler_stays_off() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let server = Server::start(&[]).await;
+    let server = Server::start(&["--header-read-timeout", "1"]).await;
+
+    // A client that never finishes its headers is let go.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the connection is closed after the header timeout"
+    );
+
     let http = reqwest::Client::new();
     for url in [server.url("/"), server.dashboard_url("/status")] {
         let evil = http

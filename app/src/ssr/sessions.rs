@@ -402,6 +402,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_result_arriving_after_the_idle_time_counts_as_activity() {
+        let (sessions, _dir) = sessions(SessionConfig {
+            idle_timeout: Duration::from_millis(200),
+            ..SessionConfig::default()
+        });
+        let session = sessions.get_or_create(&id("away")).unwrap();
+        session.accepted(task(1), 1, None);
+        // The page is closed and the task runs longer than the idle time.
+        std::thread::sleep(Duration::from_millis(250));
+        session.done(line(1));
+        assert_eq!(sessions.expire_idle(), 0, "the result was just recorded");
+        assert_eq!(sessions.get(&id("away")).unwrap().view().lines.len(), 1);
+    }
+
+    #[tokio::test]
     async fn at_the_cap_the_longest_idle_is_evicted_and_busy_ones_never_are() {
         let (sessions, _dir) = sessions(SessionConfig {
             max_sessions: 2,
