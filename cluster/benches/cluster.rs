@@ -26,6 +26,10 @@ fn main() {
         let cluster = EmbeddedCluster::start(ClusterConfig {
             workers: 4,
             queue_capacity: 200_000,
+            // One submitter stands for the seed's one Dask client: admission's per-session
+            // caps would otherwise hold it to 100 waiting and 3 running.
+            max_queued_per_submitter: 200_000,
+            max_running_per_submitter: Some(4),
             ..ClusterConfig::default()
         });
         let client = cluster.client();

@@ -232,8 +232,6 @@ struct Job {
     /// Expected to finish within the short-task bound.
     short: bool,
     cancel: Arc<AtomicBool>,
-    /// Set by the watchdog, together with `cancel`, when the task runs past its time limit.
-    timed_out: Arc<AtomicBool>,
     progress: watch::Sender<f64>,
     reply: oneshot::Sender<Reply>,
 }
@@ -268,7 +266,8 @@ struct Inner {
 struct Running {
     started: Instant,
     cancel: Arc<AtomicBool>,
-    timed_out: Arc<AtomicBool>,
+    /// Set by the watchdog, together with `cancel`, when the task ran past its time limit.
+    timed_out: bool,
 }
 
 /// Failed tasks kept for exception views.
@@ -363,7 +362,6 @@ impl Shared {
             queued_at: Instant::now(),
             short: expected.is_some_and(|d| d <= self.limits.short_task),
             cancel: cancel.clone(),
-            timed_out: Arc::new(AtomicBool::new(false)),
             progress: progress_tx,
             reply: reply_tx,
         };
@@ -544,7 +542,7 @@ impl Shared {
                 inner.running[id] = Some(Running {
                     started: Instant::now(),
                     cancel: job.cancel.clone(),
-                    timed_out: job.timed_out.clone(),
+                    timed_out: false,
                 });
                 if inner.queue.len() > 0 {
                     // Another idle worker may be allowed what this one left.
@@ -612,14 +610,20 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
     // The watchdog and a shutdown stop tasks through their cancel flag, but nobody cancelled
     // them: say what really happened.
     let outcome = match outcome {
-        Err(TaskError::Cancelled) if job.timed_out.load(Ordering::Relaxed) => {
-            Err(TaskError::TimeLimit {
-                limit_ms: shared.time_limit_ms(),
-            })
+        Err(TaskError::Cancelled) => {
+            let inner = shared.inner.lock();
+            if inner.running[worker].as_ref().is_some_and(|r| r.timed_out) {
+                Err(TaskError::TimeLimit {
+                    limit_ms: shared.time_limit_ms(),
+                })
+            } else if inner.shutdown {
+                Err(TaskError::Lost(
+                    "the cluster shut down before it finished".into(),
+                ))
+            } else {
+                Err(TaskError::Cancelled)
+            }
         }
-        Err(TaskError::Cancelled) if shared.inner.lock().shutdown => Err(TaskError::Lost(
-            "the cluster shut down before it finished".into(),
-        )),
         other => other,
     };
     let compute_ms = millis(started.elapsed());
@@ -705,14 +709,13 @@ fn watchdog(shared: &Shared, limit: Duration) {
     let tick = (limit / 10).clamp(Duration::from_millis(10), Duration::from_millis(100));
     loop {
         std::thread::sleep(tick);
-        let inner = shared.inner.lock();
+        let mut inner = shared.inner.lock();
         if inner.shutdown {
             return;
         }
-        for running in inner.running.iter().flatten() {
-            if running.started.elapsed() >= limit
-                && !running.timed_out.swap(true, Ordering::Relaxed)
-            {
+        for running in inner.running.iter_mut().flatten() {
+            if !running.timed_out && running.started.elapsed() >= limit {
+                running.timed_out = true;
                 running.cancel.store(true, Ordering::Relaxed);
             }
         }

@@ -144,13 +144,7 @@ impl Target {
 
     /// The server's resident memory.
     pub fn rss_kb(&self) -> Result<u64, LoadError> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .map_err(|e| LoadError::Rss(e.to_string()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| LoadError::Rss("no VmRSS line".into()))
+        rss_kb(self.pid)
     }
 
     pub async fn stop(mut self) {
@@ -158,11 +152,23 @@ impl Target {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
+}
+
+/// The resident memory of process `pid`, from /proc.
+pub fn rss_kb(pid: u32) -> Result<u64, LoadError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| LoadError::Rss(e.to_string()))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| LoadError::Rss("no VmRSS line".into()))
 }
 
 /// Runs `config.sessions` sessions against `target` once.
@@ -178,14 +184,7 @@ pub async fn round(target: &Target, config: &LoadConfig) -> Round {
         let (peak, pid) = (peak.clone(), target.pid);
         tokio::spawn(async move {
             loop {
-                if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                    let rss = status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                        .unwrap_or(0);
-                    peak.fetch_max(rss, Ordering::Relaxed);
-                }
+                peak.fetch_max(rss_kb(pid).unwrap_or(0), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -299,21 +298,22 @@ async fn session(
     (times, 0)
 }
 
-/// An event stream, one JSON update at a time.
-struct Events {
+/// A page's event stream (`GET /api/events`), one JSON update at a time.
+pub struct Events {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
     buffer: String,
 }
 
 impl Events {
-    fn new(response: reqwest::Response) -> Self {
+    pub fn new(response: reqwest::Response) -> Self {
         Self {
             body: Box::pin(response.bytes_stream().map(|c| c.map(|b| b.to_vec()))),
             buffer: String::new(),
         }
     }
 
-    async fn next(&mut self) -> Option<Value> {
+    /// The next update; None when the stream ends.
+    pub async fn next(&mut self) -> Option<Value> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();

@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Server, Session};
+use common::{PageStream, Server, Session};
 use serde_json::Value;
 
 /// Each test runs on its own runtime; tokio's mutex works across them.

@@ -38,6 +38,8 @@ pub enum StoreError {
     },
     #[error("the session database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("starting the session database's writer thread: {0}")]
+    Thread(std::io::Error),
     #[error("the session database has stopped")]
     Stopped,
 }
@@ -142,10 +144,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("offload-store".into())
             .spawn(move || writer(conn, rx))
-            .map_err(|e| StoreError::Open {
-                path,
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            .map_err(StoreError::Thread)?;
         Ok((Self { ops }, WriterThread(Some(thread)), saved, next_id))
     }
 

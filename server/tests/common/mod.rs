@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use futures::StreamExt;
+pub use load::Events;
+use load::free_port;
 use serde_json::Value;
 
 /// The binary under test: the release build, which `make test` makes before it runs this.
@@ -20,13 +21,6 @@ pub fn binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 pub struct Server {
@@ -104,13 +98,7 @@ impl Server {
 
     /// Resident memory, from /proc.
     pub fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("the server is running");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        load::rss_kb(self.pid()).expect("the server is running")
     }
 
     /// `kill -9`, then the same server (data directory, flags) started again on new ports.
@@ -225,44 +213,21 @@ impl Session {
             .await
             .expect("the server answers");
         assert_eq!(response.status(), 200, "the event stream opens");
-        Events {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
+        Events::new(response)
     }
 }
 
-/// A page's event stream, one JSON update at a time.
-pub struct Events {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl Events {
-    /// The next update; None when the stream ends.
-    pub async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let event: String = self.buffer.drain(..end + 2).collect();
-                let data: String = event
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some(serde_json::from_str(&data).expect("updates are JSON"));
-            }
-            match self.body.next().await {
-                Some(Ok(chunk)) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => return None,
-            }
-        }
-    }
-
+/// What a page does with its stream, on top of reading it.
+pub trait PageStream {
     /// Reads updates until one brings a line that satisfies `pred`; returns its text.
-    pub async fn line(&mut self, pred: impl Fn(&Value) -> bool) -> String {
+    async fn line(&mut self, pred: impl Fn(&Value) -> bool) -> String;
+    /// The lines the next update brings: one as it is done, or all of them in a snapshot
+    /// (sent first, and again when the page fell behind).
+    async fn lines(&mut self) -> Vec<Value>;
+}
+
+impl PageStream for Events {
+    async fn line(&mut self, pred: impl Fn(&Value) -> bool) -> String {
         loop {
             if let Some(line) = self.lines().await.into_iter().find(|l| pred(l)) {
                 return line["text"].as_str().unwrap_or_default().to_owned();
@@ -270,9 +235,7 @@ impl Events {
         }
     }
 
-    /// The lines the next update brings: one as it is done, or all of them in a snapshot
-    /// (sent first, and again when the page fell behind).
-    pub async fn lines(&mut self) -> Vec<Value> {
+    async fn lines(&mut self) -> Vec<Value> {
         loop {
             let update = self.next().await.expect("the stream stays open");
             match update["type"].as_str() {
