@@ -278,9 +278,15 @@ async fn run(args: Args) -> Result<(), StartError> {
         tracing::error!(%error, "the last session records may not be saved");
     }
     drop(store);
-    tokio::task::spawn_blocking(move || writer.join())
+    // The writer ends once the last handle is gone; a connection task that outlived the
+    // drain may still hold one, and everything is committed already, so do not wait for ever.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(Duration::from_secs(2), joined)
         .await
-        .ok();
+        .is_err()
+    {
+        tracing::info!("left the session database's writer to the exit");
+    }
     tracing::info!("stopped");
     Ok(())
 }

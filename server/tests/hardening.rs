@@ -270,7 +270,7 @@ async fn only_allowed_hosts_and_origins_are_answered_and_the_profiler_stays_off(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_its_status_and_a_message() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let server = Server::start(&[
+    let mut server = Server::start(&[
         "--workers",
         "1",
         "--max-queued-per-session",
@@ -338,6 +338,9 @@ async fn every_refusal_has_its_status_and_a_message() {
         refused.is_some(),
         "a stopping server answers 503 with a reason"
     );
+    // After the grace (5 s) for the running task, both listeners drain and it exits cleanly.
+    let status = server.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
