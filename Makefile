@@ -60,10 +60,19 @@ $(NODE_STAMP): end2end/package-lock.json end2end/package.json
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
+# A debug build (`cargo leptos build`, `watch` or `serve`) writes its own WASM into the same
+# target/site: the release build records what it wrote there, and `build` checks that it is
+# still there, so `make run`, `make size` and the e2e suite never serve a debug bundle.
+SITE_STAMP := target/release/site.sha256
+
 build: $(BINARY)
+	@sha256sum --quiet -c $(SITE_STAMP) 2>/dev/null || { \
+	  echo "target/site does not hold the release build's files: rebuilding them"; \
+	  cargo leptos build --release && sha256sum target/site/pkg/* > $(SITE_STAMP); }
 
 $(BINARY): $(SOURCES) | setup
 	cargo leptos build --release
+	sha256sum target/site/pkg/* > $(SITE_STAMP)
 	@touch $@
 
 lint: setup
