@@ -82,6 +82,7 @@ struct Limits {
     short_task: Duration,
     /// Workers that long work must leave free.
     reserved_for_short: usize,
+    time_limit: Option<Duration>,
 }
 
 /// A running embedded cluster. Dropping it cancels running tasks, fails queued ones as lost
@@ -106,6 +107,7 @@ impl EmbeddedCluster {
             short_task: config.short_task,
             // With a single worker there is nothing to keep free.
             reserved_for_short: usize::from(workers > 1),
+            time_limit: config.task_time_limit,
         };
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
         let shared = Arc::new(Shared {
@@ -135,7 +137,6 @@ impl EmbeddedCluster {
                 shutdown: false,
             }),
             limits,
-            time_limit: config.task_time_limit,
             work_ready: Condvar::new(),
             events,
             registry,
@@ -292,7 +293,6 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     recent_capacity: usize,
     limits: Limits,
-    time_limit: Option<Duration>,
     process: Mutex<ProcessProbe>,
 }
 
@@ -322,7 +322,7 @@ impl Shared {
     }
 
     fn time_limit_ms(&self) -> u64 {
-        self.time_limit.map_or(0, |l| l.as_millis() as u64)
+        self.limits.time_limit.map_or(0, |l| l.as_millis() as u64)
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
@@ -370,21 +370,16 @@ impl Shared {
             if inner.shutdown || inner.draining {
                 return Err(Refusal::ShutDown);
             }
-            if admitted_before {
-                inner.queue.push_over_capacity(submitter.clone(), job);
-            } else {
-                let capacity = inner.queue.capacity();
-                if inner.queue.len() >= capacity {
-                    return Err(Refusal::Full(capacity));
+            if !admitted_before {
+                if inner.queue.is_full() {
+                    return Err(Refusal::Full(inner.queue.capacity()));
                 }
                 let limit = self.limits.queued_per_submitter;
                 if inner.queue.lane_len(submitter) >= limit {
                     return Err(Refusal::SubmitterFull(limit));
                 }
-                if inner.queue.push(submitter.clone(), job).is_err() {
-                    return Err(Refusal::Full(capacity));
-                }
             }
+            inner.queue.push(submitter.clone(), job);
             inner.live.insert(id, Live { info, cancel });
             inner.totals.submitted += 1;
             let group = inner.group(&name);

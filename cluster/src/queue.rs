@@ -30,17 +30,14 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         self.capacity
     }
 
-    /// Queues `item` behind `key`'s earlier items; gives it back when the queue is full.
-    pub fn push(&mut self, key: K, item: T) -> Result<(), T> {
-        if self.len >= self.capacity {
-            return Err(item);
-        }
-        self.push_over_capacity(key, item);
-        Ok(())
+    /// At or past its capacity. Admission asks before it pushes; work admitted once already
+    /// (a rerun after a restart) is pushed regardless.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.capacity
     }
 
-    /// Queues `item` even when the queue is full: for work that was admitted once already.
-    pub fn push_over_capacity(&mut self, key: K, item: T) {
+    /// Queues `item` behind `key`'s earlier items.
+    pub fn push(&mut self, key: K, item: T) {
         let lane = self.lanes.entry(key.clone()).or_default();
         if lane.is_empty() {
             self.turns.push_back(key);
@@ -110,32 +107,33 @@ mod tests {
     fn fifo_within_a_key_round_robin_across_keys() {
         let mut q = FairQueue::new(100);
         for i in 0..3 {
-            q.push("a", ("a", i)).unwrap();
+            q.push("a", ("a", i));
         }
-        q.push("b", ("b", 0)).unwrap();
-        q.push("c", ("c", 0)).unwrap();
+        q.push("b", ("b", 0));
+        q.push("c", ("c", 0));
         let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
         assert_eq!(order, [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("a", 2)]);
         assert_eq!(q.len(), 0);
     }
 
     #[test]
-    fn full_queue_gives_the_item_back() {
+    fn the_queue_says_when_it_is_full() {
         let mut q = FairQueue::new(2);
-        q.push(1, 'x').unwrap();
-        q.push(2, 'y').unwrap();
-        assert_eq!(q.push(1, 'z'), Err('z'));
+        q.push(1, 'x');
+        assert!(!q.is_full());
+        q.push(2, 'y');
+        assert!(q.is_full());
         q.pop();
-        assert!(q.push(1, 'z').is_ok());
+        assert!(!q.is_full());
     }
 
     #[test]
     fn keys_passed_over_keep_their_turn() {
         let mut q = FairQueue::new(10);
-        q.push("a", 1).unwrap();
-        q.push("a", 2).unwrap();
-        q.push("b", 10).unwrap();
-        q.push("c", 20).unwrap();
+        q.push("a", 1);
+        q.push("a", 2);
+        q.push("b", 10);
+        q.push("c", 20);
         assert_eq!(q.pop_eligible(|k, _| *k != "a"), Some(10));
         assert_eq!(q.pop_eligible(|_, &i| i > 100), None);
         assert_eq!(q.lane_len(&"a"), 2);
@@ -149,9 +147,9 @@ mod tests {
     #[test]
     fn remove_keeps_the_rest_in_order() {
         let mut q = FairQueue::new(10);
-        q.push("a", 1).unwrap();
-        q.push("a", 2).unwrap();
-        q.push("b", 3).unwrap();
+        q.push("a", 1);
+        q.push("a", 2);
+        q.push("b", 3);
         assert_eq!(q.remove(&"a", |&i| i == 1), Some(1));
         assert_eq!(q.remove(&"b", |&i| i == 3), Some(3));
         assert_eq!(q.remove(&"b", |&i| i == 3), None);
