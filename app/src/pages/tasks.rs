@@ -64,7 +64,9 @@ pub async fn get_cluster_info() -> Result<ClusterInfo, AppError> {
 #[cfg(feature = "ssr")]
 mod ssr {
     use axum::Extension;
-    use axum::http::Uri;
+    use std::collections::HashMap;
+
+    use axum::extract::Query;
     use base64::Engine;
 
     use crate::AppError;
@@ -80,14 +82,11 @@ mod ssr {
     /// A form posted without JavaScript comes back with its error in the URL (`__err`, as
     /// server functions encode it); this reads it out for the page to show.
     pub async fn form_error() -> Option<String> {
-        let uri = leptos_axum::extract::<Uri>().await.ok()?;
-        let encoded = uri
-            .query()?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("__err="))?;
-        let encoded = encoded.replace("%3D", "=").replace("%3d", "=");
+        let Query(query) = leptos_axum::extract::<Query<HashMap<String, String>>>()
+            .await
+            .ok()?;
         let bytes = base64::engine::general_purpose::URL_SAFE
-            .decode(encoded)
+            .decode(query.get("__err")?)
             .ok()?;
         let error: AppError = serde_json::from_slice(&bytes).ok()?;
         Some(error.to_string())
