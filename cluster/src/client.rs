@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::embedded::{Refusal, Reply, Shared};
+use crate::nats::Observer;
 use crate::{ClusterEvent, ClusterStats, Submitter, Task, TaskError, TaskId, TaskInfo};
 
 /// Why a submission was not accepted. Messages are meant for the person who submitted.
@@ -27,6 +28,8 @@ pub enum SubmitError {
     ShutDown,
     #[error("the input could not be encoded: {0}")]
     Encode(String),
+    #[error("this process only watches the cluster: submit through an app server")]
+    WatchOnly,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,13 +48,23 @@ pub struct Client {
 
 #[derive(Clone)]
 enum Backend {
-    Embedded(Arc<Shared>),
+    /// This process schedules: its workers are its own threads, or NATS workers it hands
+    /// tasks to.
+    Scheduler(Arc<Shared>),
+    /// This process only watches a NATS cluster's workers and app servers (its dashboard).
+    Observer(Arc<Observer>),
 }
 
 impl Client {
-    pub(crate) fn embedded(shared: Arc<Shared>) -> Self {
+    pub(crate) fn scheduler(shared: Arc<Shared>) -> Self {
         Self {
-            backend: Backend::Embedded(shared),
+            backend: Backend::Scheduler(shared),
+        }
+    }
+
+    pub(crate) fn observer(observer: Arc<Observer>) -> Self {
+        Self {
+            backend: Backend::Observer(observer),
         }
     }
 
@@ -86,7 +99,9 @@ impl Client {
     ) -> Result<TaskHandle<T>, SubmitError> {
         T::validate(&input).map_err(SubmitError::InvalidInput)?;
         let value = serde_json::to_value(&input).map_err(|e| SubmitError::Encode(e.to_string()))?;
-        let Backend::Embedded(shared) = &self.backend;
+        let Backend::Scheduler(shared) = &self.backend else {
+            return Err(SubmitError::WatchOnly);
+        };
         if !shared.registry.contains(T::NAME) {
             return Err(SubmitError::UnknownTask(T::NAME));
         }
@@ -114,8 +129,9 @@ impl Client {
     /// Cancels a task: a queued one leaves the queue, a running one stops at its next
     /// checkpoint. Either way its handle resolves to [`TaskError::Cancelled`].
     pub async fn cancel(&self, id: TaskId) -> Result<(), CancelError> {
-        let Backend::Embedded(shared) = &self.backend;
-        if shared.cancel(id) {
+        if let Backend::Scheduler(shared) = &self.backend
+            && shared.cancel(id)
+        {
             Ok(())
         } else {
             Err(CancelError::NotFound(id))
@@ -124,35 +140,45 @@ impl Client {
 
     /// `submitter`'s queued and running tasks, in submission order.
     pub async fn unfinished(&self, submitter: &Submitter) -> Vec<TaskInfo> {
-        let Backend::Embedded(shared) = &self.backend;
-        shared.unfinished(submitter)
+        match &self.backend {
+            Backend::Scheduler(shared) => shared.unfinished(submitter),
+            Backend::Observer(_) => Vec::new(),
+        }
     }
 
     /// Every task's state changes, from now on. A receiver that falls more than the configured
     /// capacity behind gets `RecvError::Lagged` and should resync from [`Client::stats`] or
     /// [`Client::unfinished`].
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
-        let Backend::Embedded(shared) = &self.backend;
-        shared.subscribe()
+        match &self.backend {
+            Backend::Scheduler(shared) => shared.subscribe(),
+            // An observer sees the app servers' figures, not each task's events.
+            Backend::Observer(_) => broadcast::channel(1).1,
+        }
     }
 
     /// A consistent snapshot of workers, totals and recent tasks, plus process CPU and memory.
     /// Takes a few microseconds of /proc reading: fine on an async thread.
     pub fn stats(&self) -> ClusterStats {
-        let Backend::Embedded(shared) = &self.backend;
-        shared.stats()
+        match &self.backend {
+            Backend::Scheduler(shared) => shared.stats(),
+            Backend::Observer(observer) => observer.stats(),
+        }
     }
 
-    /// Number of workers.
+    /// Number of worker threads: this process's, or every NATS worker's.
     pub fn workers(&self) -> usize {
-        let Backend::Embedded(shared) = &self.backend;
-        shared.workers()
+        match &self.backend {
+            Backend::Scheduler(shared) => shared.workers(),
+            Backend::Observer(observer) => observer.stats().workers.len(),
+        }
     }
 
-    /// Where the workers run, for display.
+    /// Where the workers run, for display: "embedded" or "nats".
     pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Embedded(_) => "embedded",
+        match &self.backend {
+            Backend::Scheduler(shared) => shared.kind,
+            Backend::Observer(_) => "nats",
         }
     }
 }

@@ -78,18 +78,37 @@ impl ClusterConfig {
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     queued_per_submitter: usize,
-    running_per_submitter: usize,
+    /// None: one less than the workers of the moment, at least 1.
+    running_per_submitter: Option<usize>,
     short_task: Duration,
-    /// Workers that long work must leave free.
-    reserved_for_short: usize,
     time_limit: Option<Duration>,
+}
+
+impl Limits {
+    fn running_cap(&self, capacity: usize) -> usize {
+        self.running_per_submitter
+            .unwrap_or(capacity.saturating_sub(1))
+            .max(1)
+    }
+
+    /// Workers that long work must leave free; with a single worker there is nothing to keep.
+    fn reserved_for_short(capacity: usize) -> usize {
+        usize::from(capacity > 1)
+    }
+}
+
+/// Where a task's work is done once admission has let it start.
+pub(crate) enum Executor {
+    /// On the worker thread itself.
+    Local,
+    /// On a worker of a NATS cluster; the thread waits for the result.
+    Remote(Arc<crate::nats::Dispatch>),
 }
 
 /// A running embedded cluster. Dropping it cancels running tasks, fails queued ones as lost
 /// and joins the worker threads.
 pub struct EmbeddedCluster {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl EmbeddedCluster {
@@ -101,12 +120,30 @@ impl EmbeddedCluster {
     /// Starts workers that run the tasks in `registry`.
     pub fn start_with(config: ClusterConfig, registry: Registry) -> Self {
         let workers = config.workers.max(1);
+        let cluster = Self::scheduler(&config, registry, Executor::Local, "embedded");
+        cluster.shared.set_capacity(workers);
+        tracing::info!(
+            workers,
+            capacity = config.queue_capacity,
+            queued_per_submitter = config.max_queued_per_submitter,
+            running_per_submitter = config.running_per_submitter(),
+            time_limit_s = config.task_time_limit.map(|l| l.as_secs_f64()),
+            "embedded cluster started"
+        );
+        cluster
+    }
+
+    /// The scheduler alone, with no worker yet: [`Shared::set_capacity`] adds them.
+    pub(crate) fn scheduler(
+        config: &ClusterConfig,
+        registry: Registry,
+        executor: Executor,
+        kind: &'static str,
+    ) -> Self {
         let limits = Limits {
             queued_per_submitter: config.max_queued_per_submitter.max(1),
-            running_per_submitter: config.running_per_submitter(),
+            running_per_submitter: config.max_running_per_submitter,
             short_task: config.short_task,
-            // With a single worker there is nothing to keep free.
-            reserved_for_short: usize::from(workers > 1),
             time_limit: config.task_time_limit,
         };
         let (events, _) = broadcast::channel(config.event_capacity.max(1));
@@ -114,25 +151,15 @@ impl EmbeddedCluster {
             inner: Mutex::new(Inner {
                 queue: FairQueue::new(config.queue_capacity),
                 live: HashMap::new(),
-                workers: (0..workers)
-                    .map(|id| WorkerStats {
-                        id,
-                        state: WorkerState::Idle,
-                        current: None,
-                        current_task: None,
-                        current_started_at_ms: None,
-                        tasks_done: 0,
-                        busy_ms: 0.0,
-                        output_bytes: 0,
-                    })
-                    .collect(),
+                workers: Vec::new(),
                 totals: Totals::default(),
                 groups: BTreeMap::new(),
                 failures: VecDeque::new(),
                 recent: VecDeque::with_capacity(config.recent_capacity),
                 running_by: HashMap::new(),
-                idle: workers,
-                running: (0..workers).map(|_| None).collect(),
+                capacity: 0,
+                busy: 0,
+                running: Vec::new(),
                 draining: false,
                 shutdown: false,
             }),
@@ -140,42 +167,32 @@ impl EmbeddedCluster {
             work_ready: Condvar::new(),
             events,
             registry,
+            executor,
+            kind,
             next_id: AtomicU64::new(1),
             recent_capacity: config.recent_capacity,
             process: Mutex::new(ProcessProbe::new()),
+            threads: Mutex::new(Vec::new()),
         });
-        let mut threads: Vec<JoinHandle<()>> = (0..workers)
-            .map(|id| {
-                let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("offload-worker-{id}"))
-                    .spawn(move || worker_loop(&shared, id))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
         if let Some(limit) = config.task_time_limit {
-            let shared = shared.clone();
-            threads.push(
+            let watched = shared.clone();
+            shared.threads.lock().push(
                 std::thread::Builder::new()
                     .name("offload-watchdog".into())
-                    .spawn(move || watchdog(&shared, limit))
+                    .spawn(move || watchdog(&watched, limit))
                     .expect("spawning the watchdog thread"),
             );
         }
-        tracing::info!(
-            workers,
-            capacity = config.queue_capacity,
-            queued_per_submitter = limits.queued_per_submitter,
-            running_per_submitter = limits.running_per_submitter,
-            time_limit_s = config.task_time_limit.map(|l| l.as_secs_f64()),
-            "embedded cluster started"
-        );
-        Self { shared, threads }
+        Self { shared }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// A handle for submitting work; clone it freely.
     pub fn client(&self) -> crate::Client {
-        crate::Client::embedded(self.shared.clone())
+        crate::Client::scheduler(self.shared.clone())
     }
 
     /// The first step of a graceful stop: new submissions are refused and queued tasks stay
@@ -215,10 +232,12 @@ impl Drop for EmbeddedCluster {
             )));
         }
         self.shared.work_ready.notify_all();
-        for thread in self.threads.drain(..) {
+        // Taken out first: a thread that ends drops its handle on `shared`, not on itself.
+        let threads = std::mem::take(&mut *self.shared.threads.lock());
+        for thread in threads {
             let _ = thread.join();
         }
-        tracing::info!("embedded cluster stopped");
+        tracing::info!(kind = self.shared.kind, "cluster scheduler stopped");
     }
 }
 
@@ -254,8 +273,10 @@ struct Inner {
     recent: VecDeque<FinishedTask>,
     /// Running tasks per submitter, for the running cap.
     running_by: HashMap<Submitter, usize>,
-    /// Workers without a task.
-    idle: usize,
+    /// Tasks that may run at once: the worker threads here, or the remote workers' threads.
+    capacity: usize,
+    /// Tasks running now.
+    busy: usize,
     /// What the watchdog needs of each worker's current task.
     running: Vec<Option<Running>>,
     /// Stopping: refuse submissions, start nothing new.
@@ -265,6 +286,7 @@ struct Inner {
 
 /// A running task as the watchdog sees it.
 struct Running {
+    task: TaskId,
     started: Instant,
     cancel: Arc<AtomicBool>,
     /// Set by the watchdog, together with `cancel`, when the task ran past its time limit.
@@ -290,10 +312,15 @@ pub(crate) struct Shared {
     work_ready: Condvar,
     events: broadcast::Sender<ClusterEvent>,
     pub(crate) registry: Registry,
+    executor: Executor,
+    /// What carries the work, for display: "embedded" or "nats".
+    pub(crate) kind: &'static str,
     next_id: AtomicU64,
     recent_capacity: usize,
     limits: Limits,
     process: Mutex<ProcessProbe>,
+    /// The worker threads (and the watchdog), joined when the cluster is dropped.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Why the embedded backend refused a submission.
@@ -406,6 +433,8 @@ impl Shared {
         if live.info.state == TaskState::Running {
             // The worker notices at its next checkpoint and reports the cancellation.
             live.cancel.store(true, Ordering::Relaxed);
+            drop(inner);
+            self.interrupt(id);
             return true;
         }
         let submitter = live.info.submitter.clone();
@@ -442,8 +471,41 @@ impl Shared {
         tasks
     }
 
+    /// Tells a remote worker that a running task's cancel flag is set.
+    fn interrupt(&self, id: TaskId) {
+        if let Executor::Remote(dispatch) = &self.executor {
+            dispatch.interrupt(id);
+        }
+    }
+
     pub(crate) fn workers(&self) -> usize {
-        self.inner.lock().workers.len()
+        self.inner.lock().capacity
+    }
+
+    /// Sets how many tasks may run at once, adding worker threads when there are too few.
+    /// Fewer is fine: tasks running beyond the new capacity finish, and no more start.
+    pub(crate) fn set_capacity(self: &Arc<Self>, capacity: usize) {
+        let mut inner = self.inner.lock();
+        if inner.capacity == capacity {
+            return;
+        }
+        inner.capacity = capacity;
+        let mut threads = self.threads.lock();
+        while inner.workers.len() < capacity {
+            let id = inner.workers.len();
+            inner.workers.push(WorkerStats::idle(id));
+            inner.running.push(None);
+            let shared = self.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("offload-worker-{id}"))
+                    .spawn(move || worker_loop(&shared, id))
+                    .expect("spawning a worker thread"),
+            );
+        }
+        drop(threads);
+        drop(inner);
+        self.work_ready.notify_all();
     }
 
     pub(crate) fn stats(&self) -> ClusterStats {
@@ -520,21 +582,25 @@ impl Shared {
             let Inner {
                 queue,
                 running_by,
-                idle,
+                capacity,
+                busy,
                 draining,
                 ..
             } = &mut *inner;
-            let long_allowed = *idle > limits.reserved_for_short;
+            let free = capacity.saturating_sub(*busy);
+            let long_allowed = free > Limits::reserved_for_short(*capacity);
+            let running_cap = limits.running_cap(*capacity);
             let popped = queue.pop_eligible(|submitter, job| {
                 !*draining
+                    && free > 0
                     && (job.short || long_allowed)
-                    && running_by.get(submitter).copied().unwrap_or(0)
-                        < limits.running_per_submitter
+                    && running_by.get(submitter).copied().unwrap_or(0) < running_cap
             });
             if let Some(job) = popped {
                 *running_by.entry(job.submitter.clone()).or_default() += 1;
-                *idle -= 1;
+                *busy += 1;
                 inner.running[id] = Some(Running {
+                    task: job.id,
                     started: Instant::now(),
                     cancel: job.cancel.clone(),
                     timed_out: false,
@@ -598,8 +664,9 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
         );
     };
     let ctx = TaskContext::new(&job.cancel, &publish);
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        shared.registry.run(&job.name, job.input, &ctx)
+    let outcome = catch_unwind(AssertUnwindSafe(|| match &shared.executor {
+        Executor::Local => shared.registry.run(&job.name, job.input, &ctx),
+        Executor::Remote(dispatch) => dispatch.run(job.id, &job.name, job.input, &job.cancel, &ctx),
     }))
     .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
     // The watchdog and a shutdown stop tasks through their cancel flag, but nobody cancelled
@@ -673,7 +740,7 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
                 inner.running_by.remove(&job.submitter);
             }
         }
-        inner.idle += 1;
+        inner.busy -= 1;
         inner.running[worker] = None;
         let stats = &mut inner.workers[worker];
         stats.state = WorkerState::Idle;
@@ -708,11 +775,17 @@ fn watchdog(shared: &Shared, limit: Duration) {
         if inner.shutdown {
             return;
         }
+        let mut overdue = Vec::new();
         for running in inner.running.iter_mut().flatten() {
             if !running.timed_out && running.started.elapsed() >= limit {
                 running.timed_out = true;
                 running.cancel.store(true, Ordering::Relaxed);
+                overdue.push(running.task);
             }
+        }
+        drop(inner);
+        for task in overdue {
+            shared.interrupt(task);
         }
     }
 }
@@ -739,7 +812,7 @@ fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -750,14 +823,14 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Reads this process's CPU and memory through `sysinfo`, and the host's GPUs through NVML.
-struct ProcessProbe {
+pub(crate) struct ProcessProbe {
     system: sysinfo::System,
     pid: Option<sysinfo::Pid>,
     nvml: Option<nvml_wrapper::Nvml>,
 }
 
 impl ProcessProbe {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let nvml = match nvml_wrapper::Nvml::init() {
             Ok(nvml) => Some(nvml),
             Err(error) => {
@@ -793,7 +866,7 @@ impl ProcessProbe {
             .collect()
     }
 
-    fn sample(&mut self) -> ProcessStats {
+    pub(crate) fn sample(&mut self) -> ProcessStats {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let Some(pid) = self.pid else {
             return ProcessStats {

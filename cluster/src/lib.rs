@@ -19,6 +19,7 @@
 mod client;
 mod embedded;
 mod event;
+pub mod nats;
 mod queue;
 mod stats;
 mod task;

@@ -28,6 +28,26 @@ pub struct WorkerStats {
     pub busy_ms: f64,
     /// Bytes of results this worker has produced.
     pub output_bytes: u64,
+    /// The process it belongs to (`host-pid`), for workers of a NATS cluster.
+    #[serde(default)]
+    pub process: Option<Arc<str>>,
+}
+
+impl WorkerStats {
+    /// A worker that has done nothing yet.
+    pub fn idle(id: usize) -> Self {
+        Self {
+            id,
+            state: WorkerState::Idle,
+            current: None,
+            current_task: None,
+            current_started_at_ms: None,
+            tasks_done: 0,
+            busy_ms: 0.0,
+            output_bytes: 0,
+            process: None,
+        }
+    }
 }
 
 /// Everything known about the tasks of one type (one [`crate::Task::NAME`]).
@@ -50,6 +70,21 @@ pub struct GroupStats {
     pub output_bytes: u64,
 }
 
+impl GroupStats {
+    /// Adds another server's figures for the same task type.
+    pub fn add(&mut self, other: &Self) {
+        self.queued += other.queued;
+        self.running += other.running;
+        self.finished += other.finished;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+        self.wait_ms += other.wait_ms;
+        self.compute_ms += other.compute_ms;
+        self.input_bytes += other.input_bytes;
+        self.output_bytes += other.output_bytes;
+    }
+}
+
 /// Task counts: `queued` and `running` now, the rest since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
@@ -59,6 +94,18 @@ pub struct Totals {
     pub finished: u64,
     pub failed: u64,
     pub cancelled: u64,
+}
+
+impl Totals {
+    /// Adds another server's counts.
+    pub fn add(&mut self, other: &Self) {
+        self.submitted += other.submitted;
+        self.queued += other.queued;
+        self.running += other.running;
+        self.finished += other.finished;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+    }
 }
 
 /// A task that has ended, kept in a bounded ring for task-stream views.

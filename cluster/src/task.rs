@@ -191,6 +191,18 @@ impl Registry {
         self
     }
 
+    /// What this registry runs, and which build runs it: processes of one cluster must agree
+    /// on it, as Dask's client and workers must share package versions.
+    pub fn catalogue(&self) -> String {
+        let mut names: Vec<&str> = self.tasks.keys().copied().collect();
+        names.sort_unstable();
+        format!(
+            "offload-cluster {} [{}]",
+            env!("CARGO_PKG_VERSION"),
+            names.join(",")
+        )
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tasks.contains_key(name)
     }

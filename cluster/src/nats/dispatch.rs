@@ -1,0 +1,364 @@
+//! The app server's side of a NATS cluster: its scheduler hands each task that admission lets
+//! start to the workers and waits for the result, and it follows the workers' heartbeats to
+//! know how many tasks may run at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak, mpsc};
+use std::time::Duration;
+
+use async_nats::jetstream::{consumer, message::PublishMessage};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::wire::{CancelItem, ProgressItem, ResultItem, ServerReport, WorkItem, task_key};
+use super::{Connection, Names, NatsError, RETRY_EVERY, valid_token};
+use crate::embedded::{Executor, Shared};
+use crate::{ClusterConfig, EmbeddedCluster, Registry, TaskContext, TaskError, TaskId, now_ms};
+
+/// How an app server reaches its NATS cluster.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `nats://host:port`.
+    pub url: String,
+    /// The deployment's name prefix.
+    pub prefix: String,
+    /// This app server's name in the cluster: stable across its restarts (its results
+    /// consumer is durable under it) and different from every other app server's.
+    pub server: String,
+}
+
+/// How often the workers' heartbeats are read and the dashboard's report is sent.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// Recent tasks sent in each report.
+const REPORTED_RECENT: usize = 300;
+
+/// An app server's cluster whose workers are NATS workers. Its [`crate::Client`] behaves as
+/// the embedded one does: same admission, same events, same errors.
+pub struct NatsCluster {
+    scheduler: EmbeddedCluster,
+    dispatch: Arc<Dispatch>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the scheduler's threads use to run a task remotely.
+pub(crate) struct Dispatch {
+    runtime: tokio::runtime::Handle,
+    conn: Connection,
+    server: String,
+    /// This start of the server: results of an earlier one are ignored.
+    boot: u64,
+    catalogue: String,
+    waiting: Mutex<HashMap<TaskId, mpsc::Sender<Note>>>,
+    closed: AtomicBool,
+}
+
+/// What a scheduler thread waiting on a remote task hears.
+enum Note {
+    Progress(f64),
+    Interrupt,
+    Done(Result<Value, TaskError>),
+}
+
+impl NatsCluster {
+    /// Connects and starts following the workers; tasks start once a worker has joined.
+    pub async fn connect(
+        nats: NatsConfig,
+        config: ClusterConfig,
+        registry: Registry,
+    ) -> Result<Self, NatsError> {
+        if !valid_token(&nats.server) {
+            return Err(NatsError::ServerId(nats.server));
+        }
+        let names = Names::new(&nats.prefix)?;
+        let conn = Connection::open(&nats.url, names, "app server").await?;
+        let results = conn
+            .js
+            .get_stream(conn.names.results_stream())
+            .await
+            .map_err(|e| super::setup_error(conn.names.results_stream(), e))?
+            .get_or_create_consumer(
+                &format!("results-{}", nats.server),
+                consumer::pull::Config {
+                    durable_name: Some(format!("results-{}", nats.server)),
+                    filter_subject: conn.names.results_subject(&nats.server),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| super::setup_error("this server's results consumer".into(), e))?;
+        let progress = conn
+            .client
+            .subscribe(conn.names.progress_subject(&nats.server))
+            .await
+            .map_err(|e| super::setup_error("the progress subscription".into(), e))?;
+        let dispatch = Arc::new(Dispatch {
+            runtime: tokio::runtime::Handle::current(),
+            conn,
+            server: nats.server,
+            boot: now_ms(),
+            catalogue: registry.catalogue(),
+            waiting: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        let scheduler = EmbeddedCluster::scheduler(
+            &config,
+            registry,
+            Executor::Remote(dispatch.clone()),
+            "nats",
+        );
+        let shared = Arc::downgrade(scheduler.shared());
+        let tasks = vec![
+            tokio::spawn(dispatch.clone().listen_results(results)),
+            tokio::spawn(dispatch.clone().listen_progress(progress)),
+            tokio::spawn(dispatch.clone().follow_workers(shared)),
+        ];
+        tracing::info!(
+            url = %nats.url,
+            server = %dispatch.server,
+            prefix = %nats.prefix,
+            "connected to the NATS cluster"
+        );
+        Ok(Self {
+            scheduler,
+            dispatch,
+            tasks,
+        })
+    }
+
+    pub fn client(&self) -> crate::Client {
+        self.scheduler.client()
+    }
+
+    /// See [`EmbeddedCluster::drain`].
+    pub fn drain(&self) {
+        self.scheduler.drain();
+    }
+
+    /// See [`EmbeddedCluster::wait_idle`].
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
+        self.scheduler.wait_idle(grace).await
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // The scheduler's threads wait for remote results: release them before it joins them.
+        self.dispatch.close();
+    }
+}
+
+impl Dispatch {
+    /// Runs a task on a remote worker: blocks this scheduler thread until its result comes.
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        id: TaskId,
+        name: &str,
+        input: Value,
+        cancel: &Arc<AtomicBool>,
+        ctx: &TaskContext<'_>,
+    ) -> Result<Value, TaskError> {
+        let (tx, rx) = mpsc::channel();
+        self.waiting.lock().insert(id, tx.clone());
+        if self.closed.load(Ordering::Acquire) {
+            self.waiting.lock().remove(&id);
+            return Err(stopped());
+        }
+        let item = WorkItem {
+            server: self.server.clone(),
+            boot: self.boot,
+            task: id,
+            name: name.to_owned(),
+            input,
+            catalogue: self.catalogue.clone(),
+        };
+        self.runtime
+            .spawn(self.clone().hand_over(item, cancel.clone(), tx));
+        let outcome = loop {
+            match rx.recv() {
+                Ok(Note::Progress(fraction)) => ctx.report_progress(fraction),
+                Ok(Note::Interrupt) => {
+                    let key = task_key(&self.server, self.boot, id);
+                    self.runtime.spawn(self.clone().send_cancel(key));
+                }
+                Ok(Note::Done(outcome)) => break outcome,
+                // Every sender is in `waiting` or in `hand_over`: not reached.
+                Err(_) => break Err(stopped()),
+            }
+        };
+        self.waiting.lock().remove(&id);
+        outcome
+    }
+
+    /// A running task's cancel flag was set: tell its worker.
+    pub(crate) fn interrupt(&self, id: TaskId) {
+        if let Some(tx) = self.waiting.lock().get(&id) {
+            let _ = tx.send(Note::Interrupt);
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for (_, tx) in self.waiting.lock().drain() {
+            let _ = tx.send(Note::Done(Err(stopped())));
+        }
+    }
+
+    /// Publishes the task on the work queue, retrying while NATS is away (the message id makes
+    /// a retry count once); a task cancelled before it got there ends here.
+    async fn hand_over(
+        self: Arc<Self>,
+        item: WorkItem,
+        cancel: Arc<AtomicBool>,
+        tx: mpsc::Sender<Note>,
+    ) {
+        let key = item.key();
+        let payload: bytes::Bytes = match serde_json::to_vec(&item) {
+            Ok(payload) => payload.into(),
+            Err(error) => {
+                let _ = tx.send(Note::Done(Err(TaskError::Failed(format!(
+                    "encoding: {error}"
+                )))));
+                return;
+            }
+        };
+        let subject = self.conn.names.work_subject();
+        let mut warned = false;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                let _ = tx.send(Note::Done(Err(TaskError::Cancelled)));
+                return;
+            }
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&key);
+            let error = match self.conn.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return,
+                    Err(error) => error.to_string(),
+                },
+                Err(error) => error.to_string(),
+            };
+            if !warned {
+                tracing::warn!(%error, task = %item.task, "NATS did not take a task: retrying");
+                warned = true;
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    async fn send_cancel(self: Arc<Self>, key: String) {
+        let Ok(payload) = serde_json::to_vec(&CancelItem { key }) else {
+            return;
+        };
+        if let Err(error) = self
+            .conn
+            .client
+            .publish(self.conn.names.cancel_subject(), payload.into())
+            .await
+        {
+            tracing::warn!(%error, "a cancel was not sent");
+        }
+    }
+
+    fn deliver(&self, task: TaskId, note: Note) {
+        if let Some(tx) = self.waiting.lock().get(&task) {
+            let _ = tx.send(note);
+        }
+    }
+
+    async fn listen_results(self: Arc<Self>, consumer: consumer::PullConsumer) {
+        loop {
+            let mut messages = match consumer.messages().await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::debug!(%error, "results not reachable; retrying");
+                    tokio::time::sleep(RETRY_EVERY).await;
+                    continue;
+                }
+            };
+            while let Some(next) = messages.next().await {
+                let message = match next {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::debug!(%error, "results stream interrupted");
+                        break;
+                    }
+                };
+                match serde_json::from_slice::<ResultItem>(&message.payload) {
+                    // A task that ran twice (its first worker was slow to ack) is answered
+                    // once: the second result finds nobody waiting.
+                    Ok(result) if result.boot == self.boot => {
+                        tracing::debug!(task = %result.task, worker = %result.worker, "result");
+                        self.deliver(result.task, Note::Done(result.outcome));
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "a result that does not decode"),
+                }
+                let _ = message.ack().await;
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    async fn listen_progress(self: Arc<Self>, mut progress: async_nats::Subscriber) {
+        while let Some(message) = progress.next().await {
+            if let Ok(update) = serde_json::from_slice::<ProgressItem>(&message.payload)
+                && update.boot == self.boot
+            {
+                self.deliver(update.task, Note::Progress(update.fraction));
+            }
+        }
+    }
+
+    /// Once a second: as many tasks may run as the live workers have threads, and the
+    /// cluster's dashboard gets this server's figures.
+    async fn follow_workers(self: Arc<Self>, scheduler: Weak<Shared>) {
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(shared) = scheduler.upgrade() else {
+                return;
+            };
+            match self.conn.read_workers().await {
+                Ok(workers) => {
+                    let threads = workers.iter().map(|w| w.threads.len()).sum();
+                    shared.set_capacity(threads);
+                }
+                // Keep the last figure: the workers are probably still there.
+                Err(error) => tracing::debug!(%error, "worker list not read"),
+            }
+            let stats = shared.stats();
+            drop(shared);
+            let skip = stats.recent.len().saturating_sub(REPORTED_RECENT);
+            let report = ServerReport {
+                server: self.server.clone(),
+                totals: stats.totals,
+                groups: stats.groups,
+                queue_capacity: stats.queue_capacity,
+                recent: stats.recent.into_iter().skip(skip).collect(),
+                failures: stats.failures,
+            };
+            if let Ok(payload) = serde_json::to_vec(&report) {
+                let _ = self
+                    .conn
+                    .client
+                    .publish(
+                        self.conn.names.reports_subject(&self.server),
+                        payload.into(),
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+fn stopped() -> TaskError {
+    TaskError::Lost("the app server stopped before its result came".into())
+}

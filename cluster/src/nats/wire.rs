@@ -1,0 +1,117 @@
+//! What crosses NATS, as JSON: work items, results, progress, cancels, worker heartbeats and
+//! app servers' reports. Everything is owned and versionless by design: every process of one
+//! cluster runs the same catalogue (checked per task), like Dask's client and workers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{FinishedTask, GroupStats, ProcessStats, TaskError, TaskId, Totals, WorkerStats};
+
+/// One task handed to the workers, on the work-queue stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WorkItem {
+    /// The submitting app server: its results come back on its own subject.
+    pub server: String,
+    /// Which start of that server submitted it; a restarted server ignores its earlier self's
+    /// results, because it runs those tasks again under new ids.
+    pub boot: u64,
+    pub task: TaskId,
+    pub name: String,
+    pub input: Value,
+    /// The submitter's [`crate::Registry::catalogue`].
+    pub catalogue: String,
+}
+
+impl WorkItem {
+    /// Unique in the whole cluster, for ever: the message id JetStream deduplicates on, and
+    /// the key a cancel names.
+    pub fn key(&self) -> String {
+        task_key(&self.server, self.boot, self.task)
+    }
+}
+
+pub(crate) fn task_key(server: &str, boot: u64, task: TaskId) -> String {
+    format!("{server}.{boot}.{task}")
+}
+
+/// A task's outcome, on the results stream, on its server's subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ResultItem {
+    pub boot: u64,
+    pub task: TaskId,
+    pub outcome: Result<Value, TaskError>,
+    /// The worker process that ran it.
+    pub worker: String,
+}
+
+/// Progress of a running task, on plain NATS (it may be dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ProgressItem {
+    pub boot: u64,
+    pub task: TaskId,
+    pub fraction: f64,
+}
+
+/// Asks whichever worker runs (or will run) a task to stop it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CancelItem {
+    pub key: String,
+}
+
+/// A worker process's heartbeat, in the workers' KV bucket under its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// `host-pid`: unique while it runs.
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+    /// The tasks it can run and the version that runs them.
+    pub catalogue: String,
+    /// One entry per worker thread.
+    pub threads: Vec<WorkerStats>,
+    /// The whole process's CPU and memory.
+    pub process: ProcessStats,
+    /// When it was written (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// An app server's view of its own work, published once a second for the cluster's dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ServerReport {
+    pub server: String,
+    pub totals: Totals,
+    pub groups: Vec<GroupStats>,
+    pub queue_capacity: usize,
+    /// Its most recently ended tasks, oldest first.
+    pub recent: Vec<FinishedTask>,
+    pub failures: Vec<FinishedTask>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_item_survives_the_wire_and_its_key_names_server_boot_and_task() {
+        let item = WorkItem {
+            server: "web-1".into(),
+            boot: 7,
+            task: TaskId(42),
+            name: "fibonacci".into(),
+            input: Value::from(30),
+            catalogue: "c".into(),
+        };
+        let back: WorkItem = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
+        assert_eq!(back, item);
+        assert_eq!(item.key(), "web-1.7.42");
+        let result = ResultItem {
+            boot: 7,
+            task: TaskId(42),
+            outcome: Err(TaskError::Lost("its worker died 3 times".into())),
+            worker: "h-1".into(),
+        };
+        let back: ResultItem =
+            serde_json::from_slice(&serde_json::to_vec(&result).unwrap()).unwrap();
+        assert_eq!(back, result);
+    }
+}

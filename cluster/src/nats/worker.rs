@@ -1,0 +1,403 @@
+//! `offload worker`: a process whose threads pull tasks from the cluster's work queue, run them
+//! and publish their results, from any machine that can reach NATS.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer, message::PublishMessage};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::wire::{CancelItem, ProgressItem, ResultItem, WorkItem, WorkerInfo};
+use super::{
+    Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
+    token,
+};
+use crate::embedded::{ProcessProbe, panic_message};
+use crate::{Registry, TaskContext, TaskError, WorkerState, WorkerStats, now_ms};
+
+/// How a worker process joins a cluster.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `nats://host:port`.
+    pub url: String,
+    /// The deployment's name prefix.
+    pub prefix: String,
+    /// Tasks it runs at once.
+    pub threads: usize,
+}
+
+/// Cancels that arrived before their task, remembered in case it is still on its way.
+const EARLY_CANCELS_KEPT: usize = 10_000;
+
+/// A worker process's part of a cluster. Stop it with [`NatsWorker::stop`].
+pub struct NatsWorker {
+    state: Arc<State>,
+    loops: Vec<JoinHandle<()>>,
+    heartbeat: JoinHandle<()>,
+    cancels: JoinHandle<()>,
+}
+
+struct State {
+    conn: Connection,
+    work: PullConsumer,
+    registry: Registry,
+    catalogue: String,
+    name: String,
+    host: String,
+    /// Running tasks' cancel flags, by task key.
+    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    early_cancels: Mutex<(VecDeque<String>, HashSet<String>)>,
+    threads: Mutex<Vec<WorkerStats>>,
+    probe: Mutex<ProcessProbe>,
+    stopping: AtomicBool,
+}
+
+impl NatsWorker {
+    /// Connects, sets up the cluster's streams if this is the first process, and starts
+    /// `config.threads` threads pulling work.
+    pub async fn start(config: WorkerConfig, registry: Registry) -> Result<Self, NatsError> {
+        let names = Names::new(&config.prefix)?;
+        let conn = Connection::open(&config.url, names, "worker").await?;
+        let work = conn.work_consumer().await?;
+        let host = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
+        let name = token(&format!("{host}-{}", std::process::id()));
+        let threads = config.threads.max(1);
+        let state = Arc::new(State {
+            conn,
+            work,
+            catalogue: registry.catalogue(),
+            registry,
+            name,
+            host,
+            running: Mutex::new(HashMap::new()),
+            early_cancels: Mutex::new((VecDeque::new(), HashSet::new())),
+            threads: Mutex::new(
+                (0..threads)
+                    .map(|id| WorkerStats {
+                        id,
+                        ..WorkerStats::idle(id)
+                    })
+                    .collect(),
+            ),
+            probe: Mutex::new(ProcessProbe::new()),
+            stopping: AtomicBool::new(false),
+        });
+        // Heard before the first task can be pulled, so no cancel is missed.
+        let cancels = state
+            .conn
+            .client
+            .subscribe(state.conn.names.cancel_subject())
+            .await
+            .map_err(|e| NatsError::Setup {
+                what: "the cancel subscription".into(),
+                reason: e.to_string(),
+            })?;
+        state.beat().await;
+        let cancels = tokio::spawn(state.clone().listen_cancels(cancels));
+        let heartbeat = tokio::spawn(state.clone().heartbeat());
+        let loops = (0..threads)
+            .map(|slot| tokio::spawn(state.clone().pull(slot)))
+            .collect();
+        tracing::info!(
+            worker = %state.name,
+            threads,
+            catalogue = %state.catalogue,
+            "worker joined the cluster"
+        );
+        Ok(Self {
+            state,
+            loops,
+            heartbeat,
+            cancels,
+        })
+    }
+
+    /// This worker's name in the cluster (`host-pid`).
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Stops pulling work, lets running tasks finish for up to `grace` (a task still running
+    /// then runs again elsewhere after the ack wait), and leaves the worker list.
+    pub async fn stop(self, grace: Duration) {
+        self.state.stopping.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + grace;
+        for pulling in self.loops {
+            if tokio::time::timeout_at(deadline, pulling).await.is_err() {
+                tracing::info!("a task was still running: another worker will run it");
+                break;
+            }
+        }
+        self.heartbeat.abort();
+        self.cancels.abort();
+        let _ = self.state.conn.workers.delete(&self.state.name).await;
+        let _ = self.state.conn.client.flush().await;
+        tracing::info!(worker = %self.state.name, "worker left the cluster");
+    }
+}
+
+impl State {
+    async fn heartbeat(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        loop {
+            tick.tick().await;
+            self.beat().await;
+        }
+    }
+
+    async fn beat(&self) {
+        let info = WorkerInfo {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            pid: std::process::id(),
+            catalogue: self.catalogue.clone(),
+            threads: self.threads.lock().clone(),
+            process: self.probe.lock().sample(),
+            at_ms: now_ms(),
+        };
+        let Ok(value) = serde_json::to_vec(&info) else {
+            return;
+        };
+        if let Err(error) = self.conn.workers.put(&self.name, value.into()).await {
+            tracing::warn!(%error, "heartbeat not written");
+        }
+    }
+
+    async fn listen_cancels(self: Arc<Self>, mut cancels: async_nats::Subscriber) {
+        while let Some(message) = cancels.next().await {
+            let Ok(CancelItem { key }) = serde_json::from_slice(&message.payload) else {
+                continue;
+            };
+            if let Some(flag) = self.running.lock().get(&key) {
+                flag.store(true, Ordering::Relaxed);
+                continue;
+            }
+            let mut early = self.early_cancels.lock();
+            let (order, keys) = &mut *early;
+            if keys.insert(key.clone()) {
+                order.push_back(key);
+                if order.len() > EARLY_CANCELS_KEPT
+                    && let Some(old) = order.pop_front()
+                {
+                    keys.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// One thread's loop: ask for one task at a time, so that no worker holds tasks it cannot
+    /// start while another sits idle.
+    async fn pull(self: Arc<Self>, slot: usize) {
+        while !self.stopping.load(Ordering::Relaxed) {
+            let batch = self
+                .work
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::debug!(%error, "pulling work failed; retrying");
+                    tokio::time::sleep(RETRY_EVERY).await;
+                    continue;
+                }
+            };
+            while let Some(next) = batch.next().await {
+                match next {
+                    Ok(message) => self.handle(slot, message).await,
+                    Err(error) => {
+                        tracing::debug!(%error, "pull request ended");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, slot: usize, message: Message) {
+        let item: WorkItem = match serde_json::from_slice(&message.payload) {
+            Ok(item) => item,
+            Err(error) => {
+                tracing::warn!(%error, "a work item that does not decode: dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let delivered = message.info().map_or(1, |info| info.delivered);
+        let key = item.key();
+        let early_cancel = self.early_cancels.lock().1.remove(&key);
+        let outcome = match refusal(&item, &self.catalogue, delivered, early_cancel) {
+            Some(error) => Err(error),
+            None => self.run(slot, &item, &key, &message).await,
+        };
+        let result = ResultItem {
+            boot: item.boot,
+            task: item.task,
+            outcome,
+            worker: self.name.clone(),
+        };
+        let payload: bytes::Bytes = match serde_json::to_vec(&result) {
+            Ok(payload) => payload.into(),
+            Err(error) => {
+                tracing::error!(%error, "a result that does not encode");
+                return;
+            }
+        };
+        let subject = self.conn.names.results_subject(&item.server);
+        // The work is acked only once its result is stored: if NATS is away, keep trying (the
+        // message id makes a repeated publish count once).
+        loop {
+            let publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&key);
+            match self.conn.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => match ack.await {
+                    Ok(_) => break,
+                    Err(error) => tracing::debug!(%error, "result not stored yet"),
+                },
+                Err(error) => tracing::debug!(%error, "result not sent yet"),
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+        if let Err(error) = message.ack().await {
+            // It will be delivered again and its result, a duplicate, ignored.
+            tracing::debug!(%error, "ack not sent");
+        }
+    }
+
+    async fn run(
+        &self,
+        slot: usize,
+        item: &WorkItem,
+        key: &str,
+        message: &Message,
+    ) -> Result<serde_json::Value, TaskError> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running.lock().insert(key.to_owned(), cancel.clone());
+        let started_ms = now_ms();
+        {
+            let mut threads = self.threads.lock();
+            let stats = &mut threads[slot];
+            stats.state = WorkerState::Busy;
+            stats.current = Some(item.task);
+            stats.current_task = Some(item.name.as_str().into());
+            stats.current_started_at_ms = Some(started_ms);
+        }
+        let (progress_tx, mut progress) = watch::channel(0.0);
+        let registry = self.registry.clone();
+        let (name, input) = (item.name.clone(), item.input.clone());
+        let flag = cancel.clone();
+        let started = Instant::now();
+        let job = tokio::task::spawn_blocking(move || {
+            let publish = |fraction: f64| {
+                progress_tx.send_replace(fraction);
+            };
+            let ctx = TaskContext::new(&flag, &publish);
+            catch_unwind(AssertUnwindSafe(|| registry.run(&name, input, &ctx)))
+                .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))
+        });
+        tokio::pin!(job);
+        let mut in_progress = tokio::time::interval(IN_PROGRESS_EVERY);
+        in_progress.tick().await;
+        let progress_subject = self.conn.names.progress_subject(&item.server);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut job => {
+                    break outcome.unwrap_or_else(|e| Err(TaskError::Panicked(e.to_string())));
+                }
+                _ = in_progress.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+                Ok(()) = progress.changed() => {
+                    let update = ProgressItem {
+                        boot: item.boot,
+                        task: item.task,
+                        fraction: *progress.borrow_and_update(),
+                    };
+                    if let Ok(payload) = serde_json::to_vec(&update) {
+                        let _ = self
+                            .conn
+                            .client
+                            .publish(progress_subject.clone(), payload.into())
+                            .await;
+                    }
+                }
+            }
+        };
+        self.running.lock().remove(key);
+        let output_bytes = outcome
+            .as_ref()
+            .map_or(0, |v| serde_json::to_vec(v).map_or(0, |b| b.len()));
+        let mut threads = self.threads.lock();
+        let stats = &mut threads[slot];
+        stats.state = WorkerState::Idle;
+        stats.current = None;
+        stats.current_task = None;
+        stats.current_started_at_ms = None;
+        stats.tasks_done += 1;
+        stats.busy_ms += started.elapsed().as_secs_f64() * 1e3;
+        stats.output_bytes += output_bytes as u64;
+        outcome
+    }
+}
+
+/// Why a worker must not run a delivered task, if it must not.
+fn refusal(
+    item: &WorkItem,
+    catalogue: &str,
+    delivered: i64,
+    cancelled_early: bool,
+) -> Option<TaskError> {
+    if item.catalogue != catalogue {
+        Some(TaskError::Failed(format!(
+            "the workers run task catalogue {catalogue:?} but the app server submitted for {:?}: run the same Offload version everywhere",
+            item.catalogue
+        )))
+    } else if delivered > MAX_DELIVERIES {
+        Some(TaskError::Lost(format!(
+            "its worker died {MAX_DELIVERIES} times"
+        )))
+    } else if cancelled_early {
+        Some(TaskError::Cancelled)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TaskId;
+
+    #[test]
+    fn workers_refuse_other_catalogues_fourth_deliveries_and_cancelled_tasks() {
+        let item = WorkItem {
+            server: "s".into(),
+            boot: 1,
+            task: TaskId(1),
+            name: "fibonacci".into(),
+            input: 10.into(),
+            catalogue: "v1".into(),
+        };
+        assert_eq!(refusal(&item, "v1", 1, false), None);
+        assert_eq!(refusal(&item, "v1", 3, false), None);
+        assert_eq!(
+            refusal(&item, "v1", 4, false).map(|e| e.to_string()),
+            Some("lost: its worker died 3 times".into())
+        );
+        assert_eq!(refusal(&item, "v1", 1, true), Some(TaskError::Cancelled));
+        let other = refusal(&item, "v2", 1, false).unwrap().to_string();
+        assert!(
+            other.contains("\"v2\"") && other.contains("\"v1\""),
+            "{other}"
+        );
+    }
+}
