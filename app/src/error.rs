@@ -69,7 +69,7 @@ impl From<cluster::SubmitError> for AppError {
             SubmitterBusy { .. } => Self::LimitReached(message),
             Busy { .. } => Self::Busy(message),
             InvalidInput(_) => Self::InvalidInput(message),
-            UnknownTask(_) | ShutDown | Encode(_) => Self::Unavailable(message),
+            UnknownTask(_) | ShutDown | Encode(_) | WatchOnly => Self::Unavailable(message),
         }
     }
 }

@@ -39,6 +39,7 @@ async fn app(url: &str, config: ClusterConfig) -> NatsCluster {
             url: url.into(),
             prefix: "t".into(),
             server: "app".into(),
+            in_flight_per_thread: 1,
         },
         config,
         Registry::default(),

@@ -1,4 +1,5 @@
-//! `offload`: parses flags, starts the cluster, builds [`AppState`] and serves the app.
+//! `offload`: parses flags, starts the cluster, builds [`AppState`] and serves the app; or, as
+//! `offload cluster` and `offload worker`, runs a NATS cluster's workers and dashboard.
 //! Wiring only: behaviour lives in the `app` and `cluster` crates.
 
 mod serve;
@@ -21,8 +22,12 @@ use app::{App, shell};
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
-use clap::Parser;
-use cluster::{ClusterConfig, EmbeddedCluster};
+use clap::{Parser, Subcommand};
+use cluster::nats::{
+    LocalNats, NatsCluster, NatsConfig, NatsError, NatsObserver, NatsWorker, ServerError,
+    WorkerConfig, host_name, token,
+};
+use cluster::{ClusterConfig, EmbeddedCluster, Registry};
 use leptos::config::get_configuration;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
@@ -32,8 +37,30 @@ use tracing_subscriber::EnvFilter;
 use crate::serve::{ConnectionLimits, serve};
 
 /// Offload: a web UI that stays responsive while a worker cluster does the heavy work.
+///
+/// Without a command, `offload` serves the app with its own embedded workers (`serve`).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the app (the default).
+    Serve(Args),
+    /// Run a NATS cluster: workers and the cluster dashboard, and a local nats-server unless
+    /// --nats names one (the seed's `python cluster.py`).
+    Cluster(ClusterArgs),
+    /// Join a NATS cluster's workers, from any machine.
+    Worker(WorkerArgs),
+}
+
+/// `offload serve`.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Address the app listens on [default: 127.0.0.1:3000].
     #[arg(long, env = "OFFLOAD_ADDR")]
@@ -96,6 +123,84 @@ struct Args {
     /// DASK_DASHBOARD; default: http://localhost:8787/status]. A real Dask dashboard works too.
     #[arg(long)]
     dashboard_url: Option<String>,
+    /// Hand the work to this NATS cluster's workers (`offload cluster` prints the address)
+    /// instead of embedded ones; the dashboard is then the cluster's, and this process has
+    /// no dashboard listener.
+    #[arg(long, env = "OFFLOAD_CLUSTER", value_name = "nats://HOST:PORT")]
+    cluster: Option<String>,
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// This app server's name in the NATS cluster: stable across restarts and unique among
+    /// app servers [default: host name and app port].
+    #[arg(long, env = "OFFLOAD_SERVER_ID")]
+    server_id: Option<String>,
+    /// Tasks handed to NATS per worker thread: 1 keeps sessions' fairness exact; more
+    /// raises the throughput of tiny tasks, but a task may then wait in JetStream behind
+    /// another session's.
+    #[arg(long, env = "OFFLOAD_IN_FLIGHT_PER_THREAD", default_value_t = 1)]
+    in_flight_per_thread: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct NatsArgs {
+    /// Prefix of every stream, subject and bucket name, so deployments can share a NATS.
+    #[arg(long, env = "OFFLOAD_NATS_PREFIX", default_value = "offload")]
+    nats_prefix: String,
+}
+
+/// `offload cluster`.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// Worker threads in this process (0: only the dashboard, and NATS if it starts one).
+    #[arg(long, env = "OFFLOAD_WORKERS", default_value_t = 4)]
+    workers: usize,
+    /// Join this NATS server instead of starting one.
+    #[arg(long, env = "OFFLOAD_NATS", value_name = "nats://HOST:PORT")]
+    nats: Option<String>,
+    /// Port of the NATS server this command starts (loopback only).
+    #[arg(long, env = "OFFLOAD_NATS_PORT", default_value_t = 4222)]
+    nats_port: u16,
+    /// The nats-server binary to start (`make nats` installs the pinned one in
+    /// target/nats/bin).
+    #[arg(long, env = "OFFLOAD_NATS_SERVER", default_value = "nats-server")]
+    nats_server: PathBuf,
+    #[command(flatten)]
+    nats_names: NatsArgs,
+    /// Where the NATS server keeps its JetStream store.
+    #[arg(
+        long,
+        env = "OFFLOAD_CLUSTER_DATA_DIR",
+        default_value = "offload-data/cluster"
+    )]
+    data_dir: PathBuf,
+    /// Address of the cluster dashboard (`/status`, `/individual-*`).
+    #[arg(long, env = "OFFLOAD_DASHBOARD_ADDR", default_value = "127.0.0.1:8787")]
+    dashboard_addr: SocketAddr,
+    /// Host names the dashboard answers to, besides localhost, 127.0.0.1, [::1] and its
+    /// address (comma-separated).
+    #[arg(long, env = "OFFLOAD_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Seconds a stop waits for running tasks (a task still running then runs again on
+    /// another worker).
+    #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]
+    shutdown_grace: f64,
+}
+
+/// `offload worker`.
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// The cluster to join.
+    #[arg(long, env = "OFFLOAD_CLUSTER", value_name = "nats://HOST:PORT")]
+    cluster: String,
+    /// Tasks this process runs at once [default: the machine's cores].
+    #[arg(long, env = "OFFLOAD_THREADS")]
+    threads: Option<usize>,
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Seconds a stop waits for running tasks (a task still running then runs again on
+    /// another worker).
+    #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]
+    shutdown_grace: f64,
 }
 
 impl Args {
@@ -129,6 +234,44 @@ enum StartError {
     Seconds { flag: &'static str, value: f64 },
     #[error(transparent)]
     Store(#[from] app::ssr::store::StoreError),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    NatsServer(#[from] ServerError),
+    #[error("creating {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whatever runs this app server's tasks.
+enum Workers {
+    Embedded(EmbeddedCluster),
+    Nats(NatsCluster),
+}
+
+impl Workers {
+    fn client(&self) -> cluster::Client {
+        match self {
+            Self::Embedded(cluster) => cluster.client(),
+            Self::Nats(cluster) => cluster.client(),
+        }
+    }
+
+    fn drain(&self) {
+        match self {
+            Self::Embedded(cluster) => cluster.drain(),
+            Self::Nats(cluster) => cluster.drain(),
+        }
+    }
+
+    async fn wait_idle(&self, grace: Duration) -> bool {
+        match self {
+            Self::Embedded(cluster) => cluster.wait_idle(grace).await,
+            Self::Nats(cluster) => cluster.wait_idle(grace).await,
+        }
+    }
 }
 
 #[tokio::main]
@@ -138,7 +281,14 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    match run(Args::parse()).await {
+    let cli = Cli::parse();
+    let ran = match cli.command {
+        None => serve_app(cli.serve).await,
+        Some(Command::Serve(args)) => serve_app(args).await,
+        Some(Command::Cluster(args)) => run_cluster(args).await,
+        Some(Command::Worker(args)) => run_worker(args).await,
+    };
+    match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
@@ -147,7 +297,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), StartError> {
+async fn serve_app(args: Args) -> Result<(), StartError> {
     let dashboard_url = args.dashboard_url()?;
     let time_limit = Args::seconds(args.task_time_limit, "--task-time-limit")?;
     let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
@@ -159,14 +309,30 @@ async fn run(args: Args) -> Result<(), StartError> {
     raise_open_files_limit();
 
     let (store, writer, saved, next_task) = Store::open(&args.data_dir)?;
-    let cluster = EmbeddedCluster::start(ClusterConfig {
+    let config = ClusterConfig {
         workers: args.workers,
         queue_capacity: args.queue_capacity,
         task_time_limit: (!time_limit.is_zero()).then_some(time_limit),
         max_queued_per_submitter: args.max_queued_per_session,
         max_running_per_submitter: args.max_running_per_session,
         ..ClusterConfig::default()
-    });
+    };
+    let cluster = match &args.cluster {
+        None => Workers::Embedded(EmbeddedCluster::start(config)),
+        Some(url) => {
+            let server = args
+                .server_id
+                .clone()
+                .unwrap_or_else(|| token(&format!("{}-{}", host_name(), addr.port())));
+            let nats = NatsConfig {
+                url: url.clone(),
+                prefix: args.nats.nats_prefix.clone(),
+                server,
+                in_flight_per_thread: args.in_flight_per_thread,
+            };
+            Workers::Nats(NatsCluster::connect(nats, config, Registry::default()).await?)
+        }
+    };
     let sessions = Arc::new(Sessions::new(
         SessionConfig {
             idle_timeout: Duration::from_secs(args.session_idle_secs),
@@ -215,21 +381,18 @@ async fn run(args: Args) -> Result<(), StartError> {
         .layer(CompressionLayer::new())
         .layer(from_fn_with_state(hosts.clone(), allowed_host))
         .with_state(state.clone());
-    let dashboard = site(&state)
-        .route("/dashboard/stream", get(dashboard_stream))
-        .route("/individual-plots.json", get(plots))
-        .layer(from_fn_with_state(
-            Arc::<str>::from(hosts.frame_ancestors()),
-            dashboard_only,
-        ))
-        .layer(CompressionLayer::new())
-        .layer(from_fn_with_state(hosts, allowed_host))
-        .with_state(state.clone());
+    let dashboard = dashboard_router(&state, hosts);
 
     let listener = bind(addr).await?;
-    let dashboard_listener = bind(dashboard_addr).await?;
+    // With NATS workers the dashboard is the cluster's (`offload cluster` serves it).
+    let dashboard_listener = match &cluster {
+        Workers::Embedded(_) => Some(bind(dashboard_addr).await?),
+        Workers::Nats(_) => None,
+    };
     tracing::info!("Offload is serving on http://{addr}");
-    tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
+    if dashboard_listener.is_some() {
+        tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
+    }
     let limits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         max_connections: args.max_connections,
@@ -243,16 +406,12 @@ async fn run(args: Args) -> Result<(), StartError> {
         }
     };
     let servers = tokio::spawn(async move {
-        tokio::join!(
-            serve("app", listener, app, limits, stopped()),
-            serve(
-                "dashboard",
-                dashboard_listener,
-                dashboard,
-                limits,
-                stopped()
-            ),
-        );
+        let dashboard = async {
+            if let Some(listener) = dashboard_listener {
+                serve("dashboard", listener, dashboard, limits, stopped()).await;
+            }
+        };
+        tokio::join!(serve("app", listener, app, limits, stopped()), dashboard);
     });
 
     shutdown_signal().await;
@@ -288,6 +447,133 @@ async fn run(args: Args) -> Result<(), StartError> {
         tracing::info!("left the session database's writer to the exit");
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The cluster dashboard's listener: its pages, their live frames and nothing else.
+fn dashboard_router(state: &AppState, hosts: AllowedHosts) -> Router {
+    site(state)
+        .route("/dashboard/stream", get(dashboard_stream))
+        .route("/individual-plots.json", get(plots))
+        .layer(from_fn_with_state(
+            Arc::<str>::from(hosts.frame_ancestors()),
+            dashboard_only,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(hosts, allowed_host))
+        .with_state(state.clone())
+}
+
+/// `offload cluster`: a local NATS unless one is named, this process's workers, and the
+/// cluster's dashboard, which shows every worker and every app server of the cluster.
+async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
+    let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
+    let prefix = args.nats_names.nats_prefix.clone();
+    let local = match &args.nats {
+        Some(_) => None,
+        None => {
+            let store = args.data_dir.join("nats");
+            std::fs::create_dir_all(&store).map_err(|source| StartError::DataDir {
+                path: store.clone(),
+                source,
+            })?;
+            Some(LocalNats::start(&args.nats_server, args.nats_port, &store).await?)
+        }
+    };
+    let url = match (&args.nats, &local) {
+        (Some(url), _) => url.clone(),
+        (None, Some(local)) => local.url(),
+        (None, None) => unreachable!("a local NATS starts when none is named"),
+    };
+    let worker = if args.workers > 0 {
+        let config = WorkerConfig {
+            url: url.clone(),
+            prefix: prefix.clone(),
+            threads: args.workers,
+        };
+        Some(NatsWorker::start(config, Registry::default()).await?)
+    } else {
+        None
+    };
+    let observer = NatsObserver::start(&url, &prefix).await?;
+
+    // The dashboard's pages are the app's Leptos routes, which need an AppState; its sessions
+    // stay empty here (no app route is served), but they need a database of their own.
+    let (store, writer, _, next_task) = Store::open(&args.data_dir)?;
+    let sessions = Arc::new(Sessions::new(SessionConfig::default(), store, next_task));
+    let dashboard_addr = args.dashboard_addr;
+    let state = AppState {
+        leptos_options: get_configuration(None)?.leptos_options,
+        cluster: observer.client(),
+        sessions,
+        streams: StreamLimits::new(8, 2_000),
+        shutdown: Shutdown::default(),
+        dashboard: DashboardFeed::start(observer.client(), Duration::from_secs(1), false),
+        dashboard_url: DashboardUrl::parse(&format!("http://{dashboard_addr}/status"))
+            .map_err(StartError::DashboardUrl)?,
+    };
+    let hosts = AllowedHosts::new(
+        args.allowed_hosts.iter().map(String::as_str),
+        [dashboard_addr],
+    );
+    let listener = bind(dashboard_addr).await?;
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(10),
+        max_connections: 4_096,
+        drain: Duration::from_secs(2),
+    };
+    let (stop_serving, mut serving) = tokio::sync::watch::channel(false);
+    let dashboard = tokio::spawn(serve(
+        "dashboard",
+        listener,
+        dashboard_router(&state, hosts),
+        limits,
+        async move {
+            let _ = serving.wait_for(|stop| *stop).await;
+        },
+    ));
+    tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
+    // Like cluster.py, which prints its scheduler's address for the app.
+    println!("Offload cluster ready at {url}");
+    println!("  start the app with:   offload serve --cluster {url}");
+    println!("  add workers with:     offload worker --cluster {url}");
+
+    shutdown_signal().await;
+    tracing::info!("stopping the cluster");
+    if let Some(worker) = worker {
+        worker.stop(grace).await;
+    }
+    let _ = stop_serving.send(true);
+    let _ = dashboard.await;
+    drop(state);
+    drop(observer);
+    if let Some(local) = local {
+        local.stop().await;
+    }
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `offload worker`: runs tasks for a NATS cluster until stopped.
+async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
+    let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let config = WorkerConfig {
+        url: args.cluster.clone(),
+        prefix: args.nats.nats_prefix.clone(),
+        threads,
+    };
+    let worker = NatsWorker::start(config, Registry::default()).await?;
+    println!(
+        "worker {} runs {threads} tasks at once for {}",
+        worker.name(),
+        args.cluster
+    );
+    shutdown_signal().await;
+    worker.stop(grace).await;
     Ok(())
 }
 

@@ -10,72 +10,17 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{PageStream, Server, Session};
+use common::{PageStream, Server, Session, one_session_cannot_wedge_the_cluster};
 use serde_json::Value;
 
 /// Each test runs on its own runtime; tokio's mutex works across them.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Submits fibonacci(n) for `session` and waits for its line; returns the time taken.
-async fn line_time(server: &Server, session: &Session, n: i64) -> (Duration, String) {
-    let mut events = session.events(server).await;
-    events.next().await.expect("a snapshot first");
-    let asked = Instant::now();
-    let id = session.submit_ok(server, n).await;
-    let text = events.line(|u| u["task"] == id).await;
-    (asked.elapsed(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_cannot_wedge_the_cluster_and_nor_can_a_crowd_of_fresh_ones() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let server = Server::start(&["--task-time-limit", "2"]).await;
-    let a = Session::new();
-    let mut a_events = a.events(&server).await;
-    let mut fib93 = Vec::new();
-    for _ in 0..4 {
-        fib93.push(a.submit_ok(&server, 93).await);
-    }
-    // All 10,000 are sent: past the cap each is refused, as more of A's tasks finish a few
-    // more get in.
-    let (mut accepted, mut refused) = (0, 0);
-    for _ in 0..10_000 {
-        match a.submit(&server, 40).await {
-            (200, _) => accepted += 1,
-            (status, body) => {
-                assert_eq!(status, 429, "{body}");
-                assert!(body.contains("100 tasks waiting"), "{body}");
-                refused += 1;
-            }
-        }
-    }
-    assert!(refused > 5_000, "{accepted} accepted, {refused} refused");
-
-    let b = Session::new();
-    let (took, line) = line_time(&server, &b, 1).await;
-    assert_eq!(line.split(" in ").next(), Some("fibonacci(1)=1"));
-    assert!(took < Duration::from_secs(1), "B waited {took:?}");
-
-    // Lines arrive in completion order, not submission order.
-    let mut stopped = std::collections::HashMap::new();
-    while stopped.len() < fib93.len() {
-        for line in a_events.lines().await {
-            if fib93.iter().any(|id| line["task"] == *id) {
-                stopped.insert(line["task"].clone(), line["text"].clone());
-            }
-        }
-    }
-    for text in stopped.values() {
-        assert_eq!(text, "fibonacci(93) stopped: it ran past the 2 s limit");
-    }
-
-    for _ in 0..4 {
-        let (status, body) = Session::cookieless().submit(&server, 93).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    let c = Session::new();
-    let (took, _) = line_time(&server, &c, 1).await;
-    assert!(took < Duration::from_secs(1), "C waited {took:?}");
+    one_session_cannot_wedge_the_cluster(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

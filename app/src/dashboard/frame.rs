@@ -38,6 +38,8 @@ pub struct DashboardFrame {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRow {
     pub id: usize,
+    /// The worker process (`host-pid`) of a NATS cluster; None for embedded threads.
+    pub process: Option<String>,
     pub state: String,
     /// E.g. `fibonacci #42`.
     pub current: Option<String>,

@@ -608,7 +608,7 @@ fn Workers(frame: Frame) -> impl IntoView {
         <table class="view-table" aria-label="Workers">
             <thead>
                 <tr>
-                    <th>"worker"</th><th>"state"</th><th>"current task"</th><th>"done"</th>
+                    <th>"worker"</th><th>"process"</th><th>"state"</th><th>"current task"</th><th>"done"</th>
                     <th>"busy %"</th><th>"CPU %"</th><th>"memory"</th>
                 </tr>
             </thead>
@@ -616,6 +616,7 @@ fn Workers(frame: Frame) -> impl IntoView {
                 {move || frame.with(|f| f.as_ref().map(|f| f.workers.clone()).unwrap_or_default()).into_iter().map(|w| view! {
                     <tr>
                         <td>{w.id}</td>
+                        <td>{w.process.unwrap_or_else(|| "embedded".into())}</td>
                         <td>{w.state}</td>
                         <td>{w.current.unwrap_or_else(|| "–".into())}</td>
                         <td>{w.tasks_done}</td>

@@ -141,6 +141,7 @@ async fn sample(
                 let before = last_busy.insert(w.id, busy).unwrap_or(busy);
                 WorkerRow {
                     id: w.id,
+                    process: w.process.as_deref().map(str::to_owned),
                     state: format!("{:?}", w.state).to_lowercase(),
                     current: w
                         .current

@@ -28,6 +28,10 @@ pub struct NatsConfig {
     /// This app server's name in the cluster: stable across its restarts (its results
     /// consumer is durable under it) and different from every other app server's.
     pub server: String,
+    /// Tasks handed to NATS per worker thread. 1 keeps admission exact: a task waits in this
+    /// server's fair queue, never in JetStream behind another session's. More hides the
+    /// network's round trip for streams of tiny tasks, at the cost of that fairness.
+    pub in_flight_per_thread: usize,
 }
 
 /// How often the workers' heartbeats are read and the dashboard's report is sent.
@@ -111,10 +115,11 @@ impl NatsCluster {
             "nats",
         );
         let shared = Arc::downgrade(scheduler.shared());
+        let per_thread = nats.in_flight_per_thread.max(1);
         let tasks = vec![
             tokio::spawn(dispatch.clone().listen_results(results)),
             tokio::spawn(dispatch.clone().listen_progress(progress)),
-            tokio::spawn(dispatch.clone().follow_workers(shared)),
+            tokio::spawn(dispatch.clone().follow_workers(shared, per_thread)),
         ];
         tracing::info!(
             url = %nats.url,
@@ -319,7 +324,7 @@ impl Dispatch {
 
     /// Once a second: as many tasks may run as the live workers have threads, and the
     /// cluster's dashboard gets this server's figures.
-    async fn follow_workers(self: Arc<Self>, scheduler: Weak<Shared>) {
+    async fn follow_workers(self: Arc<Self>, scheduler: Weak<Shared>, per_thread: usize) {
         let mut tick = tokio::time::interval(FOLLOW_EVERY);
         loop {
             tick.tick().await;
@@ -328,8 +333,8 @@ impl Dispatch {
             };
             match self.conn.read_workers().await {
                 Ok(workers) => {
-                    let threads = workers.iter().map(|w| w.threads.len()).sum();
-                    shared.set_capacity(threads);
+                    let threads: usize = workers.iter().map(|w| w.threads.len()).sum();
+                    shared.set_capacity(threads * per_thread);
                 }
                 // Keep the last figure: the workers are probably still there.
                 Err(error) => tracing::debug!(%error, "worker list not read"),

@@ -84,6 +84,11 @@ fn valid_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// This machine's name, for worker and server names.
+pub fn host_name() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
+}
+
 /// Turns any text (a host name, say) into a valid subject token.
 pub fn token(s: &str) -> String {
     let t: String = s

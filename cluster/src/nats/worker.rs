@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{AckKind, Message, consumer::PullConsumer, message::PublishMessage};
+use async_nats::jetstream::consumer::{PullConsumer, pull::BatchConfig};
+use async_nats::jetstream::{AckKind, Message, message::PublishMessage};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{CancelItem, ProgressItem, ResultItem, WorkItem, WorkerInfo};
@@ -32,13 +33,16 @@ pub struct WorkerConfig {
     pub threads: usize,
 }
 
+/// How long a pull request waits at JetStream for a task before it is asked again.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
 /// Cancels that arrived before their task, remembered in case it is still on its way.
 const EARLY_CANCELS_KEPT: usize = 10_000;
 
 /// A worker process's part of a cluster. Stop it with [`NatsWorker::stop`].
 pub struct NatsWorker {
     state: Arc<State>,
-    loops: Vec<JoinHandle<()>>,
+    pulling: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     cancels: JoinHandle<()>,
 }
@@ -56,6 +60,8 @@ struct State {
     threads: Mutex<Vec<WorkerStats>>,
     probe: Mutex<ProcessProbe>,
     stopping: AtomicBool,
+    /// Results being stored: a stop waits for them.
+    storing: AtomicUsize,
 }
 
 impl NatsWorker {
@@ -65,7 +71,7 @@ impl NatsWorker {
         let names = Names::new(&config.prefix)?;
         let conn = Connection::open(&config.url, names, "worker").await?;
         let work = conn.work_consumer().await?;
-        let host = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
+        let host = super::host_name();
         let name = token(&format!("{host}-{}", std::process::id()));
         let threads = config.threads.max(1);
         let state = Arc::new(State {
@@ -87,6 +93,7 @@ impl NatsWorker {
             ),
             probe: Mutex::new(ProcessProbe::new()),
             stopping: AtomicBool::new(false),
+            storing: AtomicUsize::new(0),
         });
         // Heard before the first task can be pulled, so no cancel is missed.
         let cancels = state
@@ -101,9 +108,7 @@ impl NatsWorker {
         state.beat().await;
         let cancels = tokio::spawn(state.clone().listen_cancels(cancels));
         let heartbeat = tokio::spawn(state.clone().heartbeat());
-        let loops = (0..threads)
-            .map(|slot| tokio::spawn(state.clone().pull(slot)))
-            .collect();
+        let pulling = tokio::spawn(state.clone().pull(threads));
         tracing::info!(
             worker = %state.name,
             threads,
@@ -112,7 +117,7 @@ impl NatsWorker {
         );
         Ok(Self {
             state,
-            loops,
+            pulling,
             heartbeat,
             cancels,
         })
@@ -128,11 +133,16 @@ impl NatsWorker {
     pub async fn stop(self, grace: Duration) {
         self.state.stopping.store(true, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + grace;
-        for pulling in self.loops {
-            if tokio::time::timeout_at(deadline, pulling).await.is_err() {
-                tracing::info!("a task was still running: another worker will run it");
-                break;
-            }
+        if tokio::time::timeout_at(deadline, self.pulling)
+            .await
+            .is_err()
+        {
+            tracing::info!("a task was still running: another worker will run it");
+        }
+        while self.state.storing.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.heartbeat.abort();
         self.cancels.abort();
@@ -191,38 +201,75 @@ impl State {
         }
     }
 
-    /// One thread's loop: ask for one task at a time, so that no worker holds tasks it cannot
-    /// start while another sits idle.
-    async fn pull(self: Arc<Self>, slot: usize) {
-        while !self.stopping.load(Ordering::Relaxed) {
-            let batch = self
-                .work
-                .batch()
-                .max_messages(1)
-                .expires(Duration::from_secs(2))
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
+    /// Keeps exactly one pull request of one task open at JetStream per idle thread, all on
+    /// one inbox: no worker holds a task it cannot start while another sits idle, and a task
+    /// costs one request, not a subscription. Requests are served oldest first, so a message
+    /// or an expiry answers the oldest; one whose answer never came (NATS restarted) is
+    /// forgotten after its expiry and asked again.
+    async fn pull(self: Arc<Self>, threads: usize) {
+        let client = &self.conn.client;
+        let inbox = async_nats::Subject::from(client.new_inbox());
+        let mut answers = loop {
+            match client.subscribe(inbox.clone()).await {
+                Ok(answers) => break answers,
                 Err(error) => {
-                    tracing::debug!(%error, "pulling work failed; retrying");
+                    tracing::debug!(%error, "no inbox yet; retrying");
                     tokio::time::sleep(RETRY_EVERY).await;
-                    continue;
                 }
-            };
-            while let Some(next) = batch.next().await {
-                match next {
-                    Ok(message) => self.handle(slot, message).await,
-                    Err(error) => {
-                        tracing::debug!(%error, "pull request ended");
-                        break;
+            }
+        };
+        let (freed_tx, mut freed) = mpsc::unbounded_channel::<usize>();
+        let mut idle: Vec<usize> = (0..threads).rev().collect();
+        let mut open: VecDeque<tokio::time::Instant> = VecDeque::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let stopping = self.stopping.load(Ordering::Relaxed);
+            if stopping && idle.len() == threads {
+                return;
+            }
+            while !stopping && open.len() < idle.len() {
+                let request = BatchConfig {
+                    batch: 1,
+                    expires: Some(PULL_EXPIRES),
+                    ..Default::default()
+                };
+                if let Err(error) = self.work.request_batch(request, inbox.clone()).await {
+                    tracing::debug!(%error, "pull request not sent; retrying");
+                    break;
+                }
+                open.push_back(tokio::time::Instant::now() + PULL_EXPIRES + RETRY_EVERY);
+            }
+            tokio::select! {
+                Some(slot) = freed.recv() => idle.push(slot),
+                Some(answer) = answers.next() => {
+                    open.pop_front();
+                    // A status (408: the request expired) answers a request without a task.
+                    if answer.status.is_some() || answer.reply.is_none() {
+                        continue;
+                    }
+                    let message = Message { message: answer, context: self.conn.js.clone() };
+                    let Some(slot) = idle.pop().filter(|_| !stopping) else {
+                        // Stopping: straight back to the queue for another worker.
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    };
+                    let (state, freed_tx) = (self.clone(), freed_tx.clone());
+                    tokio::spawn(async move {
+                        state.handle(slot, message).await;
+                        let _ = freed_tx.send(slot);
+                    });
+                }
+                _ = tick.tick() => {
+                    let now = tokio::time::Instant::now();
+                    while open.front().is_some_and(|deadline| *deadline < now) {
+                        open.pop_front();
                     }
                 }
             }
         }
     }
 
-    async fn handle(&self, slot: usize, message: Message) {
+    async fn handle(self: &Arc<Self>, slot: usize, message: Message) {
         let item: WorkItem = match serde_json::from_slice(&message.payload) {
             Ok(item) => item,
             Err(error) => {
@@ -232,6 +279,9 @@ impl State {
             }
         };
         let delivered = message.info().map_or(1, |info| info.delivered);
+        if delivered > 1 {
+            tracing::warn!(task = %item.key(), delivered, "running a task whose worker stopped answering");
+        }
         let key = item.key();
         let early_cancel = self.early_cancels.lock().1.remove(&key);
         let outcome = match refusal(&item, &self.catalogue, delivered, early_cancel) {
@@ -252,8 +302,25 @@ impl State {
             }
         };
         let subject = self.conn.names.results_subject(&item.server);
-        // The work is acked only once its result is stored: if NATS is away, keep trying (the
-        // message id makes a repeated publish count once).
+        // Stored by JetStream while this thread pulls its next task; the work is acked only
+        // once its result is stored.
+        self.storing.fetch_add(1, Ordering::Relaxed);
+        let state = self.clone();
+        tokio::spawn(async move {
+            state.store_result(subject, payload, key, message).await;
+            state.storing.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Publishes a result until JetStream has it (if NATS is away, it keeps trying; the message
+    /// id makes a repeated publish count once), then acks the work.
+    async fn store_result(
+        &self,
+        subject: String,
+        payload: bytes::Bytes,
+        key: String,
+        message: Message,
+    ) {
         loop {
             let publish = PublishMessage::build()
                 .payload(payload.clone())
@@ -305,8 +372,11 @@ impl State {
                 .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))
         });
         tokio::pin!(job);
-        let mut in_progress = tokio::time::interval(IN_PROGRESS_EVERY);
-        in_progress.tick().await;
+        // Not `interval`, whose first tick waits for the timer wheel's next millisecond.
+        let mut in_progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + IN_PROGRESS_EVERY,
+            IN_PROGRESS_EVERY,
+        );
         let progress_subject = self.conn.names.progress_subject(&item.server);
         let outcome = loop {
             tokio::select! {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use load::Events;
 use load::free_port;
@@ -245,4 +245,150 @@ impl PageStream for Events {
             }
         }
     }
+}
+
+/// Another `offload` process: `offload cluster` or `offload worker`. Killed when dropped.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Self {
+        let child = Command::new(binary())
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting offload");
+        Self { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pinned nats-server that `make nats` installs; a missing one fails the test.
+pub fn nats_server() -> PathBuf {
+    std::env::var_os("OFFLOAD_NATS_SERVER").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/nats/bin/nats-server"),
+        PathBuf::from,
+    )
+}
+
+/// A nats-server with JetStream on a free port and a temporary store; it can be stopped and
+/// started again on the same port with the same store.
+pub struct Nats {
+    pub port: u16,
+    store: tempfile::TempDir,
+    server: Option<cluster::nats::LocalNats>,
+}
+
+impl Nats {
+    pub async fn start() -> Self {
+        let mut nats = Self {
+            port: free_port(),
+            store: tempfile::tempdir().expect("a temporary store"),
+            server: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, and waits for the exit.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        let server = cluster::nats::LocalNats::start(&nats_server(), self.port, self.store.path())
+            .await
+            .expect("nats-server (installed by `make nats`) starts");
+        self.server = Some(server);
+    }
+}
+
+/// Submits fibonacci(n) for `session` and waits for its line; returns the time taken.
+pub async fn line_time(server: &Server, session: &Session, n: i64) -> (Duration, String) {
+    let mut events = session.events(server).await;
+    events.next().await.expect("a snapshot first");
+    let asked = Instant::now();
+    let id = session.submit_ok(server, n).await;
+    let text = events.line(|u| u["task"] == id).await;
+    (asked.elapsed(), text)
+}
+
+/// Issue 9's fairness scenario, against a server started with `--task-time-limit 2` and four
+/// worker threads: session A floods (four fibonacci(93), then 10,000 × fibonacci(40)), yet B's
+/// fibonacci(1) comes within 1 s, A's long tasks stop at the limit, and after a crowd of
+/// cookie-less long tasks a fresh session C still gets its line within 1 s.
+pub async fn one_session_cannot_wedge_the_cluster(server: &Server) {
+    let a = Session::new();
+    let mut a_events = a.events(server).await;
+    let mut fib93 = Vec::new();
+    for _ in 0..4 {
+        fib93.push(a.submit_ok(server, 93).await);
+    }
+    // All 10,000 are sent: past the cap each is refused, as more of A's tasks finish a few
+    // more get in.
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..10_000 {
+        match a.submit(server, 40).await {
+            (200, _) => accepted += 1,
+            (status, body) => {
+                assert_eq!(status, 429, "{body}");
+                assert!(body.contains("100 tasks waiting"), "{body}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 5_000, "{accepted} accepted, {refused} refused");
+
+    let b = Session::new();
+    let (took, line) = line_time(server, &b, 1).await;
+    assert_eq!(line.split(" in ").next(), Some("fibonacci(1)=1"));
+    assert!(took < Duration::from_secs(1), "B waited {took:?}");
+
+    // Lines arrive in completion order, not submission order.
+    let mut stopped = std::collections::HashMap::new();
+    while stopped.len() < fib93.len() {
+        for line in a_events.lines().await {
+            if fib93.iter().any(|id| line["task"] == *id) {
+                stopped.insert(line["task"].clone(), line["text"].clone());
+            }
+        }
+    }
+    for text in stopped.values() {
+        assert_eq!(text, "fibonacci(93) stopped: it ran past the 2 s limit");
+    }
+
+    for _ in 0..4 {
+        let (status, body) = Session::cookieless().submit(server, 93).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let c = Session::new();
+    let (took, _) = line_time(server, &c, 1).await;
+    assert!(took < Duration::from_secs(1), "C waited {took:?}");
 }

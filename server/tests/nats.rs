@@ -1,0 +1,324 @@
+//! Issue 10's acceptance: the app server with its workers in other processes, through a real
+//! nats-server on loopback. Every process is the release binary; every failure is real (a
+//! worker, the app server and NATS itself are killed or stopped mid-run).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{Nats, PageStream, Proc, Server, Session, one_session_cannot_wedge_the_cluster};
+use load::{Events, free_port};
+use serde_json::Value;
+
+/// One cluster at a time: on two cores a second one would slow the first past its bounds.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn fib(n: u64) -> u64 {
+    (0..n).fold((0, 1), |(a, b), _| (b, a + b)).0
+}
+
+fn worker(nats: &Nats, threads: usize) -> Proc {
+    Proc::spawn(&[
+        "worker",
+        "--cluster",
+        &nats.url(),
+        "--threads",
+        &threads.to_string(),
+    ])
+}
+
+/// `offload cluster` with no workers of its own: its dashboard on a free port.
+fn dashboard(nats: &Nats, data: &tempfile::TempDir) -> (Proc, u16) {
+    let port = free_port();
+    let proc = Proc::spawn(&[
+        "cluster",
+        "--nats",
+        &nats.url(),
+        "--workers",
+        "0",
+        "--dashboard-addr",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    (proc, port)
+}
+
+/// The dashboard's frames, as its pages receive them.
+async fn frames(port: u16) -> Events {
+    let url = format!("http://127.0.0.1:{port}/dashboard/stream");
+    for _ in 0..300 {
+        if let Ok(response) = reqwest::get(&url).await
+            && response.status().is_success()
+        {
+            return Events::new(response);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster dashboard did not answer on port {port}");
+}
+
+/// The worker processes (`host-pid`) the dashboard lists in a frame.
+fn listed_processes(frame: &Value) -> HashSet<String> {
+    frame["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["process"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn lists_pid(processes: &HashSet<String>, pid: u32) -> bool {
+    processes.iter().any(|p| p.ends_with(&format!("-{pid}")))
+}
+
+/// A session's whole terminal, from a fresh stream's snapshot (what a reload shows).
+async fn terminal(server: &Server, session: &Session) -> Vec<Value> {
+    let mut events = session.events(server).await;
+    let snapshot = events.next().await.expect("a snapshot");
+    assert_eq!(snapshot["type"], "snapshot");
+    snapshot["lines"].as_array().cloned().unwrap_or_default()
+}
+
+/// Reads `events` until `ids` all have a line; returns the lines by task id.
+async fn lines_for(events: &mut Events, ids: &HashSet<u64>) -> HashMap<u64, String> {
+    let mut seen = HashMap::new();
+    while !ids.iter().all(|id| seen.contains_key(id)) {
+        for line in events.lines().await {
+            let id = line["task"].as_u64().unwrap();
+            seen.insert(id, line["text"].as_str().unwrap().to_owned());
+        }
+    }
+    seen
+}
+
+fn assert_exactly_once(lines: &[Value], ids: &HashSet<u64>, what: &str) {
+    let shown: Vec<u64> = lines.iter().map(|l| l["task"].as_u64().unwrap()).collect();
+    let unique: HashSet<u64> = shown.iter().copied().collect();
+    assert_eq!(shown.len(), unique.len(), "{what}: a task shown twice");
+    assert_eq!(&unique, ids, "{what}: every task shown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_loses_nothing_and_leaves_the_dashboard() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (_dashboard, dashboard_port) = dashboard(&nats, &data);
+    let mut doomed = worker(&nats, 2);
+    let server = Server::start(&["--cluster", &nats.url()]).await;
+
+    // A long task that is certainly on the doomed worker: it is the only one yet.
+    let long = Session::new();
+    let mut long_events = long.events(&server).await;
+    long_events.next().await.expect("a snapshot first");
+    let long_id = long.submit_ok(&server, 46).await;
+    loop {
+        let update = long_events.next().await.expect("updates");
+        if update["type"] == "task" && update["id"] == long_id && update["status"] == "running" {
+            break;
+        }
+    }
+    let survivor = worker(&nats, 2);
+
+    let mut frames = frames(dashboard_port).await;
+    loop {
+        let listed = listed_processes(&frames.next().await.expect("frames"));
+        if lists_pid(&listed, doomed.pid()) && lists_pid(&listed, survivor.pid()) {
+            break;
+        }
+    }
+
+    // 10 sessions × 100 tasks (the per-session cap), n from 15 to 22.
+    let sessions: Vec<Session> = (0..10).map(|_| Session::new()).collect();
+    let mut streams = Vec::new();
+    for session in &sessions {
+        let mut events = session.events(&server).await;
+        events.next().await.expect("a snapshot first");
+        streams.push(events);
+    }
+    let mut ids: Vec<HashMap<u64, i64>> = vec![HashMap::new(); sessions.len()];
+    let mut killed_at = None;
+    for i in 0..100 {
+        for (s, session) in sessions.iter().enumerate() {
+            let n = 15 + (i % 8);
+            ids[s].insert(session.submit_ok(&server, n).await, n);
+        }
+        if i == 30 {
+            // Mid-run: results are coming in, and most tasks are still to be submitted.
+            streams[0].lines().await;
+            doomed.kill();
+            killed_at = Some(Instant::now());
+        }
+    }
+    let killed_at = killed_at.expect("killed");
+
+    for (s, session) in sessions.iter().enumerate() {
+        let wanted: HashSet<u64> = ids[s].keys().copied().collect();
+        let seen = lines_for(&mut streams[s], &wanted).await;
+        for (id, n) in &ids[s] {
+            let text = &seen[id];
+            let expected = format!("fibonacci({n})={} in ", fib(*n as u64));
+            assert!(text.starts_with(&expected), "task {id}: {text}");
+        }
+        assert_exactly_once(&terminal(&server, session).await, &wanted, "a reload");
+    }
+
+    // Run again elsewhere once its ack wait ran out, and shown once.
+    let text = long_events.line(|l| l["task"] == long_id).await;
+    assert!(text.starts_with(&format!("fibonacci(46)={} in ", fib(46))), "{text}");
+    let wanted = HashSet::from([long_id]);
+    assert_exactly_once(&terminal(&server, &long).await, &wanted, "a reload");
+
+    loop {
+        let listed = listed_processes(&frames.next().await.expect("frames"));
+        if !lists_pid(&listed, doomed.pid()) {
+            assert!(lists_pid(&listed, survivor.pid()), "{listed:?}");
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the dead worker is still listed after 10 s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_remote_fibonacci_60_frees_its_worker_at_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let _worker = worker(&nats, 1);
+    let server = Server::start(&["--cluster", &nats.url()]).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    events.next().await.expect("a snapshot first");
+
+    let id = session.submit_ok(&server, 60).await;
+    // Running once it reports progress past 0: the worker has started the recursion.
+    loop {
+        let update = events.next().await.expect("updates");
+        if update["type"] == "task"
+            && update["id"] == id
+            && update["status"] == "running"
+            && update["progress"].as_f64() > Some(0.0)
+        {
+            break;
+        }
+    }
+    let asked = Instant::now();
+    let (status, body) = session
+        .post(&server, "/api/cancel", &format!("id={id}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let text = events.line(|l| l["task"] == id).await;
+    let took = asked.elapsed();
+    assert!(text.starts_with("fibonacci(60) cancelled after"), "{text}");
+    assert!(
+        took < Duration::from_millis(200),
+        "the worker was freed after {took:?}"
+    );
+
+    // The one worker thread is free again.
+    let next = session.submit_ok(&server, 20).await;
+    let text = events.line(|l| l["task"] == next).await;
+    assert!(text.starts_with("fibonacci(20)=6765 in "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_stopped_for_two_seconds_mid_run_loses_no_accepted_task() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut nats = Nats::start().await;
+    let _worker = worker(&nats, 2);
+    let server = Server::start(&["--cluster", &nats.url()]).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    events.next().await.expect("a snapshot first");
+
+    let mut accepted: HashSet<u64> = HashSet::new();
+    for _ in 0..60 {
+        accepted.insert(session.submit_ok(&server, 30).await);
+    }
+    events.lines().await;
+    nats.stop().await;
+    let down = Instant::now();
+    // While NATS is away, a submission is either accepted (and runs later) or refused with a
+    // clear 503.
+    while down.elapsed() < Duration::from_secs(2) {
+        match session.submit(&server, 25).await {
+            (200, body) => {
+                let task: Value = serde_json::from_str(&body).unwrap();
+                accepted.insert(task["id"].as_u64().unwrap());
+            }
+            (status, body) => assert_eq!(status, 503, "{body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nats.restart().await;
+
+    let seen = lines_for(&mut events, &accepted).await;
+    for text in seen.values() {
+        assert!(
+            text.starts_with("fibonacci(30)=832040 in ")
+                || text.starts_with("fibonacci(25)=75025 in "),
+            "{text}"
+        );
+    }
+    assert_exactly_once(&terminal(&server, &session).await, &accepted, "a reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_server_killed_mid_run_shows_every_result_once_after_its_restart() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let _worker = worker(&nats, 2);
+    let server = Server::start(&["--cluster", &nats.url(), "--server-id", "web"]).await;
+    let sessions = [Session::new(), Session::new()];
+    let mut ids: Vec<HashSet<u64>> = vec![HashSet::new(), HashSet::new()];
+    let mut events = sessions[0].events(&server).await;
+    events.next().await.expect("a snapshot first");
+    for _ in 0..20 {
+        for (s, session) in sessions.iter().enumerate() {
+            ids[s].insert(session.submit_ok(&server, 31).await);
+        }
+    }
+    events.lines().await;
+    let server = server.crash_and_restart().await;
+
+    for (s, session) in sessions.iter().enumerate() {
+        let mut events = session.events(&server).await;
+        let seen = lines_for(&mut events, &ids[s]).await;
+        for text in seen.values() {
+            assert!(text.starts_with("fibonacci(31)=1346269 in "), "{text}");
+        }
+        assert_exactly_once(&terminal(&server, session).await, &ids[s], "a reload");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_cannot_wedge_a_nats_cluster_either() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    // Four threads in two processes, as in the seed's 4-worker LocalCluster.
+    let _workers = [worker(&nats, 2), worker(&nats, 2)];
+    let server = Server::start(&["--cluster", &nats.url(), "--task-time-limit", "2"]).await;
+    wait_for_threads(&server, 4).await;
+    one_session_cannot_wedge_the_cluster(&server).await;
+}
+
+/// Waits until the app server counts `n` worker threads (from the workers' heartbeats).
+async fn wait_for_threads(server: &Server, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = Session::cookieless()
+            .post(server, "/api/cluster-info", "")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let info: Value = serde_json::from_str(&body).unwrap();
+        if info["workers"].as_u64() == Some(n as u64) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "workers never joined: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
