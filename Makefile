@@ -101,8 +101,11 @@ lint: setup
 unit: build nats
 	cargo test --workspace
 
+# Every journey with the embedded cluster, then the task-page and dashboard journeys with the
+# workers and the dashboard in `offload cluster` on NATS.
 e2e: build chromium nats
 	cd end2end && npx playwright test
+	cd end2end && OFFLOAD_E2E_MODE=nats npx playwright test
 
 ## cluster: the seed's `python cluster.py`: a local NATS, 4 workers and the dashboard on :8787
 cluster: build nats

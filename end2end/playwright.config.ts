@@ -6,11 +6,43 @@ import { defineConfig } from '@playwright/test';
 // The suite starts the release build itself, on its own port, and stops it afterwards.
 const PORT = Number(process.env.OFFLOAD_E2E_PORT ?? 3100);
 export const DASHBOARD_PORT = PORT + 1;
+const NATS_PORT = PORT + 2;
 // Each run starts from an empty session database.
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-e2e-'));
 
+// OFFLOAD_E2E_MODE=nats: the task-page and dashboard journeys again, with the workers and the
+// dashboard in `offload cluster` (its own nats-server) and the app on `--cluster`.
+export const MODE = process.env.OFFLOAD_E2E_MODE === 'nats' ? 'nats' : 'embedded';
+const NATS_SERVER = process.env.OFFLOAD_NATS_SERVER ?? 'target/nats/bin/nats-server';
+
+const app = (extra: string) => ({
+  command:
+    `./target/release/offload --addr 127.0.0.1:${PORT} ` +
+    `--dashboard-addr 127.0.0.1:${DASHBOARD_PORT} --dashboard-url http://127.0.0.1:${DASHBOARD_PORT}/status ` +
+    `--data-dir ${DATA_DIR} ${extra}`,
+  cwd: '..',
+  url: `http://127.0.0.1:${PORT}/`,
+  reuseExistingServer: false,
+  timeout: 60_000,
+  stdout: 'ignore' as const,
+  stderr: 'pipe' as const,
+});
+
+const cluster = {
+  command:
+    `./target/release/offload cluster --nats-server ${NATS_SERVER} --nats-port ${NATS_PORT} ` +
+    `--data-dir ${DATA_DIR}/cluster --dashboard-addr 127.0.0.1:${DASHBOARD_PORT} --profiler`,
+  cwd: '..',
+  url: `http://127.0.0.1:${DASHBOARD_PORT}/individual-plots.json`,
+  reuseExistingServer: false,
+  timeout: 60_000,
+  stdout: 'ignore' as const,
+  stderr: 'pipe' as const,
+};
+
 export default defineConfig({
   testDir: './tests',
+  ...(MODE === 'nats' ? { testMatch: ['tasks.spec.ts', 'dashboard.spec.ts'] } : {}),
   timeout: 60_000,
   expect: { timeout: 10_000 },
   // Two cores: tests share one cluster, and timing-sensitive journeys should not fight.
@@ -34,16 +66,8 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command:
-      `./target/release/offload --addr 127.0.0.1:${PORT} ` +
-      `--dashboard-addr 127.0.0.1:${DASHBOARD_PORT} --dashboard-url http://127.0.0.1:${DASHBOARD_PORT}/status ` +
-      `--data-dir ${DATA_DIR} --profiler`,
-    cwd: '..',
-    url: `http://127.0.0.1:${PORT}/`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-  },
+  webServer:
+    MODE === 'nats'
+      ? [cluster, app(`--cluster nats://127.0.0.1:${NATS_PORT}`)]
+      : app('--profiler'),
 });

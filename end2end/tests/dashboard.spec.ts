@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { expect, test, type Page } from '@playwright/test';
-import { DASHBOARD_PORT } from '../playwright.config';
+import { DASHBOARD_PORT, MODE } from '../playwright.config';
 import { openTaskPage, submit, terminal } from './helpers';
 
 const DASHBOARD = `http://127.0.0.1:${DASHBOARD_PORT}`;
@@ -63,7 +63,7 @@ test('/status shows several views over one stream', async ({ page }) => {
   page.on('request', (r) => r.url().includes('/dashboard/stream') && streams.push(r.url()));
   await page.goto(`${DASHBOARD}/status`);
   await expect(page.getByRole('heading', { name: 'Cluster status' })).toBeVisible();
-  await expect(page.getByRole('status').first()).toHaveText(/4 workers \(embedded\)/);
+  await expect(page.getByRole('status').first()).toHaveText(new RegExp(`4 workers \\(${MODE}\\)`));
   await expect(page.locator('canvas[role=img]:not([data-drawn="0"])')).toHaveCount(5);
   expect(streams).toHaveLength(1);
 });

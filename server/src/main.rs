@@ -184,6 +184,9 @@ struct ClusterArgs {
     /// another worker).
     #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]
     shutdown_grace: f64,
+    /// Let the dashboard's profile views sample this process's worker threads while open.
+    #[arg(long, env = "OFFLOAD_PROFILER")]
+    profiler: bool,
 }
 
 /// `offload worker`.
@@ -508,7 +511,7 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
         sessions,
         streams: StreamLimits::new(8, 2_000),
         shutdown: Shutdown::default(),
-        dashboard: DashboardFeed::start(observer.client(), Duration::from_secs(1), false),
+        dashboard: DashboardFeed::start(observer.client(), Duration::from_secs(1), args.profiler),
         dashboard_url: DashboardUrl::parse(&format!("http://{dashboard_addr}/status"))
             .map_err(StartError::DashboardUrl)?,
     };

@@ -167,7 +167,10 @@ async fn a_worker_killed_mid_run_loses_nothing_and_leaves_the_dashboard() {
 
     // Run again elsewhere once its ack wait ran out, and shown once.
     let text = long_events.line(|l| l["task"] == long_id).await;
-    assert!(text.starts_with(&format!("fibonacci(46)={} in ", fib(46))), "{text}");
+    assert!(
+        text.starts_with(&format!("fibonacci(46)={} in ", fib(46))),
+        "{text}"
+    );
     let wanted = HashSet::from([long_id]);
     assert_exactly_once(&terminal(&server, &long).await, &wanted, "a reload");
 

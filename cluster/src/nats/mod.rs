@@ -52,6 +52,8 @@ pub const WORKER_TTL: Duration = Duration::from_secs(5);
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// How long an unclaimed result waits for its app server.
 const RESULTS_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How long a starting process waits for NATS to answer.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 /// Pause between attempts when NATS does not answer.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
@@ -159,16 +161,29 @@ struct Connection {
 
 impl Connection {
     async fn open(url: &str, names: Names, role: &str) -> Result<Self, NatsError> {
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("offload {role}"))
-            // After the first connection, keep trying for ever: NATS may restart.
-            .max_reconnects(None)
-            .connect(url)
-            .await
-            .map_err(|e| NatsError::Connect {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+        // Processes of a cluster may start in any order: wait a while for NATS to come up.
+        let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+        let client = loop {
+            let connected = async_nats::ConnectOptions::new()
+                .name(format!("offload {role}"))
+                // After the first connection, keep trying for ever: NATS may restart.
+                .max_reconnects(None)
+                .connect(url)
+                .await;
+            match connected {
+                Ok(client) => break client,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%url, %error, "NATS does not answer yet: retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => {
+                    return Err(NatsError::Connect {
+                        url: url.to_owned(),
+                        reason: format!("{error} (tried for {} s)", CONNECT_PATIENCE.as_secs()),
+                    });
+                }
+            }
+        };
         let js = jetstream::new(client.clone());
         js.get_or_create_stream(stream::Config {
             name: names.work_stream(),

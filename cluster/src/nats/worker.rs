@@ -11,7 +11,7 @@ use async_nats::jetstream::consumer::{PullConsumer, pull::BatchConfig};
 use async_nats::jetstream::{AckKind, Message, message::PublishMessage};
 use futures::StreamExt;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{CancelItem, ProgressItem, ResultItem, WorkItem, WorkerInfo};
@@ -62,6 +62,25 @@ struct State {
     stopping: AtomicBool,
     /// Results being stored: a stop waits for them.
     storing: AtomicUsize,
+    /// One OS thread per slot runs its tasks (named like the embedded workers, so that the
+    /// dashboard's profile view finds them).
+    runners: Vec<std::sync::mpsc::Sender<Work>>,
+}
+
+type Work = Box<dyn FnOnce() + Send>;
+
+fn runner(slot: usize) -> std::sync::mpsc::Sender<Work> {
+    let (tx, rx) = std::sync::mpsc::channel::<Work>();
+    std::thread::Builder::new()
+        .name(format!("offload-worker-{slot}"))
+        .spawn(move || {
+            // Ends when the worker is dropped and with it the sender.
+            while let Ok(work) = rx.recv() {
+                work();
+            }
+        })
+        .expect("spawning a worker thread");
+    tx
 }
 
 impl NatsWorker {
@@ -94,6 +113,7 @@ impl NatsWorker {
             probe: Mutex::new(ProcessProbe::new()),
             stopping: AtomicBool::new(false),
             storing: AtomicUsize::new(0),
+            runners: (0..threads).map(runner).collect(),
         });
         // Heard before the first task can be pulled, so no cancel is missed.
         let cancels = state
@@ -363,15 +383,19 @@ impl State {
         let (name, input) = (item.name.clone(), item.input.clone());
         let flag = cancel.clone();
         let started = Instant::now();
-        let job = tokio::task::spawn_blocking(move || {
+        let (done, mut job) = oneshot::channel();
+        let work: Work = Box::new(move || {
             let publish = |fraction: f64| {
                 progress_tx.send_replace(fraction);
             };
             let ctx = TaskContext::new(&flag, &publish);
-            catch_unwind(AssertUnwindSafe(|| registry.run(&name, input, &ctx)))
-                .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))
+            let outcome = catch_unwind(AssertUnwindSafe(|| registry.run(&name, input, &ctx)))
+                .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
+            let _ = done.send(outcome);
         });
-        tokio::pin!(job);
+        if self.runners[slot].send(work).is_err() {
+            return Err(TaskError::Lost("its worker thread is gone".into()));
+        }
         // Not `interval`, whose first tick waits for the timer wheel's next millisecond.
         let mut in_progress = tokio::time::interval_at(
             tokio::time::Instant::now() + IN_PROGRESS_EVERY,
@@ -381,7 +405,7 @@ impl State {
         let outcome = loop {
             tokio::select! {
                 outcome = &mut job => {
-                    break outcome.unwrap_or_else(|e| Err(TaskError::Panicked(e.to_string())));
+                    break outcome.unwrap_or_else(|_| Err(TaskError::Lost("its worker thread is gone".into())));
                 }
                 _ = in_progress.tick() => {
                     let _ = message.ack_with(AckKind::Progress).await;
