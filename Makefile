@@ -121,8 +121,8 @@ size: build
 	@printf 'offload.wasm: %s bytes raw, %s bytes gzip -9\n' \
 	  "$$(stat -c %s $(WASM))" "$$(gzip -9 -c $(WASM) | wc -c)"
 
-## bench: the cluster's round trip, throughput and fibonacci(32) figures, and the dashboard's cost
-bench:
+## bench: the cluster's round trip, throughput and fibonacci(32) figures (embedded, then NATS workers in two processes), and the dashboard's cost
+bench: build nats
 	cargo bench -p cluster --bench cluster
 	cargo bench -p app --features ssr --bench dashboard_overhead
 

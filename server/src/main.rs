@@ -25,7 +25,7 @@ use axum::routing::get;
 use clap::{Parser, Subcommand};
 use cluster::nats::{
     LocalNats, NatsCluster, NatsConfig, NatsError, NatsObserver, NatsWorker, ServerError,
-    WorkerConfig, host_name, token,
+    WorkerConfig, host_name, redacted, token,
 };
 use cluster::{ClusterConfig, EmbeddedCluster, Registry};
 use leptos::config::get_configuration;
@@ -537,6 +537,7 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     ));
     tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
     // Like cluster.py, which prints its scheduler's address for the app.
+    let url = redacted(&url);
     println!("Offload cluster ready at {url}");
     println!("  start the app with:   offload serve --cluster {url}");
     println!("  add workers with:     offload worker --cluster {url}");
@@ -573,7 +574,7 @@ async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
     println!(
         "worker {} runs {threads} tasks at once for {}",
         worker.name(),
-        args.cluster
+        redacted(&args.cluster)
     );
     shutdown_signal().await;
     worker.stop(grace).await;

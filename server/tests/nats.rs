@@ -325,3 +325,61 @@ async fn wait_for_threads(server: &Server, n: usize) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn bad_nats_settings_stop_the_start_with_a_clear_message() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    let serve = ["--addr", "127.0.0.1:0", "--data-dir", data, "--cluster"];
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            [
+                &serve[..],
+                &["nats://127.0.0.1:4222", "--nats-prefix", "a.b"],
+            ]
+            .concat(),
+            "not a valid NATS name prefix",
+        ),
+        (
+            [
+                &serve[..],
+                &["nats://127.0.0.1:4222", "--server-id", "web 1"],
+            ]
+            .concat(),
+            "not a valid server id",
+        ),
+        (
+            [&serve[..], &["nats://[bad"]].concat(),
+            "expected nats://[USER:PASSWORD@]HOST:PORT",
+        ),
+        (
+            vec![
+                "worker",
+                "--cluster",
+                "nats://127.0.0.1:4222",
+                "--nats-prefix",
+                "",
+            ],
+            "not a valid NATS name prefix",
+        ),
+        (
+            vec![
+                "cluster",
+                "--data-dir",
+                data,
+                "--nats-server",
+                "/nonexistent/nats-server",
+            ],
+            "install it with `make nats`",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = std::process::Command::new(common::binary())
+            .args(&args)
+            .output()
+            .expect("offload runs");
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+}

@@ -122,7 +122,7 @@ impl NatsCluster {
             tokio::spawn(dispatch.clone().follow_workers(shared, per_thread)),
         ];
         tracing::info!(
-            url = %nats.url,
+            url = %super::redacted(&nats.url),
             server = %dispatch.server,
             prefix = %nats.prefix,
             "connected to the NATS cluster"

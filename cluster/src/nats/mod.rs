@@ -27,6 +27,7 @@ mod worker;
 
 use std::time::Duration;
 
+use async_nats::ConnectErrorKind;
 use async_nats::jetstream::{self, consumer, kv, stream};
 
 pub(crate) use dispatch::Dispatch;
@@ -84,6 +85,20 @@ fn valid_token(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `url` without its password, for logs and messages.
+pub fn redacted(url: &str) -> String {
+    match url.parse::<async_nats::ServerAddr>() {
+        Ok(addr) if addr.password().is_some() => format!(
+            "{}://{}:***@{}:{}",
+            addr.scheme(),
+            addr.username().unwrap_or_default(),
+            addr.host(),
+            addr.port()
+        ),
+        _ => url.to_owned(),
+    }
 }
 
 /// This machine's name, for worker and server names.
@@ -161,28 +176,46 @@ struct Connection {
 
 impl Connection {
     async fn open(url: &str, names: Names, role: &str) -> Result<Self, NatsError> {
+        let addr: async_nats::ServerAddr = url.parse().map_err(|e| NatsError::Connect {
+            url: redacted(url),
+            reason: format!("{e}: expected nats://[USER:PASSWORD@]HOST:PORT"),
+        })?;
         // Processes of a cluster may start in any order: wait a while for NATS to come up.
         let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
         let client = loop {
-            let connected = async_nats::ConnectOptions::new()
+            let options = match (addr.username(), addr.password()) {
+                (Some(user), Some(password)) => {
+                    async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+                }
+                _ => async_nats::ConnectOptions::new(),
+            };
+            let connected = options
                 .name(format!("offload {role}"))
                 // After the first connection, keep trying for ever: NATS may restart.
                 .max_reconnects(None)
-                .connect(url)
+                .connect(addr.clone())
                 .await;
-            match connected {
+            let error = match connected {
                 Ok(client) => break client,
-                Err(error) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(%url, %error, "NATS does not answer yet: retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(error) => {
-                    return Err(NatsError::Connect {
-                        url: url.to_owned(),
-                        reason: format!("{error} (tried for {} s)", CONNECT_PATIENCE.as_secs()),
-                    });
-                }
+                Err(error) => error,
+            };
+            let refused = matches!(
+                error.kind(),
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
+            );
+            if refused || tokio::time::Instant::now() >= deadline {
+                let tried = if refused {
+                    String::new()
+                } else {
+                    format!(" (tried for {} s)", CONNECT_PATIENCE.as_secs())
+                };
+                return Err(NatsError::Connect {
+                    url: redacted(url),
+                    reason: format!("{error}{tried}"),
+                });
             }
+            tracing::warn!(url = %redacted(url), %error, "NATS does not answer yet: retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         };
         let js = jetstream::new(client.clone());
         js.get_or_create_stream(stream::Config {
@@ -285,6 +318,11 @@ mod tests {
         }
         assert_eq!(token("my.host name"), "my-host-name");
         assert_eq!(token(""), "x");
+        assert_eq!(
+            redacted("nats://offload:secret@10.0.0.5:4222"),
+            "nats://offload:***@10.0.0.5:4222"
+        );
+        assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         let names = Names::new("p").unwrap();
         assert_eq!(names.results_subject("web-1"), "p.results.web-1");
         assert_eq!(names.workers_bucket(), "p_workers");
