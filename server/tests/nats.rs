@@ -383,3 +383,50 @@ fn bad_nats_settings_stop_the_start_with_a_clear_message() {
         assert!(text.contains(expected), "{args:?}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_app_server_died_stops_at_its_time_limit_on_the_worker() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (_dashboard, dashboard_port) = dashboard(&nats, &data);
+    let worker = worker(&nats, 1);
+    let server = Server::start(&["--cluster", &nats.url(), "--task-time-limit", "2"]).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    events.next().await.expect("a snapshot first");
+    let id = session.submit_ok(&server, 93).await;
+    loop {
+        let update = events.next().await.expect("updates");
+        if update["type"] == "task" && update["id"] == id && update["status"] == "running" {
+            break;
+        }
+    }
+    drop(events);
+    // Killed, never restarted: nobody is left to stop the task but the worker itself.
+    drop(server);
+    let killed = Instant::now();
+    let mut frames = frames(dashboard_port).await;
+    let pid = format!("-{}", worker.pid());
+    let mut seen_running = false;
+    loop {
+        let frame = frames.next().await.expect("frames");
+        let row = frame["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["process"].as_str().is_some_and(|p| p.ends_with(&pid)))
+            .cloned();
+        let current = row.as_ref().map(|w| w["current"].clone());
+        match current {
+            Some(Value::String(task)) if task.starts_with("fibonacci #") => seen_running = true,
+            Some(Value::Null) if seen_running => break,
+            _ => {}
+        }
+        // Limit 2 s, the worker's margin 1 s, a heartbeat a second.
+        assert!(
+            killed.elapsed() < Duration::from_secs(6),
+            "the worker still runs the dead server's task: {row:?}"
+        );
+    }
+}

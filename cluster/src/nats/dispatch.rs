@@ -55,6 +55,7 @@ pub(crate) struct Dispatch {
     /// This start of the server: results of an earlier one are ignored.
     boot: u64,
     catalogue: String,
+    time_limit_ms: Option<u64>,
     waiting: Mutex<HashMap<TaskId, mpsc::Sender<Note>>>,
     closed: AtomicBool,
 }
@@ -105,9 +106,23 @@ impl NatsCluster {
             server: nats.server,
             boot: now_ms(),
             catalogue: registry.catalogue(),
+            time_limit_ms: config.task_time_limit.map(|l| l.as_millis() as u64),
             waiting: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
+        // Workers drop what an earlier start of this server left running or queued: it runs
+        // those tasks again itself.
+        let restarted = CancelItem::Restarted {
+            server: dispatch.server.clone(),
+            boot: dispatch.boot,
+        };
+        if let Ok(payload) = serde_json::to_vec(&restarted) {
+            let _ = dispatch
+                .conn
+                .client
+                .publish(dispatch.conn.names.cancel_subject(), payload.into())
+                .await;
+        }
         let scheduler = EmbeddedCluster::scheduler(
             &config,
             registry,
@@ -182,6 +197,7 @@ impl Dispatch {
             name: name.to_owned(),
             input,
             catalogue: self.catalogue.clone(),
+            time_limit_ms: self.time_limit_ms,
         };
         self.runtime
             .spawn(self.clone().hand_over(item, cancel.clone(), tx));
@@ -259,7 +275,7 @@ impl Dispatch {
     }
 
     async fn send_cancel(self: Arc<Self>, key: String) {
-        let Ok(payload) = serde_json::to_vec(&CancelItem { key }) else {
+        let Ok(payload) = serde_json::to_vec(&CancelItem::Task { key }) else {
             return;
         };
         if let Err(error) = self

@@ -20,6 +20,9 @@ pub(crate) struct WorkItem {
     pub input: Value,
     /// The submitter's [`crate::Registry::catalogue`].
     pub catalogue: String,
+    /// The submitter's time limit: its watchdog normally stops the task, but a worker stops
+    /// it too (a little later), so a task outlives neither its limit nor a dead server.
+    pub time_limit_ms: Option<u64>,
 }
 
 impl WorkItem {
@@ -52,10 +55,15 @@ pub(crate) struct ProgressItem {
     pub fraction: f64,
 }
 
-/// Asks whichever worker runs (or will run) a task to stop it.
+/// Broadcast to every worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct CancelItem {
-    pub key: String,
+#[serde(tag = "cancel", rename_all = "lowercase")]
+pub(crate) enum CancelItem {
+    /// Stop this task wherever it runs (or will run).
+    Task { key: String },
+    /// This app server started again: its earlier starts' tasks are its own to rerun, so
+    /// workers drop them.
+    Restarted { server: String, boot: u64 },
 }
 
 /// A worker process's heartbeat, in the workers' KV bucket under its name.
@@ -100,6 +108,7 @@ mod tests {
             name: "fibonacci".into(),
             input: Value::from(30),
             catalogue: "c".into(),
+            time_limit_ms: Some(300_000),
         };
         let back: WorkItem = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
         assert_eq!(back, item);
@@ -113,5 +122,11 @@ mod tests {
         let back: ResultItem =
             serde_json::from_slice(&serde_json::to_vec(&result).unwrap()).unwrap();
         assert_eq!(back, result);
+        let cancel = CancelItem::Restarted {
+            server: "web-1".into(),
+            boot: 8,
+        };
+        let text = serde_json::to_string(&cancel).unwrap();
+        assert_eq!(text, r#"{"cancel":"restarted","server":"web-1","boot":8}"#);
     }
 }

@@ -33,6 +33,10 @@ pub struct WorkerConfig {
     pub threads: usize,
 }
 
+/// A worker stops a task this long after its time limit: the app server's watchdog, which
+/// knows the whole story, normally stops it first.
+const TIME_LIMIT_MARGIN: Duration = Duration::from_secs(1);
+
 /// How long a pull request waits at JetStream for a task before it is asked again.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
@@ -56,6 +60,8 @@ struct State {
     host: String,
     /// Running tasks' cancel flags, by task key.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// The latest start of each app server heard of: tasks of its earlier starts are stale.
+    latest_boot: Mutex<HashMap<String, u64>>,
     early_cancels: Mutex<(VecDeque<String>, HashSet<String>)>,
     threads: Mutex<Vec<WorkerStats>>,
     probe: Mutex<ProcessProbe>,
@@ -101,6 +107,7 @@ impl NatsWorker {
             name,
             host,
             running: Mutex::new(HashMap::new()),
+            latest_boot: Mutex::new(HashMap::new()),
             early_cancels: Mutex::new((VecDeque::new(), HashSet::new())),
             threads: Mutex::new(
                 (0..threads)
@@ -201,24 +208,45 @@ impl State {
 
     async fn listen_cancels(self: Arc<Self>, mut cancels: async_nats::Subscriber) {
         while let Some(message) = cancels.next().await {
-            let Ok(CancelItem { key }) = serde_json::from_slice(&message.payload) else {
-                continue;
-            };
-            if let Some(flag) = self.running.lock().get(&key) {
-                flag.store(true, Ordering::Relaxed);
-                continue;
-            }
-            let mut early = self.early_cancels.lock();
-            let (order, keys) = &mut *early;
-            if keys.insert(key.clone()) {
-                order.push_back(key);
-                if order.len() > EARLY_CANCELS_KEPT
-                    && let Some(old) = order.pop_front()
-                {
-                    keys.remove(&old);
+            match serde_json::from_slice(&message.payload) {
+                Ok(CancelItem::Task { key }) => self.cancel_task(key),
+                Ok(CancelItem::Restarted { server, boot }) => {
+                    if self.newer_boot(&server, boot) {
+                        for (key, flag) in self.running.lock().iter() {
+                            if superseded(key, &server, boot) {
+                                flag.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
                 }
+                Err(error) => tracing::debug!(%error, "a cancel that does not decode"),
             }
         }
+    }
+
+    fn cancel_task(&self, key: String) {
+        if let Some(flag) = self.running.lock().get(&key) {
+            flag.store(true, Ordering::Relaxed);
+            return;
+        }
+        let mut early = self.early_cancels.lock();
+        let (order, keys) = &mut *early;
+        if keys.insert(key.clone()) {
+            order.push_back(key);
+            if order.len() > EARLY_CANCELS_KEPT
+                && let Some(old) = order.pop_front()
+            {
+                keys.remove(&old);
+            }
+        }
+    }
+
+    /// Records `boot` as `server`'s latest start; false when a later one is known already.
+    fn newer_boot(&self, server: &str, boot: u64) -> bool {
+        let mut latest = self.latest_boot.lock();
+        let known = latest.entry(server.to_owned()).or_insert(boot);
+        *known = (*known).max(boot);
+        *known == boot
     }
 
     /// Keeps exactly one pull request of one task open at JetStream per idle thread, all on
@@ -304,7 +332,14 @@ impl State {
         }
         let key = item.key();
         let early_cancel = self.early_cancels.lock().1.remove(&key);
-        let outcome = match refusal(&item, &self.catalogue, delivered, early_cancel) {
+        // A task of an earlier start of its server: that server runs it again itself.
+        let superseded = !self.newer_boot(&item.server, item.boot);
+        let outcome = match refusal(
+            &item,
+            &self.catalogue,
+            delivered,
+            early_cancel || superseded,
+        ) {
             Some(error) => Err(error),
             None => self.run(slot, &item, &key, &message).await,
         };
@@ -402,8 +437,16 @@ impl State {
             IN_PROGRESS_EVERY,
         );
         let progress_subject = self.conn.names.progress_subject(&item.server);
+        let deadline = item
+            .time_limit_ms
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms) + TIME_LIMIT_MARGIN);
+        let mut timed_out = false;
         let outcome = loop {
             tokio::select! {
+                () = sleep_until(deadline), if !timed_out => {
+                    timed_out = true;
+                    cancel.store(true, Ordering::Relaxed);
+                }
                 outcome = &mut job => {
                     break outcome.unwrap_or_else(|_| Err(TaskError::Lost("its worker thread is gone".into())));
                 }
@@ -427,6 +470,12 @@ impl State {
             }
         };
         self.running.lock().remove(key);
+        let outcome = match (outcome, item.time_limit_ms) {
+            (Err(TaskError::Cancelled), Some(limit_ms)) if timed_out => {
+                Err(TaskError::TimeLimit { limit_ms })
+            }
+            (outcome, _) => outcome,
+        };
         let output_bytes = outcome
             .as_ref()
             .map_or(0, |v| serde_json::to_vec(v).map_or(0, |b| b.len()));
@@ -440,6 +489,24 @@ impl State {
         stats.busy_ms += started.elapsed().as_secs_f64() * 1e3;
         stats.output_bytes += output_bytes as u64;
         outcome
+    }
+}
+
+/// Whether the task `key` (see [`WorkItem::key`]) comes from an earlier start of `server`
+/// than `boot`.
+fn superseded(key: &str, server: &str, boot: u64) -> bool {
+    key.strip_prefix(server)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|b| b.parse::<u64>().ok())
+        .is_some_and(|b| b < boot)
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -472,6 +539,15 @@ mod tests {
     use crate::TaskId;
 
     #[test]
+    fn a_restarted_server_supersedes_only_its_own_earlier_tasks() {
+        assert!(superseded("web.5.9", "web", 6));
+        assert!(!superseded("web.6.9", "web", 6));
+        assert!(!superseded("web-2.5.9", "web", 6));
+        assert!(!superseded("webx.5.9", "web", 6));
+        assert!(!superseded("other.5.9", "web", 6));
+    }
+
+    #[test]
     fn workers_refuse_other_catalogues_fourth_deliveries_and_cancelled_tasks() {
         let item = WorkItem {
             server: "s".into(),
@@ -480,6 +556,7 @@ mod tests {
             name: "fibonacci".into(),
             input: 10.into(),
             catalogue: "v1".into(),
+            time_limit_ms: None,
         };
         assert_eq!(refusal(&item, "v1", 1, false), None);
         assert_eq!(refusal(&item, "v1", 3, false), None);
