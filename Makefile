@@ -32,7 +32,7 @@ NATS_SERVER := $(NATS_VENV)/bin/nats-server
 NATS_VERSION := 2.15.1
 export OFFLOAD_NATS_SERVER := $(CURDIR)/$(NATS_SERVER)
 
-.PHONY: run test setup tools node chromium nats build lint unit e2e size bench load cluster worker
+.PHONY: run test setup tools node chromium nats promtool build lint unit e2e size bench load cluster worker
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -67,6 +67,10 @@ $(NODE_STAMP): end2end/package-lock.json end2end/package.json
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
+# promtool checks the /metrics scrape in the tests.
+promtool:
+	@command -v promtool >/dev/null || { apt-get update && apt-get install -y --no-install-recommends prometheus; }
+
 nats: $(NATS_SERVER)
 
 $(NATS_SERVER): cluster/nats-server-requirements.txt
@@ -98,7 +102,7 @@ lint: setup
 	cargo clippy -p app --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 # The server's and the load tool's integration tests start the release binary.
-unit: build nats
+unit: build nats promtool
 	cargo test --workspace
 
 # Every journey with the embedded cluster, then the task-page and dashboard journeys with the

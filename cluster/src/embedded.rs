@@ -23,8 +23,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::queue::FairQueue;
 use crate::{
     ClusterEvent, ClusterStats, EventKind, FinishedTask, GroupStats, ProcessStats, Registry,
-    Submitter, TaskContext, TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerState,
-    WorkerStats, now_ms,
+    Submitter, TaskContext, TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerProcess,
+    WorkerState, WorkerStats, now_ms,
 };
 
 /// How an embedded cluster is sized.
@@ -521,8 +521,22 @@ impl Shared {
             .iter()
             .filter(|w| w.state == WorkerState::Busy)
             .count() as u64;
+        let at_ms = now_ms();
+        // Embedded workers live here; a NATS app server's threads only wait on remote ones.
+        let processes = match self.executor {
+            Executor::Local => vec![WorkerProcess::of(
+                format!("{}-{}", crate::nats::host_name(), std::process::id()),
+                crate::nats::host_name(),
+                std::process::id(),
+                &inner.workers,
+                process,
+                at_ms,
+            )],
+            Executor::Remote(_) => Vec::new(),
+        };
         ClusterStats {
-            at_ms: now_ms(),
+            at_ms,
+            processes,
             workers: inner.workers.clone(),
             totals,
             queue_capacity: inner.queue.capacity(),
@@ -689,6 +703,9 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
         other => other,
     };
     let compute_ms = millis(started.elapsed());
+    if let Executor::Local = shared.executor {
+        record_duration(&job.name, compute_ms);
+    }
 
     let output_bytes = outcome.as_ref().map_or(0, json_len);
     let (state, kind) = match &outcome {
@@ -788,6 +805,12 @@ fn watchdog(shared: &Shared, limit: Duration) {
             shared.interrupt(task);
         }
     }
+}
+
+/// The `offload_task_duration_seconds` histogram: how long workers spent on each task.
+pub(crate) fn record_duration(task: &str, compute_ms: f64) {
+    metrics::histogram!("offload_task_duration_seconds", "task" => task.to_owned())
+        .record(compute_ms / 1e3);
 }
 
 /// The size of `value` encoded as JSON, without keeping the encoding.

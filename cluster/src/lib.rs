@@ -30,7 +30,7 @@ pub use embedded::{ClusterConfig, EmbeddedCluster};
 pub use event::{ClusterEvent, EventKind, TaskState};
 pub use stats::{
     ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerState,
-    WorkerStats,
+    WorkerProcess, WorkerStats,
 };
 pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo};
 

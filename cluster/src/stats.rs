@@ -143,6 +143,52 @@ pub struct GpuStats {
     pub memory_total_bytes: u64,
 }
 
+/// One worker process: the app server itself with embedded workers, or an `offload worker`
+/// (or `offload cluster`) process of a NATS cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerProcess {
+    /// `host-pid`.
+    pub name: String,
+    pub host: String,
+    pub pid: u32,
+    /// Its worker threads.
+    pub threads: usize,
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+    /// What its threads run now, e.g. `fibonacci #42`.
+    pub running: Vec<String>,
+    pub tasks_done: u64,
+    /// When it last reported (ms since the Unix epoch); now for embedded workers.
+    pub heartbeat_ms: u64,
+}
+
+impl WorkerProcess {
+    /// The row for `threads` of one process.
+    pub fn of(
+        name: String,
+        host: String,
+        pid: u32,
+        threads: &[WorkerStats],
+        process: ProcessStats,
+        heartbeat_ms: u64,
+    ) -> Self {
+        Self {
+            name,
+            host,
+            pid,
+            threads: threads.len(),
+            cpu_percent: process.cpu_percent,
+            memory_bytes: process.memory_bytes,
+            running: threads
+                .iter()
+                .filter_map(|t| Some(format!("{} #{}", t.current_task.as_ref()?, t.current?)))
+                .collect(),
+            tasks_done: threads.iter().map(|t| t.tasks_done).sum(),
+            heartbeat_ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStats {
     pub at_ms: u64,
@@ -158,4 +204,6 @@ pub struct ClusterStats {
     pub process: ProcessStats,
     /// Empty when no worker has a GPU (or NVIDIA's driver is not installed).
     pub gpus: Vec<GpuStats>,
+    /// The processes the workers live in.
+    pub processes: Vec<WorkerProcess>,
 }

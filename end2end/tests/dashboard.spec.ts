@@ -44,7 +44,8 @@ test('task-stream, progress and workers show submitted tasks', async ({ page, co
   await openTaskPage(page);
   for (const n of [20, 21, 22]) await submit(page, n);
   await expect(terminal(page)).toContainText('fibonacci(22)=17711 in');
-  await submit(page, 44);
+  // Long enough (tens of seconds) to be still running when the dashboard is looked at.
+  await submit(page, 50);
 
   const dash = await context.newPage();
   await dash.goto(`${DASHBOARD}/individual-workers`);
@@ -55,7 +56,7 @@ test('task-stream, progress and workers show submitted tasks', async ({ page, co
   await expect(dash.getByRole('img', { name: /^Progress/ })).toHaveAttribute('data-drawn', /^[1-9]/);
   await dash.goto(`${DASHBOARD}/individual-task-stream`);
   await expect(dash.getByText(/^[1-9]\d* tasks in the last minute, [1-9] running/)).toBeVisible();
-  await page.getByRole('button', { name: 'Cancel fibonacci(44)' }).click();
+  await page.getByRole('button', { name: 'Cancel fibonacci(50)' }).click();
 });
 
 test('/status shows several views over one stream', async ({ page }) => {

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::ssr::dashboard::{dashboard_only, plots, stream as dashboard_stream};
+use app::ssr::dashboard::{app_only, dashboard_only, plots, stream as dashboard_stream};
+use app::ssr::ops::{self, Metrics, count_requests};
 use app::ssr::state::DashboardUrl;
 use app::ssr::status::{MAX_BODY_BYTES, error_status};
 use app::ssr::store::Store;
@@ -241,6 +242,8 @@ enum StartError {
     Nats(#[from] NatsError),
     #[error(transparent)]
     NatsServer(#[from] ServerError),
+    #[error("installing the metrics recorder: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
     #[error("creating {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -311,6 +314,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     let addr = leptos_options.site_addr;
     raise_open_files_limit();
 
+    let metrics = Metrics::install()?;
     let (store, writer, saved, next_task) = Store::open(&args.data_dir)?;
     let config = ClusterConfig {
         workers: args.workers,
@@ -366,6 +370,8 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         shutdown: Shutdown::default(),
         dashboard: DashboardFeed::start(cluster.client(), Duration::from_secs(1), args.profiler),
         dashboard_url,
+        metrics,
+        started_at_ms: cluster::now_ms(),
     };
     runner::rerun(&state, rerun).await;
 
@@ -377,11 +383,13 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     // Innermost first: the error statuses are read back before anything compresses them.
     let app = site(&state)
         .route("/api/events", get(stream::events))
+        .layer(from_fn(app_only))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(from_fn(error_status))
         .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))
         .layer(from_fn(session_cookie))
         .layer(CompressionLayer::new())
+        .layer(from_fn(count_requests))
         .layer(from_fn_with_state(hosts.clone(), allowed_host))
         .with_state(state.clone());
     let dashboard = dashboard_router(&state, hosts);
@@ -458,11 +466,17 @@ fn dashboard_router(state: &AppState, hosts: AllowedHosts) -> Router {
     site(state)
         .route("/dashboard/stream", get(dashboard_stream))
         .route("/individual-plots.json", get(plots))
+        .route("/metrics", get(ops::metrics))
+        .route("/health", get(ops::health))
+        .route("/json/counts.json", get(ops::counts))
+        .route("/json/identity.json", get(ops::identity))
+        .route("/workers", get(ops::workers))
         .layer(from_fn_with_state(
             Arc::<str>::from(hosts.frame_ancestors()),
             dashboard_only,
         ))
         .layer(CompressionLayer::new())
+        .layer(from_fn(count_requests))
         .layer(from_fn_with_state(hosts, allowed_host))
         .with_state(state.clone())
 }
@@ -514,6 +528,8 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
         dashboard: DashboardFeed::start(observer.client(), Duration::from_secs(1), args.profiler),
         dashboard_url: DashboardUrl::parse(&format!("http://{dashboard_addr}/status"))
             .map_err(StartError::DashboardUrl)?,
+        metrics: Metrics::install()?,
+        started_at_ms: cluster::now_ms(),
     };
     let hosts = AllowedHosts::new(
         args.allowed_hosts.iter().map(String::as_str),

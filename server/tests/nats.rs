@@ -430,3 +430,21 @@ async fn a_task_whose_app_server_died_stops_at_its_time_limit_on_the_worker() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_while_the_cluster_has_no_workers() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (_dashboard, port) = dashboard(&nats, &data);
+    frames(port).await;
+    let health = format!("http://127.0.0.1:{port}/health");
+    let status = || async { reqwest::get(&health).await.unwrap().status().as_u16() };
+    assert_eq!(status().await, 503);
+    let _worker = worker(&nats, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status().await != 200 {
+        assert!(Instant::now() < deadline, "a worker joined but /health stays 503");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -333,6 +333,20 @@ pub async fn plots() -> Json<serde_json::Map<String, serde_json::Value>> {
     Json(plots_json())
 }
 
+/// Middleware for the app listener: the dashboard's pages live on the dashboard's own
+/// address, where their stream is; here they would only say "disconnected" for ever.
+pub async fn app_only(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == "/status" || path == "/dashboard/stream" || path.starts_with("/individual-") {
+        return (
+            StatusCode::NOT_FOUND,
+            "the cluster dashboard has its own address: open /dashboard to find it",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
 /// Middleware for the dashboard listener: only the dashboard's own paths exist there, and its
 /// pages may be framed only by pages of the allowed hosts (`frame-ancestors`).
 pub async fn dashboard_only(
@@ -343,7 +357,14 @@ pub async fn dashboard_only(
     let path = request.uri().path();
     let known = matches!(
         path,
-        "/status" | "/individual-plots.json" | "/dashboard/stream"
+        "/status"
+            | "/individual-plots.json"
+            | "/dashboard/stream"
+            | "/metrics"
+            | "/health"
+            | "/json/counts.json"
+            | "/json/identity.json"
+            | "/workers"
     ) || path.starts_with("/pkg/")
         || label_of(path.trim_start_matches('/')).is_some();
     let mut response = if known {

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod guard;
+pub mod ops;
 pub mod profiler;
 pub mod runner;
 pub mod sessions;

@@ -28,6 +28,10 @@ pub struct AppState {
     pub dashboard: Arc<DashboardFeed>,
     /// Where the viewer page points its iframe: the dashboard's `/status` URL.
     pub dashboard_url: DashboardUrl,
+    /// This process's Prometheus recorder, rendered by `/metrics`.
+    pub metrics: crate::ssr::ops::Metrics,
+    /// When this process started (ms since the Unix epoch), for `/json/identity.json`.
+    pub started_at_ms: u64,
 }
 
 impl FromRef<AppState> for LeptosOptions {

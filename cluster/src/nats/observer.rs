@@ -11,7 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::wire::{ServerReport, WorkerInfo};
 use super::{Connection, Names, NatsError, WORKER_TTL};
-use crate::{ClusterStats, FinishedTask, GroupStats, ProcessStats, Totals, now_ms};
+use crate::{
+    ClusterStats, FinishedTask, GroupStats, ProcessStats, Totals, WorkerProcess, now_ms,
+};
 
 /// Finished tasks kept for the task-stream views, all app servers together.
 const RECENT_KEPT: usize = 1_000;
@@ -143,8 +145,22 @@ impl Observer {
         };
         keep(&mut recent, RECENT_KEPT);
         keep(&mut failures, FAILURES_KEPT);
+        let processes = workers
+            .iter()
+            .map(|w| {
+                WorkerProcess::of(
+                    w.name.clone(),
+                    w.host.clone(),
+                    w.pid,
+                    &w.threads,
+                    w.process,
+                    w.at_ms,
+                )
+            })
+            .collect();
         ClusterStats {
             at_ms: now_ms(),
+            processes,
             workers: threads,
             totals,
             queue_capacity,

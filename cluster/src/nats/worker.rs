@@ -486,7 +486,9 @@ impl State {
         stats.current_task = None;
         stats.current_started_at_ms = None;
         stats.tasks_done += 1;
-        stats.busy_ms += started.elapsed().as_secs_f64() * 1e3;
+        let compute_ms = started.elapsed().as_secs_f64() * 1e3;
+        crate::embedded::record_duration(&item.name, compute_ms);
+        stats.busy_ms += compute_ms;
         stats.output_bytes += output_bytes as u64;
         outcome
     }

@@ -1,0 +1,268 @@
+//! Dask's operational endpoints, on the dashboard listener: `/health`, `/metrics` (Prometheus
+//! text format), `/json/counts.json`, `/json/identity.json` and the `/workers` page.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use cluster::WorkerProcess;
+use leptos::prelude::*;
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+
+use crate::ssr::AppState;
+
+/// This process's Prometheus recorder: what `/metrics` renders.
+#[derive(Clone)]
+pub struct Metrics(PrometheusHandle);
+
+impl Metrics {
+    /// Installs the process-wide recorder (once per process).
+    pub fn install() -> Result<Self, metrics_exporter_prometheus::BuildError> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("offload_task_duration_seconds".into()),
+                &[0.000_1, 0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0],
+            )?
+            // Per-process gauges of workers that left would otherwise stay for ever.
+            .idle_timeout(
+                metrics_util::MetricKindMask::GAUGE,
+                Some(Duration::from_secs(60)),
+            )
+            .install_recorder()?;
+        Ok(Self(handle))
+    }
+}
+
+/// With embedded workers, the process serving the dashboard also serves the app: its
+/// sessions and streams are the app's.
+fn serves_app(state: &AppState) -> bool {
+    state.cluster.backend_name() == "embedded"
+}
+
+/// `GET /health`: 200 while the cluster has workers, 503 when it cannot run a task.
+pub async fn health(State(state): State<AppState>) -> Response {
+    if state.cluster.workers() > 0 {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no workers: the cluster cannot run tasks",
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`: the cluster's figures of the moment, then the recorder's counters and
+/// histograms (HTTP requests, task durations).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let stats = state.cluster.stats();
+    for group in &stats.groups {
+        let task = group.name.to_string();
+        for (outcome, total) in [
+            ("finished", group.finished),
+            ("failed", group.failed),
+            ("cancelled", group.cancelled),
+        ] {
+            counter!("offload_tasks_total", "task" => task.clone(), "outcome" => outcome)
+                .absolute(total);
+        }
+        for (now, count) in [("queued", group.queued), ("running", group.running)] {
+            gauge!("offload_tasks", "task" => task.clone(), "state" => now).set(count as f64);
+        }
+    }
+    gauge!("offload_queue_length").set(stats.totals.queued as f64);
+    gauge!("offload_queue_capacity").set(stats.queue_capacity as f64);
+    gauge!("offload_worker_threads").set(stats.workers.len() as f64);
+    gauge!("offload_worker_processes").set(stats.processes.len() as f64);
+    for process in &stats.processes {
+        let name = process.name.clone();
+        gauge!("offload_worker_cpu_percent", "process" => name.clone())
+            .set(f64::from(process.cpu_percent));
+        gauge!("offload_worker_memory_bytes", "process" => name).set(process.memory_bytes as f64);
+    }
+    if serves_app(&state) {
+        gauge!("offload_sessions").set(state.sessions.len() as f64);
+        gauge!("offload_open_streams").set(state.streams.open_count() as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.0.render(),
+    )
+        .into_response()
+}
+
+/// Counts every request by route and status, for `offload_http_requests_total`.
+pub async fn count_requests(request: Request, next: Next) -> Response {
+    let route = route_of(request.uri().path());
+    let response = next.run(request).await;
+    counter!(
+        "offload_http_requests_total",
+        "route" => route,
+        "status" => response.status().as_str().to_owned()
+    )
+    .increment(1);
+    response
+}
+
+/// A bounded label for a path: unknown paths all count as "other".
+fn route_of(path: &str) -> &'static str {
+    const ROUTES: [&str; 16] = [
+        "/",
+        "/dashboard",
+        "/api/submit",
+        "/api/cancel",
+        "/api/task-page",
+        "/api/cluster-info",
+        "/api/events",
+        "/status",
+        "/dashboard/stream",
+        "/individual-plots.json",
+        "/metrics",
+        "/health",
+        "/json/counts.json",
+        "/json/identity.json",
+        "/workers",
+        "/favicon.ico",
+    ];
+    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
+        route
+    } else if path.starts_with("/individual-") {
+        "/individual-{view}"
+    } else if path.starts_with("/pkg/") {
+        "/pkg/{file}"
+    } else {
+        "other"
+    }
+}
+
+/// `GET /json/counts.json`.
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub worker_processes: usize,
+    pub worker_threads: usize,
+    pub submitted: u64,
+    pub queued: u64,
+    pub processing: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Only where this process also serves the app (embedded workers).
+    pub sessions: Option<usize>,
+    pub streams: Option<usize>,
+}
+
+pub async fn counts(State(state): State<AppState>) -> Json<Counts> {
+    let stats = state.cluster.stats();
+    let app = serves_app(&state);
+    Json(Counts {
+        worker_processes: stats.processes.len(),
+        worker_threads: stats.workers.len(),
+        submitted: stats.totals.submitted,
+        queued: stats.totals.queued,
+        processing: stats.totals.running,
+        finished: stats.totals.finished,
+        failed: stats.totals.failed,
+        cancelled: stats.totals.cancelled,
+        sessions: app.then(|| state.sessions.len()),
+        streams: app.then(|| state.streams.open_count()),
+    })
+}
+
+/// `GET /json/identity.json`.
+#[derive(Debug, Serialize)]
+pub struct Identity {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub version: &'static str,
+    /// "embedded" or "nats".
+    pub backend: &'static str,
+    /// When this process started (ms since the Unix epoch).
+    pub started_ms: u64,
+    pub workers: Vec<WorkerProcess>,
+}
+
+pub async fn identity(State(state): State<AppState>) -> Json<Identity> {
+    Json(Identity {
+        kind: "Offload",
+        version: env!("CARGO_PKG_VERSION"),
+        backend: state.cluster.backend_name(),
+        started_ms: state.started_at_ms,
+        workers: state.cluster.stats().processes,
+    })
+}
+
+/// `GET /workers`: one row per worker process, rendered on the server (no script).
+pub async fn workers(State(state): State<AppState>) -> Html<String> {
+    let stats = state.cluster.stats();
+    let now = stats.at_ms;
+    let count = format!(
+        "{} worker processes, {} threads ({})",
+        stats.processes.len(),
+        stats.workers.len(),
+        state.cluster.backend_name()
+    );
+    let rows = stats
+        .processes
+        .into_iter()
+        .map(|w| {
+            let running = if w.running.is_empty() {
+                "–".to_owned()
+            } else {
+                w.running.join(", ")
+            };
+            let age = now.saturating_sub(w.heartbeat_ms) as f64 / 1e3;
+            view! {
+                <tr>
+                    <td>{w.name}</td>
+                    <td>{w.host}</td>
+                    <td>{w.pid}</td>
+                    <td>{w.threads}</td>
+                    <td>{format!("{:.0}", w.cpu_percent)}</td>
+                    <td>{format!("{:.1} MB", w.memory_bytes as f64 / 1e6)}</td>
+                    <td>{running}</td>
+                    <td>{w.tasks_done}</td>
+                    <td>{format!("{age:.1} s ago")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let page = view! {
+        <main class="workers-page">
+            <h1>"Workers"</h1>
+            <p role="status">{count}</p>
+            <table class="view-table" aria-label="Worker processes">
+                <thead>
+                    <tr>
+                        <th>"worker"</th><th>"host"</th><th>"pid"</th><th>"threads"</th>
+                        <th>"CPU %"</th><th>"memory"</th><th>"running"</th><th>"done"</th>
+                        <th>"last heartbeat"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </main>
+    };
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Workers · Offload</title><link rel=\"stylesheet\" href=\"/pkg/offload.css\"></head><body>{}</body></html>",
+        page.to_html()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn request_labels_stay_bounded() {
+        assert_eq!(route_of("/api/submit"), "/api/submit");
+        assert_eq!(route_of("/individual-cpu"), "/individual-{view}");
+        assert_eq!(route_of("/pkg/offload.wasm"), "/pkg/{file}");
+        assert_eq!(route_of("/../../etc/passwd"), "other");
+        assert_eq!(route_of(&"/x".repeat(1000)), "other");
+    }
+}
