@@ -29,8 +29,8 @@ pub use client::{CancelError, Client, SubmitError, TaskHandle};
 pub use embedded::{ClusterConfig, EmbeddedCluster};
 pub use event::{ClusterEvent, EventKind, TaskState};
 pub use stats::{
-    ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerState,
-    WorkerProcess, WorkerStats,
+    ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerProcess,
+    WorkerState, WorkerStats,
 };
 pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo};
 

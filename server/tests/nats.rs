@@ -444,7 +444,10 @@ async fn health_is_503_while_the_cluster_has_no_workers() {
     let _worker = worker(&nats, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while status().await != 200 {
-        assert!(Instant::now() < deadline, "a worker joined but /health stays 503");
+        assert!(
+            Instant::now() < deadline,
+            "a worker joined but /health stays 503"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

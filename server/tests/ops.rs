@@ -18,7 +18,12 @@ async fn get(url: String) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_listener_serves_only_its_own_routes() {
     let server = Server::start(&[]).await;
-    for path in ["/status", "/individual-cpu", "/individual-task-stream", "/dashboard/stream"] {
+    for path in [
+        "/status",
+        "/individual-cpu",
+        "/individual-task-stream",
+        "/dashboard/stream",
+    ] {
         let (status, body) = get(server.url(path)).await;
         assert_eq!(status, 404, "app {path}: {body}");
     }
@@ -26,7 +31,12 @@ async fn each_listener_serves_only_its_own_routes() {
         assert_eq!(get(server.url(path)).await.0, 200, "app {path}");
     }
     let session = Session::new();
-    for path in ["/api/submit", "/api/cancel", "/api/task-page", "/api/cluster-info"] {
+    for path in [
+        "/api/submit",
+        "/api/cancel",
+        "/api/task-page",
+        "/api/cluster-info",
+    ] {
         let response = session
             .request(reqwest::Method::POST, server.dashboard_url(path))
             .body("n=1")
@@ -35,8 +45,18 @@ async fn each_listener_serves_only_its_own_routes() {
             .expect("the dashboard answers");
         assert_eq!(response.status(), 404, "dashboard {path}");
     }
-    for path in ["/status", "/individual-cpu", "/workers", "/health", "/json/counts.json"] {
-        assert_eq!(get(server.dashboard_url(path)).await.0, 200, "dashboard {path}");
+    for path in [
+        "/status",
+        "/individual-cpu",
+        "/workers",
+        "/health",
+        "/json/counts.json",
+    ] {
+        assert_eq!(
+            get(server.dashboard_url(path)).await.0,
+            200,
+            "dashboard {path}"
+        );
     }
 }
 
@@ -111,8 +131,14 @@ async fn metrics_pass_promtool_and_show_the_tasks_and_the_json_and_workers_pages
 
     let (status, page) = get(server.dashboard_url("/workers")).await;
     assert_eq!(status, 200);
-    assert!(page.contains("1 worker processes, 4 threads (embedded)"), "{page}");
-    assert!(page.contains(&format!("<td>{}</td>", server.pid())), "{page}");
+    assert!(
+        page.contains("1 worker processes, 4 threads (embedded)"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<td>{}</td>", server.pid())),
+        "{page}"
+    );
 
     let (status, health) = get(server.dashboard_url("/health")).await;
     assert_eq!((status, health.as_str()), (200, "ok"));

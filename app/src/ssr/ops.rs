@@ -34,8 +34,55 @@ impl Metrics {
                 Some(Duration::from_secs(60)),
             )
             .install_recorder()?;
+        describe();
         Ok(Self(handle))
     }
+}
+
+/// The HELP line of every metric (Prometheus' linter wants one).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "offload_tasks_total",
+        "Tasks ended, by task type and outcome."
+    );
+    describe_gauge!(
+        "offload_tasks",
+        "Tasks queued or running now, by task type."
+    );
+    describe_gauge!("offload_queue_length", "Tasks waiting for a worker.");
+    describe_gauge!(
+        "offload_queue_capacity",
+        "Tasks that may wait before submissions are refused."
+    );
+    describe_histogram!(
+        "offload_task_duration_seconds",
+        Unit::Seconds,
+        "Time the workers of this process spent on each task."
+    );
+    describe_gauge!("offload_worker_threads", "Worker threads of the cluster.");
+    describe_gauge!("offload_worker_processes", "Processes the workers live in.");
+    describe_gauge!(
+        "offload_worker_cpu_percent",
+        "CPU of a worker process, 100 per fully used core."
+    );
+    describe_gauge!(
+        "offload_worker_memory_bytes",
+        Unit::Bytes,
+        "Resident memory of a worker process."
+    );
+    describe_gauge!(
+        "offload_sessions",
+        "Browser sessions held by this app server."
+    );
+    describe_gauge!(
+        "offload_open_streams",
+        "Live page streams open on this app server."
+    );
+    describe_counter!(
+        "offload_http_requests_total",
+        "HTTP requests answered, by route and status."
+    );
 }
 
 /// With embedded workers, the process serving the dashboard also serves the app: its

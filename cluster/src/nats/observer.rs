@@ -11,9 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::wire::{ServerReport, WorkerInfo};
 use super::{Connection, Names, NatsError, WORKER_TTL};
-use crate::{
-    ClusterStats, FinishedTask, GroupStats, ProcessStats, Totals, WorkerProcess, now_ms,
-};
+use crate::{ClusterStats, FinishedTask, GroupStats, ProcessStats, Totals, WorkerProcess, now_ms};
 
 /// Finished tasks kept for the task-stream views, all app servers together.
 const RECENT_KEPT: usize = 1_000;
