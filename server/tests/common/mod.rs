@@ -23,6 +23,18 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// The binary, run from the workspace root, quiet but for warnings and errors.
+fn offload() -> Command {
+    let mut command = Command::new(binary());
+    command
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
 pub struct Server {
     child: Child,
     pub port: u16,
@@ -44,8 +56,7 @@ impl Server {
 
     async fn spawn(data: PathBuf, args: Vec<String>) -> Self {
         let (port, dashboard_port) = (free_port(), free_port());
-        let child = Command::new(binary())
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        let child = offload()
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--dashboard-addr")
@@ -53,10 +64,6 @@ impl Server {
             .arg("--data-dir")
             .arg(&data)
             .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("starting offload");
         let server = Self {
@@ -254,15 +261,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Self {
-        let child = Command::new(binary())
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting offload");
+        let child = offload().args(args).spawn().expect("starting offload");
         Self { child }
     }
 
