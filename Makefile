@@ -125,10 +125,11 @@ size: build
 	@printf 'offload.wasm: %s bytes raw, %s bytes gzip -9\n' \
 	  "$$(stat -c %s $(WASM))" "$$(gzip -9 -c $(WASM) | wc -c)"
 
-## bench: the cluster's round trip, throughput and fibonacci(32) figures (embedded, then NATS workers in two processes), and the dashboard's cost
-bench: build nats
+## bench: the cluster's round trip, throughput and fibonacci(32) figures (embedded, then NATS workers in two processes), the dashboard's cost, and the task page's load times in chromium
+bench: build nats chromium
 	cargo bench -p cluster --bench cluster
 	cargo bench -p app --features ssr --bench dashboard_overhead
+	cd end2end && OFFLOAD_E2E_BENCH=1 npx playwright test
 
 ## load: 1,000 sessions × 5 fibonacci(10) through the page's endpoints (LOAD_ARGS="--soak 10" to soak)
 LOAD_ARGS ?=

@@ -13,6 +13,8 @@ const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-e2e-'));
 // OFFLOAD_E2E_MODE=nats: the task-page and dashboard journeys again, with the workers and the
 // dashboard in `offload cluster` (its own nats-server) and the app on `--cluster`.
 export const MODE = process.env.OFFLOAD_E2E_MODE === 'nats' ? 'nats' : 'embedded';
+// OFFLOAD_E2E_BENCH=1 (`make bench`): the page benchmark in bench/ instead of the journeys.
+const BENCH = process.env.OFFLOAD_E2E_BENCH === '1';
 const NATS_SERVER = process.env.OFFLOAD_NATS_SERVER ?? 'target/nats/bin/nats-server';
 
 const app = (extra: string) => ({
@@ -41,7 +43,8 @@ const cluster = {
 };
 
 export default defineConfig({
-  testDir: './tests',
+  testDir: BENCH ? './bench' : './tests',
+  ...(BENCH ? { testMatch: '*.bench.ts' } : {}),
   ...(MODE === 'nats' ? { testMatch: ['tasks.spec.ts', 'dashboard.spec.ts'] } : {}),
   timeout: 60_000,
   expect: { timeout: 10_000 },

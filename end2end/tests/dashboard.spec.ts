@@ -30,6 +30,16 @@ test('each of the 27 views answers 200 and shows its chart or table within 3 s',
   }
 });
 
+test('views say what they plot, or exactly why there is nothing to plot', async ({ page }) => {
+  await page.goto(`${DASHBOARD}/individual-graph`);
+  await expect(page.getByText(/^No graph to draw: Offload's tasks do not depend on one another/)).toBeVisible();
+  await expect(page.locator('canvas')).toHaveCount(0);
+  await page.goto(`${DASHBOARD}/individual-occupancy`);
+  await expect(page.getByRole('img', { name: /^Occupancy: seconds each worker has spent on its current task/ })).toBeVisible();
+  await page.goto(`${DASHBOARD}/individual-aggregate-time-per-action`);
+  await expect(page.getByRole('note')).toHaveText(/there is no transfer time to show/);
+});
+
 test('views update by push, at least once a second', async ({ page }) => {
   await page.goto(`${DASHBOARD}/individual-cpu`);
   const chart = page.getByRole('img', { name: /^CPU/ });

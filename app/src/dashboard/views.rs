@@ -3,8 +3,7 @@
 use leptos::prelude::*;
 
 use super::charts::{
-    BLUE, Chart, ChartSpec, GREEN, GREY, ORANGE, PALETTE, PURPLE, RED, Series, Span, flame,
-    state_colour,
+    BLUE, Chart, ChartSpec, GREEN, GREY, ORANGE, PALETTE, RED, Series, Span, flame, state_colour,
 };
 use super::frame::{DashboardFrame, Sample};
 
@@ -341,8 +340,10 @@ fn NProcessing(frame: Frame) -> impl IntoView {
 
 #[component]
 fn Occupancy(frame: Frame) -> impl IntoView {
+    // Dask plots the expected run time of the tasks a worker holds; an Offload worker holds
+    // one task at a time, so this is how long that task has run so far.
     chart(
-        "Occupancy: seconds of work in hand on each worker",
+        "Occupancy: seconds each worker has spent on its current task",
         frame,
         |f| {
             bars(
@@ -427,15 +428,11 @@ fn ComputeTimePerKey(frame: Frame) -> impl IntoView {
 #[component]
 fn AggregateTimePerAction(frame: Frame) -> impl IntoView {
     view! {
-        <Note text=Signal::derive(move || transfer_note(frame)) />
-        {chart("Aggregate time per action", frame, |f| {
+        <Note text="Workers never fetch data from each other (a task's input and result travel with it), so unlike Dask's there is no transfer time to show." />
+        {chart("Aggregate time per action: summed queue wait and compute, all tasks", frame, |f| {
             let wait: f64 = f.groups.iter().map(|g| g.wait_ms).sum();
             let compute: f64 = f.groups.iter().map(|g| g.compute_ms).sum();
-            bars(
-                "ms",
-                None,
-                vec![("queue wait".into(), wait, GREY), ("compute".into(), compute, BLUE), ("transfer".into(), 0.0, PURPLE)],
-            )
+            bars("ms", None, vec![("queue wait".into(), wait, GREY), ("compute".into(), compute, BLUE)])
         })}
     }
 }
@@ -696,12 +693,25 @@ fn Groups(frame: Frame) -> impl IntoView {
 
 #[component]
 fn Graph(frame: Frame) -> impl IntoView {
-    // Offload's tasks are independent: the graph is one node per task group, sized by state.
-    chart(
-        "Graph: task groups and the states of their tasks",
-        frame,
-        groups_by_state,
-    )
+    // Drawing the progress chart again here would show something other than a graph.
+    let tasks = move || {
+        frame.with(|f| {
+            f.as_ref().map_or(0, |f| {
+                f.groups
+                    .iter()
+                    .map(|g| g.counts.finished + g.counts.running + g.counts.queued)
+                    .sum::<u64>()
+            })
+        })
+    };
+    view! {
+        <p class="view-empty" role="status">
+            {move || format!(
+                "No graph to draw: Offload's tasks do not depend on one another, so each of the {} tasks seen so far is a node without edges. Progress and Task stream show their states.",
+                tasks()
+            )}
+        </p>
+    }
 }
 
 /// 1536 → "1.5 KiB".
