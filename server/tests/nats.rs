@@ -451,3 +451,44 @@ async fn health_is_503_while_the_cluster_has_no_workers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_worker_dies_three_times_ends_as_lost() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (_dashboard, port) = dashboard(&nats, &data);
+    let server = Server::start(&["--cluster", &nats.url()]).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    events.next().await.expect("a snapshot first");
+    let mut frames = frames(port).await;
+
+    let mut doomed = worker(&nats, 1);
+    let id = session.submit_ok(&server, 46).await;
+    for _death in 0..3 {
+        // Killed once the dashboard shows it running the task (a delivery has reached it).
+        let pid = format!("-{}", doomed.pid());
+        loop {
+            let frame = frames.next().await.expect("frames");
+            let running = frame["workers"].as_array().into_iter().flatten().any(|w| {
+                w["process"].as_str().is_some_and(|p| p.ends_with(&pid))
+                    && w["current"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("fibonacci #"))
+            });
+            if running {
+                break;
+            }
+        }
+        doomed.kill();
+        // The next worker gets the task once the ack wait has run out.
+        doomed = worker(&nats, 1);
+    }
+    let text = events.line(|l| l["task"] == id).await;
+    assert_eq!(text, "fibonacci(46) lost: its worker died 3 times");
+    // The fourth worker did not run it, and is free for the next task.
+    let next = session.submit_ok(&server, 20).await;
+    let text = events.line(|l| l["task"] == next).await;
+    assert!(text.starts_with("fibonacci(20)=6765 in "), "{text}");
+}
