@@ -28,69 +28,68 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let cluster = EmbeddedCluster::start(ClusterConfig::default());
-        let client = cluster.client();
-        let run = Duration::from_secs(3);
-        let (mut without, mut with) = (Vec::new(), Vec::new());
-        for round in 0..4 {
-            let trips = round_trips(&client, run).await;
-            without.push(trips[trips.len() / 2]);
-            let feed = DashboardFeed::start(client.clone(), Duration::from_secs(1), false);
-            let views: Vec<_> = (0..3)
-                .map(|_| {
-                    let mut frames = feed.subscribe();
-                    tokio::spawn(async move {
-                        while frames.changed().await.is_ok() {
-                            let json = frames.borrow_and_update().clone();
-                            // What an SSE response does with each frame.
-                            let event = json.map(|j| format!("data: {j}\n\n"));
-                            std::hint::black_box(event);
-                        }
-                    })
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let client = cluster.client();
+    let run = Duration::from_secs(3);
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        let trips = round_trips(&client, run).await;
+        without.push(trips[trips.len() / 2]);
+        let feed = DashboardFeed::start(client.clone(), Duration::from_secs(1), false);
+        let views: Vec<_> = (0..3)
+            .map(|_| {
+                let mut frames = feed.subscribe();
+                tokio::spawn(async move {
+                    while frames.changed().await.is_ok() {
+                        let json = frames.borrow_and_update().clone();
+                        // What an SSE response does with each frame.
+                        let event = json.map(|j| format!("data: {j}\n\n"));
+                        std::hint::black_box(event);
+                    }
                 })
-                .collect();
-            let trips = round_trips(&client, run).await;
-            with.push(trips[trips.len() / 2]);
-            for view in views {
-                view.abort();
-            }
-            drop(feed);
-            eprintln!("round {round}: done");
+            })
+            .collect();
+        let trips = round_trips(&client, run).await;
+        with.push(trips[trips.len() / 2]);
+        for view in views {
+            view.abort();
         }
-        without.sort();
-        with.sort();
-        let (a, b) = (micros(without[2]), micros(with[2]));
-        println!("dashboard overhead on the fibonacci(0) round trip (median of 4 runs of 3 s each, p50 per run):");
-        println!("  without the dashboard: {a:.2} µs");
-        println!("  with the feed and 3 open views: {b:.2} µs  ({:+.1} %, within run-to-run noise)", (b / a - 1.0) * 100.0);
+        drop(feed);
+        eprintln!("round {round}: done");
+    }
+    without.sort();
+    with.sort();
+    let (a, b) = (micros(without[2]), micros(with[2]));
+    println!(
+        "dashboard overhead on the fibonacci(0) round trip (median of 4 runs of 3 s each, p50 per run):"
+    );
+    println!("  without the dashboard: {a:.2} µs");
+    println!(
+        "  with the feed and 3 open views: {b:.2} µs  ({:+.1} %, within run-to-run noise)",
+        (b / a - 1.0) * 100.0
+    );
 
-        // What the feed does once a second, measured directly: the stats snapshot (taken under
-        // the cluster's lock, with the ring of recent tasks full) and encoding it.
-        let mut snapshot = Vec::new();
-        let mut encode = Vec::new();
-        for _ in 0..200 {
-            let t = Instant::now();
-            let stats = client.stats();
-            snapshot.push(t.elapsed());
-            let t = Instant::now();
-            std::hint::black_box(serde_json::to_string(&stats).unwrap());
-            encode.push(t.elapsed());
-        }
-        snapshot.sort();
-        encode.sort();
-        let (snap, enc) = (micros(snapshot[100]), micros(encode[100]));
-        println!(
-            "  the feed's work each second: stats snapshot {snap:.0} µs + encoding {enc:.0} µs \
-             = {:.3} % of one core; the workers wait on it at most {:.3} % of the time",
-            (snap + enc) / 1e4,
-            snap / 1e4
-        );
-    });
+    // What the feed does once a second, measured directly: the stats snapshot (taken under
+    // the cluster's lock, with the ring of recent tasks full) and encoding it.
+    let mut snapshot = Vec::new();
+    let mut encode = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let stats = client.stats();
+        snapshot.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(serde_json::to_string(&stats).unwrap());
+        encode.push(t.elapsed());
+    }
+    snapshot.sort();
+    encode.sort();
+    let (snap, enc) = (micros(snapshot[100]), micros(encode[100]));
+    println!(
+        "  the feed's work each second: stats snapshot {snap:.0} µs + encoding {enc:.0} µs \
+         = {:.3} % of one core; the workers wait on it at most {:.3} % of the time",
+        (snap + enc) / 1e4,
+        snap / 1e4
+    );
 }

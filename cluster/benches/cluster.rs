@@ -165,26 +165,20 @@ async fn nats(quick: bool) {
     let _ = std::fs::remove_dir_all(store);
 }
 
-fn main() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     // `cargo bench -p cluster --bench cluster -- --quick`: a second of each, to check it runs.
     let quick = std::env::args().any(|a| a == "--quick");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        println!("offload cluster benchmark, {cores} cores");
-        {
-            let cluster = EmbeddedCluster::start(config());
-            let (trips, tiny, runs) = if quick {
-                (100, 1_000, 1)
-            } else {
-                (5_000, 100_000, 5)
-            };
-            measure(&cluster.client(), "embedded, 4 threads", trips, tiny, runs).await;
-        }
-        nats(quick).await;
-    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("offload cluster benchmark, {cores} cores");
+    {
+        let cluster = EmbeddedCluster::start(config());
+        let (trips, tiny, runs) = if quick {
+            (100, 1_000, 1)
+        } else {
+            (5_000, 100_000, 5)
+        };
+        measure(&cluster.client(), "embedded, 4 threads", trips, tiny, runs).await;
+    }
+    nats(quick).await;
 }
