@@ -170,7 +170,7 @@ impl Client {
     pub fn workers(&self) -> usize {
         match &self.backend {
             Backend::Scheduler(shared) => shared.workers(),
-            Backend::Observer(observer) => observer.stats().workers.len(),
+            Backend::Observer(observer) => observer.threads(),
         }
     }
 

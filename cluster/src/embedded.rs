@@ -525,9 +525,9 @@ impl Shared {
         // Embedded workers live here; a NATS app server's threads only wait on remote ones.
         let processes = match self.executor {
             Executor::Local => vec![WorkerProcess::of(
-                format!("{}-{}", crate::nats::host_name(), std::process::id()),
-                crate::nats::host_name(),
-                std::process::id(),
+                crate::nats::this_process().name.clone(),
+                crate::nats::this_process().host.clone(),
+                crate::nats::this_process().pid,
                 &inner.workers,
                 process,
                 at_ms,

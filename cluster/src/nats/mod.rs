@@ -103,7 +103,28 @@ pub fn redacted(url: &str) -> String {
 
 /// This machine's name, for worker and server names.
 pub fn host_name() -> String {
-    sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
+    this_process().host.clone()
+}
+
+/// Who this process is in a cluster, read once (the host name is a file read).
+pub(crate) struct ThisProcess {
+    pub host: String,
+    /// `host-pid`, a valid subject token.
+    pub name: String,
+    pub pid: u32,
+}
+
+pub(crate) fn this_process() -> &'static ThisProcess {
+    static THIS: std::sync::OnceLock<ThisProcess> = std::sync::OnceLock::new();
+    THIS.get_or_init(|| {
+        let host = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
+        let pid = std::process::id();
+        ThisProcess {
+            name: token(&format!("{host}-{pid}")),
+            host,
+            pid,
+        }
+    })
 }
 
 /// Turns any text (a host name, say) into a valid subject token.

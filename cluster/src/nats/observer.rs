@@ -93,6 +93,11 @@ impl Observer {
         }
     }
 
+    /// Worker threads of the live workers, without merging every report as `stats` does.
+    pub(crate) fn threads(&self) -> usize {
+        self.workers.lock().iter().map(|w| w.threads.len()).sum()
+    }
+
     pub(crate) fn stats(&self) -> ClusterStats {
         let workers = self.workers.lock().clone();
         let mut process = ProcessStats::default();

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::wire::{CancelItem, ProgressItem, ResultItem, WorkItem, WorkerInfo};
 use super::{
     Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
-    token,
+    this_process,
 };
 use crate::embedded::{ProcessProbe, panic_message};
 use crate::{Registry, TaskContext, TaskError, WorkerState, WorkerStats, now_ms};
@@ -56,8 +56,6 @@ struct State {
     work: PullConsumer,
     registry: Registry,
     catalogue: String,
-    name: String,
-    host: String,
     /// Running tasks' cancel flags, by task key.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// The latest start of each app server heard of: tasks of its earlier starts are stale.
@@ -96,27 +94,16 @@ impl NatsWorker {
         let names = Names::new(&config.prefix)?;
         let conn = Connection::open(&config.url, names, "worker").await?;
         let work = conn.work_consumer().await?;
-        let host = super::host_name();
-        let name = token(&format!("{host}-{}", std::process::id()));
         let threads = config.threads.max(1);
         let state = Arc::new(State {
             conn,
             work,
             catalogue: registry.catalogue(),
             registry,
-            name,
-            host,
             running: Mutex::new(HashMap::new()),
             latest_boot: Mutex::new(HashMap::new()),
             early_cancels: Mutex::new((VecDeque::new(), HashSet::new())),
-            threads: Mutex::new(
-                (0..threads)
-                    .map(|id| WorkerStats {
-                        id,
-                        ..WorkerStats::idle(id)
-                    })
-                    .collect(),
-            ),
+            threads: Mutex::new((0..threads).map(WorkerStats::idle).collect()),
             probe: Mutex::new(ProcessProbe::new()),
             stopping: AtomicBool::new(false),
             storing: AtomicUsize::new(0),
@@ -137,7 +124,7 @@ impl NatsWorker {
         let heartbeat = tokio::spawn(state.clone().heartbeat());
         let pulling = tokio::spawn(state.clone().pull(threads));
         tracing::info!(
-            worker = %state.name,
+            worker = %this_process().name,
             threads,
             catalogue = %state.catalogue,
             "worker joined the cluster"
@@ -152,7 +139,7 @@ impl NatsWorker {
 
     /// This worker's name in the cluster (`host-pid`).
     pub fn name(&self) -> &str {
-        &self.state.name
+        &this_process().name
     }
 
     /// Stops pulling work, lets running tasks finish for up to `grace` (a task still running
@@ -173,9 +160,9 @@ impl NatsWorker {
         }
         self.heartbeat.abort();
         self.cancels.abort();
-        let _ = self.state.conn.workers.delete(&self.state.name).await;
+        let _ = self.state.conn.workers.delete(&this_process().name).await;
         let _ = self.state.conn.client.flush().await;
-        tracing::info!(worker = %self.state.name, "worker left the cluster");
+        tracing::info!(worker = %this_process().name, "worker left the cluster");
     }
 }
 
@@ -190,9 +177,9 @@ impl State {
 
     async fn beat(&self) {
         let info = WorkerInfo {
-            name: self.name.clone(),
-            host: self.host.clone(),
-            pid: std::process::id(),
+            name: this_process().name.clone(),
+            host: this_process().host.clone(),
+            pid: this_process().pid,
             catalogue: self.catalogue.clone(),
             threads: self.threads.lock().clone(),
             process: self.probe.lock().sample(),
@@ -201,7 +188,12 @@ impl State {
         let Ok(value) = serde_json::to_vec(&info) else {
             return;
         };
-        if let Err(error) = self.conn.workers.put(&self.name, value.into()).await {
+        if let Err(error) = self
+            .conn
+            .workers
+            .put(&this_process().name, value.into())
+            .await
+        {
             tracing::warn!(%error, "heartbeat not written");
         }
     }
@@ -327,10 +319,10 @@ impl State {
             }
         };
         let delivered = message.info().map_or(1, |info| info.delivered);
-        if delivered > 1 {
-            tracing::warn!(task = %item.key(), delivered, "running a task whose worker stopped answering");
-        }
         let key = item.key();
+        if delivered > 1 {
+            tracing::warn!(task = %key, delivered, "running a task whose worker stopped answering");
+        }
         let early_cancel = self.early_cancels.lock().1.remove(&key);
         // A task of an earlier start of its server: that server runs it again itself.
         let superseded = !self.newer_boot(&item.server, item.boot);
@@ -347,7 +339,7 @@ impl State {
             boot: item.boot,
             task: item.task,
             outcome,
-            worker: self.name.clone(),
+            worker: this_process().name.clone(),
         };
         let payload: bytes::Bytes = match serde_json::to_vec(&result) {
             Ok(payload) => payload.into(),
