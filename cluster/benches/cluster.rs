@@ -149,7 +149,7 @@ async fn nats(quick: bool) {
         )
         .await
         .expect("connecting to NATS");
-        let client = cluster.client();
+        let client = cluster.scheduler().client();
         while client.workers() < 4 * per_thread {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -76,7 +76,7 @@ async fn tasks_run_on_nats_workers_with_progress_and_cancel() {
     let store = tempfile::tempdir().unwrap();
     let server = nats(&store).await;
     let app = app(&server.url(), ClusterConfig::default()).await;
-    let client = app.client();
+    let client = app.scheduler().client();
     assert_eq!(client.backend_name(), "nats");
     let worker = worker(&server.url(), 2).await;
     wait_for_workers(&client, 2).await;

@@ -258,24 +258,11 @@ enum Workers {
 }
 
 impl Workers {
-    fn client(&self) -> cluster::Client {
+    /// Both schedule with the embedded cluster's scheduler.
+    fn scheduler(&self) -> &EmbeddedCluster {
         match self {
-            Self::Embedded(cluster) => cluster.client(),
-            Self::Nats(cluster) => cluster.client(),
-        }
-    }
-
-    fn drain(&self) {
-        match self {
-            Self::Embedded(cluster) => cluster.drain(),
-            Self::Nats(cluster) => cluster.drain(),
-        }
-    }
-
-    async fn wait_idle(&self, grace: Duration) -> bool {
-        match self {
-            Self::Embedded(cluster) => cluster.wait_idle(grace).await,
-            Self::Nats(cluster) => cluster.wait_idle(grace).await,
+            Self::Embedded(cluster) => cluster,
+            Self::Nats(cluster) => cluster.scheduler(),
         }
     }
 }
@@ -364,11 +351,15 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
 
     let state = AppState {
         leptos_options,
-        cluster: cluster.client(),
+        cluster: cluster.scheduler().client(),
         sessions,
         streams: StreamLimits::new(args.max_streams_per_session, args.max_streams),
         shutdown: Shutdown::default(),
-        dashboard: DashboardFeed::start(cluster.client(), Duration::from_secs(1), args.profiler),
+        dashboard: DashboardFeed::start(
+            cluster.scheduler().client(),
+            Duration::from_secs(1),
+            args.profiler,
+        ),
         dashboard_url,
         metrics,
         started_at_ms: cluster::now_ms(),
@@ -433,8 +424,8 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         "stopping: waiting for running tasks"
     );
     state.shutdown.begin();
-    cluster.drain();
-    if !cluster.wait_idle(grace).await {
+    cluster.scheduler().drain();
+    if !cluster.scheduler().wait_idle(grace).await {
         tracing::info!("tasks still running: they will run again after the next start");
     }
     let _ = stop_serving.send(true);

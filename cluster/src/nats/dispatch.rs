@@ -149,18 +149,9 @@ impl NatsCluster {
         })
     }
 
-    pub fn client(&self) -> crate::Client {
-        self.scheduler.client()
-    }
-
-    /// See [`EmbeddedCluster::drain`].
-    pub fn drain(&self) {
-        self.scheduler.drain();
-    }
-
-    /// See [`EmbeddedCluster::wait_idle`].
-    pub async fn wait_idle(&self, grace: Duration) -> bool {
-        self.scheduler.wait_idle(grace).await
+    /// The scheduler, which is the embedded cluster's: its client, drain and wait.
+    pub fn scheduler(&self) -> &EmbeddedCluster {
+        &self.scheduler
     }
 }
 
