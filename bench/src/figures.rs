@@ -1,0 +1,315 @@
+//! Figures 1–4 of the benchmark, each cluster measured from its own client: the seed's from
+//! Dask's asynchronous `Client` (`bench/dask_client.py`), Offload's from [`cluster::Client`].
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster::nats::{NatsCluster, NatsConfig};
+use cluster::{Client, ClusterConfig, Registry, Submitter, tasks::Fibonacci};
+use serde::{Deserialize, Serialize};
+
+use crate::BenchError;
+
+/// One round's cluster figures, named as in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClusterFigures {
+    pub roundtrip_p50_ms: f64,
+    pub roundtrip_p99_ms: f64,
+    pub tiny_tasks_per_s: f64,
+    pub fib32_ms: f64,
+    pub fib30x8_ms: f64,
+}
+
+impl ClusterFigures {
+    /// The median of each figure over rounds.
+    pub fn median(rounds: &[Self]) -> Option<Self> {
+        let of = |f: fn(&Self) -> f64| median(rounds.iter().map(f).collect());
+        Some(Self {
+            roundtrip_p50_ms: of(|r| r.roundtrip_p50_ms)?,
+            roundtrip_p99_ms: of(|r| r.roundtrip_p99_ms)?,
+            tiny_tasks_per_s: of(|r| r.tiny_tasks_per_s)?,
+            fib32_ms: of(|r| r.fib32_ms)?,
+            fib30x8_ms: of(|r| r.fib30x8_ms)?,
+        })
+    }
+}
+
+/// How much of each figure one round measures.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Round trips of fibonacci(0), after 20 to warm up.
+    pub trips: usize,
+    /// Tiny tasks per throughput run (the 10,000).
+    pub tiny: usize,
+    /// Throughput runs per round (their median counts).
+    pub tiny_runs: usize,
+    /// fibonacci(32) runs per round.
+    pub fib32_runs: usize,
+    /// 8 × fibonacci(30) runs per round.
+    pub fib30x8_runs: usize,
+}
+
+impl Sizes {
+    /// The full benchmark for Offload: more reps than Dask's, as each costs microseconds.
+    pub const OFFLOAD: Self = Self {
+        trips: 2_000,
+        tiny: 10_000,
+        tiny_runs: 5,
+        fib32_runs: 5,
+        fib30x8_runs: 3,
+    };
+    /// The full benchmark for the seed: a Dask round trip costs 10 ms, a tiny task 1 ms.
+    pub const SEED: Self = Self {
+        trips: 300,
+        tiny: 10_000,
+        tiny_runs: 1,
+        fib32_runs: 5,
+        fib30x8_runs: 3,
+    };
+    /// `--smoke`: each figure for about a second, to check that the benchmark still runs.
+    pub const SMOKE: Self = Self {
+        trips: 50,
+        tiny: 1_000,
+        tiny_runs: 1,
+        fib32_runs: 1,
+        fib30x8_runs: 1,
+    };
+}
+
+/// Warm-up round trips before the measured ones.
+const WARMUP: usize = 20;
+
+/// One submitter stands for the seed's one Dask client: admission's per-session caps would
+/// otherwise hold it to 100 waiting and 3 running.
+pub fn cluster_config() -> ClusterConfig {
+    ClusterConfig {
+        workers: 4,
+        queue_capacity: 200_000,
+        max_queued_per_submitter: 200_000,
+        max_running_per_submitter: Some(1_000),
+        ..ClusterConfig::default()
+    }
+}
+
+/// Tasks the benchmark's NATS client hands to JetStream per worker thread: enough to hide
+/// the network's round trip in the throughput run (the app's default is 1, for fairness).
+pub const NATS_IN_FLIGHT_PER_THREAD: usize = 4;
+
+/// Connects to `offload cluster` as one more app server and waits for its 4 worker threads.
+pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {
+    let cluster = NatsCluster::connect(
+        NatsConfig {
+            url: url.to_string(),
+            prefix: "offload".into(),
+            server: format!("bench-{}", std::process::id()),
+            in_flight_per_thread: NATS_IN_FLIGHT_PER_THREAD,
+        },
+        cluster_config(),
+        Registry::default(),
+    )
+    .await
+    .map_err(|e| BenchError::Measure {
+        what: "connecting to the NATS stack".into(),
+        detail: e.to_string(),
+    })?;
+    let client = cluster.scheduler().client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.workers() < 4 * NATS_IN_FLIGHT_PER_THREAD {
+        if Instant::now() > deadline {
+            return Err(BenchError::Measure {
+                what: "the NATS stack".into(),
+                detail: format!(
+                    "{} worker slots after 30 s, 4 threads expected",
+                    client.workers() / NATS_IN_FLIGHT_PER_THREAD
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(cluster)
+}
+
+/// Figures 1–4 on an Offload cluster, through its client.
+pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, BenchError> {
+    let who = Submitter::new("bench");
+    let run = |n: i64| {
+        let client = client.clone();
+        let who = who.clone();
+        async move {
+            let handle = client.submit::<Fibonacci>(n, &who).await.map_err(failed)?;
+            handle.result().await.map_err(failed)
+        }
+    };
+
+    let mut trips = Vec::with_capacity(sizes.trips);
+    for i in 0..WARMUP + sizes.trips {
+        let start = Instant::now();
+        run(0).await?;
+        if i >= WARMUP {
+            trips.push(start.elapsed());
+        }
+    }
+    trips.sort();
+
+    let mut rates = Vec::new();
+    for _ in 0..sizes.tiny_runs {
+        let start = Instant::now();
+        let mut handles = Vec::with_capacity(sizes.tiny);
+        for i in 0..sizes.tiny {
+            handles.push(
+                client
+                    .submit::<Fibonacci>(i as i64 % 10, &who)
+                    .await
+                    .map_err(failed)?,
+            );
+        }
+        for handle in handles {
+            handle.result().await.map_err(failed)?;
+        }
+        rates.push(sizes.tiny as f64 / start.elapsed().as_secs_f64());
+    }
+
+    let mut fib32 = Vec::new();
+    for _ in 0..sizes.fib32_runs {
+        let start = Instant::now();
+        let value = run(32).await?;
+        fib32.push(ms(start.elapsed()));
+        if value != 2_178_309 {
+            return Err(failed(format!("fibonacci(32) = {value}")));
+        }
+    }
+
+    let mut fib30x8 = Vec::new();
+    for _ in 0..sizes.fib30x8_runs {
+        let start = Instant::now();
+        futures_join_all((0..8).map(|_| run(30))).await?;
+        fib30x8.push(ms(start.elapsed()));
+    }
+
+    Ok(ClusterFigures {
+        roundtrip_p50_ms: ms(percentile(&trips, 0.5)),
+        roundtrip_p99_ms: ms(percentile(&trips, 0.99)),
+        tiny_tasks_per_s: median(rates).unwrap_or(0.0),
+        fib32_ms: median(fib32).unwrap_or(0.0),
+        fib30x8_ms: median(fib30x8).unwrap_or(0.0),
+    })
+}
+
+/// Figures 1–4 on the seed's Dask cluster, from a fresh Python process with Dask's client.
+pub fn seed(
+    python: &Path,
+    script: &Path,
+    scheduler: &str,
+    sizes: Sizes,
+) -> Result<ClusterFigures, BenchError> {
+    let output = Command::new(python)
+        .arg(script)
+        .args(["--scheduler", scheduler])
+        .args(["--warmup", &WARMUP.to_string()])
+        .args(["--trips", &sizes.trips.to_string()])
+        .args(["--tiny", &sizes.tiny.to_string()])
+        .args(["--tiny-runs", &sizes.tiny_runs.to_string()])
+        .args(["--fib32-runs", &sizes.fib32_runs.to_string()])
+        .args(["--fib30x8-runs", &sizes.fib30x8_runs.to_string()])
+        .output()
+        .map_err(|source| BenchError::Spawn {
+            what: script.display().to_string(),
+            source,
+        })?;
+    let fail = |detail: String| BenchError::Measure {
+        what: "the Dask client".into(),
+        detail,
+    };
+    if !output.status.success() {
+        return Err(fail(format!(
+            "{}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| fail(format!("{e} in {last:?}")))
+}
+
+/// Runs the futures concurrently and returns the first error, if any.
+async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Result<Vec<T>, BenchError>
+where
+    F: std::future::Future<Output = Result<T, BenchError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.map_err(failed)??);
+    }
+    Ok(out)
+}
+
+fn failed(error: impl std::fmt::Display) -> BenchError {
+    BenchError::Measure {
+        what: "an Offload task".into(),
+        detail: error.to_string(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len().saturating_sub(1)) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The median, the mean of the middle two for an even count; `None` for no values.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn figures_median_takes_each_figure_on_its_own() {
+        let a = ClusterFigures {
+            roundtrip_p50_ms: 1.0,
+            roundtrip_p99_ms: 9.0,
+            tiny_tasks_per_s: 100.0,
+            fib32_ms: 5.0,
+            fib30x8_ms: 50.0,
+        };
+        let b = ClusterFigures {
+            roundtrip_p50_ms: 3.0,
+            roundtrip_p99_ms: 1.0,
+            ..a
+        };
+        let c = ClusterFigures {
+            roundtrip_p50_ms: 2.0,
+            roundtrip_p99_ms: 5.0,
+            tiny_tasks_per_s: 300.0,
+            ..a
+        };
+        let m = ClusterFigures::median(&[a, b, c]).unwrap();
+        assert_eq!((m.roundtrip_p50_ms, m.roundtrip_p99_ms), (2.0, 5.0));
+        assert_eq!(m.tiny_tasks_per_s, 100.0);
+        assert_eq!(ClusterFigures::median(&[]), None);
+    }
+}

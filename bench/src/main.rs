@@ -1,0 +1,258 @@
+//! `offload-bench`: `make bench` runs it, `make bench-readme` rewrites the README's table from
+//! its report. See the library's docs for what it measures and how.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bench::browser::{self, Target};
+use bench::figures::{self, ClusterFigures, Sizes};
+use bench::report::{Machine, Report};
+use bench::stack::{ClusterAccess, Programs, Stack};
+use bench::{BenchError, figures::connect_nats};
+use clap::{Parser, Subcommand};
+use cluster::EmbeddedCluster;
+
+/// The seed's Panel + Dask stack and Offload's two, side by side, in one run.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the stacks, measure them, print the table and write the report (the default).
+    Run(RunArgs),
+    /// Rewrite the README's figures table from a report.
+    Readme {
+        /// The report to read.
+        #[arg(long, default_value = "target/bench/latest.json")]
+        report: PathBuf,
+        /// The README to rewrite between its bench markers.
+        #[arg(long, default_value = "README.md")]
+        readme: PathBuf,
+    },
+}
+
+#[derive(Debug, Parser)]
+struct RunArgs {
+    /// About a second of each Offload figure, to check that the benchmark runs (`make test`).
+    #[arg(long)]
+    smoke: bool,
+    /// Leave the seed's stack out (no Python needed).
+    #[arg(long)]
+    no_seed: bool,
+    /// Rounds of the cluster figures, stacks alternating within each; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Where to write the report.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    out: PathBuf,
+    /// The release offload binary.
+    #[arg(long, default_value = "target/release/offload")]
+    offload: PathBuf,
+    /// The pinned nats-server.
+    #[arg(
+        long,
+        env = "OFFLOAD_NATS_SERVER",
+        default_value = "target/nats/bin/nats-server"
+    )]
+    nats_server: PathBuf,
+    /// The seed's virtualenv's python (`make bench-seed` makes it).
+    #[arg(long, default_value = "target/seed/bin/python")]
+    seed_python: PathBuf,
+    /// The folder of dask_client.py and seed/.
+    #[arg(long, default_value = "bench")]
+    bench_dir: PathBuf,
+    /// The Playwright project.
+    #[arg(long, default_value = "end2end")]
+    end2end: PathBuf,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        Self::parse_from(["run"])
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Readme { report, readme }) => Report::read(&report)
+            .and_then(|r| r.rewrite_readme(&readme))
+            .map(|()| {
+                println!(
+                    "{}: figures table rewritten from {}",
+                    readme.display(),
+                    report.display()
+                )
+            }),
+        Some(Command::Run(args)) => run(args).await,
+        None => run(RunArgs::default()).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("offload-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+async fn run(args: RunArgs) -> Result<(), BenchError> {
+    let programs = Programs {
+        offload: absolute(&args.offload),
+        nats_server: absolute(&args.nats_server),
+        seed_python: absolute(&args.seed_python),
+        seed_dir: absolute(&args.bench_dir.join("seed")),
+    };
+    programs.check_offload()?;
+    if !args.no_seed {
+        programs.check_seed()?;
+    }
+    let (sizes_offload, sizes_seed, rounds, clicks, loads, settle) = if args.smoke {
+        (
+            Sizes::SMOKE,
+            Sizes::SMOKE,
+            1,
+            5,
+            2,
+            Duration::from_millis(500),
+        )
+    } else {
+        (
+            Sizes::OFFLOAD,
+            Sizes::SEED,
+            args.rounds.max(1),
+            50,
+            10,
+            Duration::from_secs(3),
+        )
+    };
+    let out = absolute(&args.out);
+    let logs = out.with_file_name("logs");
+    std::fs::create_dir_all(&logs).map_err(BenchError::io(&logs))?;
+    let data = tempfile::tempdir().map_err(BenchError::io(std::env::temp_dir()))?;
+    let machine = Machine::this();
+    println!(
+        "offload-bench{}: {} cores ({}), {} GB, {}; logs in {}",
+        if args.smoke { " --smoke" } else { "" },
+        machine.cores,
+        machine.cpu,
+        machine.memory_gb,
+        machine.os,
+        logs.display()
+    );
+    let mut report = Report::new(machine, args.smoke);
+
+    let mut stacks = Vec::new();
+    if !args.no_seed {
+        println!("starting the seed: python cluster.py, panel serve app.py");
+        stacks.push(Stack::seed(&programs, &logs).await?);
+    }
+    println!("starting Offload embedded: offload");
+    stacks.push(Stack::embedded(&programs, data.path(), &logs).await?);
+    println!("starting Offload on NATS: offload cluster, offload worker, offload serve --cluster");
+    stacks.push(Stack::nats(&programs, data.path(), &logs).await?);
+
+    let embedded = EmbeddedCluster::start(figures::cluster_config());
+    let nats_url = stacks.iter().find_map(|s| match &s.cluster {
+        ClusterAccess::Nats(url) => Some(url.clone()),
+        _ => None,
+    });
+    let nats = connect_nats(nats_url.as_deref().expect("the NATS stack")).await?;
+
+    // Idle memory first, before any work has grown a heap or a cache.
+    tokio::time::sleep(settle).await;
+    for stack in &stacks {
+        let mb = stack.rss_bytes() as f64 / 1e6;
+        println!(
+            "{}: idle resident memory {:.1} MB ({})",
+            stack.key,
+            mb,
+            stack.process_names().join(", ")
+        );
+        report.set("idle_rss_mb", stack.key, mb);
+    }
+
+    let mut measured: Vec<(&str, Vec<ClusterFigures>)> =
+        stacks.iter().map(|s| (s.key, Vec::new())).collect();
+    for round in 1..=rounds {
+        for (stack, (key, results)) in stacks.iter().zip(measured.iter_mut()) {
+            let figures = match &stack.cluster {
+                ClusterAccess::Dask(scheduler) => {
+                    let (python, script, scheduler) = (
+                        programs.seed_python.clone(),
+                        absolute(&args.bench_dir.join("dask_client.py")),
+                        scheduler.clone(),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        figures::seed(&python, &script, &scheduler, sizes_seed)
+                    })
+                    .await
+                    .expect("the Dask client's thread")?
+                }
+                ClusterAccess::Embedded => {
+                    figures::offload(&embedded.client(), sizes_offload).await?
+                }
+                ClusterAccess::Nats(_) => {
+                    figures::offload(&nats.scheduler().client(), sizes_offload).await?
+                }
+            };
+            println!(
+                "round {round}/{rounds}, {key}: round trip p50 {:.4} ms, p99 {:.4} ms; {:.0} tiny tasks/s; fibonacci(32) {:.1} ms; 8 × fibonacci(30) {:.1} ms",
+                figures.roundtrip_p50_ms,
+                figures.roundtrip_p99_ms,
+                figures.tiny_tasks_per_s,
+                figures.fib32_ms,
+                figures.fib30x8_ms
+            );
+            results.push(figures);
+        }
+    }
+    for (key, results) in &measured {
+        if let Some(m) = ClusterFigures::median(results) {
+            report.set("roundtrip_p50_ms", key, m.roundtrip_p50_ms);
+            report.set("roundtrip_p99_ms", key, m.roundtrip_p99_ms);
+            report.set("tiny_tasks_per_s", key, m.tiny_tasks_per_s);
+            report.set("fib32_ms", key, m.fib32_ms);
+            report.set("fib30x8_ms", key, m.fib30x8_ms);
+        }
+    }
+
+    println!("browser: {clicks} clicks and {loads} cold loads per app, the apps alternating");
+    let targets: Vec<Target> = stacks
+        .iter()
+        .map(|s| Target {
+            key: s.key.to_string(),
+            url: s.url.clone(),
+            kind: s.page,
+        })
+        .collect();
+    let pages = tokio::task::spawn_blocking({
+        let end2end = absolute(&args.end2end);
+        let out = out.with_file_name("browser.json");
+        move || browser::measure(&end2end, &targets, clicks, loads, &out)
+    })
+    .await
+    .expect("the browser's thread")?;
+    for (key, page) in &pages {
+        report.set("click_to_line_ms", key, page.click_to_line_ms);
+        report.set("page_first_byte_ms", key, page.first_byte_ms);
+        report.set("page_dom_loaded_ms", key, page.dom_loaded_ms);
+        report.set("page_interactive_ms", key, page.interactive_ms);
+    }
+
+    drop(nats);
+    drop(stacks);
+    report.write(&out)?;
+    println!("\n{}\nwritten to {}", report.markdown(), out.display());
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `make bench` cannot rot: in `make test`, a `--smoke` run (about a second of each figure)
+//! starts both Offload stacks, drives chromium, and writes a report of the right shape. The
+//! seed's Python stack is left out (`--no-seed`): it is set up by `make bench` only.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The report's keys, written out again here so that a renamed key fails this test.
+const FIGURES: [&str; 10] = [
+    "roundtrip_p50_ms",
+    "roundtrip_p99_ms",
+    "tiny_tasks_per_s",
+    "fib32_ms",
+    "fib30x8_ms",
+    "click_to_line_ms",
+    "page_first_byte_ms",
+    "page_dom_loaded_ms",
+    "page_interactive_ms",
+    "idle_rss_mb",
+];
+
+#[test]
+fn a_smoke_run_measures_every_offload_figure() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let offload = root.join("target/release/offload");
+    assert!(
+        offload.exists(),
+        "{} is missing: run `make build` first",
+        offload.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("latest.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_offload-bench"))
+        .current_dir(&root)
+        // The Playwright runner is found through end2end's node_modules, as in the Makefile.
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root.join("end2end/node_modules/.bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .args(["run", "--smoke", "--no-seed", "--out"])
+        .arg(&out)
+        .output()
+        .expect("offload-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "offload-bench --smoke failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("| figure |"), "no table printed:\n{stdout}");
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for key in FIGURES {
+        let entry = report[key]
+            .as_object()
+            .unwrap_or_else(|| panic!("no `{key}` in {report:#}"));
+        for stack in ["offload_embedded", "offload_nats"] {
+            let value = entry[stack]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no `{key}.{stack}` in {report:#}"));
+            assert!(value > 0.0, "{key}.{stack} = {value}");
+        }
+        assert!(entry.get("seed").is_none(), "the seed was left out");
+    }
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["memory_gb"].as_f64().unwrap() > 0.0);
+    assert!(!report["machine"]["os"].as_str().unwrap().is_empty());
+    assert!(report["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(report["smoke"], true);
+}
