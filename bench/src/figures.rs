@@ -92,9 +92,10 @@ pub fn cluster_config() -> ClusterConfig {
     }
 }
 
-/// Tasks the benchmark's NATS client hands to JetStream per worker thread: enough to hide
-/// the network's round trip in the throughput run (the app's default is 1, for fairness).
-pub const NATS_IN_FLIGHT_PER_THREAD: usize = 4;
+/// Tasks the benchmark's NATS client hands to JetStream per worker thread
+/// (`--in-flight-per-thread`): enough for the throughput run's tiny tasks to travel in
+/// batches (the app's default is 1, for fairness).
+pub const NATS_IN_FLIGHT_PER_THREAD: usize = 32;
 
 /// Connects to `offload cluster` as one more app server and waits for its 4 worker threads.
 pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {

@@ -251,6 +251,8 @@ struct Job {
     queued_at: Instant,
     /// Expected to finish within the short-task bound.
     short: bool,
+    /// What the task said it expects to take, if it knows.
+    expected: Option<Duration>,
     cancel: Arc<AtomicBool>,
     progress: watch::Sender<f64>,
     reply: oneshot::Sender<Reply>,
@@ -388,6 +390,7 @@ impl Shared {
             submitter: submitter.clone(),
             queued_at: Instant::now(),
             short: expected.is_some_and(|d| d <= self.limits.short_task),
+            expected,
             cancel: cancel.clone(),
             progress: progress_tx,
             reply: reply_tx,
@@ -680,7 +683,14 @@ fn run_job(shared: &Shared, worker: usize, job: Job) {
     let ctx = TaskContext::new(&job.cancel, &publish);
     let outcome = catch_unwind(AssertUnwindSafe(|| match &shared.executor {
         Executor::Local => shared.registry.run(&job.name, job.input, &ctx),
-        Executor::Remote(dispatch) => dispatch.run(job.id, &job.name, job.input, &job.cancel, &ctx),
+        Executor::Remote(dispatch) => dispatch.run(
+            job.id,
+            &job.name,
+            job.input,
+            job.expected,
+            &job.cancel,
+            &ctx,
+        ),
     }))
     .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
     // The watchdog and a shutdown stop tasks through their cancel flag, but nobody cancelled

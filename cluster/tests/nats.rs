@@ -34,12 +34,16 @@ async fn nats(store: &tempfile::TempDir) -> LocalNats {
 }
 
 async fn app(url: &str, config: ClusterConfig) -> NatsCluster {
+    app_with(url, config, 1).await
+}
+
+async fn app_with(url: &str, config: ClusterConfig, in_flight_per_thread: usize) -> NatsCluster {
     NatsCluster::connect(
         NatsConfig {
             url: url.into(),
             prefix: "t".into(),
             server: "app".into(),
-            in_flight_per_thread: 1,
+            in_flight_per_thread,
         },
         config,
         Registry::default(),
@@ -102,4 +106,49 @@ async fn tasks_run_on_nats_workers_with_progress_and_cancel() {
     worker.stop(Duration::from_secs(1)).await;
     drop(app);
     server.stop().await;
+}
+
+/// With many tasks in flight, quick tasks handed over together travel in one message: far
+/// fewer work messages than tasks, and every task still answered with its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_quick_tasks_travels_in_batches() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = nats(&store).await;
+    // One worker process per test process: workers are named after their process.
+    let worker = worker(&nats.url(), 4).await;
+    let config = ClusterConfig {
+        queue_capacity: 10_000,
+        max_queued_per_submitter: 10_000,
+        max_running_per_submitter: Some(1_000),
+        ..ClusterConfig::default()
+    };
+    let app = app_with(&nats.url(), config, 32).await;
+    let client = app.scheduler().client();
+    wait_for_workers(&client, 4 * 32).await;
+    let who = Submitter::new("flood");
+    let mut handles = Vec::new();
+    for i in 0..2_000_u64 {
+        let n = i % 20;
+        handles.push((n, client.submit::<Fibonacci>(n as i64, &who).await.unwrap()));
+    }
+    for (n, handle) in handles {
+        assert_eq!(handle.result().await.unwrap(), fib(n));
+    }
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let messages = js
+        .get_stream("t_work")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .last_sequence;
+    assert!(
+        messages <= 1_000,
+        "{messages} work messages carried 2,000 quick tasks"
+    );
+    drop(app);
+    worker.stop(Duration::from_secs(2)).await;
+    nats.stop().await;
 }

@@ -107,7 +107,9 @@ async fn a_worker_killed_mid_run_loses_nothing_and_leaves_the_dashboard() {
     let data = tempfile::tempdir().unwrap();
     let (_dashboard, dashboard_port) = dashboard(&nats, &data);
     let mut doomed = worker(&nats, 2);
-    let server = Server::start(&["--cluster", &nats.url()]).await;
+    // 8 tasks in flight per worker thread: quick tasks travel in batches, and the batches the
+    // doomed worker held die with it.
+    let server = Server::start(&["--cluster", &nats.url(), "--in-flight-per-thread", "8"]).await;
 
     // A long task that is certainly on the doomed worker: it is the only one yet.
     let long = Session::new();

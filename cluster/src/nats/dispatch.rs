@@ -11,6 +11,7 @@ use async_nats::jetstream::{consumer, message::PublishMessage};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::Value;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use super::wire::{CancelItem, ProgressItem, ResultItem, ServerReport, WorkItem, task_key};
@@ -33,6 +34,14 @@ pub struct NatsConfig {
     /// network's round trip for streams of tiny tasks, at the cost of that fairness.
     pub in_flight_per_thread: usize,
 }
+
+/// Tasks expected to take at most this long all together travel to a worker in one message:
+/// a flood of tiny tasks costs JetStream a message per batch, not per task. A task expected to
+/// take longer, or that cannot say, travels alone, so a batch never keeps real work waiting
+/// on one worker while another is idle.
+const BATCH_COST: Duration = Duration::from_millis(20);
+/// Tasks per work message, at most.
+const BATCH_MAX: usize = 64;
 
 /// How often the workers' heartbeats are read and the dashboard's report is sent.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
@@ -58,6 +67,41 @@ pub(crate) struct Dispatch {
     time_limit_ms: Option<u64>,
     waiting: Mutex<HashMap<TaskId, mpsc::Sender<Note>>>,
     closed: AtomicBool,
+    /// To the task that publishes work ([`Dispatch::publish_work`]).
+    outbox: UnboundedSender<Outgoing>,
+}
+
+/// Gathers `first` and the tasks already waiting behind it that may travel with it: only
+/// tasks that say they are quick, [`BATCH_MAX`] at most, expected to take [`BATCH_COST`] at
+/// most all together. The first that may not is returned, to start the next batch.
+fn gather<T>(
+    first: T,
+    expected: impl Fn(&T) -> Option<Duration>,
+    mut waiting: impl FnMut() -> Option<T>,
+) -> (Vec<T>, Option<T>) {
+    let Some(mut cost) = expected(&first).filter(|cost| *cost <= BATCH_COST) else {
+        return (vec![first], None);
+    };
+    let mut batch = vec![first];
+    while batch.len() < BATCH_MAX {
+        let Some(more) = waiting() else { break };
+        match expected(&more).map(|e| cost + e) {
+            Some(total) if total <= BATCH_COST => {
+                cost = total;
+                batch.push(more);
+            }
+            _ => return (batch, Some(more)),
+        }
+    }
+    (batch, None)
+}
+
+/// A task on its way to the work queue.
+struct Outgoing {
+    item: WorkItem,
+    expected: Option<Duration>,
+    cancel: Arc<AtomicBool>,
+    tx: mpsc::Sender<Note>,
 }
 
 /// What a scheduler thread waiting on a remote task hears.
@@ -100,6 +144,7 @@ impl NatsCluster {
             .subscribe(conn.names.progress_subject(&nats.server))
             .await
             .map_err(|e| super::setup_error("the progress subscription".into(), e))?;
+        let (outbox, outgoing) = unbounded_channel();
         let dispatch = Arc::new(Dispatch {
             runtime: tokio::runtime::Handle::current(),
             conn,
@@ -109,6 +154,7 @@ impl NatsCluster {
             time_limit_ms: config.task_time_limit.map(|l| l.as_millis() as u64),
             waiting: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            outbox,
         });
         // Workers drop what an earlier start of this server left running or queued: it runs
         // those tasks again itself.
@@ -132,6 +178,7 @@ impl NatsCluster {
         let shared = Arc::downgrade(scheduler.shared());
         let per_thread = nats.in_flight_per_thread.max(1);
         let tasks = vec![
+            tokio::spawn(dispatch.clone().publish_work(outgoing)),
             tokio::spawn(dispatch.clone().listen_results(results)),
             tokio::spawn(dispatch.clone().listen_progress(progress)),
             tokio::spawn(dispatch.clone().follow_workers(shared, per_thread)),
@@ -172,6 +219,7 @@ impl Dispatch {
         id: TaskId,
         name: &str,
         input: Value,
+        expected: Option<Duration>,
         cancel: &Arc<AtomicBool>,
         ctx: &TaskContext<'_>,
     ) -> Result<Value, TaskError> {
@@ -190,8 +238,16 @@ impl Dispatch {
             catalogue: self.catalogue.clone(),
             time_limit_ms: self.time_limit_ms,
         };
-        self.runtime
-            .spawn(self.clone().hand_over(item, cancel.clone(), tx));
+        let outgoing = Outgoing {
+            item,
+            expected,
+            cancel: cancel.clone(),
+            tx,
+        };
+        if self.outbox.send(outgoing).is_err() {
+            self.waiting.lock().remove(&id);
+            return Err(stopped());
+        }
         let outcome = loop {
             match rx.recv() {
                 Ok(Note::Progress(fraction)) => ctx.report_progress(fraction),
@@ -222,34 +278,55 @@ impl Dispatch {
         }
     }
 
-    /// Publishes the task on the work queue, retrying while NATS is away (the message id makes
+    /// Gathers the tasks the scheduler lets start into work messages and publishes them, one
+    /// message at a time: while one is on its way, the next batch forms.
+    async fn publish_work(self: Arc<Self>, mut outbox: UnboundedReceiver<Outgoing>) {
+        let mut next = None;
+        loop {
+            let first = match next.take() {
+                Some(first) => first,
+                None => match outbox.recv().await {
+                    Some(first) => first,
+                    None => return,
+                },
+            };
+            let (batch, rest) = gather(first, |o| o.expected, || outbox.try_recv().ok());
+            next = rest;
+            self.hand_over(batch).await;
+        }
+    }
+
+    /// Publishes a batch on the work queue, retrying while NATS is away (the message id makes
     /// a retry count once); a task cancelled before it got there ends here.
-    async fn hand_over(
-        self: Arc<Self>,
-        item: WorkItem,
-        cancel: Arc<AtomicBool>,
-        tx: mpsc::Sender<Note>,
-    ) {
-        let key = item.key();
-        let payload: bytes::Bytes = match serde_json::to_vec(&item) {
-            Ok(payload) => payload.into(),
-            Err(error) => {
-                let _ = tx.send(Note::Done(Err(TaskError::Failed(format!(
-                    "encoding: {error}"
-                )))));
-                return;
-            }
-        };
+    async fn hand_over(&self, mut batch: Vec<Outgoing>) {
         let subject = self.conn.names.work_subject();
         let mut warned = false;
         loop {
-            if cancel.load(Ordering::Relaxed) {
-                let _ = tx.send(Note::Done(Err(TaskError::Cancelled)));
+            batch.retain(|outgoing| {
+                let cancelled = outgoing.cancel.load(Ordering::Relaxed);
+                if cancelled {
+                    let _ = outgoing.tx.send(Note::Done(Err(TaskError::Cancelled)));
+                }
+                !cancelled
+            });
+            let Some(first) = batch.first() else {
                 return;
-            }
+            };
+            let items: Vec<&WorkItem> = batch.iter().map(|outgoing| &outgoing.item).collect();
+            let payload: bytes::Bytes = match serde_json::to_vec(&items) {
+                Ok(payload) => payload.into(),
+                Err(error) => {
+                    for outgoing in &batch {
+                        let _ = outgoing.tx.send(Note::Done(Err(TaskError::Failed(format!(
+                            "encoding: {error}"
+                        )))));
+                    }
+                    return;
+                }
+            };
             let publish = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&key);
+                .payload(payload)
+                .message_id(first.item.key());
             let error = match self.conn.js.send_publish(subject.clone(), publish).await {
                 Ok(ack) => match ack.await {
                     Ok(_) => return,
@@ -258,7 +335,7 @@ impl Dispatch {
                 Err(error) => error.to_string(),
             };
             if !warned {
-                tracing::warn!(%error, task = %item.task, "NATS did not take a task: retrying");
+                tracing::warn!(%error, tasks = batch.len(), "NATS did not take a task: retrying");
                 warned = true;
             }
             tokio::time::sleep(RETRY_EVERY).await;
@@ -303,15 +380,16 @@ impl Dispatch {
                         break;
                     }
                 };
-                match serde_json::from_slice::<ResultItem>(&message.payload) {
+                match serde_json::from_slice::<Vec<ResultItem>>(&message.payload) {
                     // A task that ran twice (its first worker was slow to ack) is answered
                     // once: the second result finds nobody waiting.
-                    Ok(result) if result.boot == self.boot => {
-                        tracing::debug!(task = %result.task, worker = %result.worker, "result");
-                        self.deliver(result.task, Note::Done(result.outcome));
+                    Ok(results) => {
+                        for result in results.into_iter().filter(|r| r.boot == self.boot) {
+                            tracing::debug!(task = %result.task, worker = %result.worker, "result");
+                            self.deliver(result.task, Note::Done(result.outcome));
+                        }
                     }
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "a result that does not decode"),
+                    Err(error) => tracing::warn!(%error, "results that do not decode"),
                 }
                 let _ = message.ack().await;
             }
@@ -373,4 +451,39 @@ impl Dispatch {
 
 fn stopped() -> TaskError {
     TaskError::Lost("the app server stopped before its result came".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(ms: u64) -> Option<Duration> {
+        Some(Duration::from_millis(ms))
+    }
+
+    fn gather_all(tasks: Vec<Option<Duration>>) -> Vec<usize> {
+        let mut queue = tasks.into_iter();
+        let mut sizes = Vec::new();
+        let mut next = queue.next();
+        while let Some(first) = next.take() {
+            let (batch, rest) = gather(first, |t| *t, || queue.next());
+            sizes.push(batch.len());
+            next = rest.or_else(|| queue.next());
+        }
+        sizes
+    }
+
+    #[test]
+    fn quick_tasks_travel_together_up_to_the_cost_and_the_count() {
+        assert_eq!(gather_all(vec![ms(0); 150]), vec![64, 64, 22]);
+        assert_eq!(gather_all(vec![ms(5); 10]), vec![4, 4, 2]);
+        assert_eq!(gather_all(vec![ms(15), ms(5), ms(1)]), vec![2, 1]);
+    }
+
+    #[test]
+    fn long_and_unknown_tasks_travel_alone() {
+        assert_eq!(gather_all(vec![ms(0), ms(21), ms(0), ms(0)]), vec![1, 1, 2]);
+        assert_eq!(gather_all(vec![None, ms(0), None, ms(0)]), vec![1, 1, 1, 1]);
+        assert_eq!(gather_all(vec![ms(500), ms(0), ms(0)]), vec![1, 2]);
+    }
 }

@@ -6,9 +6,10 @@
 //! never sit in JetStream in front of another session's one. What NATS carries:
 //!
 //! - **work**: a work-queue stream that every worker pulls from through one durable consumer,
-//!   one message per free thread; explicit acks, in-progress acks while a task runs, and
-//!   redelivery after [`ACK_WAIT`] when a worker dies. The fourth delivery is not run: it
-//!   fails as `lost: its worker died 3 times` (Dask's `allowed-failures`);
+//!   one message per free thread; a message carries one task, or several quick ones handed
+//!   over at the same moment. Explicit acks, in-progress acks while a message is worked on,
+//!   and redelivery after [`ACK_WAIT`] when a worker dies. The fourth delivery is not run: its
+//!   tasks fail as `lost: its worker died 3 times` (Dask's `allowed-failures`);
 //! - **results**: a stream with one durable consumer per app server, so results published
 //!   while that server was cut off from NATS still reach it;
 //! - **progress** and **cancels**: plain subjects (progress may be dropped; a cancel reaches
@@ -41,7 +42,7 @@ pub use worker::{NatsWorker, WorkerConfig};
 /// A running task must be acknowledged (in-progress acks count) this often, or JetStream
 /// gives it to another worker: the time a dead worker's task waits before it runs again.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
-/// How often a running task tells JetStream that it is still in progress.
+/// How often a worker tells JetStream that a message's tasks are still in progress.
 const IN_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Deliveries of one task that may die with their worker before it fails as lost.
 pub const MAX_DELIVERIES: i64 = 3;

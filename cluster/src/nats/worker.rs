@@ -49,6 +49,7 @@ pub struct NatsWorker {
     pulling: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     cancels: JoinHandle<()>,
+    storing: JoinHandle<()>,
 }
 
 struct State {
@@ -66,12 +67,52 @@ struct State {
     stopping: AtomicBool,
     /// Results being stored: a stop waits for them.
     storing: AtomicUsize,
+    /// To the task that stores results ([`State::publish_results`]).
+    finished: mpsc::UnboundedSender<Finished>,
     /// One OS thread per slot runs its tasks (named like the embedded workers, so that the
     /// dashboard's profile view finds them).
     runners: Vec<std::sync::mpsc::Sender<Work>>,
 }
 
 type Work = Box<dyn FnOnce() + Send>;
+
+/// One work message and the tasks it carries: acked once every one of their results is stored.
+struct Delivery {
+    message: Message,
+    /// How many times JetStream has delivered it (its tasks') worker died before.
+    delivered: i64,
+    /// Its tasks whose results are not stored yet.
+    unfinished: AtomicUsize,
+}
+
+impl Delivery {
+    /// Tells JetStream every second that the message is still being worked on, so that a
+    /// long task, or tasks waiting here for a thread, are not given to another worker.
+    async fn keep_in_progress(self: Arc<Self>) {
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + IN_PROGRESS_EVERY,
+            IN_PROGRESS_EVERY,
+        );
+        loop {
+            tick.tick().await;
+            if self.unfinished.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let _ = self.message.ack_with(AckKind::Progress).await;
+        }
+    }
+}
+
+/// A task's result on its way to the results stream.
+struct Finished {
+    subject: String,
+    key: String,
+    result: ResultItem,
+    delivery: Arc<Delivery>,
+}
+
+/// Results per results message, at most.
+const RESULTS_MAX: usize = 64;
 
 fn runner(slot: usize) -> std::sync::mpsc::Sender<Work> {
     let (tx, rx) = std::sync::mpsc::channel::<Work>();
@@ -95,6 +136,7 @@ impl NatsWorker {
         let conn = Connection::open(&config.url, names, "worker").await?;
         let work = conn.work_consumer().await?;
         let threads = config.threads.max(1);
+        let (finished, to_store) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             conn,
             work,
@@ -107,6 +149,7 @@ impl NatsWorker {
             probe: Mutex::new(ProcessProbe::new()),
             stopping: AtomicBool::new(false),
             storing: AtomicUsize::new(0),
+            finished,
             runners: (0..threads).map(runner).collect(),
         });
         // Heard before the first task can be pulled, so no cancel is missed.
@@ -122,6 +165,7 @@ impl NatsWorker {
         state.beat().await;
         let cancels = tokio::spawn(state.clone().listen_cancels(cancels));
         let heartbeat = tokio::spawn(state.clone().heartbeat());
+        let storing = tokio::spawn(state.clone().publish_results(to_store));
         let pulling = tokio::spawn(state.clone().pull(threads));
         tracing::info!(
             worker = %this_process().name,
@@ -134,6 +178,7 @@ impl NatsWorker {
             pulling,
             heartbeat,
             cancels,
+            storing,
         })
     }
 
@@ -160,6 +205,7 @@ impl NatsWorker {
         }
         self.heartbeat.abort();
         self.cancels.abort();
+        self.storing.abort();
         let _ = self.state.conn.workers.delete(&this_process().name).await;
         let _ = self.state.conn.client.flush().await;
         tracing::info!(worker = %this_process().name, "worker left the cluster");
@@ -241,11 +287,12 @@ impl State {
         *known == boot
     }
 
-    /// Keeps exactly one pull request of one task open at JetStream per idle thread, all on
-    /// one inbox: no worker holds a task it cannot start while another sits idle, and a task
-    /// costs one request, not a subscription. Requests are served oldest first, so a message
-    /// or an expiry answers the oldest; one whose answer never came (NATS restarted) is
-    /// forgotten after its expiry and asked again.
+    /// Keeps exactly one pull request of one message open at JetStream per idle thread, all
+    /// on one inbox, while no task waits here: no worker holds work it cannot start while
+    /// another sits idle, and a message costs one request, not a subscription. A message may
+    /// carry several quick tasks (the app server batches them); they wait here for a thread.
+    /// Requests are served oldest first, so a message or an expiry answers the oldest; one
+    /// whose answer never came (NATS restarted) is forgotten after its expiry and asked again.
     async fn pull(self: Arc<Self>, threads: usize) {
         let client = &self.conn.client;
         let inbox = async_nats::Subject::from(client.new_inbox());
@@ -260,14 +307,25 @@ impl State {
         };
         let (freed_tx, mut freed) = mpsc::unbounded_channel::<usize>();
         let mut idle: Vec<usize> = (0..threads).rev().collect();
+        let mut waiting: VecDeque<(Arc<Delivery>, WorkItem)> = VecDeque::new();
         let mut open: VecDeque<tokio::time::Instant> = VecDeque::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
+            while !waiting.is_empty()
+                && let Some(slot) = idle.pop()
+                && let Some((delivery, item)) = waiting.pop_front()
+            {
+                let (state, freed_tx) = (self.clone(), freed_tx.clone());
+                tokio::spawn(async move {
+                    state.handle(slot, delivery, item).await;
+                    let _ = freed_tx.send(slot);
+                });
+            }
             let stopping = self.stopping.load(Ordering::Relaxed);
-            if stopping && idle.len() == threads {
+            if stopping && idle.len() == threads && waiting.is_empty() {
                 return;
             }
-            while !stopping && open.len() < idle.len() {
+            while !stopping && waiting.is_empty() && open.len() < idle.len() {
                 let request = BatchConfig {
                     batch: 1,
                     expires: Some(PULL_EXPIRES),
@@ -288,16 +346,30 @@ impl State {
                         continue;
                     }
                     let message = Message { message: answer, context: self.conn.js.clone() };
-                    let Some(slot) = idle.pop().filter(|_| !stopping) else {
-                        // Stopping: straight back to the queue for another worker.
+                    if stopping {
+                        // Straight back to the queue for another worker.
                         let _ = message.ack_with(AckKind::Nak(None)).await;
                         continue;
+                    }
+                    let items: Vec<WorkItem> = match serde_json::from_slice(&message.payload) {
+                        Ok(items) => items,
+                        Err(error) => {
+                            tracing::warn!(%error, "work that does not decode: dropped");
+                            let _ = message.ack_with(AckKind::Term).await;
+                            continue;
+                        }
                     };
-                    let (state, freed_tx) = (self.clone(), freed_tx.clone());
-                    tokio::spawn(async move {
-                        state.handle(slot, message).await;
-                        let _ = freed_tx.send(slot);
+                    if items.is_empty() {
+                        let _ = message.ack().await;
+                        continue;
+                    }
+                    let delivery = Arc::new(Delivery {
+                        delivered: message.info().map_or(1, |info| info.delivered),
+                        unfinished: AtomicUsize::new(items.len()),
+                        message,
                     });
+                    tokio::spawn(delivery.clone().keep_in_progress());
+                    waiting.extend(items.into_iter().map(|item| (delivery.clone(), item)));
                 }
                 _ = tick.tick() => {
                     let now = tokio::time::Instant::now();
@@ -309,19 +381,10 @@ impl State {
         }
     }
 
-    async fn handle(self: &Arc<Self>, slot: usize, message: Message) {
-        let item: WorkItem = match serde_json::from_slice(&message.payload) {
-            Ok(item) => item,
-            Err(error) => {
-                tracing::warn!(%error, "a work item that does not decode: dropped");
-                let _ = message.ack_with(AckKind::Term).await;
-                return;
-            }
-        };
-        let delivered = message.info().map_or(1, |info| info.delivered);
+    async fn handle(self: &Arc<Self>, slot: usize, delivery: Arc<Delivery>, item: WorkItem) {
         let key = item.key();
-        if delivered > 1 {
-            tracing::warn!(task = %key, delivered, "running a task whose worker stopped answering");
+        if delivery.delivered > 1 {
+            tracing::warn!(task = %key, delivered = delivery.delivered, "running a task whose worker stopped answering");
         }
         let early_cancel = self.early_cancels.lock().1.remove(&key);
         // A task of an earlier start of its server: that server runs it again itself.
@@ -329,61 +392,87 @@ impl State {
         let outcome = match refusal(
             &item,
             &self.catalogue,
-            delivered,
+            delivery.delivered,
             early_cancel || superseded,
         ) {
             Some(error) => Err(error),
-            None => self.run(slot, &item, &key, &message).await,
+            None => self.run(slot, &item, &key).await,
         };
-        let result = ResultItem {
-            boot: item.boot,
-            task: item.task,
-            outcome,
-            worker: this_process().name.clone(),
+        let finished = Finished {
+            subject: self.conn.names.results_subject(&item.server),
+            key,
+            result: ResultItem {
+                boot: item.boot,
+                task: item.task,
+                outcome,
+                worker: this_process().name.clone(),
+            },
+            delivery,
         };
-        let payload: bytes::Bytes = match serde_json::to_vec(&result) {
-            Ok(payload) => payload.into(),
-            Err(error) => {
-                tracing::error!(%error, "a result that does not encode");
-                return;
-            }
-        };
-        let subject = self.conn.names.results_subject(&item.server);
-        // Stored by JetStream while this thread pulls its next task; the work is acked only
-        // once its result is stored.
+        // Stored by JetStream while this thread runs its next task.
         self.storing.fetch_add(1, Ordering::Relaxed);
-        let state = self.clone();
-        tokio::spawn(async move {
-            state.store_result(subject, payload, key, message).await;
-            state.storing.fetch_sub(1, Ordering::Relaxed);
-        });
+        if self.finished.send(finished).is_err() {
+            self.storing.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
-    /// Publishes a result until JetStream has it (if NATS is away, it keeps trying; the message
-    /// id makes a repeated publish count once), then acks the work.
-    async fn store_result(
-        &self,
-        subject: String,
-        payload: bytes::Bytes,
-        key: String,
-        message: Message,
-    ) {
-        loop {
-            let publish = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&key);
-            match self.conn.js.send_publish(subject.clone(), publish).await {
-                Ok(ack) => match ack.await {
-                    Ok(_) => break,
-                    Err(error) => tracing::debug!(%error, "result not stored yet"),
-                },
-                Err(error) => tracing::debug!(%error, "result not sent yet"),
+    /// Stores results as they come, those finished meanwhile together, one message per app
+    /// server; a work message is acked once all its results are stored.
+    async fn publish_results(self: Arc<Self>, mut finished: mpsc::UnboundedReceiver<Finished>) {
+        while let Some(first) = finished.recv().await {
+            let mut by_server: HashMap<String, Vec<Finished>> = HashMap::new();
+            by_server
+                .entry(first.subject.clone())
+                .or_default()
+                .push(first);
+            for _ in 1..RESULTS_MAX {
+                let Ok(more) = finished.try_recv() else {
+                    break;
+                };
+                by_server
+                    .entry(more.subject.clone())
+                    .or_default()
+                    .push(more);
             }
-            tokio::time::sleep(RETRY_EVERY).await;
+            for (subject, group) in by_server {
+                self.store_results(subject, group).await;
+            }
         }
-        if let Err(error) = message.ack().await {
-            // It will be delivered again and its result, a duplicate, ignored.
-            tracing::debug!(%error, "ack not sent");
+    }
+
+    /// Publishes results until JetStream has them (if NATS is away, it keeps trying; the message
+    /// id makes a repeated publish count once), then acks the work messages they complete.
+    async fn store_results(&self, subject: String, group: Vec<Finished>) {
+        let results: Vec<&ResultItem> = group.iter().map(|f| &f.result).collect();
+        match serde_json::to_vec(&results) {
+            Ok(payload) => {
+                let payload = bytes::Bytes::from(payload);
+                let id = format!("{}+{}", group[0].key, group.len());
+                loop {
+                    let publish = PublishMessage::build()
+                        .payload(payload.clone())
+                        .message_id(&id);
+                    match self.conn.js.send_publish(subject.clone(), publish).await {
+                        Ok(ack) => match ack.await {
+                            Ok(_) => break,
+                            Err(error) => tracing::debug!(%error, "results not stored yet"),
+                        },
+                        Err(error) => tracing::debug!(%error, "results not sent yet"),
+                    }
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+            }
+            // Not acked: the work runs again elsewhere.
+            Err(error) => tracing::error!(%error, "results that do not encode"),
+        }
+        for finished in group {
+            if finished.delivery.unfinished.fetch_sub(1, Ordering::AcqRel) == 1
+                && let Err(error) = finished.delivery.message.ack().await
+            {
+                // It will be delivered again and its results, duplicates, ignored.
+                tracing::debug!(%error, "ack not sent");
+            }
+            self.storing.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -392,7 +481,6 @@ impl State {
         slot: usize,
         item: &WorkItem,
         key: &str,
-        message: &Message,
     ) -> Result<serde_json::Value, TaskError> {
         let cancel = Arc::new(AtomicBool::new(false));
         self.running.lock().insert(key.to_owned(), cancel.clone());
@@ -423,11 +511,6 @@ impl State {
         if self.runners[slot].send(work).is_err() {
             return Err(TaskError::Lost("its worker thread is gone".into()));
         }
-        // Not `interval`, whose first tick waits for the timer wheel's next millisecond.
-        let mut in_progress = tokio::time::interval_at(
-            tokio::time::Instant::now() + IN_PROGRESS_EVERY,
-            IN_PROGRESS_EVERY,
-        );
         let progress_subject = self.conn.names.progress_subject(&item.server);
         let deadline = item
             .time_limit_ms
@@ -441,9 +524,6 @@ impl State {
                 }
                 outcome = &mut job => {
                     break outcome.unwrap_or_else(|_| Err(TaskError::Lost("its worker thread is gone".into())));
-                }
-                _ = in_progress.tick() => {
-                    let _ = message.ack_with(AckKind::Progress).await;
                 }
                 Ok(()) = progress.changed() => {
                     let update = ProgressItem {
