@@ -6,7 +6,6 @@ pub mod components;
 pub mod dashboard;
 mod error;
 pub mod live;
-pub mod model;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::{PageUpdate, QueuedTask, TerminalLine};
+use model::page::{PageUpdate, QueuedTask, TerminalLine};
 
 /// Where the live stream stands, as the page shows it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -220,7 +220,7 @@ pub fn js_sys_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Outcome, TaskStatus};
+    use model::page::{Outcome, TaskStatus};
 
     fn task(id: u64, progress: f64) -> QueuedTask {
         QueuedTask {

@@ -6,22 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Submitter, TaskError, TaskId};
 
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskState {
-    Queued,
-    Running,
-    Finished,
-    Failed,
-    Cancelled,
-}
-
-impl TaskState {
-    pub fn is_done(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
-    }
-}
+pub use model::TaskState;
 
 /// Something that happened to one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

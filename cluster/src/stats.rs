@@ -6,13 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Submitter, TaskId, TaskState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerState {
-    Idle,
-    Busy,
-    Stopped,
-}
+pub use model::{Totals, WorkerState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStats {
@@ -82,29 +76,6 @@ impl GroupStats {
         self.compute_ms += other.compute_ms;
         self.input_bytes += other.input_bytes;
         self.output_bytes += other.output_bytes;
-    }
-}
-
-/// Task counts: `queued` and `running` now, the rest since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    pub submitted: u64,
-    pub queued: u64,
-    pub running: u64,
-    pub finished: u64,
-    pub failed: u64,
-    pub cancelled: u64,
-}
-
-impl Totals {
-    /// Adds another server's counts.
-    pub fn add(&mut self, other: &Self) {
-        self.submitted += other.submitted;
-        self.queued += other.queued;
-        self.running += other.running;
-        self.finished += other.finished;
-        self.failed += other.failed;
-        self.cancelled += other.cancelled;
     }
 }
 

@@ -4,7 +4,7 @@ use leptos::html::Div;
 use leptos::prelude::*;
 
 use crate::live::LiveStore;
-use crate::model::Outcome;
+use model::page::Outcome;
 
 #[component]
 pub fn ResultsTerminal(store: LiveStore) -> impl IntoView {

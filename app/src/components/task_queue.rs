@@ -4,8 +4,8 @@
 use leptos::prelude::*;
 
 use crate::live::LiveStore;
-use crate::model::{QueuedTask, TaskStatus, queue_label};
 use crate::pages::tasks::cancel_task;
+use model::page::{QueuedTask, TaskStatus, queue_label};
 
 #[component]
 pub fn TaskQueue(store: LiveStore) -> impl IntoView {
@@ -73,14 +73,9 @@ fn TaskRow(
     };
     let label = format!("fibonacci({n})");
     view! {
-        <li class="task-row" data-status=move || format!("{:?}", status()).to_lowercase()>
+        <li class="task-row" data-status=move || status().name()>
             <span class="task-name">{label.clone()}</span>
-            <span class="task-status">
-                {move || match status() {
-                    TaskStatus::Queued => "queued",
-                    TaskStatus::Running => "running",
-                }}
-            </span>
+            <span class="task-status">{move || status().name()}</span>
             <div
                 class="bar"
                 role="progressbar"

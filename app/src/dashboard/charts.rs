@@ -3,6 +3,7 @@
 //! whenever it changes. The server renders the empty canvas with its accessible label.
 
 use leptos::prelude::*;
+use model::TaskState;
 
 pub type Rgb = (u8, u8, u8);
 
@@ -16,13 +17,13 @@ pub const PURPLE: Rgb = (106, 27, 154);
 pub const PALETTE: [Rgb; 6] = [BLUE, ORANGE, GREEN, PURPLE, RED, GREY];
 
 /// The colour of a task state, the same in every view.
-pub fn state_colour(state: &str) -> Rgb {
+pub fn state_colour(state: TaskState) -> Rgb {
     match state {
-        "finished" => GREEN,
-        "failed" => RED,
-        "cancelled" => ORANGE,
-        "running" => BLUE,
-        _ => GREY,
+        TaskState::Finished => GREEN,
+        TaskState::Failed => RED,
+        TaskState::Cancelled => ORANGE,
+        TaskState::Running => BLUE,
+        TaskState::Queued => GREY,
     }
 }
 

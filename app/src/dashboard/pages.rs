@@ -5,11 +5,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::frame::DashboardFrame;
 use super::views::{Frame, view_for};
-use super::{label_of, title_of};
 use crate::live::Connection;
 use crate::pages::not_found::NotFound;
+use model::View;
+use model::frame::DashboardFrame;
 
 /// The page's one dashboard stream, as a signal of the newest frame. A page showing a profile
 /// asks the server to sample while it is open.
@@ -50,30 +50,29 @@ fn StreamState(connection: RwSignal<Connection>) -> impl IntoView {
 pub fn IndividualPage() -> impl IntoView {
     let params = use_params_map();
     let path = params.read_untracked().get("view").unwrap_or_default();
-    let Some(label) = label_of(&path) else {
+    let Some(view) = View::from_path(&path) else {
         return view! { <NotFound /> }.into_any();
     };
-    let (frame, connection) = use_frame(label.starts_with("profile"));
-    let title = title_of(label);
+    let (frame, connection) = use_frame(matches!(view, View::Profile | View::ProfileServer));
     view! {
-        <Title text=title.clone() />
-        <div class="individual" data-view=label>
-            <h1 class="view-title">{title}</h1>
+        <Title text=view.title() />
+        <div class="individual" data-view=view.label()>
+            <h1 class="view-title">{view.title()}</h1>
             <StreamState connection />
-            {view_for(label, frame)}
+            {view_for(view, frame)}
         </div>
     }
     .into_any()
 }
 
 /// The views `/status` shows together, as Dask's status page does.
-const STATUS_VIEWS: [&str; 6] = [
-    "task-stream",
-    "progress",
-    "cpu",
-    "nprocessing",
-    "cluster-memory",
-    "workers",
+const STATUS_VIEWS: [View; 6] = [
+    View::TaskStream,
+    View::Progress,
+    View::Cpu,
+    View::Nprocessing,
+    View::ClusterMemory,
+    View::Workers,
 ];
 
 /// `/status`.
@@ -109,12 +108,12 @@ pub fn StatusPage() -> impl IntoView {
             <div class="status-grid">
                 {STATUS_VIEWS
                     .into_iter()
-                    .map(|label| view! {
-                        <section class="status-cell" aria-label=title_of(label)>
+                    .map(|view| view! {
+                        <section class="status-cell" aria-label=view.title()>
                             <h2>
-                                <a href=format!("/individual-{label}")>{title_of(label)}</a>
+                                <a href=format!("/{}", view.path())>{view.title()}</a>
                             </h2>
-                            {view_for(label, frame)}
+                            {view_for(view, frame)}
                         </section>
                     })
                     .collect_view()}

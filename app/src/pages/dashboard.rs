@@ -8,7 +8,7 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use crate::AppError;
-use crate::dashboard::DEFAULT_VIEW;
+use model::View;
 
 /// What the viewer needs to know about the dashboard it shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,9 +30,9 @@ pub async fn dashboard_views() -> Result<ViewerConfig, AppError> {
     let fetched = ssr::fetch_views(&url.base()).await;
     let from_dashboard = fetched.is_some();
     let views = fetched.unwrap_or_else(|| {
-        crate::dashboard::VIEWS
+        View::ALL
             .iter()
-            .map(|(l, p)| ((*l).to_owned(), (*p).to_owned()))
+            .map(|view| (view.label().to_owned(), view.path()))
             .collect()
     });
     Ok(ViewerConfig {
@@ -137,7 +137,7 @@ fn Viewer(config: ViewerConfig) -> impl IntoView {
     let views = StoredValue::new(config.views.clone());
     let default_label = views.with_value(|v| {
         v.iter()
-            .find(|(_, p)| p == DEFAULT_VIEW)
+            .find(|(_, p)| *p == View::DEFAULT.path())
             .or_else(|| v.first())
             .map(|(l, _)| l.clone())
             .unwrap_or_default()

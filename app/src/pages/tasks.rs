@@ -9,7 +9,8 @@ use leptos::prelude::*;
 use crate::AppError;
 use crate::components::{ResultsTerminal, TaskQueue};
 use crate::live::{Connection, LiveStore};
-use crate::model::{ClusterInfo, QueuedTask, TaskPageView, parse_n};
+use model::fibonacci::{MAX_N, parse_n};
+use model::page::{ClusterInfo, QueuedTask, TaskPageView};
 
 /// Queues fibonacci(n) for the caller's session. `n` arrives as typed, so a form post without
 /// JavaScript gets the same checks and messages as the page.
@@ -131,7 +132,7 @@ fn TaskPanel(view: TaskPageView) -> impl IntoView {
                 n.set((value + 1).to_string());
                 leptos::task::spawn_local(async move {
                     match submit_task(value.to_string()).await {
-                        Ok(task) => store.apply(crate::model::PageUpdate::Task(task), 0.0),
+                        Ok(task) => store.apply(model::page::PageUpdate::Task(task), 0.0),
                         Err(e) => error.set(Some(e.to_string())),
                     }
                 });
@@ -157,7 +158,7 @@ fn TaskPanel(view: TaskPageView) -> impl IntoView {
                     type="number"
                     name="n"
                     min="0"
-                    max=crate::model::MAX_N
+                    max=MAX_N
                     step="1"
                     inputmode="numeric"
                     autocomplete="off"

@@ -16,16 +16,19 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use cluster::{TaskState, WorkerState};
+use cluster::WorkerState;
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
-use crate::dashboard::frame::{
-    Counts, DashboardFrame, ExceptionRow, GpuRow, HISTORY, Profiles, Sample, TaskBar, TaskGroup,
-    Transfer, WorkerRow,
+use model::View;
+use model::frame::{
+    DashboardFrame, ExceptionRow, GpuRow, HISTORY, Profiles, Sample, TaskBar, TaskGroup, Transfer,
+    WorkerRow,
 };
-use crate::dashboard::{label_of, plots_json};
+use model::{TaskState, Totals};
+
+use crate::dashboard::plots_json;
 use crate::ssr::AppState;
 use crate::ssr::profiler::Profiler;
 
@@ -142,7 +145,7 @@ async fn sample(
                 WorkerRow {
                     id: w.id,
                     process: w.process.as_deref().map(str::to_owned),
-                    state: format!("{:?}", w.state).to_lowercase(),
+                    state: w.state,
                     current: w
                         .current
                         .zip(w.current_task.as_ref())
@@ -165,7 +168,7 @@ async fn sample(
                     id: t.id.0,
                     name: t.name.to_string(),
                     worker: t.worker?,
-                    state: state_name(t.state).into(),
+                    state: t.state,
                     start_ms: t.started_at_ms?,
                     end_ms: t.ended_at_ms,
                 })
@@ -176,7 +179,7 @@ async fn sample(
                 id: w.current?.0,
                 name: w.current_task.as_deref()?.to_owned(),
                 worker: w.id,
-                state: "running".into(),
+                state: TaskState::Running,
                 start_ms: w.current_started_at_ms?,
                 end_ms: now,
             })
@@ -207,7 +210,8 @@ async fn sample(
             .iter()
             .map(|g| TaskGroup {
                 name: g.name.to_string(),
-                counts: Counts {
+                counts: Totals {
+                    submitted: g.queued + g.running + g.finished + g.failed + g.cancelled,
                     queued: g.queued,
                     running: g.running,
                     finished: g.finished,
@@ -223,13 +227,7 @@ async fn sample(
             at_ms: now,
             backend: client.backend_name().to_owned(),
             cores: stats.process.cores,
-            totals: Counts {
-                queued: stats.totals.queued,
-                running: stats.totals.running,
-                finished: stats.totals.finished,
-                failed: stats.totals.failed,
-                cancelled: stats.totals.cancelled,
-            },
+            totals: stats.totals,
             queue_capacity: stats.queue_capacity,
             recent,
             exceptions: stats
@@ -288,16 +286,6 @@ async fn sample(
             }
             Err(error) => tracing::error!(%error, "could not encode a dashboard frame"),
         }
-    }
-}
-
-fn state_name(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Queued => "queued",
-        TaskState::Running => "running",
-        TaskState::Finished => "finished",
-        TaskState::Failed => "failed",
-        TaskState::Cancelled => "cancelled",
     }
 }
 
@@ -366,7 +354,7 @@ pub async fn dashboard_only(
             | "/json/identity.json"
             | "/workers"
     ) || path.starts_with("/pkg/")
-        || label_of(path.trim_start_matches('/')).is_some();
+        || View::from_path(path).is_some();
     let mut response = if known {
         next.run(request).await
     } else {

@@ -12,6 +12,7 @@ use cluster::WorkerProcess;
 use leptos::prelude::*;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use model::TaskState;
 use serde::Serialize;
 
 use crate::ssr::AppState;
@@ -111,15 +112,19 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for group in &stats.groups {
         let task = group.name.to_string();
         for (outcome, total) in [
-            ("finished", group.finished),
-            ("failed", group.failed),
-            ("cancelled", group.cancelled),
+            (TaskState::Finished, group.finished),
+            (TaskState::Failed, group.failed),
+            (TaskState::Cancelled, group.cancelled),
         ] {
-            counter!("offload_tasks_total", "task" => task.clone(), "outcome" => outcome)
+            counter!("offload_tasks_total", "task" => task.clone(), "outcome" => outcome.name())
                 .absolute(total);
         }
-        for (now, count) in [("queued", group.queued), ("running", group.running)] {
-            gauge!("offload_tasks", "task" => task.clone(), "state" => now).set(count as f64);
+        for (now, count) in [
+            (TaskState::Queued, group.queued),
+            (TaskState::Running, group.running),
+        ] {
+            gauge!("offload_tasks", "task" => task.clone(), "state" => now.name())
+                .set(count as f64);
         }
     }
     gauge!("offload_queue_length").set(stats.totals.queued as f64);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::dashboard::frame::{Profiles, Stack};
+use model::frame::{Profiles, Stack};
 
 /// Samples per second: a prime, so sampling does not beat in step with periodic work.
 pub const HZ: i32 = 97;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use cluster::{Submitter, TaskError, TaskHandle, tasks::Fibonacci};
 
 use crate::AppError;
-use crate::model::{Outcome, QueuedTask, TaskStatus, TerminalLine, secs};
 use crate::ssr::sessions::Session;
 use crate::ssr::store::Write;
 use crate::ssr::{AppState, SessionId};
+use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine, secs};
 
 /// Queues fibonacci(n) for the session `id`, creating the session if this is its first task.
 pub async fn submit(state: &AppState, id: &SessionId, n: i64) -> Result<QueuedTask, AppError> {
@@ -225,10 +225,5 @@ mod tests {
             (failed.outcome, failed.text.as_str()),
             (Outcome::Failed, "fibonacci(5) failed: panicked: boom")
         );
-    }
-
-    #[test]
-    fn the_page_and_the_cluster_agree_on_the_bound() {
-        assert_eq!(crate::model::MAX_N, cluster::tasks::Fibonacci::MAX_N);
     }
 }

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use crate::model::{PageUpdate, QueuedTask, TaskPageView, TaskStatus, TerminalLine};
 use crate::ssr::SessionId;
 use crate::ssr::store::{SavedSession, Store, Write};
+use model::page::{PageUpdate, QueuedTask, TaskPageView, TaskStatus, TerminalLine};
 
 /// How much the sessions may hold, and for how long.
 #[derive(Debug, Clone)]
@@ -329,7 +329,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Outcome;
+    use model::page::Outcome;
 
     fn task(id: u64) -> QueuedTask {
         QueuedTask {

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Outcome, QueuedTask, TaskStatus, TerminalLine};
+use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
 
 /// Writes that may wait for the writer before submitters are slowed down.
 const CHANNEL: usize = 4_096;

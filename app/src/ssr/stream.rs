@@ -21,10 +21,10 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::oneshot;
 
-use crate::model::PageUpdate;
 use crate::ssr::guard::FreshSession;
 use crate::ssr::sessions::Session;
 use crate::ssr::{AppState, SessionId};
+use model::page::PageUpdate;
 
 /// How many live streams may be open: per session (a new one closes that session's oldest)
 /// and in all (past it, new ones are refused).

@@ -13,7 +13,7 @@ pub struct Fibonacci;
 impl Fibonacci {
     /// Largest n accepted: F(94) no longer fits in the `u64` result, and long before that the
     /// naive recursion's running time (×1.618 with every +1) puts the answer out of reach.
-    pub const MAX_N: i64 = 93;
+    pub const MAX_N: i64 = model::fibonacci::MAX_N;
 }
 
 /// Calls of the naive recursion a worker is assumed to make per second, for admission's
@@ -29,19 +29,9 @@ impl Task for Fibonacci {
     type Input = i64;
     type Output = u64;
 
+    /// The page's own check, with its words.
     fn validate(n: &i64) -> Result<(), String> {
-        if *n < 0 {
-            Err(format!("n must be 0 or more (got {n})"))
-        } else if *n > Self::MAX_N {
-            Err(format!(
-                "n must be at most {}: fibonacci({}) does not fit in 64 bits, and the naive \
-                 recursion's running time grows about 1.6× with every +1",
-                Self::MAX_N,
-                Self::MAX_N + 1
-            ))
-        } else {
-            Ok(())
-        }
+        model::fibonacci::validate_n(*n)
     }
 
     /// Exact in calls (2·F(n+1)−1), converted at [`CALLS_PER_SECOND`].

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{TaskState, Totals, WorkerState};
+
 /// Samples kept for timeseries views (two minutes at one a second).
 pub const HISTORY: usize = 120;
 
@@ -13,7 +15,7 @@ pub struct DashboardFrame {
     pub backend: String,
     pub cores: usize,
     pub workers: Vec<WorkerRow>,
-    pub totals: Counts,
+    pub totals: Totals,
     pub queue_capacity: usize,
     /// One group per task type.
     pub groups: Vec<TaskGroup>,
@@ -35,12 +37,12 @@ pub struct DashboardFrame {
     pub profiles: Profiles,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRow {
     pub id: usize,
     /// The worker process (`host-pid`) of a NATS cluster; None for embedded threads.
     pub process: Option<String>,
-    pub state: String,
+    pub state: WorkerState,
     /// E.g. `fibonacci #42`.
     pub current: Option<String>,
     pub tasks_done: u64,
@@ -53,19 +55,10 @@ pub struct WorkerRow {
     pub memory_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub queued: u64,
-    pub running: u64,
-    pub finished: u64,
-    pub failed: u64,
-    pub cancelled: u64,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskGroup {
     pub name: String,
-    pub counts: Counts,
+    pub counts: Totals,
     /// Summed over finished tasks.
     pub wait_ms: f64,
     pub compute_ms: f64,
@@ -78,8 +71,8 @@ pub struct TaskBar {
     pub id: u64,
     pub name: String,
     pub worker: usize,
-    /// "finished", "failed", "cancelled" or "running".
-    pub state: String,
+    /// Running, or how it ended.
+    pub state: TaskState,
     pub start_ms: u64,
     pub end_ms: u64,
 }

@@ -1,0 +1,94 @@
+//! Where a task is in its life, what a worker is doing, and the cluster's task counts.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn is_done(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+
+    /// Its serde name, for a CSS class or an attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a worker thread is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    Idle,
+    Busy,
+    Stopped,
+}
+
+impl WorkerState {
+    /// Its serde name, for a CSS class or a table cell.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Busy => "busy",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// Task counts: `queued` and `running` now, the rest since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub submitted: u64,
+    pub queued: u64,
+    pub running: u64,
+    pub finished: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+impl Totals {
+    /// Adds another server's counts.
+    pub fn add(&mut self, other: &Self) {
+        self.submitted += other.submitted;
+        self.queued += other.queued;
+        self.running += other.running;
+        self.finished += other.finished;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serde_names() {
+        use TaskState::*;
+        for state in [Queued, Running, Finished, Failed, Cancelled] {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                state.name(),
+                "{state:?}"
+            );
+        }
+        for state in [WorkerState::Idle, WorkerState::Busy, WorkerState::Stopped] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+        }
+    }
+}
