@@ -15,11 +15,10 @@ CARGO_LEPTOS_RUST := 1.96.0
 # The CLI must be exactly the wasm-bindgen the WASM was built with: read it from the lock file.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
 NODE_STAMP := end2end/node_modules/.package-lock.json
-WASM := target/site/pkg/offload.wasm
 BINARY := target/release/offload
 # What the release build is made from: cargo-leptos always reruns wasm-bindgen and wasm-opt, so
 # make decides whether a build is needed at all.
-SOURCES := $(shell find app cluster server style -type f -not -path '*/target/*') \
+SOURCES := $(shell find model app dashboard cluster server style -type f -not -path '*/target/*') \
 	Cargo.toml Cargo.lock
 
 # Flags for `make run`, e.g. `make run ARGS="--addr 0.0.0.0:8080 --workers 8"`.
@@ -32,7 +31,7 @@ NATS_SERVER := $(NATS_VENV)/bin/nats-server
 NATS_VERSION := 2.15.1
 export OFFLOAD_NATS_SERVER := $(CURDIR)/$(NATS_SERVER)
 
-.PHONY: run test setup tools node chromium nats promtool build lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
+.PHONY: run test setup tools node chromium nats promtool build site lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -92,17 +91,31 @@ SITE_STAMP := target/release/site.sha256
 build: $(BINARY)
 	@sha256sum --quiet -c $(SITE_STAMP) 2>/dev/null || { \
 	  echo "target/site does not hold the release build's files: rebuilding them"; \
-	  cargo leptos build --release && sha256sum target/site/pkg/* > $(SITE_STAMP); }
+	  $(MAKE) --no-print-directory site; }
 
 $(BINARY): $(SOURCES) | setup
-	cargo leptos build --release
-	sha256sum target/site/pkg/* > $(SITE_STAMP)
+	@$(MAKE) --no-print-directory site
 	@touch $@
+
+# cargo-leptos builds the server and the app's bundle (offload.js, offload.wasm); the
+# dashboard's bundle (dashboard.js, dashboard.wasm) is built the same way here, with the same
+# profile, wasm-bindgen and wasm-opt.
+DASHBOARD_WASM := target/front/wasm32-unknown-unknown/wasm-release/dashboard.wasm
+site:
+	cargo leptos build --release
+	cargo build -p dashboard --lib --target wasm32-unknown-unknown --no-default-features \
+	  --features hydrate --profile wasm-release --target-dir target/front
+	wasm-bindgen --target web --no-typescript --out-dir target/site/pkg --out-name dashboard \
+	  $(DASHBOARD_WASM)
+	wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+	  target/site/pkg/dashboard_bg.wasm -o target/site/pkg/dashboard.wasm
+	rm target/site/pkg/dashboard_bg.wasm
+	sha256sum target/site/pkg/* > $(SITE_STAMP)
 
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p app --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p app -p dashboard --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 # The server's, the load tool's and the benchmark's integration tests start the release binary;
 # the benchmark's smoke run also drives chromium.
@@ -124,15 +137,17 @@ CLUSTER ?= nats://127.0.0.1:4222
 worker: build
 	./$(BINARY) worker --cluster $(CLUSTER) $(ARGS)
 
-## size: the release WASM, raw and gzipped
+## size: every bundle of the release site (the task page loads offload.*, the dashboard dashboard.*), raw and gzipped
 size: build
-	@printf 'offload.wasm: %s bytes raw, %s bytes gzip -9\n' \
-	  "$$(stat -c %s $(WASM))" "$$(gzip -9 -c $(WASM) | wc -c)"
+	@for f in target/site/pkg/*.wasm target/site/pkg/*.js target/site/pkg/*.css; do \
+	  printf '%-16s %9s bytes raw, %8s bytes gzip -9\n' "$$(basename $$f)" \
+	    "$$(stat -c %s $$f)" "$$(gzip -9 -c $$f | wc -c)"; \
+	done
 
 ## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the dashboard's cost
 bench: build nats chromium node bench-seed
 	cargo run --release -p bench -- run
-	cargo bench -p app --features ssr --bench dashboard_overhead
+	cargo bench -p dashboard --features ssr --bench dashboard_overhead
 
 ## bench-readme: rewrite the README's figures table from target/bench/latest.json
 bench-readme:

@@ -3,7 +3,6 @@
 //! cluster only through `cluster::Client`, and only on the server (`ssr` feature).
 
 pub mod components;
-pub mod dashboard;
 mod error;
 pub mod live;
 pub mod pages;
@@ -15,10 +14,9 @@ pub use error::AppError;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
-use leptos_router::{ParamSegment, SsrMode, StaticSegment};
+use leptos_router::{SsrMode, StaticSegment};
 
 use crate::components::Footer;
-use crate::dashboard::pages::{IndividualPage, StatusPage};
 use crate::pages::dashboard::DashboardViewer;
 use crate::pages::not_found::NotFound;
 use crate::pages::tasks::TaskPage;
@@ -56,9 +54,6 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=TaskPage ssr=SsrMode::Async />
                     <Route path=StaticSegment("dashboard") view=DashboardViewer />
                 </ParentRoute>
-                // The cluster dashboard's pages: no navigation chrome, they fill their frame.
-                <Route path=StaticSegment("status") view=StatusPage />
-                <Route path=ParamSegment("view") view=IndividualPage />
             </Routes>
         </Router>
     }

@@ -4,17 +4,7 @@
 use leptos::prelude::*;
 
 use model::page::{PageUpdate, QueuedTask, TerminalLine};
-
-/// Where the live stream stands, as the page shows it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Connection {
-    Connecting,
-    Live,
-    /// Lost; the next attempt is in this many seconds.
-    Retrying(u32),
-    /// The server said it is restarting; the page reconnects to the next one.
-    Restarting,
-}
+pub use model::stream::Connection;
 
 /// The session's queue and terminal as this page knows them.
 #[derive(Clone, Copy)]
@@ -99,116 +89,23 @@ pub fn connect(store: LiveStore) {
 }
 
 /// Follows the server-sent events at `url` for the life of the calling component, handing
-/// each message to `on_message`; reconnects with backoff and reports its state in `connection`.
+/// each message to `on_message` and its state to `connection`.
 #[cfg(feature = "hydrate")]
 pub fn follow(
     url: &'static str,
     connection: RwSignal<Connection>,
     on_message: impl Fn(String) + 'static,
 ) {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    let slot = Rc::new(RefCell::new(None::<browser::Stream>));
-    let target = browser::Target {
-        url,
-        connection,
-        on_message: Rc::new(on_message),
-    };
-    browser::open(target, slot.clone(), 0);
-    let slot = send_wrapper::SendWrapper::new(slot);
-    on_cleanup(move || {
-        if let Some(stream) = slot.borrow_mut().take() {
-            stream.close();
-        }
-    });
-}
-
-#[cfg(feature = "hydrate")]
-mod browser {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    use leptos::prelude::*;
-    use wasm_bindgen::JsCast;
-    use wasm_bindgen::closure::Closure;
-    use web_sys::{EventSource, MessageEvent};
-
-    use super::Connection;
-
-    pub struct Stream {
-        source: EventSource,
-        _on_open: Closure<dyn FnMut()>,
-        _on_message: Closure<dyn FnMut(MessageEvent)>,
-        _on_error: Closure<dyn FnMut()>,
-    }
-
-    impl Stream {
-        pub fn close(&self) {
-            self.source.close();
-        }
-    }
-
-    #[derive(Clone)]
-    pub struct Target {
-        pub url: &'static str,
-        pub connection: RwSignal<Connection>,
-        pub on_message: Rc<dyn Fn(String)>,
-    }
-
-    type Slot = Rc<RefCell<Option<Stream>>>;
-
-    /// 0.5 s, 1 s, 2 s … up to 8 s between attempts.
-    fn backoff_ms(attempt: u32) -> u32 {
-        500u32.saturating_mul(1 << attempt.min(4))
-    }
-
-    pub fn open(target: Target, slot: Slot, attempt: u32) {
-        let Ok(source) = EventSource::new(target.url) else {
-            retry(target, slot, attempt);
-            return;
-        };
-        let connection = target.connection;
-        let on_open = Closure::<dyn FnMut()>::new(move || connection.set(Connection::Live));
-        let handler = target.on_message.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            if let Some(text) = event.data().as_string() {
-                handler(text);
-            }
-        });
-        let error_slot = slot.clone();
-        let error_target = target.clone();
-        let on_error = Closure::<dyn FnMut()>::new(move || {
-            // EventSource would retry at a fixed pace; we close it and back off instead.
-            if let Some(stream) = error_slot.borrow_mut().take() {
-                stream.close();
-            }
-            retry(error_target.clone(), error_slot.clone(), attempt + 1);
-        });
-        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        *slot.borrow_mut() = Some(Stream {
-            source,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_error: on_error,
-        });
-    }
-
-    fn retry(target: Target, slot: Slot, attempt: u32) {
-        let delay = backoff_ms(attempt);
+    let on_state = move |state| {
         // "Restarting" says more than "disconnected" until the next server answers.
-        if target.connection.get_untracked() != Connection::Restarting {
-            target
-                .connection
-                .set(Connection::Retrying(delay.div_ceil(1000)));
+        if !(matches!(state, Connection::Retrying(_))
+            && connection.get_untracked() == Connection::Restarting)
+        {
+            connection.set(state);
         }
-        set_timeout(
-            move || open(target, slot, attempt),
-            std::time::Duration::from_millis(delay.into()),
-        );
-    }
+    };
+    let follower = send_wrapper::SendWrapper::new(model::stream::follow(url, on_state, on_message));
+    on_cleanup(move || drop(follower));
 }
 
 /// The browser's clock, ms since the Unix epoch.

@@ -4,12 +4,14 @@
 //! the task page's live stream ([`page`]) and of the dashboard's frame ([`frame`]).
 //!
 //! It builds for wasm32 and native and depends on serde alone, so that the browser's bundle
-//! pays for nothing here but what it uses.
+//! pays for nothing here but what it uses. Its `browser` feature adds the one piece of browser
+//! code both bundles share: [`stream::follow`], the reconnecting event-stream follower.
 
 pub mod fibonacci;
 pub mod frame;
 pub mod page;
 pub mod states;
+pub mod stream;
 pub mod views;
 
 pub use states::{TaskState, Totals, WorkerState};

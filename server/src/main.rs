@@ -1,6 +1,7 @@
-//! `offload`: parses flags, starts the cluster, builds [`AppState`] and serves the app; or, as
-//! `offload cluster` and `offload worker`, runs a NATS cluster's workers and dashboard.
-//! Wiring only: behaviour lives in the `app` and `cluster` crates.
+//! `offload`: parses flags, starts the cluster, builds [`AppState`] and serves the app and its
+//! cluster's dashboard; or, as `offload cluster` and `offload worker`, runs a NATS cluster's
+//! workers and dashboard. Wiring only: behaviour lives in the `app`, `dashboard` and `cluster`
+//! crates.
 
 mod serve;
 
@@ -9,15 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::ssr::dashboard::{app_only, dashboard_only, plots, stream as dashboard_stream};
-use app::ssr::ops::{self, Metrics, count_requests};
 use app::ssr::state::DashboardUrl;
 use app::ssr::status::{MAX_BODY_BYTES, error_status};
 use app::ssr::store::Store;
 use app::ssr::stream::StreamLimits;
 use app::ssr::{
-    AllowedHosts, AppState, DashboardFeed, SessionConfig, Sessions, Shutdown, allowed_host,
-    refuse_cross_site, runner, session_cookie, stream,
+    AllowedHosts, AppState, SessionConfig, Sessions, Shutdown, allowed_host, refuse_cross_site,
+    runner, session_cookie, stream,
 };
 use app::{App, shell};
 use axum::Router;
@@ -29,6 +28,7 @@ use cluster::nats::{
     WorkerConfig, host_name, redacted, token,
 };
 use cluster::{ClusterConfig, EmbeddedCluster, Registry};
+use dashboard::ssr::{AppFigures, DashboardFeed, DashboardState, Metrics, count_requests};
 use leptos::config::get_configuration;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
@@ -355,14 +355,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         sessions,
         streams: StreamLimits::new(args.max_streams_per_session, args.max_streams),
         shutdown: Shutdown::default(),
-        dashboard: DashboardFeed::start(
-            cluster.scheduler().client(),
-            Duration::from_secs(1),
-            args.profiler,
-        ),
         dashboard_url,
-        metrics,
-        started_at_ms: cluster::now_ms(),
     };
     runner::rerun(&state, rerun).await;
 
@@ -372,9 +365,13 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         [addr, dashboard_addr],
     );
     // Innermost first: the error statuses are read back before anything compresses them.
-    let app = site(&state)
+    let app = Router::new()
+        .leptos_routes(&state, generate_route_list(App), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .route("/api/events", get(stream::events))
-        .layer(from_fn(app_only))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(from_fn(error_status))
         .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))
@@ -383,16 +380,27 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         .layer(from_fn(count_requests))
         .layer(from_fn_with_state(hosts.clone(), allowed_host))
         .with_state(state.clone());
-    let dashboard = dashboard_router(&state, hosts);
-
     let listener = bind(addr).await?;
     // With NATS workers the dashboard is the cluster's (`offload cluster` serves it).
-    let dashboard_listener = match &cluster {
-        Workers::Embedded(_) => Some(bind(dashboard_addr).await?),
+    let dashboard = match &cluster {
+        Workers::Embedded(_) => {
+            let (sessions, streams) = (state.sessions.clone(), state.streams.clone());
+            let state = DashboardState::new(
+                state.leptos_options.clone(),
+                state.cluster.clone(),
+                DashboardFeed::start(state.cluster.clone(), Duration::from_secs(1), args.profiler),
+                metrics,
+                Some(AppFigures::new(move || {
+                    (sessions.len(), streams.open_count())
+                })),
+            );
+            Some((bind(dashboard_addr).await?, dashboard_router(&state, hosts)))
+        }
         Workers::Nats(_) => None,
     };
+    let dashboard_listener = dashboard.is_some();
     tracing::info!("Offload is serving on http://{addr}");
-    if dashboard_listener.is_some() {
+    if dashboard_listener {
         tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
     }
     let limits = ConnectionLimits {
@@ -409,8 +417,8 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     };
     let servers = tokio::spawn(async move {
         let dashboard = async {
-            if let Some(listener) = dashboard_listener {
-                serve("dashboard", listener, dashboard, limits, stopped()).await;
+            if let Some((listener, router)) = dashboard {
+                serve("dashboard", listener, router, limits, stopped()).await;
             }
         };
         tokio::join!(serve("app", listener, app, limits, stopped()), dashboard);
@@ -452,24 +460,12 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The cluster dashboard's listener: its pages, their live frames and nothing else.
-fn dashboard_router(state: &AppState, hosts: AllowedHosts) -> Router {
-    site(state)
-        .route("/dashboard/stream", get(dashboard_stream))
-        .route("/individual-plots.json", get(plots))
-        .route("/metrics", get(ops::metrics))
-        .route("/health", get(ops::health))
-        .route("/json/counts.json", get(ops::counts))
-        .route("/json/identity.json", get(ops::identity))
-        .route("/workers", get(ops::workers))
-        .layer(from_fn_with_state(
-            Arc::<str>::from(hosts.frame_ancestors()),
-            dashboard_only,
-        ))
+/// The cluster dashboard's listener: its own routes, behind the same host check as the app's.
+fn dashboard_router(state: &DashboardState, hosts: AllowedHosts) -> Router {
+    dashboard::ssr::routes(state, Arc::from(hosts.frame_ancestors()))
         .layer(CompressionLayer::new())
         .layer(from_fn(count_requests))
         .layer(from_fn_with_state(hosts, allowed_host))
-        .with_state(state.clone())
 }
 
 /// `offload cluster`: a local NATS unless one is named, this process's workers, and the
@@ -505,23 +501,14 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     };
     let observer = NatsObserver::start(&url, &prefix).await?;
 
-    // The dashboard's pages are the app's Leptos routes, which need an AppState; its sessions
-    // stay empty here (no app route is served), but they need a database of their own.
-    let (store, writer, _, next_task) = Store::open(&args.data_dir)?;
-    let sessions = Arc::new(Sessions::new(SessionConfig::default(), store, next_task));
     let dashboard_addr = args.dashboard_addr;
-    let state = AppState {
-        leptos_options: get_configuration(None)?.leptos_options,
-        cluster: observer.client(),
-        sessions,
-        streams: StreamLimits::new(8, 2_000),
-        shutdown: Shutdown::default(),
-        dashboard: DashboardFeed::start(observer.client(), Duration::from_secs(1), args.profiler),
-        dashboard_url: DashboardUrl::parse(&format!("http://{dashboard_addr}/status"))
-            .map_err(StartError::DashboardUrl)?,
-        metrics: Metrics::install()?,
-        started_at_ms: cluster::now_ms(),
-    };
+    let state = DashboardState::new(
+        get_configuration(None)?.leptos_options,
+        observer.client(),
+        DashboardFeed::start(observer.client(), Duration::from_secs(1), args.profiler),
+        Metrics::install()?,
+        None,
+    );
     let hosts = AllowedHosts::new(
         args.allowed_hosts.iter().map(String::as_str),
         [dashboard_addr],
@@ -561,7 +548,6 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     if let Some(local) = local {
         local.stop().await;
     }
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -586,16 +572,6 @@ async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
     shutdown_signal().await;
     worker.stop(grace).await;
     Ok(())
-}
-
-/// The Leptos pages and the built site's files, shared by the app and dashboard listeners.
-fn site(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .leptos_routes(state, generate_route_list(App), {
-            let options = state.leptos_options.clone();
-            move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
 }
 
 /// Hands memory freed by expired sessions back to the system. glibc's allocator keeps freed

@@ -2,10 +2,7 @@
 //! their durable store, each task's journey, the live update stream and the request guards.
 //! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
-pub mod dashboard;
 pub mod guard;
-pub mod ops;
-pub mod profiler;
 pub mod runner;
 pub mod sessions;
 pub mod state;
@@ -13,7 +10,6 @@ pub mod status;
 pub mod store;
 pub mod stream;
 
-pub use dashboard::DashboardFeed;
 pub use guard::{AllowedHosts, SessionId, allowed_host, refuse_cross_site, session_cookie};
 pub use sessions::{SessionConfig, Sessions};
 pub use state::{AppState, Shutdown};

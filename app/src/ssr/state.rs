@@ -9,8 +9,8 @@ use leptos::config::LeptosOptions;
 use tokio::sync::watch;
 
 use crate::AppError;
+use crate::ssr::Sessions;
 use crate::ssr::stream::StreamLimits;
-use crate::ssr::{DashboardFeed, Sessions};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,14 +24,8 @@ pub struct AppState {
     pub streams: Arc<StreamLimits>,
     /// Turns once the server has begun to stop: submissions are refused, pages are told.
     pub shutdown: Shutdown,
-    /// The cluster dashboard's frames, sampled once a second for every open view.
-    pub dashboard: Arc<DashboardFeed>,
     /// Where the viewer page points its iframe: the dashboard's `/status` URL.
     pub dashboard_url: DashboardUrl,
-    /// This process's Prometheus recorder, rendered by `/metrics`.
-    pub metrics: crate::ssr::ops::Metrics,
-    /// When this process started (ms since the Unix epoch), for `/json/identity.json`.
-    pub started_at_ms: u64,
 }
 
 impl FromRef<AppState> for LeptosOptions {

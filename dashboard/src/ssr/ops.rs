@@ -15,7 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use model::TaskState;
 use serde::Serialize;
 
-use crate::ssr::AppState;
+use crate::ssr::{AppFigures, DashboardState};
 
 /// This process's Prometheus recorder: what `/metrics` renders.
 #[derive(Clone)]
@@ -86,14 +86,8 @@ fn describe() {
     );
 }
 
-/// With embedded workers, the process serving the dashboard also serves the app: its
-/// sessions and streams are the app's.
-fn serves_app(state: &AppState) -> bool {
-    state.cluster.backend_name() == "embedded"
-}
-
 /// `GET /health`: 200 while the cluster has workers, 503 when it cannot run a task.
-pub async fn health(State(state): State<AppState>) -> Response {
+pub async fn health(State(state): State<DashboardState>) -> Response {
     if state.cluster.workers() > 0 {
         (StatusCode::OK, "ok").into_response()
     } else {
@@ -107,7 +101,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: the cluster's figures of the moment, then the recorder's counters and
 /// histograms (HTTP requests, task durations).
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<DashboardState>) -> Response {
     let stats = state.cluster.stats();
     for group in &stats.groups {
         let task = group.name.to_string();
@@ -137,9 +131,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .set(f64::from(process.cpu_percent));
         gauge!("offload_worker_memory_bytes", "process" => name).set(process.memory_bytes as f64);
     }
-    if serves_app(&state) {
-        gauge!("offload_sessions").set(state.sessions.len() as f64);
-        gauge!("offload_open_streams").set(state.streams.open_count() as f64);
+    if let Some(app) = &state.app {
+        let (sessions, streams) = app.get();
+        gauge!("offload_sessions").set(sessions as f64);
+        gauge!("offload_open_streams").set(streams as f64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -183,9 +178,9 @@ pub struct Counts {
     pub streams: Option<usize>,
 }
 
-pub async fn counts(State(state): State<AppState>) -> Json<Counts> {
+pub async fn counts(State(state): State<DashboardState>) -> Json<Counts> {
     let stats = state.cluster.stats();
-    let app = serves_app(&state);
+    let app = state.app.as_ref().map(AppFigures::get);
     Json(Counts {
         worker_processes: stats.processes.len(),
         worker_threads: stats.workers.len(),
@@ -195,8 +190,8 @@ pub async fn counts(State(state): State<AppState>) -> Json<Counts> {
         finished: stats.totals.finished,
         failed: stats.totals.failed,
         cancelled: stats.totals.cancelled,
-        sessions: app.then(|| state.sessions.len()),
-        streams: app.then(|| state.streams.open_count()),
+        sessions: app.map(|(sessions, _)| sessions),
+        streams: app.map(|(_, streams)| streams),
     })
 }
 
@@ -213,7 +208,7 @@ pub struct Identity {
     pub workers: Vec<WorkerProcess>,
 }
 
-pub async fn identity(State(state): State<AppState>) -> Json<Identity> {
+pub async fn identity(State(state): State<DashboardState>) -> Json<Identity> {
     Json(Identity {
         kind: "Offload",
         version: env!("CARGO_PKG_VERSION"),
@@ -224,7 +219,7 @@ pub async fn identity(State(state): State<AppState>) -> Json<Identity> {
 }
 
 /// `GET /workers`: one row per worker process, rendered on the server (no script).
-pub async fn workers(State(state): State<AppState>) -> Html<String> {
+pub async fn workers(State(state): State<DashboardState>) -> Html<String> {
     let stats = state.cluster.stats();
     let now = stats.at_ms;
     let count = format!(

@@ -28,8 +28,7 @@ use model::frame::{
 };
 use model::{TaskState, Totals};
 
-use crate::dashboard::plots_json;
-use crate::ssr::AppState;
+use crate::ssr::DashboardState;
 use crate::ssr::profiler::Profiler;
 
 /// How far back the task stream looks.
@@ -298,41 +297,34 @@ pub struct StreamQuery {
 
 /// `GET /dashboard/stream`: the page's one stream of frames.
 pub async fn stream(
-    State(state): State<AppState>,
+    State(state): State<DashboardState>,
     axum::extract::Query(query): axum::extract::Query<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // Lives as long as the stream: dropping it when the page goes stops the profiling.
     // Without --profiler, asking for a profile changes nothing.
     let watching = state
-        .dashboard
+        .feed
         .profiler
         .as_ref()
         .filter(|_| query.profile)
         .map(|p| p.watch());
-    let frames = WatchStream::new(state.dashboard.subscribe()).filter_map(move |json| {
+    let frames = WatchStream::new(state.feed.subscribe()).filter_map(move |json| {
         let _watching = &watching;
         async move { json.map(|json| Ok(Event::default().data(&*json))) }
     });
     Sse::new(frames).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// `GET /individual-plots.json`, as Dask serves it.
+/// `GET /individual-plots.json`, as Dask serves it: `{"Title": "/individual-name", ...}`.
 pub async fn plots() -> Json<serde_json::Map<String, serde_json::Value>> {
     Json(plots_json())
 }
 
-/// Middleware for the app listener: the dashboard's pages live on the dashboard's own
-/// address, where their stream is; here they would only say "disconnected" for ever.
-pub async fn app_only(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path == "/status" || path == "/dashboard/stream" || path.starts_with("/individual-") {
-        return (
-            StatusCode::NOT_FOUND,
-            "the cluster dashboard has its own address: open /dashboard to find it",
-        )
-            .into_response();
-    }
-    next.run(request).await
+fn plots_json() -> serde_json::Map<String, serde_json::Value> {
+    View::ALL
+        .iter()
+        .map(|view| (view.title().to_owned(), format!("/{}", view.path()).into()))
+        .collect()
 }
 
 /// Middleware for the dashboard listener: only the dashboard's own paths exist there, and its
@@ -371,6 +363,18 @@ pub async fn dashboard_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plots_json_lists_all_27_with_dask_titles() {
+        let json = plots_json();
+        assert_eq!(json.len(), 27);
+        assert_eq!(json["Task Stream"], "/individual-task-stream");
+        assert_eq!(json["CPU"], "/individual-cpu");
+        assert_eq!(
+            json["Workers CPU Timeseries"],
+            "/individual-workers-cpu-timeseries"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn frames_flow_to_a_page_that_subscribes_long_after_start() {

@@ -5,11 +5,11 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use super::views::{Frame, view_for};
-use crate::live::Connection;
-use crate::pages::not_found::NotFound;
 use model::View;
 use model::frame::DashboardFrame;
+use model::stream::Connection;
+
+use crate::views::{Frame, view_for};
 
 /// The page's one dashboard stream, as a signal of the newest frame. A page showing a profile
 /// asks the server to sample while it is open.
@@ -17,18 +17,22 @@ fn use_frame(profile: bool) -> (Frame, RwSignal<Connection>) {
     let frame = RwSignal::new(None::<DashboardFrame>);
     let connection = RwSignal::new(Connection::Connecting);
     #[cfg(feature = "hydrate")]
-    crate::live::follow(
-        if profile {
-            "/dashboard/stream?profile=true"
-        } else {
-            "/dashboard/stream"
-        },
-        connection,
-        move |text| match serde_json::from_str::<DashboardFrame>(&text) {
-            Ok(next) => frame.set(Some(next)),
-            Err(error) => leptos::logging::warn!("unreadable dashboard frame: {error}"),
-        },
-    );
+    {
+        let follower = model::stream::follow(
+            if profile {
+                "/dashboard/stream?profile=true"
+            } else {
+                "/dashboard/stream"
+            },
+            move |state| connection.set(state),
+            move |text| match serde_json::from_str::<DashboardFrame>(&text) {
+                Ok(next) => frame.set(Some(next)),
+                Err(error) => leptos::logging::warn!("unreadable dashboard frame: {error}"),
+            },
+        );
+        let follower = send_wrapper::SendWrapper::new(follower);
+        on_cleanup(move || drop(follower));
+    }
     #[cfg(not(feature = "hydrate"))]
     let _ = profile;
     (frame.into(), connection)
@@ -51,7 +55,7 @@ pub fn IndividualPage() -> impl IntoView {
     let params = use_params_map();
     let path = params.read_untracked().get("view").unwrap_or_default();
     let Some(view) = View::from_path(&path) else {
-        return view! { <NotFound /> }.into_any();
+        return view! { <NoSuchView /> }.into_any();
     };
     let (frame, connection) = use_frame(matches!(view, View::Profile | View::ProfileServer));
     view! {
@@ -120,4 +124,14 @@ pub fn StatusPage() -> impl IntoView {
             </div>
         </div>
     }
+}
+
+/// A path that is not one of the views: a real 404.
+#[component]
+pub fn NoSuchView() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! { <p class="not-found">"No such dashboard view."</p> }
 }

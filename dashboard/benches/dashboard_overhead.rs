@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use app::ssr::DashboardFeed;
 use cluster::{ClusterConfig, EmbeddedCluster, Submitter, tasks::Fibonacci};
+use dashboard::ssr::DashboardFeed;
 
 async fn round_trips(client: &cluster::Client, run: Duration) -> Vec<Duration> {
     let who = Submitter::new("bench");

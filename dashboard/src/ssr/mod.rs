@@ -1,0 +1,104 @@
+//! The dashboard's server side: the state its routes share, the frame sampler and its stream
+//! ([`feed`]), the profiler behind the profile views, the ops endpoints ([`ops`]), and the
+//! listener's route table ([`routes`]).
+
+pub mod feed;
+pub mod ops;
+pub mod profiler;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+pub use feed::DashboardFeed;
+pub use ops::{Metrics, count_requests};
+
+use crate::{BUNDLE, Dashboard, shell};
+
+/// What the dashboard's routes share. Built by the binary, once per process.
+#[derive(Clone)]
+pub struct DashboardState {
+    /// The site's options, with the dashboard's bundle as their output name.
+    pub leptos_options: LeptosOptions,
+    /// The cluster the dashboard shows: the app's own, or a NATS cluster's observer.
+    pub cluster: cluster::Client,
+    /// The frames every open view follows, sampled once a second.
+    pub feed: Arc<DashboardFeed>,
+    /// This process's Prometheus recorder, rendered by `/metrics`.
+    pub metrics: Metrics,
+    /// When this process started (ms since the Unix epoch), for `/json/identity.json`.
+    pub started_at_ms: u64,
+    /// The app's figures, when this process also serves the app (embedded workers).
+    pub app: Option<AppFigures>,
+}
+
+impl DashboardState {
+    /// `options` are the site's: the dashboard keeps them but names its own bundle.
+    pub fn new(
+        mut options: LeptosOptions,
+        cluster: cluster::Client,
+        feed: Arc<DashboardFeed>,
+        metrics: Metrics,
+        app: Option<AppFigures>,
+    ) -> Self {
+        options.output_name = BUNDLE.into();
+        Self {
+            leptos_options: options,
+            cluster,
+            feed,
+            metrics,
+            started_at_ms: cluster::now_ms(),
+            app,
+        }
+    }
+}
+
+impl FromRef<DashboardState> for LeptosOptions {
+    fn from_ref(state: &DashboardState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The app's own figures, for `/metrics` and `/json/counts.json`: sessions held and live page
+/// streams open. The dashboard knows nothing of sessions; the binary says how to count them.
+#[derive(Clone)]
+pub struct AppFigures(Arc<dyn Fn() -> (usize, usize) + Send + Sync>);
+
+impl AppFigures {
+    pub fn new(count: impl Fn() -> (usize, usize) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(count))
+    }
+
+    /// (sessions, open streams).
+    pub fn get(&self) -> (usize, usize) {
+        (self.0)()
+    }
+}
+
+/// The dashboard listener's routes: its pages, their frames, the site's files and the ops
+/// endpoints. Nothing else answers there, not even the app's server functions, which Leptos
+/// registers on every router it builds; pages may be framed by `frame_ancestors` only.
+pub fn routes(state: &DashboardState, frame_ancestors: Arc<str>) -> Router {
+    Router::new()
+        .leptos_routes(state, generate_route_list(Dashboard), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .route("/dashboard/stream", get(feed::stream))
+        .route("/individual-plots.json", get(feed::plots))
+        .route("/metrics", get(ops::metrics))
+        .route("/health", get(ops::health))
+        .route("/json/counts.json", get(ops::counts))
+        .route("/json/identity.json", get(ops::identity))
+        .route("/workers", get(ops::workers))
+        .fallback(leptos_axum::file_and_error_handler::<DashboardState, _>(
+            shell,
+        ))
+        .layer(from_fn_with_state(frame_ancestors, feed::dashboard_only))
+        .with_state(state.clone())
+}
