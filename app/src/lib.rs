@@ -2,6 +2,7 @@
 //! hydrated in the browser. Knows nothing of threads or of where workers run: it talks to the
 //! cluster only through `cluster::Client`, and only on the server (`ssr` feature).
 
+pub mod api;
 pub mod components;
 mod error;
 pub mod live;
@@ -32,7 +33,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // No favicon request, so no 404 in the console.
                 <link rel="icon" href="data:," />
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -78,10 +79,11 @@ fn AppLayout() -> impl IntoView {
     }
 }
 
-/// The WASM entry point: attaches the app to the server-rendered page.
+/// The WASM entry point: attaches the page's islands (its interactive parts) to the
+/// server-rendered page; the rest of the page is plain HTML and costs the bundle nothing.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    leptos::mount::hydrate_islands();
 }

@@ -34,7 +34,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <link rel="icon" href="data:," />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -59,10 +59,11 @@ pub fn Dashboard() -> impl IntoView {
     }
 }
 
-/// The WASM entry point: attaches the dashboard to the server-rendered page.
+/// The WASM entry point: attaches the page's islands (its live views) to the server-rendered
+/// page.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(Dashboard);
+    leptos::mount::hydrate_islands();
 }

@@ -57,16 +57,24 @@ pub fn IndividualPage() -> impl IntoView {
     let Some(view) = View::from_path(&path) else {
         return view! { <NoSuchView /> }.into_any();
     };
-    let (frame, connection) = use_frame(matches!(view, View::Profile | View::ProfileServer));
     view! {
         <Title text=view.title() />
         <div class="individual" data-view=view.label()>
             <h1 class="view-title">{view.title()}</h1>
-            <StreamState connection />
-            {view_for(view, frame)}
+            <LiveView view />
         </div>
     }
     .into_any()
+}
+
+/// One view and its stream: the page's island, the only part of it the browser runs.
+#[island]
+fn LiveView(view: View) -> impl IntoView {
+    let (frame, connection) = use_frame(matches!(view, View::Profile | View::ProfileServer));
+    view! {
+        <StreamState connection />
+        {view_for(view, frame)}
+    }
 }
 
 /// The views `/status` shows together, as Dask's status page does.
@@ -82,6 +90,15 @@ const STATUS_VIEWS: [View; 6] = [
 /// `/status`.
 #[component]
 pub fn StatusPage() -> impl IntoView {
+    view! {
+        <Title text="Offload cluster status" />
+        <StatusBody />
+    }
+}
+
+/// Everything on `/status` follows the one stream: the whole body is the page's island.
+#[island]
+fn StatusBody() -> impl IntoView {
     let (frame, connection) = use_frame(false);
     let totals = move || {
         frame.with(|f| {
@@ -102,7 +119,6 @@ pub fn StatusPage() -> impl IntoView {
         })
     };
     view! {
-        <Title text="Offload cluster status" />
         <div class="status-page">
             <header class="status-head">
                 <h1>"Cluster status"</h1>

@@ -470,7 +470,7 @@ fn MemoryByKey(frame: Frame) -> impl IntoView {
 fn BandwidthTypes(frame: Frame) -> impl IntoView {
     view! {
         <Note text=Signal::derive(move || transfer_note(frame)) />
-        {chart("Bandwidth by type: bytes moved per kind of message", frame, |f| {
+        {chart("Bandwidth by type: bytes of task inputs and results moved since start", frame, |f| {
             bars("bytes", None, f.bandwidth.iter().zip(PALETTE.iter().cycle()).map(|(t, c)| (t.kind.clone(), t.bytes as f64, *c)).collect())
         })}
     }
@@ -480,7 +480,7 @@ fn BandwidthTypes(frame: Frame) -> impl IntoView {
 fn BandwidthWorkers(frame: Frame) -> impl IntoView {
     view! {
         <Note text=Signal::derive(move || transfer_note(frame)) />
-        {chart("Bandwidth by worker: result bytes each worker sent", frame, |f| {
+        {chart("Bandwidth by worker: result bytes each worker sent since start", frame, |f| {
             bars(
                 "bytes",
                 None,

@@ -298,7 +298,26 @@ async fn session(
     (times, 0)
 }
 
-/// A page's event stream (`GET /api/events`), one JSON update at a time.
+/// An update as the stream sends it, `{"task": {...}}` or `"restarting"`, as one object with
+/// its kind under `"type"`: `{"type": "task", ...}`, the shape this tool and the tests read.
+fn flatten(update: Value) -> Value {
+    match update {
+        Value::String(kind) => serde_json::json!({ "type": kind }),
+        Value::Object(map) if map.len() == 1 => {
+            let (kind, inner) = map.into_iter().next().expect("one entry");
+            let mut inner = match inner {
+                Value::Object(fields) => fields,
+                _ => serde_json::Map::new(),
+            };
+            inner.insert("type".into(), kind.into());
+            Value::Object(inner)
+        }
+        other => other,
+    }
+}
+
+/// A page's event stream (`GET /api/events`), one JSON update at a time, flattened (see
+/// [`flatten`]).
 pub struct Events {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
     buffer: String,
@@ -325,7 +344,7 @@ impl Events {
                 if data.is_empty() {
                     continue;
                 }
-                return serde_json::from_str(&data).ok();
+                return serde_json::from_str(&data).ok().map(flatten);
             }
             let chunk = self.body.next().await?.ok()?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
@@ -349,4 +368,22 @@ pub fn mb(kb: u64) -> String {
 /// Milliseconds, for printing.
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_are_flattened_with_their_kind() {
+        let task = serde_json::json!({"task": {"id": 3, "status": "running"}});
+        assert_eq!(
+            flatten(task),
+            serde_json::json!({"type": "task", "id": 3, "status": "running"})
+        );
+        assert_eq!(
+            flatten(serde_json::json!("restarting")),
+            serde_json::json!({"type": "restarting"})
+        );
+    }
 }

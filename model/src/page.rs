@@ -50,9 +50,11 @@ pub struct TerminalLine {
     pub text: String,
 }
 
-/// What a task page receives on its one live stream.
+/// What a task page receives on its one live stream: `{"snapshot": {...}}`, `{"task": {...}}`,
+/// `{"done": {...}}` or `"restarting"`. Externally tagged: an internal `"type"` tag would make
+/// the browser's bundle carry serde's buffering deserializer, about 8 KB gzipped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum PageUpdate {
     /// The whole state: sent first on every (re)connection and after the page fell behind.
     /// It is the truth: the server keeps it across restarts.
@@ -95,6 +97,13 @@ pub fn queue_label(tasks: &[QueuedTask]) -> String {
     format!("Task queue: [{}]", ns.join(", "))
 }
 
+/// `x` (0 or more) with one decimal, halves rounded up (12.34 → "12.3"), without the float formatter: the browser's bundle
+/// would otherwise carry it for this alone.
+pub fn one_decimal(x: f64) -> String {
+    let tenths = (x.max(0.0) * 10.0).round() as u64;
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
 /// Seconds with millisecond precision, as the terminal prints them.
 pub fn secs(ms: f64) -> String {
     format!("{:.3}", ms / 1e3)
@@ -103,6 +112,16 @@ pub fn secs(ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_decimal_prints_tenths_rounding_halves_up() {
+        for x in [0.0, 0.04, 1.26, 12.34, 99.94, 100.0, 1234.56] {
+            assert_eq!(one_decimal(x), format!("{x:.1}"), "{x}");
+        }
+        assert_eq!(one_decimal(1.25), "1.3");
+        assert_eq!(one_decimal(99.96), "100.0");
+        assert_eq!(one_decimal(-3.0), "0.0");
+    }
 
     #[test]
     fn queue_label_matches_the_seed() {

@@ -1,25 +1,27 @@
-//! The footer: app version and cluster size, asked of the server once the page is live.
+//! The footer: app version and cluster size, rendered by the server with the page.
 
 use leptos::prelude::*;
 
-use crate::pages::tasks::get_cluster_info;
+use crate::api::get_cluster_info;
 
 #[component]
 pub fn Footer() -> impl IntoView {
-    // Local: asked from the browser after hydration, never during server rendering.
-    let info = LocalResource::new(get_cluster_info);
+    let info = Resource::new(|| (), |()| get_cluster_info());
     view! {
         <footer class="footer">
-            {move || match info.get() {
-                None => String::new(),
-                Some(Ok(info)) => format!(
-                    "Offload {} · {} workers ({})",
-                    info.version,
-                    info.workers,
-                    info.backend,
-                ),
-                Some(Err(e)) => format!("Cluster information unavailable: {e}"),
-            }}
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match info.await {
+                        Ok(info) => format!(
+                            "Offload {} · {} workers ({})",
+                            info.version,
+                            info.workers,
+                            info.backend,
+                        ),
+                        Err(e) => format!("Cluster information unavailable: {e}"),
+                    }
+                })}
+            </Suspense>
         </footer>
     }
 }

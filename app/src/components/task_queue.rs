@@ -3,9 +3,9 @@
 
 use leptos::prelude::*;
 
+use crate::api::cancel_task;
 use crate::live::LiveStore;
-use crate::pages::tasks::cancel_task;
-use model::page::{QueuedTask, TaskStatus, queue_label};
+use model::page::{QueuedTask, TaskStatus, one_decimal, queue_label};
 
 #[component]
 pub fn TaskQueue(store: LiveStore) -> impl IntoView {
@@ -56,7 +56,7 @@ fn TaskRow(
     let percent = move || current().map_or(0.0, |t| t.progress * 100.0);
     let elapsed = move || {
         let ms = (now_ms.get() - submitted_at_ms as f64).max(0.0);
-        format!("{:.1}s", ms / 1e3)
+        format!("{}s", one_decimal(ms / 1e3))
     };
     let cancelling = RwSignal::new(false);
     let problem = RwSignal::new(None::<String>);
@@ -82,11 +82,11 @@ fn TaskRow(
                 aria-label=format!("{label} progress")
                 aria-valuemin="0"
                 aria-valuemax="100"
-                aria-valuenow=move || format!("{:.1}", percent())
+                aria-valuenow=move || one_decimal(percent())
             >
-                <div class="fill" style:width=move || format!("{:.1}%", percent())></div>
+                <div class="fill" style:width=move || format!("{}%", one_decimal(percent()))></div>
             </div>
-            <span class="task-percent">{move || format!("{:.1}%", percent())}</span>
+            <span class="task-percent">{move || format!("{}%", one_decimal(percent()))}</span>
             <span class="task-elapsed">{elapsed}</span>
             <form class="cancel-form" method="post" action="/api/cancel" on:submit=cancel>
                 <input type="hidden" name="id" value=id.to_string() />

@@ -2,97 +2,16 @@
 //! live progress, cancel, and read results in a terminal. The server renders the whole state,
 //! so the page works before (and without) its WASM: the form posts to the server function and
 //! comes back to the page. Once hydrated, everything it shows comes from one live stream (see
-//! [`crate::live`]) and the form is handled in place; the server functions below only act.
+//! [`crate::live`]) and the form is handled in place. The panel is the page's one island: the
+//! only part of it whose code the browser downloads.
 
 use leptos::prelude::*;
 
-use crate::AppError;
+use crate::api::{load_task_page, submit_task};
 use crate::components::{ResultsTerminal, TaskQueue};
 use crate::live::{Connection, LiveStore};
 use model::fibonacci::{MAX_N, parse_n};
-use model::page::{ClusterInfo, QueuedTask, TaskPageView};
-
-/// Queues fibonacci(n) for the caller's session. `n` arrives as typed, so a form post without
-/// JavaScript gets the same checks and messages as the page.
-#[server(endpoint = "submit")]
-pub async fn submit_task(n: String) -> Result<QueuedTask, AppError> {
-    let n = parse_n(&n).map_err(AppError::InvalidInput)?;
-    let state = crate::ssr::AppState::from_context()?;
-    crate::ssr::runner::submit(&state, &ssr::session_id().await?, n).await
-}
-
-/// Cancels one of the caller's queued or running tasks.
-#[server(endpoint = "cancel")]
-pub async fn cancel_task(id: u64) -> Result<(), AppError> {
-    let state = crate::ssr::AppState::from_context()?;
-    let not_found = || AppError::NotFound("that task is not in your queue any more".into());
-    let session = state
-        .sessions
-        .get(&ssr::session_id().await?)
-        .ok_or_else(not_found)?;
-    let cluster_id = session.cluster_id(id).ok_or_else(not_found)?;
-    state
-        .cluster
-        .cancel(cluster::TaskId(cluster_id))
-        .await
-        .map_err(|e| AppError::NotFound(e.to_string()))
-}
-
-/// The caller's queue, results and next n, as the page first shows them. Creates nothing.
-#[server(endpoint = "task-page")]
-pub async fn load_task_page() -> Result<TaskPageView, AppError> {
-    let state = crate::ssr::AppState::from_context()?;
-    let mut view = state
-        .sessions
-        .get(&ssr::session_id().await?)
-        .map(|session| session.view())
-        .unwrap_or_default();
-    view.error = ssr::form_error().await;
-    Ok(view)
-}
-
-/// The app's version and the cluster's size, for the footer.
-#[server(endpoint = "cluster-info")]
-pub async fn get_cluster_info() -> Result<ClusterInfo, AppError> {
-    let state = crate::ssr::AppState::from_context()?;
-    Ok(ClusterInfo {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        workers: state.cluster.workers(),
-        backend: state.cluster.backend_name().to_owned(),
-    })
-}
-
-#[cfg(feature = "ssr")]
-mod ssr {
-    use axum::Extension;
-    use std::collections::HashMap;
-
-    use axum::extract::Query;
-    use base64::Engine;
-
-    use crate::AppError;
-    use crate::ssr::SessionId;
-
-    pub async fn session_id() -> Result<SessionId, AppError> {
-        leptos_axum::extract::<Extension<SessionId>>()
-            .await
-            .map(|Extension(id)| id)
-            .map_err(|_| AppError::Unavailable("the session layer is missing".into()))
-    }
-
-    /// A form posted without JavaScript comes back with its error in the URL (`__err`, as
-    /// server functions encode it); this reads it out for the page to show.
-    pub async fn form_error() -> Option<String> {
-        let Query(query) = leptos_axum::extract::<Query<HashMap<String, String>>>()
-            .await
-            .ok()?;
-        let bytes = base64::engine::general_purpose::URL_SAFE
-            .decode(query.get("__err")?)
-            .ok()?;
-        let error: AppError = serde_json::from_slice(&bytes).ok()?;
-        Some(error.to_string())
-    }
-}
+use model::page::TaskPageView;
 
 /// The page: its state comes from the server first (rendered into the HTML), then live.
 #[component]
@@ -113,7 +32,7 @@ pub fn TaskPage() -> impl IntoView {
     }
 }
 
-#[component]
+#[island]
 fn TaskPanel(view: TaskPageView) -> impl IntoView {
     let store = LiveStore::new(view.tasks, view.lines);
     #[cfg(feature = "hydrate")]
