@@ -24,6 +24,15 @@ use crate::pages::tasks::TaskPage;
 
 /// The HTML document around the app.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    document(options, App)
+}
+
+/// The site's HTML document around `body`: the app's pages here, and the dashboard's (the
+/// binary hands this to the dashboard's routes), each with the bundle `options` name.
+pub fn document<V: IntoView + 'static>(
+    options: LeptosOptions,
+    body: impl FnOnce() -> V,
+) -> impl IntoView {
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -36,9 +45,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
-            <body>
-                <App />
-            </body>
+            <body>{body()}</body>
         </html>
     }
 }

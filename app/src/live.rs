@@ -91,7 +91,7 @@ pub fn connect(store: LiveStore) {
 /// Follows the server-sent events at `url` for the life of the calling component, handing
 /// each message to `on_message` and its state to `connection`.
 #[cfg(feature = "hydrate")]
-pub fn follow(
+fn follow(
     url: &'static str,
     connection: RwSignal<Connection>,
     on_message: impl Fn(String) + 'static,

@@ -15,7 +15,7 @@ pub mod ssr;
 pub mod views;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, provide_meta_context};
+use leptos_meta::{Stylesheet, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, StaticSegment};
 
@@ -23,26 +23,6 @@ use crate::pages::{IndividualPage, NoSuchView, StatusPage};
 
 /// The name of the dashboard's bundle in the site's `pkg/` directory.
 pub const BUNDLE: &str = "dashboard";
-
-/// The HTML document around a dashboard page. `options` are the site's, with
-/// [`BUNDLE`] as their output name.
-pub fn shell(options: LeptosOptions) -> impl IntoView {
-    view! {
-        <!DOCTYPE html>
-        <html lang="en">
-            <head>
-                <meta charset="utf-8" />
-                <meta name="viewport" content="width=device-width, initial-scale=1" />
-                <link rel="icon" href="data:," />
-                <HydrationScripts options islands=true />
-                <MetaTags />
-            </head>
-            <body>
-                <Dashboard />
-            </body>
-        </html>
-    }
-}
 
 /// The dashboard's pages: no navigation chrome, they fill their frame.
 #[component]

@@ -462,7 +462,8 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
 
 /// The cluster dashboard's listener: its own routes, behind the same host check as the app's.
 fn dashboard_router(state: &DashboardState, hosts: AllowedHosts) -> Router {
-    dashboard::ssr::routes(state, Arc::from(hosts.frame_ancestors()))
+    let shell = |options| app::document(options, dashboard::Dashboard);
+    dashboard::ssr::routes(state, Arc::from(hosts.frame_ancestors()), shell)
         .layer(CompressionLayer::new())
         .layer(from_fn(count_requests))
         .layer(from_fn_with_state(hosts, allowed_host))

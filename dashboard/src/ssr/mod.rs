@@ -18,7 +18,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 pub use feed::DashboardFeed;
 pub use ops::{Metrics, count_requests};
 
-use crate::{BUNDLE, Dashboard, shell};
+use crate::{BUNDLE, Dashboard};
 
 /// What the dashboard's routes share. Built by the binary, once per process.
 #[derive(Clone)]
@@ -83,10 +83,16 @@ impl AppFigures {
 /// The dashboard listener's routes: its pages, their frames, the site's files and the ops
 /// endpoints. Nothing else answers there, not even the app's server functions, which Leptos
 /// registers on every router it builds; pages may be framed by `frame_ancestors` only.
-pub fn routes(state: &DashboardState, frame_ancestors: Arc<str>) -> Router {
+/// `shell` is the site's HTML document around [`Dashboard`], with the dashboard's bundle.
+pub fn routes<IV: IntoView + 'static>(
+    state: &DashboardState,
+    frame_ancestors: Arc<str>,
+    shell: impl Fn(LeptosOptions) -> IV + Clone + Send + Sync + 'static,
+) -> Router {
     Router::new()
         .leptos_routes(state, generate_route_list(Dashboard), {
             let options = state.leptos_options.clone();
+            let shell = shell.clone();
             move || shell(options.clone())
         })
         .route("/dashboard/stream", get(feed::stream))
