@@ -527,14 +527,17 @@ impl Shared {
         let at_ms = now_ms();
         // Embedded workers live here; a NATS app server's threads only wait on remote ones.
         let processes = match self.executor {
-            Executor::Local => vec![WorkerProcess::of(
-                crate::nats::this_process().name.clone(),
-                crate::nats::this_process().host.clone(),
-                crate::nats::this_process().pid,
-                &inner.workers,
-                process,
-                at_ms,
-            )],
+            Executor::Local => {
+                let me = crate::nats::this_process();
+                vec![WorkerProcess::of(
+                    me.name.clone(),
+                    me.host.clone(),
+                    me.pid,
+                    &inner.workers,
+                    process,
+                    at_ms,
+                )]
+            }
             Executor::Remote(_) => Vec::new(),
         };
         ClusterStats {

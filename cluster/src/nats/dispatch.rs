@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak, mpsc};
 use std::time::Duration;
 
-use async_nats::jetstream::{consumer, message::PublishMessage};
+use async_nats::jetstream::consumer;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -256,7 +256,7 @@ impl Dispatch {
                     self.runtime.spawn(self.clone().send_cancel(key));
                 }
                 Ok(Note::Done(outcome)) => break outcome,
-                // Every sender is in `waiting` or in `hand_over`: not reached.
+                // Every sender is in `waiting` or on its way to NATS: not reached.
                 Err(_) => break Err(stopped()),
             }
         };
@@ -324,15 +324,12 @@ impl Dispatch {
                     return;
                 }
             };
-            let publish = PublishMessage::build()
-                .payload(payload)
-                .message_id(first.item.key());
-            let error = match self.conn.js.send_publish(subject.clone(), publish).await {
-                Ok(ack) => match ack.await {
-                    Ok(_) => return,
-                    Err(error) => error.to_string(),
-                },
-                Err(error) => error.to_string(),
+            let Err(error) = self
+                .conn
+                .store(subject.clone(), payload, &first.item.key())
+                .await
+            else {
+                return;
             };
             if !warned {
                 tracing::warn!(%error, tasks = batch.len(), "NATS did not take a task: retrying");

@@ -304,6 +304,20 @@ impl Connection {
             .map_err(|e| setup_error("the workers' consumer".into(), e))
     }
 
+    /// Publishes `payload` on a stream's `subject` under message id `id` (JetStream keeps a
+    /// repeated id once) and waits until JetStream has stored it.
+    async fn store(&self, subject: String, payload: bytes::Bytes, id: &str) -> Result<(), String> {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload)
+            .message_id(id);
+        let ack = self
+            .js
+            .send_publish(subject, publish)
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map(drop).map_err(|e| e.to_string())
+    }
+
     /// Live workers, from their heartbeats.
     async fn read_workers(&self) -> Result<Vec<WorkerInfo>, async_nats::Error> {
         use futures::StreamExt;

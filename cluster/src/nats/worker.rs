@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{PullConsumer, pull::BatchConfig};
-use async_nats::jetstream::{AckKind, Message, message::PublishMessage};
+use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -49,6 +49,7 @@ pub struct NatsWorker {
     pulling: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     cancels: JoinHandle<()>,
+    /// Ends once every result finished before the stop is stored.
     storing: JoinHandle<()>,
 }
 
@@ -65,10 +66,6 @@ struct State {
     threads: Mutex<Vec<WorkerStats>>,
     probe: Mutex<ProcessProbe>,
     stopping: AtomicBool,
-    /// Results being stored: a stop waits for them.
-    storing: AtomicUsize,
-    /// To the task that stores results ([`State::publish_results`]).
-    finished: mpsc::UnboundedSender<Finished>,
     /// One OS thread per slot runs its tasks (named like the embedded workers, so that the
     /// dashboard's profile view finds them).
     runners: Vec<std::sync::mpsc::Sender<Work>>,
@@ -148,8 +145,6 @@ impl NatsWorker {
             threads: Mutex::new((0..threads).map(WorkerStats::idle).collect()),
             probe: Mutex::new(ProcessProbe::new()),
             stopping: AtomicBool::new(false),
-            storing: AtomicUsize::new(0),
-            finished,
             runners: (0..threads).map(runner).collect(),
         });
         // Heard before the first task can be pulled, so no cancel is missed.
@@ -166,7 +161,7 @@ impl NatsWorker {
         let cancels = tokio::spawn(state.clone().listen_cancels(cancels));
         let heartbeat = tokio::spawn(state.clone().heartbeat());
         let storing = tokio::spawn(state.clone().publish_results(to_store));
-        let pulling = tokio::spawn(state.clone().pull(threads));
+        let pulling = tokio::spawn(state.clone().pull(threads, finished));
         tracing::info!(
             worker = %this_process().name,
             threads,
@@ -187,21 +182,22 @@ impl NatsWorker {
         &this_process().name
     }
 
-    /// Stops pulling work, lets running tasks finish for up to `grace` (a task still running
-    /// then runs again elsewhere after the ack wait), and leaves the worker list.
-    pub async fn stop(self, grace: Duration) {
+    /// Stops pulling work, lets running tasks finish and their results be stored for up to
+    /// `grace` (a task not done by then runs again elsewhere after the ack wait), and leaves
+    /// the worker list.
+    pub async fn stop(mut self, grace: Duration) {
         self.state.stopping.store(true, Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + grace;
+        // The puller and its tasks hold the only senders of results: once they are done, the
+        // publisher stores what is left and ends.
         if tokio::time::timeout_at(deadline, self.pulling)
             .await
             .is_err()
+            || tokio::time::timeout_at(deadline, &mut self.storing)
+                .await
+                .is_err()
         {
             tracing::info!("a task was still running: another worker will run it");
-        }
-        while self.state.storing.load(Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.heartbeat.abort();
         self.cancels.abort();
@@ -293,7 +289,7 @@ impl State {
     /// carry several quick tasks (the app server batches them); they wait here for a thread.
     /// Requests are served oldest first, so a message or an expiry answers the oldest; one
     /// whose answer never came (NATS restarted) is forgotten after its expiry and asked again.
-    async fn pull(self: Arc<Self>, threads: usize) {
+    async fn pull(self: Arc<Self>, threads: usize, finished: mpsc::UnboundedSender<Finished>) {
         let client = &self.conn.client;
         let inbox = async_nats::Subject::from(client.new_inbox());
         let mut answers = loop {
@@ -315,9 +311,12 @@ impl State {
                 && let Some(slot) = idle.pop()
                 && let Some((delivery, item)) = waiting.pop_front()
             {
-                let (state, freed_tx) = (self.clone(), freed_tx.clone());
+                let (state, freed_tx, finished) =
+                    (self.clone(), freed_tx.clone(), finished.clone());
                 tokio::spawn(async move {
-                    state.handle(slot, delivery, item).await;
+                    let result = state.handle(slot, delivery, item).await;
+                    // Stored by JetStream while this thread runs its next task.
+                    let _ = finished.send(result);
                     let _ = freed_tx.send(slot);
                 });
             }
@@ -381,7 +380,7 @@ impl State {
         }
     }
 
-    async fn handle(self: &Arc<Self>, slot: usize, delivery: Arc<Delivery>, item: WorkItem) {
+    async fn handle(&self, slot: usize, delivery: Arc<Delivery>, item: WorkItem) -> Finished {
         let key = item.key();
         if delivery.delivered > 1 {
             tracing::warn!(task = %key, delivered = delivery.delivered, "running a task whose worker stopped answering");
@@ -398,7 +397,7 @@ impl State {
             Some(error) => Err(error),
             None => self.run(slot, &item, &key).await,
         };
-        let finished = Finished {
+        Finished {
             subject: self.conn.names.results_subject(&item.server),
             key,
             result: ResultItem {
@@ -408,11 +407,6 @@ impl State {
                 worker: this_process().name.clone(),
             },
             delivery,
-        };
-        // Stored by JetStream while this thread runs its next task.
-        self.storing.fetch_add(1, Ordering::Relaxed);
-        if self.finished.send(finished).is_err() {
-            self.storing.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -448,17 +442,9 @@ impl State {
             Ok(payload) => {
                 let payload = bytes::Bytes::from(payload);
                 let id = format!("{}+{}", group[0].key, group.len());
-                loop {
-                    let publish = PublishMessage::build()
-                        .payload(payload.clone())
-                        .message_id(&id);
-                    match self.conn.js.send_publish(subject.clone(), publish).await {
-                        Ok(ack) => match ack.await {
-                            Ok(_) => break,
-                            Err(error) => tracing::debug!(%error, "results not stored yet"),
-                        },
-                        Err(error) => tracing::debug!(%error, "results not sent yet"),
-                    }
+                while let Err(error) = self.conn.store(subject.clone(), payload.clone(), &id).await
+                {
+                    tracing::debug!(%error, "results not stored yet");
                     tokio::time::sleep(RETRY_EVERY).await;
                 }
             }
@@ -472,7 +458,6 @@ impl State {
                 // It will be delivered again and its results, duplicates, ignored.
                 tracing::debug!(%error, "ack not sent");
             }
-            self.storing.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
