@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{BenchError, free_port};
+use load::free_port;
+
+use crate::BenchError;
 
 /// The port the seed's cluster.py listens on (`DASK_SCHEDULER_PORT`, fixed in its text).
 pub const SEED_SCHEDULER_PORT: u16 = 64719;

@@ -5,7 +5,7 @@
 //! Each frame is encoded once and published on a `watch` channel: a page that is slow simply
 //! skips to the newest frame, and the cost does not grow with the number of open views.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -327,31 +327,29 @@ fn plots_json() -> serde_json::Map<String, serde_json::Value> {
         .collect()
 }
 
-/// Middleware for the dashboard listener: only the dashboard's own paths exist there, and its
-/// pages may be framed only by pages of the allowed hosts (`frame-ancestors`).
+/// What the dashboard listener refuses, and who may frame its pages.
+#[derive(Clone)]
+pub struct ListenerRules {
+    /// The paths of every server function in the binary: Leptos registers them on every
+    /// router it builds, and none of them is the dashboard's.
+    pub server_fns: Arc<HashSet<&'static str>>,
+    /// The `frame-ancestors` sources: pages of the allowed hosts only.
+    pub frame_ancestors: Arc<str>,
+}
+
+/// Middleware for the dashboard listener: the app's server functions are not there (404),
+/// and its pages may be framed only by pages of the allowed hosts.
 pub async fn dashboard_only(
-    State(frame_ancestors): State<Arc<str>>,
+    State(rules): State<ListenerRules>,
     request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    let known = matches!(
-        path,
-        "/status"
-            | "/individual-plots.json"
-            | "/dashboard/stream"
-            | "/metrics"
-            | "/health"
-            | "/json/counts.json"
-            | "/json/identity.json"
-            | "/workers"
-    ) || path.starts_with("/pkg/")
-        || View::from_path(path).is_some();
-    let mut response = if known {
-        next.run(request).await
+    let mut response = if rules.server_fns.contains(request.uri().path()) {
+        (StatusCode::NOT_FOUND, "not a dashboard path").into_response()
     } else {
-        (StatusCode::NOT_FOUND, "no such dashboard view").into_response()
+        next.run(request).await
     };
+    let frame_ancestors = &rules.frame_ancestors;
     if let Ok(csp) = HeaderValue::from_str(&format!("frame-ancestors {frame_ancestors}")) {
         response
             .headers_mut()

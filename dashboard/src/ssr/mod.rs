@@ -81,8 +81,9 @@ impl AppFigures {
 }
 
 /// The dashboard listener's routes: its pages, their frames, the site's files and the ops
-/// endpoints. Nothing else answers there, not even the app's server functions, which Leptos
-/// registers on every router it builds; pages may be framed by `frame_ancestors` only.
+/// endpoints. The app's server functions, which Leptos registers on every router it builds,
+/// are refused there; any other path is the router's 404. Pages may be framed by
+/// `frame_ancestors` only.
 /// `shell` is the site's HTML document around [`Dashboard`], with the dashboard's bundle.
 pub fn routes<IV: IntoView + 'static>(
     state: &DashboardState,
@@ -105,6 +106,16 @@ pub fn routes<IV: IntoView + 'static>(
         .fallback(leptos_axum::file_and_error_handler::<DashboardState, _>(
             shell,
         ))
-        .layer(from_fn_with_state(frame_ancestors, feed::dashboard_only))
+        .layer(from_fn_with_state(
+            feed::ListenerRules {
+                server_fns: Arc::new(
+                    leptos::server_fn::axum::server_fn_paths()
+                        .map(|(path, _)| path)
+                        .collect(),
+                ),
+                frame_ancestors,
+            },
+            feed::dashboard_only,
+        ))
         .with_state(state.clone())
 }
