@@ -134,13 +134,10 @@ pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {
 /// Figures 1–4 on an Offload cluster, through its client.
 pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, BenchError> {
     let who = Submitter::new("bench");
-    let run = |n: i64| {
-        let client = client.clone();
-        let who = who.clone();
-        async move {
-            let handle = client.submit::<Fibonacci>(n, &who).await.map_err(failed)?;
-            handle.result().await.map_err(failed)
-        }
+    let who = &who;
+    let run = |n: i64| async move {
+        let handle = client.submit::<Fibonacci>(n, who).await.map_err(failed)?;
+        handle.result().await.map_err(failed)
     };
 
     let mut trips = Vec::with_capacity(sizes.trips);
@@ -160,7 +157,7 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
         for i in 0..sizes.tiny {
             handles.push(
                 client
-                    .submit::<Fibonacci>(i as i64 % 10, &who)
+                    .submit::<Fibonacci>(i as i64 % 10, who)
                     .await
                     .map_err(failed)?,
             );
@@ -184,7 +181,7 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
     let mut fib30x8 = Vec::new();
     for _ in 0..sizes.fib30x8_runs {
         let start = Instant::now();
-        futures_join_all((0..8).map(|_| run(30))).await?;
+        futures::future::try_join_all((0..8).map(|_| run(30))).await?;
         fib30x8.push(ms(start.elapsed()));
     }
 
@@ -232,20 +229,6 @@ pub fn seed(
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).map_err(|e| fail(format!("{e} in {last:?}")))
-}
-
-/// Runs the futures concurrently and returns the first error, if any.
-async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Result<Vec<T>, BenchError>
-where
-    F: std::future::Future<Output = Result<T, BenchError>> + Send + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.map_err(failed)??);
-    }
-    Ok(out)
 }
 
 fn failed(error: impl std::fmt::Display) -> BenchError {
