@@ -398,9 +398,8 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         }
         Workers::Nats(_) => None,
     };
-    let dashboard_listener = dashboard.is_some();
     tracing::info!("Offload is serving on http://{addr}");
-    if dashboard_listener {
+    if dashboard.is_some() {
         tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
     }
     let limits = ConnectionLimits {
