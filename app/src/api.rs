@@ -55,7 +55,7 @@ pub async fn get_cluster_info() -> Result<ClusterInfo, AppError> {
     Ok(ClusterInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         workers: state.cluster.workers(),
-        backend: state.cluster.backend_name().to_owned(),
+        backend: state.cluster.backend(),
     })
 }
 

@@ -92,20 +92,11 @@ pub fn cluster_config() -> ClusterConfig {
     }
 }
 
-/// Tasks the benchmark's NATS client hands to JetStream per worker thread
-/// (`--in-flight-per-thread`): enough for the throughput run's tiny tasks to travel in
-/// batches (the app's default is 1, for fairness).
-pub const NATS_IN_FLIGHT_PER_THREAD: usize = 32;
-
 /// Connects to `offload cluster` as one more app server and waits for its 4 worker threads.
 pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {
+    // The app server's defaults (`--in-flight-per-thread`, `--max-in-flight`).
     let cluster = NatsCluster::connect(
-        NatsConfig {
-            url: url.to_string(),
-            prefix: "offload".into(),
-            server: format!("bench-{}", std::process::id()),
-            in_flight_per_thread: NATS_IN_FLIGHT_PER_THREAD,
-        },
+        NatsConfig::new(url, "offload", format!("bench-{}", std::process::id())),
         cluster_config(),
         Registry::default(),
     )
@@ -116,14 +107,11 @@ pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {
     })?;
     let client = cluster.scheduler().client();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while client.workers() < 4 * NATS_IN_FLIGHT_PER_THREAD {
+    while client.workers() < 4 {
         if Instant::now() > deadline {
             return Err(BenchError::Measure {
                 what: "the NATS stack".into(),
-                detail: format!(
-                    "{} worker slots after 30 s, 4 threads expected",
-                    client.workers() / NATS_IN_FLIGHT_PER_THREAD
-                ),
+                detail: format!("{} worker threads after 30 s, 4 expected", client.workers()),
             });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -162,7 +162,11 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
     println!("starting Offload on NATS: offload cluster, offload worker, offload serve --cluster");
     stacks.push(Stack::nats(&programs, data.path(), &logs).await?);
 
-    let embedded = EmbeddedCluster::start(figures::cluster_config());
+    let embedded =
+        EmbeddedCluster::start(figures::cluster_config()).map_err(|e| BenchError::Measure {
+            what: "starting the embedded cluster".into(),
+            detail: e.to_string(),
+        })?;
     let nats_url = stacks.iter().find_map(|s| match &s.cluster {
         ClusterAccess::Nats(url) => Some(url.clone()),
         _ => None,

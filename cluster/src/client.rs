@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::embedded::{Refusal, Reply, Shared};
 use crate::nats::Observer;
-use crate::{ClusterEvent, ClusterStats, Submitter, Task, TaskError, TaskId, TaskInfo};
+use crate::scheduler::{Core, Refusal};
+use crate::work::Reply;
+use crate::{Backend, ClusterEvent, ClusterStats, Submitter, Task, TaskError, TaskId, TaskInfo};
 
 /// Why a submission was not accepted. Messages are meant for the person who submitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,28 +44,28 @@ pub enum CancelError {
 /// Nothing in its API assumes that workers are threads of this process.
 #[derive(Clone)]
 pub struct Client {
-    backend: Backend,
+    backend: Via,
 }
 
 #[derive(Clone)]
-enum Backend {
+enum Via {
     /// This process schedules: its workers are its own threads, or NATS workers it hands
     /// tasks to.
-    Scheduler(Arc<Shared>),
+    Scheduler(Arc<Core>),
     /// This process only watches a NATS cluster's workers and app servers (its dashboard).
     Observer(Arc<Observer>),
 }
 
 impl Client {
-    pub(crate) fn scheduler(shared: Arc<Shared>) -> Self {
+    pub(crate) fn scheduler(shared: Arc<Core>) -> Self {
         Self {
-            backend: Backend::Scheduler(shared),
+            backend: Via::Scheduler(shared),
         }
     }
 
     pub(crate) fn observer(observer: Arc<Observer>) -> Self {
         Self {
-            backend: Backend::Observer(observer),
+            backend: Via::Observer(observer),
         }
     }
 
@@ -99,7 +100,7 @@ impl Client {
     ) -> Result<TaskHandle<T>, SubmitError> {
         T::validate(&input).map_err(SubmitError::InvalidInput)?;
         let value = serde_json::to_value(&input).map_err(|e| SubmitError::Encode(e.to_string()))?;
-        let Backend::Scheduler(shared) = &self.backend else {
+        let Via::Scheduler(shared) = &self.backend else {
             return Err(SubmitError::WatchOnly);
         };
         if !shared.registry.contains(T::NAME) {
@@ -129,7 +130,7 @@ impl Client {
     /// Cancels a task: a queued one leaves the queue, a running one stops at its next
     /// checkpoint. Either way its handle resolves to [`TaskError::Cancelled`].
     pub async fn cancel(&self, id: TaskId) -> Result<(), CancelError> {
-        if let Backend::Scheduler(shared) = &self.backend
+        if let Via::Scheduler(shared) = &self.backend
             && shared.cancel(id)
         {
             Ok(())
@@ -141,8 +142,8 @@ impl Client {
     /// `submitter`'s queued and running tasks, in submission order.
     pub async fn unfinished(&self, submitter: &Submitter) -> Vec<TaskInfo> {
         match &self.backend {
-            Backend::Scheduler(shared) => shared.unfinished(submitter),
-            Backend::Observer(_) => Vec::new(),
+            Via::Scheduler(shared) => shared.unfinished(submitter),
+            Via::Observer(_) => Vec::new(),
         }
     }
 
@@ -151,9 +152,9 @@ impl Client {
     /// [`Client::unfinished`].
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
         match &self.backend {
-            Backend::Scheduler(shared) => shared.subscribe(),
+            Via::Scheduler(shared) => shared.subscribe(),
             // An observer sees the app servers' figures, not each task's events.
-            Backend::Observer(_) => broadcast::channel(1).1,
+            Via::Observer(_) => broadcast::channel(1).1,
         }
     }
 
@@ -161,24 +162,34 @@ impl Client {
     /// Takes a few microseconds of /proc reading: fine on an async thread.
     pub fn stats(&self) -> ClusterStats {
         match &self.backend {
-            Backend::Scheduler(shared) => shared.stats(),
-            Backend::Observer(observer) => observer.stats(),
+            Via::Scheduler(shared) => shared.stats(),
+            Via::Observer(observer) => observer.stats(),
         }
     }
 
-    /// Number of worker threads: this process's, or every NATS worker's.
+    /// Worker threads: this process's, or every live NATS worker's.
     pub fn workers(&self) -> usize {
         match &self.backend {
-            Backend::Scheduler(shared) => shared.workers(),
-            Backend::Observer(observer) => observer.threads(),
+            Via::Scheduler(shared) => shared.occupancy().threads,
+            Via::Observer(observer) => observer.threads(),
         }
     }
 
-    /// Where the workers run, for display: "embedded" or "nats".
-    pub fn backend_name(&self) -> &'static str {
+    /// Tasks that may run at once: as many as the worker threads here; on NATS, the tasks
+    /// this app server may have in flight (more than threads for tiny tasks, within its
+    /// bound).
+    pub fn slots(&self) -> usize {
         match &self.backend {
-            Backend::Scheduler(shared) => shared.kind,
-            Backend::Observer(_) => "nats",
+            Via::Scheduler(shared) => shared.occupancy().slots,
+            Via::Observer(observer) => observer.threads(),
+        }
+    }
+
+    /// Where the workers run.
+    pub fn backend(&self) -> Backend {
+        match &self.backend {
+            Via::Scheduler(shared) => shared.backend,
+            Via::Observer(_) => Backend::Nats,
         }
     }
 }

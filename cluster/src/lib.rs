@@ -2,32 +2,42 @@
 //!
 //! A [`Client`] is the only way in: it submits typed [`Task`]s on behalf of a [`Submitter`],
 //! cancels them, lists a submitter's unfinished work, streams [`ClusterEvent`]s and takes
-//! [`ClusterStats`] snapshots. Behind it sits a backend; today the [`EmbeddedCluster`] (worker
-//! OS threads inside this process), later workers on other machines. Nothing here knows about
+//! [`ClusterStats`] snapshots. Behind it sits one [`Scheduler`] (admission, fair queue, time
+//! limit, figures) and one of two ways to run the tasks it releases: worker OS threads inside
+//! this process ([`EmbeddedCluster`]), or workers on any machine through NATS JetStream
+//! ([`nats::NatsCluster`]), awaited by futures rather than threads. Nothing here knows about
 //! HTTP, browsers or sessions, and nothing here may block a tokio thread with CPU work.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use cluster::{ClusterConfig, EmbeddedCluster, Submitter, tasks::Fibonacci};
-//! let cluster = EmbeddedCluster::start(ClusterConfig::default());
+//! let cluster = EmbeddedCluster::start(ClusterConfig::default()).unwrap();
 //! let client = cluster.client();
 //! let handle = client.submit::<Fibonacci>(20, &Submitter::new("docs")).await.unwrap();
 //! assert_eq!(handle.result().await.unwrap(), 6765);
 //! # });
 //! ```
 
+mod admission;
 mod client;
 mod embedded;
 mod event;
+mod local;
 pub mod nats;
+mod probe;
 mod queue;
+mod scheduler;
 mod stats;
 mod task;
 pub mod tasks;
+mod work;
 
+pub use admission::ClusterConfig;
 pub use client::{CancelError, Client, SubmitError, TaskHandle};
-pub use embedded::{ClusterConfig, EmbeddedCluster};
+pub use embedded::EmbeddedCluster;
 pub use event::{ClusterEvent, EventKind, TaskState};
+pub use model::Backend;
+pub use scheduler::{Scheduler, SpawnError};
 pub use stats::{
     ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerProcess,
     WorkerState, WorkerStats,

@@ -55,6 +55,9 @@ pub struct GroupStats {
     pub finished: u64,
     pub failed: u64,
     pub cancelled: u64,
+    /// Of the failed, those no worker answered for.
+    #[serde(default)]
+    pub lost: u64,
     /// Summed time tasks waited in the queue before a worker took them.
     pub wait_ms: f64,
     /// Summed time workers spent on these tasks.
@@ -72,6 +75,7 @@ impl GroupStats {
         self.finished += other.finished;
         self.failed += other.failed;
         self.cancelled += other.cancelled;
+        self.lost += other.lost;
         self.wait_ms += other.wait_ms;
         self.compute_ms += other.compute_ms;
         self.input_bytes += other.input_bytes;

@@ -237,17 +237,43 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// A context whose last publication was at `at` (the test's clock).
+    fn published_at<'a>(
+        flag: &'a AtomicBool,
+        publish: &'a (dyn Fn(f64) + 'a),
+        at: Instant,
+    ) -> TaskContext<'a> {
+        let ctx = TaskContext::new(flag, publish);
+        ctx.last.set((at, 0.0));
+        ctx
+    }
+
     #[test]
     fn progress_is_monotonic_and_rate_limited() {
         let seen = Mutex::new(Vec::new());
         let publish = |f: f64| seen.lock().unwrap().push(f);
         let flag = AtomicBool::new(false);
-        let ctx = TaskContext::new(&flag, &publish);
-        ctx.report_progress(0.5); // within the interval of construction: held back
+        // Published a moment from now: every report is within the interval.
+        let ctx = published_at(&flag, &publish, Instant::now() + Duration::from_secs(3600));
+        ctx.report_progress(0.5); // held back
         ctx.report_progress(0.4);
         ctx.report_progress(1.0); // completion always goes out
         ctx.report_progress(0.9);
         assert_eq!(*seen.lock().unwrap(), vec![1.0]);
+    }
+
+    #[test]
+    fn progress_goes_out_once_the_interval_has_passed() {
+        let seen = Mutex::new(Vec::new());
+        let publish = |f: f64| seen.lock().unwrap().push(f);
+        let flag = AtomicBool::new(false);
+        let long_ago = Instant::now()
+            .checked_sub(PROGRESS_INTERVAL * 2)
+            .expect("a clock older than 100 ms");
+        let ctx = published_at(&flag, &publish, long_ago);
+        ctx.report_progress(0.5);
+        ctx.report_progress(0.25); // backwards: ignored
+        assert_eq!(*seen.lock().unwrap(), vec![0.5]);
     }
 
     #[test]

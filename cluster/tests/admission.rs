@@ -15,6 +15,7 @@ fn cluster(config: ClusterConfig) -> EmbeddedCluster {
         event_capacity: 1 << 16,
         ..config
     })
+    .unwrap()
 }
 
 /// Waits until `count` tasks have started; returns their submitters.

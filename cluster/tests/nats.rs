@@ -4,8 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cluster::nats::{LocalNats, NatsCluster, NatsConfig, NatsWorker, WorkerConfig};
-use cluster::{ClusterConfig, Registry, Submitter, TaskError, tasks::Fibonacci};
+use cluster::nats::{LocalNats, NatsCluster, NatsConfig, NatsWorker, WorkerConfig, WorkerInfo};
+use cluster::{
+    ClusterConfig, EventKind, ProcessStats, Registry, Submitter, TaskError, WorkerStats,
+    tasks::Fibonacci,
+};
+use futures::StreamExt;
 
 /// The pinned server `make nats` installs; a missing one fails the test.
 fn nats_server() -> PathBuf {
@@ -34,22 +38,13 @@ async fn nats(store: &tempfile::TempDir) -> LocalNats {
 }
 
 async fn app(url: &str, config: ClusterConfig) -> NatsCluster {
-    app_with(url, config, 1).await
+    app_with(NatsConfig::new(url, "t", "app"), config).await
 }
 
-async fn app_with(url: &str, config: ClusterConfig, in_flight_per_thread: usize) -> NatsCluster {
-    NatsCluster::connect(
-        NatsConfig {
-            url: url.into(),
-            prefix: "t".into(),
-            server: "app".into(),
-            in_flight_per_thread,
-        },
-        config,
-        Registry::default(),
-    )
-    .await
-    .unwrap()
+async fn app_with(nats: NatsConfig, config: ClusterConfig) -> NatsCluster {
+    NatsCluster::connect(nats, config, Registry::default())
+        .await
+        .unwrap()
 }
 
 async fn worker(url: &str, threads: usize) -> NatsWorker {
@@ -81,7 +76,7 @@ async fn tasks_run_on_nats_workers_with_progress_and_cancel() {
     let server = nats(&store).await;
     let app = app(&server.url(), ClusterConfig::default()).await;
     let client = app.scheduler().client();
-    assert_eq!(client.backend_name(), "nats");
+    assert_eq!(client.backend(), cluster::Backend::Nats);
     let worker = worker(&server.url(), 2).await;
     wait_for_workers(&client, 2).await;
 
@@ -122,9 +117,9 @@ async fn a_flood_of_quick_tasks_travels_in_batches() {
         max_running_per_submitter: Some(1_000),
         ..ClusterConfig::default()
     };
-    let app = app_with(&nats.url(), config, 32).await;
+    let app = app(&nats.url(), config).await;
     let client = app.scheduler().client();
-    wait_for_workers(&client, 4 * 32).await;
+    wait_for_workers(&client, 4).await;
     let who = Submitter::new("flood");
     let mut handles = Vec::new();
     for i in 0..2_000_u64 {
@@ -150,5 +145,219 @@ async fn a_flood_of_quick_tasks_travels_in_batches() {
     );
     drop(app);
     worker.stop(Duration::from_secs(2)).await;
+    nats.stop().await;
+}
+
+/// This process's OS threads.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// A pretend worker process: it writes a heartbeat advertising `threads` threads under
+/// `name`, and nothing else unless the test makes it.
+async fn heartbeat(kv: &async_nats::jetstream::kv::Store, name: &str, threads: usize) {
+    let info = WorkerInfo {
+        name: name.into(),
+        host: "nowhere".into(),
+        pid: 1,
+        catalogue: Registry::default().catalogue(),
+        threads: (0..threads).map(WorkerStats::idle).collect(),
+        process: ProcessStats::default(),
+        at_ms: cluster::now_ms(),
+    };
+    kv.put(name, serde_json::to_vec(&info).unwrap().into())
+        .await
+        .unwrap();
+}
+
+/// A pretend worker's hold on the work queue: the consumer every worker shares.
+async fn work_consumer(
+    js: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    js.get_stream("t_work")
+        .await
+        .unwrap()
+        .get_or_create_consumer(
+            "workers",
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("workers".into()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: cluster::nats::ACK_WAIT,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// Takes the next work message and acks it, as a worker that then hangs would; returns the
+/// tasks it carried as JSON.
+async fn take_work(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+) -> Vec<serde_json::Value> {
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let message = loop {
+        if let Some(message) = batch.next().await {
+            break message.unwrap();
+        }
+        batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    };
+    message.ack().await.unwrap();
+    serde_json::from_slice(&message.payload).unwrap()
+}
+
+/// A worker that takes a task, acks it and never answers: the task ends as lost at its
+/// deadline (time limit + grace), its slot is free for the next task, and no thread of the
+/// app server ever waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_worker_never_answers_ends_as_lost_and_frees_its_slot() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = nats(&store).await;
+    let config = ClusterConfig {
+        task_time_limit: Some(Duration::from_millis(500)),
+        ..ClusterConfig::default()
+    };
+    let app = app_with(
+        NatsConfig {
+            // One slot: the second task can only run if the first one's slot was freed.
+            max_in_flight: 1,
+            result_grace: Duration::from_millis(500),
+            ..NatsConfig::new(nats.url(), "t", "app")
+        },
+        config,
+    )
+    .await;
+    let client = app.scheduler().client();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js.get_key_value("t_workers").await.unwrap();
+    heartbeat(&kv, "hangs", 1).await;
+    wait_for_workers(&client, 1).await;
+    let consumer = work_consumer(&js).await;
+    let before = threads();
+
+    let who = Submitter::new("u");
+    let stuck = client.submit::<Fibonacci>(25, &who).await.unwrap();
+    let id = stuck.id();
+    let taken = take_work(&consumer).await;
+    assert_eq!(taken[0]["task"], id.0);
+    let mut events = client.events();
+    let outcome = stuck.result().await;
+    assert!(
+        matches!(&outcome, Err(TaskError::Lost(m)) if m.contains("no worker answered")),
+        "{outcome:?}"
+    );
+    assert!(threads() <= before, "no thread waited for the result");
+    let stats = client.stats();
+    assert_eq!((stats.totals.lost, stats.totals.running), (1, 0));
+    // The dashboard hears of it as a failure, with the reason.
+    let failed = loop {
+        let event = events.recv().await.unwrap();
+        if event.task == id {
+            break event;
+        }
+    };
+    assert!(
+        matches!(failed.kind, EventKind::Failed { .. }),
+        "{failed:?}"
+    );
+
+    // A real worker now: the one slot takes the next task.
+    let worker = worker(&nats.url(), 1).await;
+    let next = client.submit::<Fibonacci>(20, &who).await.unwrap();
+    assert_eq!(next.result().await.unwrap(), 6765);
+
+    worker.stop(Duration::from_secs(1)).await;
+    drop(app);
+    nats.stop().await;
+}
+
+/// A result that does not decode fails its task with the reason instead of leaving it to wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_does_not_decode_fails_its_task_with_the_reason() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = nats(&store).await;
+    let app = app(&nats.url(), ClusterConfig::default()).await;
+    let client = app.scheduler().client();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js.get_key_value("t_workers").await.unwrap();
+    heartbeat(&kv, "garbles", 1).await;
+    wait_for_workers(&client, 1).await;
+    let consumer = work_consumer(&js).await;
+
+    let task = client
+        .submit::<Fibonacci>(10, &Submitter::new("u"))
+        .await
+        .unwrap();
+    let taken = take_work(&consumer).await;
+    // Its boot and task, but an outcome of the wrong shape and no worker name.
+    let garbled = serde_json::json!([{
+        "boot": taken[0]["boot"],
+        "task": taken[0]["task"],
+        "outcome": {"Maybe": 55},
+    }]);
+    js.publish(
+        "t.results.app",
+        serde_json::to_vec(&garbled).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let outcome = task.result().await;
+    assert!(
+        matches!(&outcome, Err(TaskError::Failed(m)) if m.contains("did not decode")),
+        "{outcome:?}"
+    );
+    drop(app);
+    nats.stop().await;
+}
+
+/// Workers advertising 100,000 threads open no more slots than the bound, and slots are
+/// futures: a thousand tasks in flight cost the app server no thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_advertising_100_000_threads_cost_the_app_server_no_thread() {
+    let store = tempfile::tempdir().unwrap();
+    let nats = nats(&store).await;
+    let config = ClusterConfig {
+        queue_capacity: 10_000,
+        max_queued_per_submitter: 10_000,
+        max_running_per_submitter: Some(10_000),
+        ..ClusterConfig::default()
+    };
+    let app = app(&nats.url(), config).await;
+    let client = app.scheduler().client();
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js.get_key_value("t_workers").await.unwrap();
+    // A heartbeat must fit in a NATS message: 20 processes of 5,000 threads each.
+    for i in 0..20 {
+        heartbeat(&kv, &format!("huge-{i}"), 5_000).await;
+    }
+    wait_for_workers(&client, NatsConfig::MAX_IN_FLIGHT).await;
+    assert_eq!(client.slots(), NatsConfig::MAX_IN_FLIGHT);
+    let before = threads();
+
+    // Nobody pulls: every slot fills and stays in flight.
+    let who = Submitter::new("flood");
+    let mut handles = Vec::new();
+    for i in 0..2_000_i64 {
+        handles.push(client.submit::<Fibonacci>(i % 10, &who).await.unwrap());
+    }
+    let mut events = client.events();
+    while client.stats().totals.running < NatsConfig::MAX_IN_FLIGHT as u64 {
+        let _ = events.recv().await;
+    }
+    let stats = client.stats();
+    assert_eq!(stats.totals.running, NatsConfig::MAX_IN_FLIGHT as u64);
+    assert_eq!(
+        stats.totals.queued,
+        2_000 - NatsConfig::MAX_IN_FLIGHT as u64
+    );
+    let during = threads();
+    assert!(
+        during <= before,
+        "{during} threads with 1,024 tasks in flight, {before} before"
+    );
+    drop(handles);
+    drop(app);
     nats.stop().await;
 }

@@ -30,7 +30,7 @@ fn micros(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cluster = EmbeddedCluster::start(ClusterConfig::default());
+    let cluster = EmbeddedCluster::start(ClusterConfig::default()).expect("worker threads");
     let client = cluster.client();
     let run = Duration::from_secs(3);
     let (mut without, mut with) = (Vec::new(), Vec::new());

@@ -107,7 +107,7 @@ fn StatusBody() -> impl IntoView {
                 format!(
                     "{} workers ({}) · {} queued (room for {}) · {} running · {} done · {} failed · {} cancelled",
                     f.workers.len(),
-                    f.backend,
+                    f.backend.name(),
                     t.queued,
                     f.queue_capacity,
                     t.running,

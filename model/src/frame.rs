@@ -11,8 +11,8 @@ pub const HISTORY: usize = 120;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DashboardFrame {
     pub at_ms: u64,
-    /// "embedded" or where the workers are.
-    pub backend: String,
+    /// Where the workers are.
+    pub backend: crate::Backend,
     pub cores: usize,
     pub workers: Vec<WorkerRow>,
     pub totals: Totals,

@@ -14,5 +14,5 @@ pub mod states;
 pub mod stream;
 pub mod views;
 
-pub use states::{TaskState, Totals, WorkerState};
+pub use states::{Backend, TaskState, Totals, WorkerState};
 pub use views::View;

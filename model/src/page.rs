@@ -88,7 +88,7 @@ pub struct TaskPageView {
 pub struct ClusterInfo {
     pub version: String,
     pub workers: usize,
-    pub backend: String,
+    pub backend: crate::Backend,
 }
 
 /// The seed's queue text: `Task queue: [3, 4]`.

@@ -50,6 +50,27 @@ impl WorkerState {
     }
 }
 
+/// What runs a cluster's tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Worker threads of the app server itself.
+    #[default]
+    Embedded,
+    /// Worker processes that take their tasks from NATS JetStream.
+    Nats,
+}
+
+impl Backend {
+    /// Its serde name, for display.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Nats => "nats",
+        }
+    }
+}
+
 /// Task counts: `queued` and `running` now, the rest since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
@@ -59,6 +80,10 @@ pub struct Totals {
     pub finished: u64,
     pub failed: u64,
     pub cancelled: u64,
+    /// Of the failed, those whose worker never answered (gone, stuck, or past every
+    /// deadline).
+    #[serde(default)]
+    pub lost: u64,
 }
 
 impl Totals {
@@ -70,6 +95,7 @@ impl Totals {
         self.finished += other.finished;
         self.failed += other.failed;
         self.cancelled += other.cancelled;
+        self.lost += other.lost;
     }
 }
 

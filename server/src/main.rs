@@ -24,10 +24,10 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use cluster::nats::{
-    LocalNats, NatsCluster, NatsConfig, NatsError, NatsObserver, NatsWorker, ServerError,
-    WorkerConfig, host_name, redacted, token,
+    ConnectError, LocalNats, NatsCluster, NatsConfig, NatsError, NatsObserver, NatsWorker,
+    ServerError, WorkerConfig, host_name, redacted, token,
 };
-use cluster::{ClusterConfig, EmbeddedCluster, Registry};
+use cluster::{ClusterConfig, EmbeddedCluster, Registry, Scheduler, SpawnError};
 use dashboard::ssr::{AppFigures, DashboardFeed, DashboardState, Metrics, count_requests};
 use leptos::config::get_configuration;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -135,11 +135,19 @@ struct Args {
     /// app servers [default: host name and app port].
     #[arg(long, env = "OFFLOAD_SERVER_ID")]
     server_id: Option<String>,
-    /// Tasks handed to NATS per worker thread: 1 keeps sessions' fairness exact; more
-    /// raises the throughput of tiny tasks, but a task may then wait in JetStream behind
-    /// another session's.
-    #[arg(long, env = "OFFLOAD_IN_FLIGHT_PER_THREAD", default_value_t = 1)]
+    /// Tasks handed to NATS per live worker thread. Only tiny tasks (expected 20 ms or less)
+    /// use the slots beyond one per thread: they travel to the workers in batches; other
+    /// work never waits in JetStream behind another session's.
+    #[arg(long, env = "OFFLOAD_IN_FLIGHT_PER_THREAD", default_value_t = NatsConfig::IN_FLIGHT_PER_THREAD)]
     in_flight_per_thread: usize,
+    /// Tasks handed to NATS at most, whatever the workers advertise: each is a future
+    /// awaiting its result, never a thread.
+    #[arg(long, env = "OFFLOAD_MAX_IN_FLIGHT", default_value_t = NatsConfig::MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Seconds past the task time limit that a NATS worker's result is awaited; then the
+    /// task ends as lost and its slot is freed.
+    #[arg(long, env = "OFFLOAD_RESULT_GRACE", default_value_t = NatsConfig::RESULT_GRACE.as_secs_f64())]
+    result_grace: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -241,6 +249,10 @@ enum StartError {
     #[error(transparent)]
     Nats(#[from] NatsError),
     #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error(transparent)]
     NatsServer(#[from] ServerError),
     #[error("installing the metrics recorder: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
@@ -258,10 +270,10 @@ enum Workers {
 }
 
 impl Workers {
-    /// Both schedule with the embedded cluster's scheduler.
-    fn scheduler(&self) -> &EmbeddedCluster {
+    /// Both have one scheduler; only what runs its tasks differs.
+    fn scheduler(&self) -> &Scheduler {
         match self {
-            Self::Embedded(cluster) => cluster,
+            Self::Embedded(cluster) => cluster.scheduler(),
             Self::Nats(cluster) => cluster.scheduler(),
         }
     }
@@ -312,17 +324,17 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         ..ClusterConfig::default()
     };
     let cluster = match &args.cluster {
-        None => Workers::Embedded(EmbeddedCluster::start(config)),
+        None => Workers::Embedded(EmbeddedCluster::start(config)?),
         Some(url) => {
             let server = args
                 .server_id
                 .clone()
                 .unwrap_or_else(|| token(&format!("{}-{}", host_name(), addr.port())));
             let nats = NatsConfig {
-                url: url.clone(),
-                prefix: args.nats.nats_prefix.clone(),
-                server,
                 in_flight_per_thread: args.in_flight_per_thread,
+                max_in_flight: args.max_in_flight,
+                result_grace: Args::seconds(args.result_grace, "--result-grace")?,
+                ..NatsConfig::new(url.clone(), args.nats.nats_prefix.clone(), server)
             };
             Workers::Nats(NatsCluster::connect(nats, config, Registry::default()).await?)
         }

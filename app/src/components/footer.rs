@@ -16,7 +16,7 @@ pub fn Footer() -> impl IntoView {
                             "Offload {} · {} workers ({})",
                             info.version,
                             info.workers,
-                            info.backend,
+                            info.backend.name(),
                         ),
                         Err(e) => format!("Cluster information unavailable: {e}"),
                     }

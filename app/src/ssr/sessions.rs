@@ -10,7 +10,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock, so that tests can move it instead of sleeping.
+use tokio::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -401,7 +404,7 @@ mod tests {
         assert_eq!(sessions.len(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_result_arriving_after_the_idle_time_counts_as_activity() {
         let (sessions, _dir) = sessions(SessionConfig {
             idle_timeout: Duration::from_millis(200),
@@ -410,7 +413,12 @@ mod tests {
         let session = sessions.get_or_create(&id("away")).unwrap();
         session.accepted(task(1), 1, None);
         // The page is closed and the task runs longer than the idle time.
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(
+            sessions.expire_idle(),
+            0,
+            "a session with a task running stays"
+        );
         session.done(line(1));
         assert_eq!(sessions.expire_idle(), 0, "the result was just recorded");
         assert_eq!(sessions.get(&id("away")).unwrap().view().lines.len(), 1);

@@ -1,23 +1,27 @@
-//! The app server's side of a NATS cluster: its scheduler hands each task that admission lets
-//! start to the workers and waits for the result, and it follows the workers' heartbeats to
-//! know how many tasks may run at once.
+//! The app server's side of a NATS cluster: the second way to run a released task. Each slot
+//! admission fills is a future that hands its task to JetStream and awaits the result, with a
+//! deadline; no thread waits on the network. It follows the workers' heartbeats to know how
+//! many slots to open, within a bound of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak, mpsc};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer;
 use futures::StreamExt;
+use model::Backend;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::wire::{CancelItem, ProgressItem, ResultItem, ServerReport, WorkItem, task_key};
-use super::{Connection, Names, NatsError, RETRY_EVERY, valid_token};
-use crate::embedded::{Executor, Shared};
-use crate::{ClusterConfig, EmbeddedCluster, Registry, TaskContext, TaskError, TaskId, now_ms};
+use super::{Connection, Names, NatsError, RESULTS_KEPT, RETRY_EVERY, valid_token};
+use crate::scheduler::{CancelFlag, Core, Job, Scheduler, millis};
+use crate::work::Reply;
+use crate::{ClusterConfig, Registry, SpawnError, TaskError, TaskId, now_ms};
 
 /// How an app server reaches its NATS cluster.
 #[derive(Debug, Clone)]
@@ -29,10 +33,57 @@ pub struct NatsConfig {
     /// This app server's name in the cluster: stable across its restarts (its results
     /// consumer is durable under it) and different from every other app server's.
     pub server: String,
-    /// Tasks handed to NATS per worker thread. 1 keeps admission exact: a task waits in this
-    /// server's fair queue, never in JetStream behind another session's. More hides the
-    /// network's round trip for streams of tiny tasks, at the cost of that fairness.
+    /// Tasks in flight per live worker thread. Only tiny tasks use the slots beyond one per
+    /// thread (they travel in batches); other work never waits in JetStream.
     pub in_flight_per_thread: usize,
+    /// Tasks in flight at most, whatever the workers advertise.
+    pub max_in_flight: usize,
+    /// How long past the time limit a task's result is awaited before it ends as lost.
+    pub result_grace: Duration,
+}
+
+impl NatsConfig {
+    /// Tasks in flight per live worker thread, by default.
+    pub const IN_FLIGHT_PER_THREAD: usize = 16;
+    /// Tasks in flight at most, by default.
+    pub const MAX_IN_FLIGHT: usize = 1_024;
+    /// How long past the time limit a result is awaited, by default: long enough for a
+    /// cancel to reach a worker and for JetStream to redeliver a dead worker's task once.
+    pub const RESULT_GRACE: Duration = Duration::from_secs(15);
+
+    /// The defaults for a server named `server` of the deployment `prefix` at `url`.
+    pub fn new(
+        url: impl Into<String>,
+        prefix: impl Into<String>,
+        server: impl Into<String>,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            prefix: prefix.into(),
+            server: server.into(),
+            in_flight_per_thread: Self::IN_FLIGHT_PER_THREAD,
+            max_in_flight: Self::MAX_IN_FLIGHT,
+            result_grace: Self::RESULT_GRACE,
+        }
+    }
+
+    /// (slots, threads) for `threads` live worker threads.
+    fn slots(&self, threads: usize) -> (usize, usize) {
+        let max = self.max_in_flight.max(1);
+        let slots = threads
+            .saturating_mul(self.in_flight_per_thread.max(1))
+            .min(max);
+        (slots, threads.min(max))
+    }
+}
+
+/// Why a NATS app server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
 }
 
 /// Tasks expected to take at most this long all together travel to a worker in one message:
@@ -51,24 +102,32 @@ const REPORTED_RECENT: usize = 300;
 /// An app server's cluster whose workers are NATS workers. Its [`crate::Client`] behaves as
 /// the embedded one does: same admission, same events, same errors.
 pub struct NatsCluster {
-    scheduler: EmbeddedCluster,
+    scheduler: Scheduler,
     dispatch: Arc<Dispatch>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// What the scheduler's threads use to run a task remotely.
-pub(crate) struct Dispatch {
-    runtime: tokio::runtime::Handle,
+/// What the slots use to run a task remotely.
+struct Dispatch {
     conn: Connection,
     server: String,
     /// This start of the server: results of an earlier one are ignored.
     boot: u64,
     catalogue: String,
     time_limit_ms: Option<u64>,
-    waiting: Mutex<HashMap<TaskId, mpsc::Sender<Note>>>,
+    /// How long a slot waits for its result after the hand-over.
+    deadline: Duration,
+    waiting: Mutex<HashMap<TaskId, Waiter>>,
     closed: AtomicBool,
     /// To the task that publishes work ([`Dispatch::publish_work`]).
     outbox: UnboundedSender<Outgoing>,
+}
+
+/// A slot awaiting its task's result.
+struct Waiter {
+    done: oneshot::Sender<Reply>,
+    /// Only the latest figure matters: a flood of progress never queues.
+    progress: watch::Sender<f64>,
 }
 
 /// Gathers `first` and the tasks already waiting behind it that may travel with it: only
@@ -100,15 +159,7 @@ fn gather<T>(
 struct Outgoing {
     item: WorkItem,
     expected: Option<Duration>,
-    cancel: Arc<AtomicBool>,
-    tx: mpsc::Sender<Note>,
-}
-
-/// What a scheduler thread waiting on a remote task hears.
-enum Note {
-    Progress(f64),
-    Interrupt,
-    Done(Result<Value, TaskError>),
+    cancel: Arc<CancelFlag>,
 }
 
 impl NatsCluster {
@@ -117,9 +168,9 @@ impl NatsCluster {
         nats: NatsConfig,
         config: ClusterConfig,
         registry: Registry,
-    ) -> Result<Self, NatsError> {
+    ) -> Result<Self, ConnectError> {
         if !valid_token(&nats.server) {
-            return Err(NatsError::ServerId(nats.server));
+            return Err(NatsError::ServerId(nats.server).into());
         }
         let names = Names::new(&nats.prefix)?;
         let conn = Connection::open(&nats.url, names, "app server").await?;
@@ -145,13 +196,15 @@ impl NatsCluster {
             .await
             .map_err(|e| super::setup_error("the progress subscription".into(), e))?;
         let (outbox, outgoing) = unbounded_channel();
+        let time_limit = config.task_time_limit;
         let dispatch = Arc::new(Dispatch {
-            runtime: tokio::runtime::Handle::current(),
             conn,
-            server: nats.server,
+            server: nats.server.clone(),
             boot: now_ms(),
             catalogue: registry.catalogue(),
-            time_limit_ms: config.task_time_limit.map(|l| l.as_millis() as u64),
+            time_limit_ms: time_limit.map(|l| l.as_millis() as u64),
+            // Without a time limit, as long as JetStream keeps an unclaimed result.
+            deadline: time_limit.map_or(RESULTS_KEPT, |limit| limit + nats.result_grace),
             waiting: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             outbox,
@@ -169,24 +222,20 @@ impl NatsCluster {
                 .publish(dispatch.conn.names.cancel_subject(), payload.into())
                 .await;
         }
-        let scheduler = EmbeddedCluster::scheduler(
-            &config,
-            registry,
-            Executor::Remote(dispatch.clone()),
-            "nats",
-        );
-        let shared = Arc::downgrade(scheduler.shared());
-        let per_thread = nats.in_flight_per_thread.max(1);
+        let scheduler = Scheduler::start(&config, registry, Backend::Nats)?;
+        let core = Arc::downgrade(scheduler.core());
         let tasks = vec![
             tokio::spawn(dispatch.clone().publish_work(outgoing)),
             tokio::spawn(dispatch.clone().listen_results(results)),
             tokio::spawn(dispatch.clone().listen_progress(progress)),
-            tokio::spawn(dispatch.clone().follow_workers(shared, per_thread)),
+            tokio::spawn(dispatch.clone().follow_workers(core.clone(), nats.clone())),
+            tokio::spawn(dispatch.clone().fill_slots(core)),
         ];
         tracing::info!(
             url = %super::redacted(&nats.url),
             server = %dispatch.server,
             prefix = %nats.prefix,
+            max_in_flight = nats.max_in_flight,
             "connected to the NATS cluster"
         );
         Ok(Self {
@@ -196,8 +245,8 @@ impl NatsCluster {
         })
     }
 
-    /// The scheduler, which is the embedded cluster's: its client, drain and wait.
-    pub fn scheduler(&self) -> &EmbeddedCluster {
+    /// Its scheduler: its client, drain and wait.
+    pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
     }
 }
@@ -207,74 +256,101 @@ impl Drop for NatsCluster {
         for task in &self.tasks {
             task.abort();
         }
-        // The scheduler's threads wait for remote results: release them before it joins them.
+        // Slots awaiting remote results end now, as lost; the scheduler then stops.
         self.dispatch.close();
     }
 }
 
 impl Dispatch {
-    /// Runs a task on a remote worker: blocks this scheduler thread until its result comes.
-    pub(crate) fn run(
-        self: &Arc<Self>,
-        id: TaskId,
-        name: &str,
-        input: Value,
-        expected: Option<Duration>,
-        cancel: &Arc<AtomicBool>,
-        ctx: &TaskContext<'_>,
-    ) -> Result<Value, TaskError> {
-        let (tx, rx) = mpsc::channel();
-        self.waiting.lock().insert(id, tx.clone());
+    /// Gives each free slot the task admission lets take it, whenever work arrives or a slot
+    /// frees; ends at shutdown.
+    async fn fill_slots(self: Arc<Self>, core: Weak<Core>) {
+        let Some(ready) = core.upgrade().map(|core| core.slot_ready.clone()) else {
+            return;
+        };
+        loop {
+            {
+                let Some(core) = core.upgrade() else { return };
+                if core.is_shut_down() {
+                    return;
+                }
+                while let Some((slot, job)) = core.take_any() {
+                    tokio::spawn(self.clone().run(core.clone(), slot, job));
+                }
+            }
+            // A wake-up since the last look is kept as a permit: none is missed.
+            ready.notified().await;
+        }
+    }
+
+    /// One slot: hands `job` to the workers, relays its progress and cancel, and ends it
+    /// with its result, or as lost when none comes before the deadline.
+    async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, job: Job) {
+        let started = Instant::now();
+        let outcome = self.remote(&core, slot, &job).await;
+        core.finish(slot, job, outcome, millis(started.elapsed()));
+    }
+
+    async fn remote(&self, core: &Core, slot: usize, job: &Job) -> Reply {
+        let (done, mut result) = oneshot::channel();
+        let (progress, mut progress_rx) = watch::channel(0.0);
+        self.waiting
+            .lock()
+            .insert(job.id, Waiter { done, progress });
         if self.closed.load(Ordering::Acquire) {
-            self.waiting.lock().remove(&id);
+            self.waiting.lock().remove(&job.id);
             return Err(stopped());
         }
         let item = WorkItem {
             server: self.server.clone(),
             boot: self.boot,
-            task: id,
-            name: name.to_owned(),
-            input,
+            task: job.id,
+            name: job.name.to_string(),
+            input: job.input.clone(),
             catalogue: self.catalogue.clone(),
             time_limit_ms: self.time_limit_ms,
         };
         let outgoing = Outgoing {
             item,
-            expected,
-            cancel: cancel.clone(),
-            tx,
+            expected: job.expected,
+            cancel: job.cancel.clone(),
         };
         if self.outbox.send(outgoing).is_err() {
-            self.waiting.lock().remove(&id);
+            self.waiting.lock().remove(&job.id);
             return Err(stopped());
         }
-        let outcome = loop {
-            match rx.recv() {
-                Ok(Note::Progress(fraction)) => ctx.report_progress(fraction),
-                Ok(Note::Interrupt) => {
-                    let key = task_key(&self.server, self.boot, id);
-                    self.runtime.spawn(self.clone().send_cancel(key));
+        let deadline = tokio::time::sleep(self.deadline);
+        tokio::pin!(deadline);
+        let mut cancel_sent = false;
+        loop {
+            tokio::select! {
+                biased;
+                outcome = &mut result => return outcome.unwrap_or_else(|_| Err(stopped())),
+                () = job.cancel.raised(), if !cancel_sent => {
+                    cancel_sent = true;
+                    self.send_cancel(task_key(&self.server, self.boot, job.id)).await;
                 }
-                Ok(Note::Done(outcome)) => break outcome,
-                // Every sender is in `waiting` or on its way to NATS: not reached.
-                Err(_) => break Err(stopped()),
+                Ok(()) = progress_rx.changed() => {
+                    let fraction = *progress_rx.borrow_and_update();
+                    core.progress(slot, job, fraction);
+                }
+                () = &mut deadline => {
+                    self.waiting.lock().remove(&job.id);
+                    tracing::warn!(task = %job.id, name = %job.name, "no result before the deadline");
+                    return Err(TaskError::Lost(format!(
+                        "no worker answered within {} s of the hand-over (a worker may be stuck or gone)",
+                        self.deadline.as_secs_f64()
+                    )));
+                }
             }
-        };
-        self.waiting.lock().remove(&id);
-        outcome
-    }
-
-    /// A running task's cancel flag was set: tell its worker.
-    pub(crate) fn interrupt(&self, id: TaskId) {
-        if let Some(tx) = self.waiting.lock().get(&id) {
-            let _ = tx.send(Note::Interrupt);
         }
     }
 
+    /// Ends every slot still awaiting a result, as lost.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        for (_, tx) in self.waiting.lock().drain() {
-            let _ = tx.send(Note::Done(Err(stopped())));
+        for (_, waiter) in self.waiting.lock().drain() {
+            let _ = waiter.done.send(Err(stopped()));
         }
     }
 
@@ -303,9 +379,9 @@ impl Dispatch {
         let mut warned = false;
         loop {
             batch.retain(|outgoing| {
-                let cancelled = outgoing.cancel.load(Ordering::Relaxed);
+                let cancelled = outgoing.cancel.is_raised();
                 if cancelled {
-                    let _ = outgoing.tx.send(Note::Done(Err(TaskError::Cancelled)));
+                    self.deliver(outgoing.item.task, Err(TaskError::Cancelled));
                 }
                 !cancelled
             });
@@ -317,9 +393,10 @@ impl Dispatch {
                 Ok(payload) => payload.into(),
                 Err(error) => {
                     for outgoing in &batch {
-                        let _ = outgoing.tx.send(Note::Done(Err(TaskError::Failed(format!(
-                            "encoding: {error}"
-                        )))));
+                        self.deliver(
+                            outgoing.item.task,
+                            Err(TaskError::Failed(format!("encoding: {error}"))),
+                        );
                     }
                     return;
                 }
@@ -339,7 +416,7 @@ impl Dispatch {
         }
     }
 
-    async fn send_cancel(self: Arc<Self>, key: String) {
+    async fn send_cancel(&self, key: String) {
         let Ok(payload) = serde_json::to_vec(&CancelItem::Task { key }) else {
             return;
         };
@@ -353,9 +430,49 @@ impl Dispatch {
         }
     }
 
-    fn deliver(&self, task: TaskId, note: Note) {
-        if let Some(tx) = self.waiting.lock().get(&task) {
-            let _ = tx.send(note);
+    /// Ends the slot awaiting `task`, if one still does. A task that ran twice (its first
+    /// worker was slow to ack) is answered once: the second result finds nobody waiting.
+    fn deliver(&self, task: TaskId, outcome: Reply) {
+        if let Some(waiter) = self.waiting.lock().remove(&task) {
+            let _ = waiter.done.send(outcome);
+        }
+    }
+
+    /// This server's results in one results message. One that does not decode as a whole is
+    /// read item by item: each task whose result does not decode fails with the reason, so
+    /// none is left waiting for its deadline.
+    fn results(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Vec<ResultItem>>(payload) {
+            Ok(results) => {
+                for result in results.into_iter().filter(|r| r.boot == self.boot) {
+                    tracing::debug!(task = %result.task, worker = %result.worker, "result");
+                    self.deliver(result.task, result.outcome);
+                }
+            }
+            Err(error) => match serde_json::from_slice::<Vec<Value>>(payload) {
+                Ok(items) => {
+                    for item in items {
+                        let id = |field: &str| item.get(field).and_then(Value::as_u64);
+                        let (Some(boot), Some(task)) = (id("boot"), id("task")) else {
+                            tracing::warn!("a result that names no task: dropped");
+                            continue;
+                        };
+                        if boot != self.boot {
+                            continue;
+                        }
+                        let outcome = match serde_json::from_value::<ResultItem>(item) {
+                            Ok(result) => result.outcome,
+                            Err(error) => Err(TaskError::Failed(format!(
+                                "its worker's result did not decode: {error}"
+                            ))),
+                        };
+                        self.deliver(TaskId(task), outcome);
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(%error, "results that do not decode: their tasks end at their deadline");
+                }
+            },
         }
     }
 
@@ -377,17 +494,7 @@ impl Dispatch {
                         break;
                     }
                 };
-                match serde_json::from_slice::<Vec<ResultItem>>(&message.payload) {
-                    // A task that ran twice (its first worker was slow to ack) is answered
-                    // once: the second result finds nobody waiting.
-                    Ok(results) => {
-                        for result in results.into_iter().filter(|r| r.boot == self.boot) {
-                            tracing::debug!(task = %result.task, worker = %result.worker, "result");
-                            self.deliver(result.task, Note::Done(result.outcome));
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "results that do not decode"),
-                }
+                self.results(&message.payload);
                 let _ = message.ack().await;
             }
             tokio::time::sleep(RETRY_EVERY).await;
@@ -398,31 +505,37 @@ impl Dispatch {
         while let Some(message) = progress.next().await {
             if let Ok(update) = serde_json::from_slice::<ProgressItem>(&message.payload)
                 && update.boot == self.boot
+                && let Some(waiter) = self.waiting.lock().get(&update.task)
             {
-                self.deliver(update.task, Note::Progress(update.fraction));
+                waiter
+                    .progress
+                    .send_replace(update.fraction.clamp(0.0, 1.0));
             }
         }
     }
 
-    /// Once a second: as many tasks may run as the live workers have threads, and the
-    /// cluster's dashboard gets this server's figures.
-    async fn follow_workers(self: Arc<Self>, scheduler: Weak<Shared>, per_thread: usize) {
+    /// Once a second: open as many slots as the live workers' threads allow (within the
+    /// bound), and send the cluster's dashboard this server's figures.
+    async fn follow_workers(self: Arc<Self>, core: Weak<Core>, nats: NatsConfig) {
         let mut tick = tokio::time::interval(FOLLOW_EVERY);
         loop {
             tick.tick().await;
-            let Some(shared) = scheduler.upgrade() else {
+            let Some(core) = core.upgrade() else {
                 return;
             };
             match self.conn.read_workers().await {
                 Ok(workers) => {
-                    let threads: usize = workers.iter().map(|w| w.threads.len()).sum();
-                    shared.set_capacity(threads * per_thread);
+                    let threads = workers
+                        .iter()
+                        .fold(0usize, |sum, w| sum.saturating_add(w.threads.len()));
+                    let (slots, threads) = nats.slots(threads);
+                    core.set_capacity(slots, threads);
                 }
                 // Keep the last figure: the workers are probably still there.
                 Err(error) => tracing::debug!(%error, "worker list not read"),
             }
-            let stats = shared.stats();
-            drop(shared);
+            let stats = core.stats();
+            drop(core);
             let skip = stats.recent.len().saturating_sub(REPORTED_RECENT);
             let report = ServerReport {
                 server: self.server.clone(),
@@ -475,6 +588,15 @@ mod tests {
         assert_eq!(gather_all(vec![ms(0); 150]), vec![64, 64, 22]);
         assert_eq!(gather_all(vec![ms(5); 10]), vec![4, 4, 2]);
         assert_eq!(gather_all(vec![ms(15), ms(5), ms(1)]), vec![2, 1]);
+    }
+
+    #[test]
+    fn slots_follow_the_threads_within_the_bound() {
+        let config = NatsConfig::new("nats://x", "p", "s");
+        assert_eq!(config.slots(0), (0, 0));
+        assert_eq!(config.slots(4), (64, 4));
+        assert_eq!(config.slots(100_000), (1_024, 1_024));
+        assert_eq!(config.slots(usize::MAX), (1_024, 1_024));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Scale-out on NATS JetStream: workers in other processes, on any machine.
 //!
 //! The app server keeps what it had with the embedded cluster: its fair queue, the admission
-//! caps and the time limit all stay in its scheduler ([`crate::EmbeddedCluster`]'s), and a
-//! task is handed to NATS only when admission lets it start, so one session's thousand tasks
-//! never sit in JetStream in front of another session's one. What NATS carries:
+//! caps and the time limit all stay in its [`crate::Scheduler`], and a task is handed to NATS
+//! only when admission gives it a slot, so one session's thousand tasks never sit in
+//! JetStream in front of another session's one. A slot here is a future awaiting the result,
+//! not a thread, and every wait has a deadline. What NATS carries:
 //!
 //! - **work**: a work-queue stream that every worker pulls from through one durable consumer,
 //!   one message per free thread; a message carries one task, or several quick ones handed
@@ -31,8 +32,7 @@ use std::time::Duration;
 use async_nats::ConnectErrorKind;
 use async_nats::jetstream::{self, consumer, kv, stream};
 
-pub(crate) use dispatch::Dispatch;
-pub use dispatch::{NatsCluster, NatsConfig};
+pub use dispatch::{ConnectError, NatsCluster, NatsConfig};
 pub use observer::NatsObserver;
 pub(crate) use observer::Observer;
 pub use server::{LocalNats, ServerError};
@@ -104,28 +104,7 @@ pub fn redacted(url: &str) -> String {
 
 /// This machine's name, for worker and server names.
 pub fn host_name() -> String {
-    this_process().host.clone()
-}
-
-/// Who this process is in a cluster, read once (the host name is a file read).
-pub(crate) struct ThisProcess {
-    pub host: String,
-    /// `host-pid`, a valid subject token.
-    pub name: String,
-    pub pid: u32,
-}
-
-pub(crate) fn this_process() -> &'static ThisProcess {
-    static THIS: std::sync::OnceLock<ThisProcess> = std::sync::OnceLock::new();
-    THIS.get_or_init(|| {
-        let host = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
-        let pid = std::process::id();
-        ThisProcess {
-            name: token(&format!("{host}-{pid}")),
-            host,
-            pid,
-        }
-    })
+    crate::probe::this_process().host.clone()
 }
 
 /// Turns any text (a host name, say) into a valid subject token.

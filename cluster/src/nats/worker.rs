@@ -2,7 +2,6 @@
 //! and publish their results, from any machine that can reach NATS.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,10 +16,10 @@ use tokio::task::JoinHandle;
 use super::wire::{CancelItem, ProgressItem, ResultItem, WorkItem, WorkerInfo};
 use super::{
     Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
-    this_process,
 };
-use crate::embedded::{ProcessProbe, panic_message};
-use crate::{Registry, TaskContext, TaskError, WorkerState, WorkerStats, now_ms};
+use crate::probe::{ProcessProbe, this_process};
+use crate::work::{output_bytes, record_duration, run_caught, why_stopped};
+use crate::{Registry, TaskContext, TaskError, WorkerStats, now_ms};
 
 /// How a worker process joins a cluster.
 #[derive(Debug, Clone)]
@@ -469,15 +468,7 @@ impl State {
     ) -> Result<serde_json::Value, TaskError> {
         let cancel = Arc::new(AtomicBool::new(false));
         self.running.lock().insert(key.to_owned(), cancel.clone());
-        let started_ms = now_ms();
-        {
-            let mut threads = self.threads.lock();
-            let stats = &mut threads[slot];
-            stats.state = WorkerState::Busy;
-            stats.current = Some(item.task);
-            stats.current_task = Some(item.name.as_str().into());
-            stats.current_started_at_ms = Some(started_ms);
-        }
+        self.threads.lock()[slot].begin(item.task, item.name.as_str().into(), now_ms());
         let (progress_tx, mut progress) = watch::channel(0.0);
         let registry = self.registry.clone();
         let (name, input) = (item.name.clone(), item.input.clone());
@@ -489,9 +480,7 @@ impl State {
                 progress_tx.send_replace(fraction);
             };
             let ctx = TaskContext::new(&flag, &publish);
-            let outcome = catch_unwind(AssertUnwindSafe(|| registry.run(&name, input, &ctx)))
-                .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))));
-            let _ = done.send(outcome);
+            let _ = done.send(run_caught(&registry, &name, input, &ctx));
         });
         if self.runners[slot].send(work).is_err() {
             return Err(TaskError::Lost("its worker thread is gone".into()));
@@ -527,26 +516,11 @@ impl State {
             }
         };
         self.running.lock().remove(key);
-        let outcome = match (outcome, item.time_limit_ms) {
-            (Err(TaskError::Cancelled), Some(limit_ms)) if timed_out => {
-                Err(TaskError::TimeLimit { limit_ms })
-            }
-            (outcome, _) => outcome,
-        };
-        let output_bytes = outcome
-            .as_ref()
-            .map_or(0, |v| serde_json::to_vec(v).map_or(0, |b| b.len()));
-        let mut threads = self.threads.lock();
-        let stats = &mut threads[slot];
-        stats.state = WorkerState::Idle;
-        stats.current = None;
-        stats.current_task = None;
-        stats.current_started_at_ms = None;
-        stats.tasks_done += 1;
+        // A stopping worker lets its tasks finish: only the time limit stops them here.
+        let outcome = why_stopped(outcome, item.time_limit_ms.filter(|_| timed_out), false);
         let compute_ms = started.elapsed().as_secs_f64() * 1e3;
-        crate::embedded::record_duration(&item.name, compute_ms);
-        stats.busy_ms += compute_ms;
-        stats.output_bytes += output_bytes as u64;
+        record_duration(&item.name, compute_ms);
+        self.threads.lock()[slot].end(compute_ms, output_bytes(&outcome));
         outcome
     }
 }

@@ -216,6 +216,7 @@ async fn sample(
                     finished: g.finished,
                     failed: g.failed,
                     cancelled: g.cancelled,
+                    lost: g.lost,
                 },
                 wait_ms: g.wait_ms,
                 compute_ms: g.compute_ms,
@@ -224,7 +225,7 @@ async fn sample(
             .collect();
         let frame = DashboardFrame {
             at_ms: now,
-            backend: client.backend_name().to_owned(),
+            backend: client.backend(),
             cores: stats.process.cores,
             totals: stats.totals,
             queue_capacity: stats.queue_capacity,
@@ -256,7 +257,7 @@ async fn sample(
                 .iter()
                 .map(|w| (w.id, w.output_bytes))
                 .collect(),
-            in_process: client.backend_name() == "embedded",
+            in_process: client.backend() == cluster::Backend::Embedded,
             gpus: (!stats.gpus.is_empty()).then(|| {
                 stats
                     .gpus
@@ -376,7 +377,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn frames_flow_to_a_page_that_subscribes_long_after_start() {
-        let cluster = cluster::EmbeddedCluster::start(cluster::ClusterConfig::default());
+        let cluster = cluster::EmbeddedCluster::start(cluster::ClusterConfig::default()).unwrap();
         let feed = DashboardFeed::start(cluster.client(), Duration::from_millis(10), false);
         // Several sampling periods pass with no page open (the clock is paused: no real wait).
         for _ in 0..5 {

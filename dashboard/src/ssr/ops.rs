@@ -150,6 +150,14 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>() {
         Some(matched) => matched.as_str().to_owned(),
         None if request.uri().path().starts_with("/pkg/") => "/pkg/{file}".to_owned(),
+        None if request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .is_some_and(|path| path.starts_with(crate::BUNDLE_DIR)) =>
+        {
+            format!("/{}/{{file}}", crate::BUNDLE_DIR)
+        }
         None => "other".to_owned(),
     };
     let response = next.run(request).await;
@@ -201,8 +209,7 @@ pub struct Identity {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub version: &'static str,
-    /// "embedded" or "nats".
-    pub backend: &'static str,
+    pub backend: cluster::Backend,
     /// When this process started (ms since the Unix epoch).
     pub started_ms: u64,
     pub workers: Vec<WorkerProcess>,
@@ -212,7 +219,7 @@ pub async fn identity(State(state): State<DashboardState>) -> Json<Identity> {
     Json(Identity {
         kind: "Offload",
         version: env!("CARGO_PKG_VERSION"),
-        backend: state.cluster.backend_name(),
+        backend: state.cluster.backend(),
         started_ms: state.started_at_ms,
         workers: state.cluster.stats().processes,
     })
@@ -226,7 +233,7 @@ pub async fn workers(State(state): State<DashboardState>) -> Html<String> {
         "{} worker processes, {} threads ({})",
         stats.processes.len(),
         stats.workers.len(),
-        state.cluster.backend_name()
+        state.cluster.backend().name()
     );
     let rows = stats
         .processes
