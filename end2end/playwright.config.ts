@@ -12,15 +12,18 @@ const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-e2e-'));
 
 // OFFLOAD_E2E_MODE=nats: the task-page and dashboard journeys again, with the workers and the
 // dashboard in `offload cluster` (its own nats-server) and the app on `--cluster`.
-export const MODE = process.env.OFFLOAD_E2E_MODE === 'nats' ? 'nats' : 'embedded';
+// OFFLOAD_E2E_MODE=leptos: the same journeys, embedded, against `cargo leptos serve --release`
+// (run by `make test` only when cargo-leptos is installed).
+const E2E_MODE = process.env.OFFLOAD_E2E_MODE;
+export const MODE = E2E_MODE === 'nats' ? 'nats' : 'embedded';
 // OFFLOAD_BENCH_TARGETS (set by offload-bench, `make bench`): the side-by-side browser benchmark
 // in bench/ against the stacks offload-bench started, instead of the journeys.
 const BENCH = process.env.OFFLOAD_BENCH_TARGETS !== undefined;
 const NATS_SERVER = process.env.OFFLOAD_NATS_SERVER ?? 'target/nats/bin/nats-server';
 
-const app = (extra: string) => ({
+const app = (extra: string, serve = './target/release/offload') => ({
   command:
-    `./target/release/offload --addr 127.0.0.1:${PORT} ` +
+    `${serve} --addr 127.0.0.1:${PORT} ` +
     `--dashboard-addr 127.0.0.1:${DASHBOARD_PORT} --dashboard-url http://127.0.0.1:${DASHBOARD_PORT}/status ` +
     `--data-dir ${DATA_DIR} ${extra}`,
   cwd: '..',
@@ -46,7 +49,9 @@ const cluster = {
 export default defineConfig({
   testDir: BENCH ? './bench' : './tests',
   ...(BENCH ? { testMatch: '*.bench.ts' } : {}),
-  ...(MODE === 'nats' ? { testMatch: ['tasks.spec.ts', 'dashboard.spec.ts'] } : {}),
+  ...(E2E_MODE === 'nats' || E2E_MODE === 'leptos'
+    ? { testMatch: ['tasks.spec.ts', 'dashboard.spec.ts'] }
+    : {}),
   timeout: 60_000,
   expect: { timeout: 10_000 },
   // Two cores: tests share one cluster, and timing-sensitive journeys should not fight.
@@ -72,7 +77,10 @@ export default defineConfig({
   },
   webServer: BENCH
     ? []
-    : MODE === 'nats'
+    : E2E_MODE === 'nats'
       ? [cluster, app(`--cluster nats://127.0.0.1:${NATS_PORT}`)]
-      : app('--profiler'),
+      : E2E_MODE === 'leptos'
+        ? // cargo-leptos builds first: give it time.
+          { ...app('--profiler', 'cargo leptos serve --release --'), timeout: 900_000 }
+        : app('--profiler'),
 });

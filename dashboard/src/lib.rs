@@ -21,8 +21,11 @@ use leptos_router::{ParamSegment, StaticSegment};
 
 use crate::pages::{IndividualPage, NoSuchView, StatusPage};
 
-/// The name of the dashboard's bundle in the site's `pkg/` directory.
+/// The name of the dashboard's bundle (`dashboard.js`, `dashboard.wasm`).
 pub const BUNDLE: &str = "dashboard";
+/// Where in the site the dashboard's bundle lives: not in `pkg/`, which `cargo leptos serve`
+/// and `watch` empty and refill with the app's bundle alone.
+pub const BUNDLE_DIR: &str = "pkg-dashboard";
 
 /// The dashboard's pages: no navigation chrome, they fill their frame.
 #[component]

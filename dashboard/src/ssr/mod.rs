@@ -16,25 +16,21 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
 pub use feed::DashboardFeed;
-pub use ops::{Metrics, count_requests};
+pub use ops::{Metrics, OpsState, count_requests};
 
-use crate::{BUNDLE, Dashboard};
+use crate::{BUNDLE, BUNDLE_DIR, Dashboard};
 
 /// What the dashboard's routes share. Built by the binary, once per process.
 #[derive(Clone)]
 pub struct DashboardState {
-    /// The site's options, with the dashboard's bundle as their output name.
+    /// The site's options, with the dashboard's bundle as their output name and directory.
     pub leptos_options: LeptosOptions,
     /// The cluster the dashboard shows: the app's own, or a NATS cluster's observer.
     pub cluster: cluster::Client,
     /// The frames every open view follows, sampled once a second.
     pub feed: Arc<DashboardFeed>,
-    /// This process's Prometheus recorder, rendered by `/metrics`.
-    pub metrics: Metrics,
-    /// When this process started (ms since the Unix epoch), for `/json/identity.json`.
-    pub started_at_ms: u64,
-    /// The app's figures, when this process also serves the app (embedded workers).
-    pub app: Option<AppFigures>,
+    /// What the ops endpoints read.
+    pub ops: OpsState,
 }
 
 impl DashboardState {
@@ -47,14 +43,19 @@ impl DashboardState {
         app: Option<AppFigures>,
     ) -> Self {
         options.output_name = BUNDLE.into();
+        options.site_pkg_dir = BUNDLE_DIR.into();
         Self {
             leptos_options: options,
+            ops: OpsState::new(cluster.clone(), metrics, app),
             cluster,
             feed,
-            metrics,
-            started_at_ms: cluster::now_ms(),
-            app,
         }
+    }
+}
+
+impl FromRef<DashboardState> for OpsState {
+    fn from_ref(state: &DashboardState) -> Self {
+        state.ops.clone()
     }
 }
 
@@ -98,10 +99,7 @@ pub fn routes<IV: IntoView + 'static>(
         })
         .route("/dashboard/stream", get(feed::stream))
         .route("/individual-plots.json", get(feed::plots))
-        .route("/metrics", get(ops::metrics))
-        .route("/health", get(ops::health))
-        .route("/json/counts.json", get(ops::counts))
-        .route("/json/identity.json", get(ops::identity))
+        .merge(ops::routes())
         .route("/workers", get(ops::workers))
         .fallback(leptos_axum::file_and_error_handler::<DashboardState, _>(
             shell,
