@@ -31,6 +31,15 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "another Offload server is using the data directory {path}: stop it, or give this one a directory of its own with --data-dir (or OFFLOAD_DATA_DIR)"
+    )]
+    InUse { path: PathBuf },
+    #[error("locking the data directory {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening the session database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -97,13 +106,33 @@ impl WriterThread {
     }
 }
 
+/// An exclusive lock on `dir`, released when the returned file is closed (by the process's
+/// exit too, so a crash never leaves it locked).
+fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join("offload.lock");
+    let file = std::fs::File::create(&path).map_err(|source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
+    }
+}
+
 impl Store {
     /// Opens (or creates) `dir/offload.sqlite3`, returns what it holds and starts the writer.
+    /// The directory is locked until the writer ends: two servers on one directory would
+    /// hand out the same task ids and run each other's unfinished tasks.
     pub fn open(dir: &Path) -> Result<(Self, WriterThread, Vec<SavedSession>, u64), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_owned(),
             source,
         })?;
+        let lock = lock(dir)?;
         let path = dir.join("offload.sqlite3");
         let conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
@@ -143,7 +172,11 @@ impl Store {
         let (ops, rx) = mpsc::channel(CHANNEL);
         let thread = std::thread::Builder::new()
             .name("offload-store".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || {
+                // Held, and so the directory locked, while the writer runs.
+                let _lock = lock;
+                writer(conn, rx);
+            })
             .map_err(StoreError::Thread)?;
         Ok((Self { ops }, WriterThread(Some(thread)), saved, next_id))
     }
@@ -452,5 +485,26 @@ mod tests {
         let kept: Vec<u64> = saved[0].lines.iter().map(|l| l.task).collect();
         assert_eq!(kept, [4, 5]);
         assert_eq!(next_id, 10, "the forgotten task's id is not reused");
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_directory_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, writer, _, _) = Store::open(dir.path()).unwrap();
+        store.write(accepted("a", 1)).await.unwrap();
+        let refused = Store::open(dir.path())
+            .err()
+            .expect("the directory is in use");
+        let message = refused.to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string()) && message.contains("--data-dir"),
+            "{message}"
+        );
+        // The first store is untouched and still writes.
+        store.write(accepted("a", 2)).await.unwrap();
+        drop(store);
+        writer.join();
+        let (_store, _writer, saved, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(saved[0].unfinished.len(), 2);
     }
 }
