@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::nats::Observer;
+use crate::nats::{Observer, WorkerView};
 use crate::scheduler::{Core, Refusal};
 use crate::work::Reply;
 use crate::{Backend, ClusterEvent, ClusterStats, Submitter, Task, TaskError, TaskId, TaskInfo};
@@ -54,6 +54,8 @@ enum Via {
     Scheduler(Arc<Core>),
     /// This process only watches a NATS cluster's workers and app servers (its dashboard).
     Observer(Arc<Observer>),
+    /// This process is a NATS worker: it sees its own threads.
+    Worker(Arc<WorkerView>),
 }
 
 impl Client {
@@ -66,6 +68,12 @@ impl Client {
     pub(crate) fn observer(observer: Arc<Observer>) -> Self {
         Self {
             backend: Via::Observer(observer),
+        }
+    }
+
+    pub(crate) fn worker(worker: Arc<WorkerView>) -> Self {
+        Self {
+            backend: Via::Worker(worker),
         }
     }
 
@@ -143,7 +151,7 @@ impl Client {
     pub async fn unfinished(&self, submitter: &Submitter) -> Vec<TaskInfo> {
         match &self.backend {
             Via::Scheduler(shared) => shared.unfinished(submitter),
-            Via::Observer(_) => Vec::new(),
+            Via::Observer(_) | Via::Worker(_) => Vec::new(),
         }
     }
 
@@ -153,8 +161,8 @@ impl Client {
     pub fn events(&self) -> broadcast::Receiver<ClusterEvent> {
         match &self.backend {
             Via::Scheduler(shared) => shared.subscribe(),
-            // An observer sees the app servers' figures, not each task's events.
-            Via::Observer(_) => broadcast::channel(1).1,
+            // Observers and workers see figures, not each task's events.
+            Via::Observer(_) | Via::Worker(_) => broadcast::channel(1).1,
         }
     }
 
@@ -164,6 +172,7 @@ impl Client {
         match &self.backend {
             Via::Scheduler(shared) => shared.stats(),
             Via::Observer(observer) => observer.stats(),
+            Via::Worker(worker) => worker.stats(),
         }
     }
 
@@ -172,6 +181,7 @@ impl Client {
         match &self.backend {
             Via::Scheduler(shared) => shared.occupancy().threads,
             Via::Observer(observer) => observer.threads(),
+            Via::Worker(worker) => worker.threads(),
         }
     }
 
@@ -182,6 +192,7 @@ impl Client {
         match &self.backend {
             Via::Scheduler(shared) => shared.occupancy().slots,
             Via::Observer(observer) => observer.threads(),
+            Via::Worker(worker) => worker.threads(),
         }
     }
 
@@ -189,7 +200,20 @@ impl Client {
     pub fn backend(&self) -> Backend {
         match &self.backend {
             Via::Scheduler(shared) => shared.backend,
-            Via::Observer(_) => Backend::Nats,
+            Via::Observer(_) | Via::Worker(_) => Backend::Nats,
+        }
+    }
+
+    /// Why this process cannot do its part now, if it cannot: for a cluster, it has no
+    /// worker; for a NATS worker, it has lost NATS.
+    pub fn unready(&self) -> Option<&'static str> {
+        match &self.backend {
+            Via::Worker(worker) if !worker.connected() => {
+                Some("not connected to NATS: this worker cannot take tasks")
+            }
+            Via::Worker(_) => None,
+            _ if self.workers() == 0 => Some("no workers: the cluster cannot run tasks"),
+            _ => None,
         }
     }
 }

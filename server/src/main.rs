@@ -28,7 +28,9 @@ use cluster::nats::{
     ServerError, WorkerConfig, host_name, redacted, token,
 };
 use cluster::{ClusterConfig, EmbeddedCluster, Registry, Scheduler, SpawnError};
-use dashboard::ssr::{AppFigures, DashboardFeed, DashboardState, Metrics, count_requests};
+use dashboard::ssr::{
+    AppFigures, DashboardFeed, DashboardState, Metrics, OpsState, count_requests,
+};
 use leptos::config::get_configuration;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
@@ -213,6 +215,9 @@ struct WorkerArgs {
     /// another worker).
     #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]
     shutdown_grace: f64,
+    /// Serve `/metrics`, `/health` and `/json/*.json` for this worker on this address.
+    #[arg(long, env = "OFFLOAD_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Args {
@@ -392,19 +397,29 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         .layer(from_fn(count_requests))
         .layer(from_fn_with_state(hosts.clone(), allowed_host))
         .with_state(state.clone());
+    // With NATS workers the dashboard is the cluster's, but this process's own figures and
+    // health are served here, on the app's listener.
+    let app = match &cluster {
+        Workers::Embedded(_) => app,
+        Workers::Nats(_) => app.merge(ops_router(
+            OpsState::new(
+                state.cluster.clone(),
+                metrics.clone(),
+                Some(app_figures(&state)),
+            ),
+            hosts.clone(),
+        )),
+    };
     let listener = bind(addr).await?;
     // With NATS workers the dashboard is the cluster's (`offload cluster` serves it).
     let dashboard = match &cluster {
         Workers::Embedded(_) => {
-            let (sessions, streams) = (state.sessions.clone(), state.streams.clone());
             let state = DashboardState::new(
                 state.leptos_options.clone(),
                 state.cluster.clone(),
                 DashboardFeed::start(state.cluster.clone(), Duration::from_secs(1), args.profiler),
                 metrics,
-                Some(AppFigures::new(move || {
-                    (sessions.len(), streams.open_count())
-                })),
+                Some(app_figures(&state)),
             );
             Some((bind(dashboard_addr).await?, dashboard_router(&state, hosts)))
         }
@@ -469,6 +484,21 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The app's own figures, for the ops endpoints: sessions held and live streams open.
+fn app_figures(state: &AppState) -> AppFigures {
+    let (sessions, streams) = (state.sessions.clone(), state.streams.clone());
+    AppFigures::new(move || (sessions.len(), streams.open_count()))
+}
+
+/// `/metrics`, `/health` and `/json/*.json` alone, behind the host check.
+fn ops_router(ops: OpsState, hosts: AllowedHosts) -> Router {
+    dashboard::ssr::ops::routes()
+        .with_state(ops)
+        .layer(CompressionLayer::new())
+        .layer(from_fn(count_requests))
+        .layer(from_fn_with_state(hosts, allowed_host))
 }
 
 /// The cluster dashboard's listener: its own routes, behind the same host check as the app's.
@@ -575,7 +605,31 @@ async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
         prefix: args.nats.nats_prefix.clone(),
         threads,
     };
+    let metrics = args.metrics_addr.map(|addr| (addr, Metrics::install()));
     let worker = NatsWorker::start(config, Registry::default()).await?;
+    let (stop_serving, mut serving) = tokio::sync::watch::channel(false);
+    let ops = match metrics {
+        Some((addr, metrics)) => {
+            let hosts = AllowedHosts::new(std::iter::empty::<&str>(), [addr]);
+            let router = ops_router(OpsState::new(worker.client(), metrics?, None), hosts);
+            let listener = bind(addr).await?;
+            tracing::info!("this worker's metrics are on http://{addr}/metrics");
+            Some(tokio::spawn(serve(
+                "metrics",
+                listener,
+                router,
+                ConnectionLimits {
+                    header_read_timeout: Duration::from_secs(10),
+                    max_connections: 256,
+                    drain: Duration::from_secs(1),
+                },
+                async move {
+                    let _ = serving.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
     println!(
         "worker {} runs {threads} tasks at once for {}",
         worker.name(),
@@ -583,6 +637,10 @@ async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
     );
     shutdown_signal().await;
     worker.stop(grace).await;
+    let _ = stop_serving.send(true);
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
     Ok(())
 }
 

@@ -4,16 +4,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use common::{PageStream, Server, Session};
+use common::{PageStream, Server, Session, get, promtool_check};
 use serde_json::Value;
-
-async fn get(url: String) -> (u16, String) {
-    let response = reqwest::get(url).await.expect("the server answers");
-    (response.status().as_u16(), response.text().await.unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_listener_serves_only_its_own_routes() {
@@ -73,26 +65,7 @@ async fn metrics_pass_promtool_and_show_the_tasks_and_the_json_and_workers_pages
 
     let (status, scrape) = get(server.dashboard_url("/metrics")).await;
     assert_eq!(status, 200);
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package, `make test` installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool_check(&scrape);
     let finished = scrape
         .lines()
         .find(|l| {

@@ -37,6 +37,7 @@ pub use observer::NatsObserver;
 pub(crate) use observer::Observer;
 pub use server::{LocalNats, ServerError};
 pub use wire::WorkerInfo;
+pub(crate) use worker::State as WorkerView;
 pub use worker::{NatsWorker, WorkerConfig};
 
 /// A running task must be acknowledged (in-progress acks count) this often, or JetStream

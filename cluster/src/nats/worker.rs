@@ -19,7 +19,10 @@ use super::{
 };
 use crate::probe::{ProcessProbe, this_process};
 use crate::work::{output_bytes, record_duration, run_caught, why_stopped};
-use crate::{Registry, TaskContext, TaskError, WorkerStats, now_ms};
+use crate::{
+    ClusterStats, Registry, TaskContext, TaskError, Totals, WorkerProcess, WorkerState,
+    WorkerStats, now_ms,
+};
 
 /// How a worker process joins a cluster.
 #[derive(Debug, Clone)]
@@ -52,7 +55,7 @@ pub struct NatsWorker {
     storing: JoinHandle<()>,
 }
 
-struct State {
+pub(crate) struct State {
     conn: Connection,
     work: PullConsumer,
     registry: Registry,
@@ -181,6 +184,12 @@ impl NatsWorker {
         &this_process().name
     }
 
+    /// A client that sees this worker process's threads (for its ops endpoints); it submits
+    /// nothing.
+    pub fn client(&self) -> crate::Client {
+        crate::Client::worker(self.state.clone())
+    }
+
     /// Stops pulling work, lets running tasks finish and their results be stored for up to
     /// `grace` (a task not done by then runs again elsewhere after the ack wait), and leaves
     /// the worker list.
@@ -208,6 +217,52 @@ impl NatsWorker {
 }
 
 impl State {
+    pub(crate) fn threads(&self) -> usize {
+        self.threads.lock().len()
+    }
+
+    pub(crate) fn connected(&self) -> bool {
+        self.conn.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// This process's threads and what they have done, as a cluster of one process.
+    pub(crate) fn stats(&self) -> ClusterStats {
+        let (process, gpus) = {
+            let mut probe = self.probe.lock();
+            (probe.sample(), probe.gpus())
+        };
+        let threads = self.threads.lock().clone();
+        let at_ms = now_ms();
+        let me = this_process();
+        let totals = Totals {
+            running: threads
+                .iter()
+                .filter(|t| t.state == WorkerState::Busy)
+                .count() as u64,
+            finished: threads.iter().map(|t| t.tasks_done).sum(),
+            ..Totals::default()
+        };
+        ClusterStats {
+            at_ms,
+            processes: vec![WorkerProcess::of(
+                me.name.clone(),
+                me.host.clone(),
+                me.pid,
+                &threads,
+                process,
+                at_ms,
+            )],
+            workers: threads,
+            totals,
+            queue_capacity: 0,
+            recent: Vec::new(),
+            groups: Vec::new(),
+            failures: Vec::new(),
+            process,
+            gpus,
+        }
+    }
+
     async fn heartbeat(self: Arc<Self>) {
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         loop {

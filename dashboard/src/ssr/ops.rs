@@ -1,5 +1,8 @@
-//! Dask's operational endpoints, on the dashboard listener: `/health`, `/metrics` (Prometheus
-//! text format), `/json/counts.json`, `/json/identity.json` and the `/workers` page.
+//! Dask's operational endpoints: `/health`, `/metrics` (Prometheus text format),
+//! `/json/counts.json`, `/json/identity.json` ([`routes`]), and the `/workers` page. Every
+//! process serves them: the dashboard listener of an app server with embedded workers and of
+//! `offload cluster`, the app listener of `offload serve --cluster`, and `offload worker`'s
+//! `--metrics-addr`.
 
 use std::time::Duration;
 
@@ -16,6 +19,46 @@ use model::TaskState;
 use serde::Serialize;
 
 use crate::ssr::{AppFigures, DashboardState};
+
+/// What the ops endpoints read. Built by the binary, once per process.
+#[derive(Clone)]
+pub struct OpsState {
+    /// The cluster as this process sees it: its scheduler, a NATS cluster's observer, or a
+    /// NATS worker process.
+    pub cluster: cluster::Client,
+    /// This process's Prometheus recorder, rendered by `/metrics`.
+    pub metrics: Metrics,
+    /// The app's figures, when this process serves the app.
+    pub app: Option<AppFigures>,
+    /// When this process started (ms since the Unix epoch), for `/json/identity.json`.
+    pub started_at_ms: u64,
+}
+
+impl OpsState {
+    pub fn new(cluster: cluster::Client, metrics: Metrics, app: Option<AppFigures>) -> Self {
+        Self {
+            cluster,
+            metrics,
+            app,
+            started_at_ms: cluster::now_ms(),
+        }
+    }
+}
+
+/// `/metrics`, `/health`, `/json/counts.json` and `/json/identity.json`, for any router whose
+/// state holds an [`OpsState`].
+pub fn routes<S>() -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    OpsState: axum::extract::FromRef<S>,
+{
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/json/counts.json", get(counts))
+        .route("/json/identity.json", get(identity))
+}
 
 /// This process's Prometheus recorder: what `/metrics` renders.
 #[derive(Clone)]
@@ -62,6 +105,14 @@ fn describe() {
         "Time the workers of this process spent on each task."
     );
     describe_gauge!("offload_worker_threads", "Worker threads of the cluster.");
+    describe_gauge!(
+        "offload_slots",
+        "Tasks that may run at once: the worker threads, or the tasks in flight to NATS workers."
+    );
+    describe_counter!(
+        "offload_tasks_lost_total",
+        "Tasks no worker answered for (gone, stuck, or past the deadline), by task type."
+    );
     describe_gauge!("offload_worker_processes", "Processes the workers live in.");
     describe_gauge!(
         "offload_worker_cpu_percent",
@@ -86,22 +137,17 @@ fn describe() {
     );
 }
 
-/// `GET /health`: 200 while the cluster has workers, 503 when it cannot run a task.
-pub async fn health(State(state): State<DashboardState>) -> Response {
-    if state.cluster.workers() > 0 {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no workers: the cluster cannot run tasks",
-        )
-            .into_response()
+/// `GET /health`: 200 while this process can do its part, 503 with the reason when not.
+pub async fn health(State(state): State<OpsState>) -> Response {
+    match state.cluster.unready() {
+        None => (StatusCode::OK, "ok").into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
     }
 }
 
 /// `GET /metrics`: the cluster's figures of the moment, then the recorder's counters and
 /// histograms (HTTP requests, task durations).
-pub async fn metrics(State(state): State<DashboardState>) -> Response {
+pub async fn metrics(State(state): State<OpsState>) -> Response {
     let stats = state.cluster.stats();
     for group in &stats.groups {
         let task = group.name.to_string();
@@ -113,6 +159,7 @@ pub async fn metrics(State(state): State<DashboardState>) -> Response {
             counter!("offload_tasks_total", "task" => task.clone(), "outcome" => outcome.name())
                 .absolute(total);
         }
+        counter!("offload_tasks_lost_total", "task" => task.clone()).absolute(group.lost);
         for (now, count) in [
             (TaskState::Queued, group.queued),
             (TaskState::Running, group.running),
@@ -123,7 +170,8 @@ pub async fn metrics(State(state): State<DashboardState>) -> Response {
     }
     gauge!("offload_queue_length").set(stats.totals.queued as f64);
     gauge!("offload_queue_capacity").set(stats.queue_capacity as f64);
-    gauge!("offload_worker_threads").set(stats.workers.len() as f64);
+    gauge!("offload_worker_threads").set(state.cluster.workers() as f64);
+    gauge!("offload_slots").set(state.cluster.slots() as f64);
     gauge!("offload_worker_processes").set(stats.processes.len() as f64);
     for process in &stats.processes {
         let name = process.name.clone();
@@ -181,23 +229,26 @@ pub struct Counts {
     pub finished: u64,
     pub failed: u64,
     pub cancelled: u64,
-    /// Only where this process also serves the app (embedded workers).
+    /// Of the failed, those no worker answered for.
+    pub lost: u64,
+    /// Only where this process serves the app.
     pub sessions: Option<usize>,
     pub streams: Option<usize>,
 }
 
-pub async fn counts(State(state): State<DashboardState>) -> Json<Counts> {
+pub async fn counts(State(state): State<OpsState>) -> Json<Counts> {
     let stats = state.cluster.stats();
     let app = state.app.as_ref().map(AppFigures::get);
     Json(Counts {
         worker_processes: stats.processes.len(),
-        worker_threads: stats.workers.len(),
+        worker_threads: state.cluster.workers(),
         submitted: stats.totals.submitted,
         queued: stats.totals.queued,
         processing: stats.totals.running,
         finished: stats.totals.finished,
         failed: stats.totals.failed,
         cancelled: stats.totals.cancelled,
+        lost: stats.totals.lost,
         sessions: app.map(|(sessions, _)| sessions),
         streams: app.map(|(_, streams)| streams),
     })
@@ -215,7 +266,7 @@ pub struct Identity {
     pub workers: Vec<WorkerProcess>,
 }
 
-pub async fn identity(State(state): State<DashboardState>) -> Json<Identity> {
+pub async fn identity(State(state): State<OpsState>) -> Json<Identity> {
     Json(Identity {
         kind: "Offload",
         version: env!("CARGO_PKG_VERSION"),
@@ -232,7 +283,7 @@ pub async fn workers(State(state): State<DashboardState>) -> Html<String> {
     let count = format!(
         "{} worker processes, {} threads ({})",
         stats.processes.len(),
-        stats.workers.len(),
+        state.cluster.workers(),
         state.cluster.backend().name()
     );
     let rows = stats
