@@ -22,7 +22,7 @@ impl LiveStore {
         Self {
             tasks: RwSignal::new(tasks),
             lines: RwSignal::new(lines),
-            connection: RwSignal::new(Connection::Connecting),
+            connection: RwSignal::new(Connection::AsLoaded),
             clock_offset_ms: RwSignal::new(0.0),
         }
     }
@@ -78,6 +78,7 @@ impl LiveStore {
 /// Opens the task page's stream and keeps it open for the life of the calling component.
 #[cfg(feature = "hydrate")]
 pub fn connect(store: LiveStore) {
+    store.connection.set(Connection::Connecting);
     follow(
         "/api/events",
         store.connection,

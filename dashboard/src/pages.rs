@@ -42,7 +42,7 @@ fn use_frame(profile: bool) -> (Frame, RwSignal<Connection>) {
 fn StreamState(connection: RwSignal<Connection>) -> impl IntoView {
     let text = move || match connection.get() {
         Connection::Live => None,
-        Connection::Connecting => Some("Connecting…".to_owned()),
+        Connection::AsLoaded | Connection::Connecting => Some("Connecting…".to_owned()),
         Connection::Retrying(s) => Some(format!("Disconnected: retrying in {s}s")),
         Connection::Restarting => Some("The server is restarting: reconnecting…".to_owned()),
     };
@@ -105,8 +105,8 @@ fn StatusBody() -> impl IntoView {
             f.as_ref().map(|f| {
                 let t = f.totals;
                 format!(
-                    "{} workers ({}) · {} queued (room for {}) · {} running · {} done · {} failed · {} cancelled",
-                    f.workers.len(),
+                    "{} ({}) · {} queued (room for {}) · {} running · {} done · {} failed · {} cancelled",
+                    model::count(f.workers.len() as u64, "worker", "workers"),
                     f.backend.name(),
                     t.queued,
                     f.queue_capacity,

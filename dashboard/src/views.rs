@@ -390,7 +390,10 @@ fn TaskStream(frame: Frame) -> impl IntoView {
                 .collect(),
         }, |f| {
             let running = f.recent.iter().filter(|t| t.state == TaskState::Running).count();
-            format!("{} tasks in the last minute, {running} running (seconds ago on the axis)", f.recent.len())
+            format!(
+                "{} in the last minute, {running} running (seconds ago on the axis)",
+                model::count(f.recent.len() as u64, "task", "tasks")
+            )
         })}
     }
 }
@@ -707,8 +710,8 @@ fn Graph(frame: Frame) -> impl IntoView {
     view! {
         <p class="view-empty" role="status">
             {move || format!(
-                "No graph to draw: Offload's tasks do not depend on one another, so each of the {} tasks seen so far is a node without edges. Progress and Task stream show their states.",
-                tasks()
+                "No graph to draw: Offload's tasks do not depend on one another, so each of the {} seen so far is a node without edges. Progress and Task stream show their states.",
+                model::count(tasks(), "task", "tasks")
             )}
         </p>
     }

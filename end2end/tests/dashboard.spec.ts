@@ -145,3 +145,38 @@ test('the profile view samples busy workers while it is open and draws a flame g
   await tasks.getByRole('button', { name: 'Cancel fibonacci(50)' }).click();
   await expect(tasks.getByRole('log')).toContainText('fibonacci(50) cancelled after');
 });
+
+test('the task page, the viewer and the dashboard log no console error', async ({ page }) => {
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`${page.url()}: ${e.message}`));
+  await openTaskPage(page);
+  await submit(page, 5);
+  await expect(terminal(page)).toContainText('fibonacci(5)=5 in');
+  // The viewer frames a view: a frame-ancestors source the browser rejects would log here.
+  await page.goto('/dashboard?view=task-stream');
+  await expect(
+    page.frameLocator('iframe[title="Dashboard view"]').getByRole('img', { name: /^Task stream/ }),
+  ).toHaveAttribute('data-drawn', /^[1-9]/);
+  await page.goto(`${DASHBOARD}/status`);
+  await expect(page.locator('canvas[role=img]:not([data-drawn="0"])')).toHaveCount(5);
+  await page.goto(`${DASHBOARD}/individual-progress`);
+  await expectShown(page);
+  expect(errors).toEqual([]);
+});
+
+test('on a 390 px wide phone, /status fits the screen', async ({ page }) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${DASHBOARD}/status`);
+  await expect(page.locator('canvas[role=img]:not([data-drawn="0"])')).toHaveCount(5);
+  const sideways = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
+  expect(sideways, 'pixels of sideways scroll').toBeLessThanOrEqual(0);
+  for (const card of await page.locator('.status-cell').all()) {
+    const box = await card.boundingBox();
+    expect(box && box.x + box.width, 'a card ends within the screen').toBeLessThanOrEqual(390);
+  }
+});

@@ -14,6 +14,8 @@ test.describe('without JavaScript', () => {
     await page.reload();
     await expect(terminal(page)).toContainText(/fibonacci\(20\)=6765 in \d+\.\d{3}sec/);
     await expect(queueHeading(page)).toHaveText('Task queue: []');
+    // Nothing live without JavaScript, and the page says so instead of "Connecting…".
+    await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
   });
 
   test('a refused form post comes back with its message', async ({ page }) => {
@@ -32,7 +34,7 @@ test('a click while the WASM is still loading is submitted exactly once', async 
     await route.continue();
   });
   await page.goto('/');
-  await expect(page.getByRole('status')).toHaveText('Connecting…');
+  await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
   await nInput(page).fill('21');
   await submitButton(page).click();
   await expect(terminal(page)).toContainText(/fibonacci\(21\)=10946 in/);

@@ -16,3 +16,19 @@ pub mod views;
 
 pub use states::{Backend, TaskState, Totals, WorkerState};
 pub use views::View;
+
+/// `n` and the noun that agrees with it: "1 task", "0 tasks", "3 tasks".
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(super::count(1u64, "task", "tasks"), "1 task");
+        assert_eq!(super::count(0u64, "task", "tasks"), "0 tasks");
+        assert_eq!(super::count(27u32, "worker", "workers"), "27 workers");
+    }
+}

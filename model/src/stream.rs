@@ -4,6 +4,9 @@
 /// Where a live stream stands, as the page shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Connection {
+    /// No stream yet: the page shows the state as the server rendered it. What a browser
+    /// without JavaScript keeps.
+    AsLoaded,
     Connecting,
     Live,
     /// Lost; the next attempt is in this many seconds.

@@ -103,6 +103,7 @@ fn TaskPanel(view: TaskPageView) -> impl IntoView {
 #[component]
 fn ConnectionBadge(connection: RwSignal<Connection>) -> impl IntoView {
     let label = move || match connection.get() {
+        Connection::AsLoaded => "As of page load: reload to refresh".to_owned(),
         Connection::Connecting => "Connecting…".to_owned(),
         Connection::Live => "Live".to_owned(),
         Connection::Retrying(secs) => format!("Disconnected: retrying in {secs}s"),
@@ -110,7 +111,7 @@ fn ConnectionBadge(connection: RwSignal<Connection>) -> impl IntoView {
     };
     let class = move || match connection.get() {
         Connection::Live => "connection live",
-        Connection::Connecting => "connection connecting",
+        Connection::AsLoaded | Connection::Connecting => "connection connecting",
         Connection::Retrying(_) | Connection::Restarting => "connection down",
     };
     view! {

@@ -102,12 +102,16 @@ impl AllowedHosts {
         self.0.contains(&host)
     }
 
-    /// The `frame-ancestors` sources for these hosts, any port, http or https.
+    /// The `frame-ancestors` sources for these hosts, any port, http or https. CSP's host
+    /// sources cannot name an IPv6 literal (browsers reject `http://[::1]:*` with a console
+    /// error), so those hosts are left out: a page served from one embeds the dashboard only
+    /// from its own origin ('self').
     pub fn frame_ancestors(&self) -> String {
         std::iter::once("'self'".to_owned())
             .chain(
                 self.0
                     .iter()
+                    .filter(|h| !h.starts_with('['))
                     .flat_map(|h| [format!("http://{h}:*"), format!("https://{h}:*")]),
             )
             .collect::<Vec<_>>()
@@ -280,7 +284,10 @@ mod tests {
         ] {
             assert!(!hosts.allows(bad), "{bad}");
         }
-        assert!(hosts.frame_ancestors().contains("http://offload.example:*"));
+        let ancestors = hosts.frame_ancestors();
+        assert!(ancestors.contains("http://offload.example:*"));
+        // Browsers reject an IPv6 literal as a source expression.
+        assert!(!ancestors.contains('['), "{ancestors}");
     }
 
     #[test]
