@@ -19,6 +19,10 @@ pub struct ClusterFigures {
     pub tiny_tasks_per_s: f64,
     pub fib32_ms: f64,
     pub fib30x8_ms: f64,
+    /// Cancel of a running fibonacci(60) → its handle says cancelled. None for the seed: a
+    /// Dask worker cannot stop a running task.
+    #[serde(default)]
+    pub cancel_ms: Option<f64>,
 }
 
 impl ClusterFigures {
@@ -31,6 +35,7 @@ impl ClusterFigures {
             tiny_tasks_per_s: of(|r| r.tiny_tasks_per_s)?,
             fib32_ms: of(|r| r.fib32_ms)?,
             fib30x8_ms: of(|r| r.fib30x8_ms)?,
+            cancel_ms: median(rounds.iter().filter_map(|r| r.cancel_ms).collect()),
         })
     }
 }
@@ -48,6 +53,8 @@ pub struct Sizes {
     pub fib32_runs: usize,
     /// 8 × fibonacci(30) runs per round.
     pub fib30x8_runs: usize,
+    /// Cancels of a running fibonacci(60) per round.
+    pub cancels: usize,
 }
 
 impl Sizes {
@@ -58,6 +65,7 @@ impl Sizes {
         tiny_runs: 5,
         fib32_runs: 5,
         fib30x8_runs: 3,
+        cancels: 5,
     };
     /// The full benchmark for the seed: a Dask round trip costs 10 ms, a tiny task 1 ms.
     pub const SEED: Self = Self {
@@ -66,6 +74,7 @@ impl Sizes {
         tiny_runs: 1,
         fib32_runs: 5,
         fib30x8_runs: 3,
+        cancels: 5,
     };
     /// `--smoke`: each figure for about a second, to check that the benchmark still runs.
     pub const SMOKE: Self = Self {
@@ -74,6 +83,7 @@ impl Sizes {
         tiny_runs: 1,
         fib32_runs: 1,
         fib30x8_runs: 1,
+        cancels: 1,
     };
 }
 
@@ -173,12 +183,30 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
         fib30x8.push(ms(start.elapsed()));
     }
 
+    let mut cancels = Vec::new();
+    for _ in 0..sizes.cancels {
+        let handle = client.submit::<Fibonacci>(60, who).await.map_err(failed)?;
+        // Under way: its first progress report past 0.
+        let mut progress = handle.progress();
+        progress
+            .wait_for(|p| *p > 0.0)
+            .await
+            .map_err(|_| failed("fibonacci(60) ended before it reported progress"))?;
+        let start = Instant::now();
+        client.cancel(handle.id()).await.map_err(failed)?;
+        match handle.result().await {
+            Err(cluster::TaskError::Cancelled) => cancels.push(ms(start.elapsed())),
+            other => return Err(failed(format!("fibonacci(60) cancelled: {other:?}"))),
+        }
+    }
+
     Ok(ClusterFigures {
         roundtrip_p50_ms: ms(percentile(&trips, 0.5)),
         roundtrip_p99_ms: ms(percentile(&trips, 0.99)),
         tiny_tasks_per_s: median(rates).unwrap_or(0.0),
         fib32_ms: median(fib32).unwrap_or(0.0),
         fib30x8_ms: median(fib30x8).unwrap_or(0.0),
+        cancel_ms: median(cancels),
     })
 }
 
@@ -267,6 +295,7 @@ mod tests {
             tiny_tasks_per_s: 100.0,
             fib32_ms: 5.0,
             fib30x8_ms: 50.0,
+            cancel_ms: None,
         };
         let b = ClusterFigures {
             roundtrip_p50_ms: 3.0,

@@ -228,6 +228,9 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
             report.set("tiny_tasks_per_s", key, m.tiny_tasks_per_s);
             report.set("fib32_ms", key, m.fib32_ms);
             report.set("fib30x8_ms", key, m.fib30x8_ms);
+            if let Some(cancel) = m.cancel_ms {
+                report.set("cancel_ms", key, cancel);
+            }
         }
     }
 

@@ -8,12 +8,13 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The report's keys, written out again here so that a renamed key fails this test.
-const FIGURES: [&str; 10] = [
+const FIGURES: [&str; 11] = [
     "roundtrip_p50_ms",
     "roundtrip_p99_ms",
     "tiny_tasks_per_s",
     "fib32_ms",
     "fib30x8_ms",
+    "cancel_ms",
     "click_to_line_ms",
     "page_first_byte_ms",
     "page_dom_loaded_ms",
