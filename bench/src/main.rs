@@ -44,6 +44,9 @@ struct RunArgs {
     /// Leave the seed's stack out (no Python needed).
     #[arg(long)]
     no_seed: bool,
+    /// Only the cluster figures: no browser (quicker, while working on the cluster).
+    #[arg(long)]
+    no_browser: bool,
     /// Rounds of the cluster figures, stacks alternating within each; medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -234,6 +237,12 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         }
     }
 
+    if args.no_browser {
+        drop(nats);
+        drop(stacks);
+        println!("\n{}\n(no browser figures, not written)", report.markdown());
+        return Ok(());
+    }
     println!("browser: {clicks} clicks and {loads} cold loads per app, the apps alternating");
     let targets: Vec<Target> = stacks
         .iter()

@@ -627,8 +627,9 @@ impl Core {
             }
         }
         self.emit(job.id, &job.name, &job.submitter, kind);
-        // A freed slot, and perhaps a submitter back under its cap.
-        self.wake(false);
+        // A freed slot, and perhaps a submitter back under its cap: the remote backend looks
+        // again. A worker thread needs no wake-up: the one that finished looks itself.
+        self.slot_ready.notify_one();
         // The submitter may have stopped waiting; the result is then simply dropped.
         let _ = job.reply.send(outcome);
     }

@@ -522,7 +522,7 @@ async fn the_app_server_and_a_worker_on_nats_serve_metrics_that_pass_promtool() 
     for family in [
         "offload_tasks_total{",
         "offload_worker_threads 1",
-        "offload_slots 16",
+        "offload_slots 64",
         "offload_sessions 1",
         "offload_open_streams 1",
         "offload_http_requests_total{",

@@ -82,9 +82,25 @@ struct Delivery {
     delivered: i64,
     /// Its tasks whose results are not stored yet.
     unfinished: AtomicUsize,
+    /// How many tasks it carries.
+    tasks: usize,
+    /// Results of its tasks that ran, held until the last one has: quick tasks that came
+    /// together go back together, in one results message (their cost together is bounded by
+    /// the app server's batching, 20 ms).
+    ran: Mutex<Vec<Finished>>,
 }
 
 impl Delivery {
+    /// Adds the result of one of its tasks; all of them once the last one has run.
+    fn ran(&self, result: Finished) -> Option<Vec<Finished>> {
+        if self.tasks == 1 {
+            return Some(vec![result]);
+        }
+        let mut ran = self.ran.lock();
+        ran.push(result);
+        (ran.len() == self.tasks).then(|| std::mem::take(&mut *ran))
+    }
+
     /// Tells JetStream every second that the message is still being worked on, so that a
     /// long task, or tasks waiting here for a thread, are not given to another worker.
     async fn keep_in_progress(self: Arc<Self>) {
@@ -110,8 +126,8 @@ struct Finished {
     delivery: Arc<Delivery>,
 }
 
-/// Results per results message, at most.
-const RESULTS_MAX: usize = 64;
+/// Results per results message, at most (a work message carries up to 64 tasks).
+const RESULTS_MAX: usize = 128;
 
 fn runner(slot: usize) -> std::sync::mpsc::Sender<Work> {
     let (tx, rx) = std::sync::mpsc::channel::<Work>();
@@ -368,9 +384,11 @@ impl State {
                 let (state, freed_tx, finished) =
                     (self.clone(), freed_tx.clone(), finished.clone());
                 tokio::spawn(async move {
-                    let result = state.handle(slot, delivery, item).await;
+                    let result = state.handle(slot, delivery.clone(), item).await;
                     // Stored by JetStream while this thread runs its next task.
-                    let _ = finished.send(result);
+                    for result in delivery.ran(result).into_iter().flatten() {
+                        let _ = finished.send(result);
+                    }
                     let _ = freed_tx.send(slot);
                 });
             }
@@ -419,6 +437,8 @@ impl State {
                     let delivery = Arc::new(Delivery {
                         delivered: message.info().map_or(1, |info| info.delivered),
                         unfinished: AtomicUsize::new(items.len()),
+                        tasks: items.len(),
+                        ran: Mutex::new(Vec::new()),
                         message,
                     });
                     tokio::spawn(delivery.clone().keep_in_progress());
