@@ -15,7 +15,7 @@ pub(crate) fn this_process() -> &'static ThisProcess {
         let host = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
         let pid = std::process::id();
         ThisProcess {
-            name: crate::nats::token(&format!("{host}-{pid}")),
+            name: token(&format!("{host}-{pid}")),
             host,
             pid,
         }
@@ -23,6 +23,22 @@ pub(crate) fn this_process() -> &'static ThisProcess {
 }
 
 use crate::ProcessStats;
+
+/// Turns any text (a host name, say) into a valid subject token.
+pub fn token(s: &str) -> String {
+    let t: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if t.is_empty() { "x".into() } else { t }
+}
 
 /// Reads this process's CPU and memory through `sysinfo`, and the host's GPUs through NVML.
 pub(crate) struct ProcessProbe {

@@ -32,6 +32,7 @@ use std::time::Duration;
 use async_nats::ConnectErrorKind;
 use async_nats::jetstream::{self, consumer, kv, stream};
 
+pub use crate::probe::token;
 pub use dispatch::{ConnectError, NatsCluster, NatsConfig};
 pub use observer::NatsObserver;
 pub(crate) use observer::Observer;
@@ -106,22 +107,6 @@ pub fn redacted(url: &str) -> String {
 /// This machine's name, for worker and server names.
 pub fn host_name() -> String {
     crate::probe::this_process().host.clone()
-}
-
-/// Turns any text (a host name, say) into a valid subject token.
-pub fn token(s: &str) -> String {
-    let t: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    if t.is_empty() { "x".into() } else { t }
 }
 
 /// Every stream, subject, consumer and bucket name of one deployment.
