@@ -91,25 +91,27 @@ $(BINARY): $(SOURCES) | setup
 
 # The site as cargo-leptos lays it out, built with cargo, the pinned wasm-bindgen and npm's
 # wasm-opt: both bundles in one cargo run (profile wasm-release, in target/front), each through
-# wasm-bindgen and wasm-opt -Oz; the app's in pkg/ (offload.js, offload.wasm, offload.css),
-# the dashboard's in pkg-dashboard/ (cargo leptos serve empties pkg/); then the server.
-# LEPTOS_OUTPUT_NAME comes from .cargo/config.toml.
+# wasm-bindgen and wasm-opt -Oz; the app's in target/site/pkg/ (offload.js, offload.wasm,
+# offload.css), the dashboard's in target/site-dashboard/pkg/ with its own copy of the
+# stylesheet (cargo leptos serve empties target/site); then the server. LEPTOS_OUTPUT_NAME
+# comes from .cargo/config.toml.
 FRONT := target/front/wasm32-unknown-unknown/wasm-release
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int
-# bundle NAME, WASM, DIR: wasm-bindgen, then wasm-opt into target/site/DIR/NAME.wasm.
+# bundle NAME, WASM, DIR: wasm-bindgen, then wasm-opt into DIR/NAME.wasm.
 define bundle
-	wasm-bindgen --target web --no-typescript --out-dir target/site/$(3) --out-name $(1) $(2)
-	wasm-opt $(WASM_OPT_FLAGS) target/site/$(3)/$(1)_bg.wasm -o target/site/$(3)/$(1).wasm
-	rm target/site/$(3)/$(1)_bg.wasm
+	wasm-bindgen --target web --no-typescript --out-dir $(3) --out-name $(1) $(2)
+	wasm-opt $(WASM_OPT_FLAGS) $(3)/$(1)_bg.wasm -o $(3)/$(1).wasm
+	rm $(3)/$(1)_bg.wasm
 endef
 site:
 	cargo build -p app -p dashboard --lib --target wasm32-unknown-unknown --no-default-features \
 	  --features app/hydrate,dashboard/hydrate --profile wasm-release --target-dir target/front
-	$(call bundle,offload,$(FRONT)/app.wasm,pkg)
-	$(call bundle,dashboard,$(FRONT)/dashboard.wasm,pkg-dashboard)
+	$(call bundle,offload,$(FRONT)/app.wasm,target/site/pkg)
+	$(call bundle,dashboard,$(FRONT)/dashboard.wasm,target/site-dashboard/pkg)
 	cp style/main.css target/site/pkg/offload.css
+	cp style/main.css target/site-dashboard/pkg/offload.css
 	cargo build --release -p server --bin offload
-	sha256sum target/site/pkg/* target/site/pkg-dashboard/* > $(SITE_STAMP)
+	sha256sum target/site/pkg/* target/site-dashboard/pkg/* > $(SITE_STAMP)
 
 lint: setup
 	cargo fmt --all -- --check
@@ -145,7 +147,7 @@ worker: build
 
 ## size: every bundle of the release site (the task page loads offload.*, the dashboard dashboard.*), raw and gzipped
 size: build
-	@for f in target/site/pkg*/*.wasm target/site/pkg*/*.js target/site/pkg/*.css; do \
+	@for f in target/site*/pkg/*.wasm target/site*/pkg/*.js target/site/pkg/*.css; do \
 	  printf '%-16s %9s bytes raw, %8s bytes gzip -9\n' "$$(basename $$f)" \
 	    "$$(stat -c %s $$f)" "$$(gzip -9 -c $$f | wc -c)"; \
 	done

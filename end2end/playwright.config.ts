@@ -80,7 +80,11 @@ export default defineConfig({
     : E2E_MODE === 'nats'
       ? [cluster, app(`--cluster nats://127.0.0.1:${NATS_PORT}`)]
       : E2E_MODE === 'leptos'
-        ? // cargo-leptos builds first: give it time.
-          { ...app('--profiler', 'cargo leptos serve --release --'), timeout: 900_000 }
+        ? {
+            ...app('--profiler', 'bash end2end/cargo-leptos-serve.sh'),
+            // cargo-leptos builds first: give it time; and stop its server with it.
+            timeout: 900_000,
+            gracefulShutdown: { signal: 'SIGTERM' as const, timeout: 30_000 },
+          }
         : app('--profiler'),
 });

@@ -23,9 +23,14 @@ use crate::pages::{IndividualPage, NoSuchView, StatusPage};
 
 /// The name of the dashboard's bundle (`dashboard.js`, `dashboard.wasm`).
 pub const BUNDLE: &str = "dashboard";
-/// Where in the site the dashboard's bundle lives: not in `pkg/`, which `cargo leptos serve`
-/// and `watch` empty and refill with the app's bundle alone.
-pub const BUNDLE_DIR: &str = "pkg-dashboard";
+
+/// The dashboard listener's own site root, beside the app's: `target/site` →
+/// `target/site-dashboard`. `cargo leptos serve` and `watch` empty the app's site root and
+/// refill it with the app's bundle alone, so the dashboard's bundle (and its copy of the
+/// stylesheet) must live elsewhere.
+pub fn site_root(app_site_root: &str) -> String {
+    format!("{}-dashboard", app_site_root.trim_end_matches('/'))
+}
 
 /// The dashboard's pages: no navigation chrome, they fill their frame.
 #[component]

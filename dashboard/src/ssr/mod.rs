@@ -18,12 +18,12 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 pub use feed::DashboardFeed;
 pub use ops::{Metrics, OpsState, count_requests};
 
-use crate::{BUNDLE, BUNDLE_DIR, Dashboard};
+use crate::{BUNDLE, Dashboard};
 
 /// What the dashboard's routes share. Built by the binary, once per process.
 #[derive(Clone)]
 pub struct DashboardState {
-    /// The site's options, with the dashboard's bundle as their output name and directory.
+    /// The site's options, with the dashboard's bundle and site root.
     pub leptos_options: LeptosOptions,
     /// The cluster the dashboard shows: the app's own, or a NATS cluster's observer.
     pub cluster: cluster::Client,
@@ -43,7 +43,7 @@ impl DashboardState {
         app: Option<AppFigures>,
     ) -> Self {
         options.output_name = BUNDLE.into();
-        options.site_pkg_dir = BUNDLE_DIR.into();
+        options.site_root = crate::site_root(&options.site_root).into();
         Self {
             leptos_options: options,
             ops: OpsState::new(cluster.clone(), metrics, app),

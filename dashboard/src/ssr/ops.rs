@@ -198,14 +198,6 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>() {
         Some(matched) => matched.as_str().to_owned(),
         None if request.uri().path().starts_with("/pkg/") => "/pkg/{file}".to_owned(),
-        None if request
-            .uri()
-            .path()
-            .strip_prefix('/')
-            .is_some_and(|path| path.starts_with(crate::BUNDLE_DIR)) =>
-        {
-            format!("/{}/{{file}}", crate::BUNDLE_DIR)
-        }
         None => "other".to_owned(),
     };
     let response = next.run(request).await;
