@@ -96,28 +96,33 @@ pub fn StatusPage() -> impl IntoView {
     }
 }
 
+/// The cluster in one line, as `/status` heads it.
+fn status_line(f: &model::frame::DashboardFrame) -> String {
+    let t = f.totals;
+    // Lost tasks (no worker answered) are failures worth naming apart.
+    let lost = if t.lost > 0 {
+        format!(", {} lost", t.lost)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} ({}) · {} queued (room for {}) · {} running · {} done · {} failed{lost} · {} cancelled",
+        model::count(f.workers.len() as u64, "worker", "workers"),
+        f.backend.name(),
+        t.queued,
+        f.queue_capacity,
+        t.running,
+        t.finished,
+        t.failed,
+        t.cancelled
+    )
+}
+
 /// Everything on `/status` follows the one stream: the whole body is the page's island.
 #[island]
 fn StatusBody() -> impl IntoView {
     let (frame, connection) = use_frame(false);
-    let totals = move || {
-        frame.with(|f| {
-            f.as_ref().map(|f| {
-                let t = f.totals;
-                format!(
-                    "{} ({}) · {} queued (room for {}) · {} running · {} done · {} failed · {} cancelled",
-                    model::count(f.workers.len() as u64, "worker", "workers"),
-                    f.backend.name(),
-                    t.queued,
-                    f.queue_capacity,
-                    t.running,
-                    t.finished,
-                    t.failed,
-                    t.cancelled
-                )
-            })
-        })
-    };
+    let totals = move || frame.with(|f| f.as_ref().map(status_line));
     view! {
         <div class="status-page">
             <header class="status-head">
@@ -150,4 +155,43 @@ pub fn NoSuchView() -> impl IntoView {
         response.set_status(axum::http::StatusCode::NOT_FOUND);
     }
     view! { <p class="not-found">"No such dashboard view."</p> }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::frame::DashboardFrame;
+    use model::{Backend, Totals};
+
+    #[test]
+    fn the_status_line_names_lost_tasks_and_agrees_with_its_counts() {
+        let mut frame = DashboardFrame {
+            backend: Backend::Nats,
+            queue_capacity: 10,
+            totals: Totals {
+                finished: 5,
+                failed: 2,
+                lost: 1,
+                ..Totals::default()
+            },
+            ..DashboardFrame::default()
+        };
+        assert_eq!(
+            super::status_line(&frame),
+            "0 workers (nats) · 0 queued (room for 10) · 0 running · 5 done · 2 failed, 1 lost · 0 cancelled"
+        );
+        frame.totals.lost = 0;
+        frame.workers = vec![model::frame::WorkerRow {
+            id: 0,
+            process: None,
+            state: model::WorkerState::Idle,
+            current: None,
+            tasks_done: 0,
+            busy_percent: 0.0,
+            processing: 0,
+            cpu_percent: 0.0,
+            memory_bytes: 0,
+        }];
+        assert!(super::status_line(&frame).starts_with("1 worker (nats)"));
+        assert!(super::status_line(&frame).contains("2 failed · "));
+    }
 }
