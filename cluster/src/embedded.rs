@@ -2,7 +2,6 @@
 //! what `make run` starts.
 
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use model::Backend;
 
@@ -50,16 +49,6 @@ impl EmbeddedCluster {
     /// A handle for submitting work; clone it freely.
     pub fn client(&self) -> crate::Client {
         self.scheduler.client()
-    }
-
-    /// See [`Scheduler::drain`].
-    pub fn drain(&self) {
-        self.scheduler.drain();
-    }
-
-    /// See [`Scheduler::wait_idle`].
-    pub async fn wait_idle(&self, grace: Duration) -> bool {
-        self.scheduler.wait_idle(grace).await
     }
 }
 

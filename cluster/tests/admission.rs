@@ -147,15 +147,20 @@ async fn a_draining_cluster_refuses_work_and_starts_nothing_new() {
     let running = client.submit::<Fibonacci>(FOREVER, &who).await.unwrap();
     starts(&mut events, 1).await;
     let queued = client.submit::<Fibonacci>(1, &who).await.unwrap();
-    cluster.drain();
+    cluster.scheduler().drain();
     assert_eq!(
         client.submit::<Fibonacci>(1, &who).await.err(),
         Some(SubmitError::ShutDown)
     );
-    assert!(!cluster.wait_idle(Duration::from_millis(50)).await);
+    assert!(
+        !cluster
+            .scheduler()
+            .wait_idle(Duration::from_millis(50))
+            .await
+    );
     client.cancel(running.id()).await.unwrap();
     assert_eq!(running.result().await, Err(TaskError::Cancelled));
-    assert!(cluster.wait_idle(Duration::from_secs(5)).await);
+    assert!(cluster.scheduler().wait_idle(Duration::from_secs(5)).await);
     assert_eq!(
         client.stats().totals.queued,
         1,

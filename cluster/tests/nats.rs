@@ -153,6 +153,18 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// What a pretend worker process writes to: JetStream, and the workers' heartbeat bucket.
+async fn pretend_workers(
+    nats: &LocalNats,
+) -> (
+    async_nats::jetstream::Context,
+    async_nats::jetstream::kv::Store,
+) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js.get_key_value("t_workers").await.unwrap();
+    (js, kv)
+}
+
 /// A pretend worker process: it writes a heartbeat advertising `threads` threads under
 /// `name`, and nothing else unless the test makes it.
 async fn heartbeat(kv: &async_nats::jetstream::kv::Store, name: &str, threads: usize) {
@@ -228,8 +240,7 @@ async fn a_task_whose_worker_never_answers_ends_as_lost_and_frees_its_slot() {
     )
     .await;
     let client = app.scheduler().client();
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let kv = js.get_key_value("t_workers").await.unwrap();
+    let (js, kv) = pretend_workers(&nats).await;
     heartbeat(&kv, "hangs", 1).await;
     wait_for_workers(&client, 1).await;
     let consumer = work_consumer(&js).await;
@@ -278,8 +289,7 @@ async fn a_result_that_does_not_decode_fails_its_task_with_the_reason() {
     let nats = nats(&store).await;
     let app = app(&nats.url(), ClusterConfig::default()).await;
     let client = app.scheduler().client();
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let kv = js.get_key_value("t_workers").await.unwrap();
+    let (js, kv) = pretend_workers(&nats).await;
     heartbeat(&kv, "garbles", 1).await;
     wait_for_workers(&client, 1).await;
     let consumer = work_consumer(&js).await;
@@ -326,8 +336,7 @@ async fn workers_advertising_100_000_threads_cost_the_app_server_no_thread() {
     };
     let app = app(&nats.url(), config).await;
     let client = app.scheduler().client();
-    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let kv = js.get_key_value("t_workers").await.unwrap();
+    let (_, kv) = pretend_workers(&nats).await;
     // A heartbeat must fit in a NATS message: 20 processes of 5,000 threads each.
     for i in 0..20 {
         heartbeat(&kv, &format!("huge-{i}"), 5_000).await;

@@ -296,13 +296,14 @@ impl Dispatch {
 
     /// One slot: hands `job` to the workers, relays its progress and cancel, and ends it
     /// with its result, or as lost when none comes before the deadline.
-    async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, job: Job) {
+    async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, mut job: Job) {
         let started = Instant::now();
-        let outcome = self.remote(&core, slot, &job).await;
+        let input = std::mem::take(&mut job.input);
+        let outcome = self.remote(&core, slot, &job, input).await;
         core.finish(slot, job, outcome, millis(started.elapsed()));
     }
 
-    async fn remote(&self, core: &Core, slot: usize, job: &Job) -> Reply {
+    async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Value) -> Reply {
         let (done, mut result) = oneshot::channel();
         let (progress, mut progress_rx) = watch::channel(0.0);
         self.waiting
@@ -317,7 +318,7 @@ impl Dispatch {
             boot: self.boot,
             task: job.id,
             name: job.name.to_string(),
-            input: job.input.clone(),
+            input,
             catalogue: self.catalogue.clone(),
             time_limit_ms: self.time_limit_ms,
         };

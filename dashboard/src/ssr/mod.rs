@@ -25,11 +25,10 @@ use crate::{BUNDLE, Dashboard};
 pub struct DashboardState {
     /// The site's options, with the dashboard's bundle and site root.
     pub leptos_options: LeptosOptions,
-    /// The cluster the dashboard shows: the app's own, or a NATS cluster's observer.
-    pub cluster: cluster::Client,
     /// The frames every open view follows, sampled once a second.
     pub feed: Arc<DashboardFeed>,
-    /// What the ops endpoints read.
+    /// What the ops endpoints and `/workers` read, the cluster the dashboard shows among
+    /// them (the app's own, or a NATS cluster's observer).
     pub ops: OpsState,
 }
 
@@ -46,8 +45,7 @@ impl DashboardState {
         options.site_root = crate::site_root(&options.site_root).into();
         Self {
             leptos_options: options,
-            ops: OpsState::new(cluster.clone(), metrics, app),
-            cluster,
+            ops: OpsState::new(cluster, metrics, app),
             feed,
         }
     }

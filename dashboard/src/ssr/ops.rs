@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use model::TaskState;
 use serde::Serialize;
 
-use crate::ssr::{AppFigures, DashboardState};
+use crate::ssr::AppFigures;
 
 /// What the ops endpoints read. Built by the binary, once per process.
 #[derive(Clone)]
@@ -269,7 +269,7 @@ pub async fn identity(State(state): State<OpsState>) -> Json<Identity> {
 }
 
 /// `GET /workers`: one row per worker process, rendered on the server (no script).
-pub async fn workers(State(state): State<DashboardState>) -> Html<String> {
+pub async fn workers(State(state): State<OpsState>) -> Html<String> {
     let stats = state.cluster.stats();
     let now = stats.at_ms;
     let count = format!(

@@ -343,9 +343,21 @@ pub async fn get(url: String) -> (u16, String) {
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Scrapes `url` (a `/metrics`): 200, `promtool` passes, and each of `families` (a line's
+/// start) is there. Returns the scrape.
+pub async fn scrape(url: String, families: &[&str]) -> String {
+    let (status, scrape) = get(url).await;
+    assert_eq!(status, 200, "{scrape}");
+    promtool_check(&scrape);
+    for family in families {
+        assert!(scrape.contains(family), "{family} missing from:\n{scrape}");
+    }
+    scrape
+}
+
 /// `promtool check metrics` (Debian's prometheus package; `make test` installs it) passes on
 /// `scrape`.
-pub fn promtool_check(scrape: &str) {
+fn promtool_check(scrape: &str) {
     use std::io::Write;
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
