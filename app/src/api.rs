@@ -1,21 +1,47 @@
 //! The app's server functions, in one place: the pages and components that call them import
 //! them from here. Each checks its input and answers with an [`AppError`] a user can act on.
 
+use std::collections::BTreeMap;
+
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::AppError;
-use model::page::{ClusterInfo, QueuedTask, TaskPageView};
+use model::page::{ClusterInfo, Submitted, TaskDetail, TaskPageView};
 #[cfg(feature = "ssr")]
-use model::{View, fibonacci::parse_n};
+use model::{View, form::FieldError};
 
-/// Queues fibonacci(n) for the caller's session. `n` arrives as typed, so a form post without
-/// JavaScript gets the same checks and messages as the page.
+/// Queues a task of type `task` (the registry's first when empty: the seed's form posts `n`
+/// alone) for the caller's session. The fields arrive as typed, so a form post without
+/// JavaScript gets the same checks and messages as the page; an unknown field is refused.
 #[server(endpoint = "submit")]
-pub async fn submit_task(n: String) -> Result<QueuedTask, AppError> {
-    let n = parse_n(&n).map_err(AppError::InvalidInput)?;
+pub async fn submit_task(
+    #[server(default)] task: String,
+    #[server(flatten)] fields: BTreeMap<String, String>,
+) -> Result<Submitted, AppError> {
     let state = crate::ssr::AppState::from_context()?;
-    crate::ssr::runner::submit(&state, &request::session_id().await?, n).await
+    let kind = chosen_type(&state, &task)?;
+    let input = kind
+        .from_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(AppError::InvalidInput)?;
+    crate::ssr::runner::submit(&state, &request::session_id().await?, &kind, input).await
+}
+
+/// The type called `task`, or the registry's first for an empty name.
+#[cfg(feature = "ssr")]
+fn chosen_type(
+    state: &crate::ssr::AppState,
+    task: &str,
+) -> Result<std::sync::Arc<cluster::TaskType>, AppError> {
+    if task.is_empty() {
+        state
+            .cluster
+            .registry()
+            .and_then(|r| r.first().cloned())
+            .ok_or_else(|| AppError::Unavailable("this server runs no task type".into()))
+    } else {
+        crate::ssr::runner::task_type(state, task)
+    }
 }
 
 /// Cancels one of the caller's queued or running tasks.
@@ -35,17 +61,103 @@ pub async fn cancel_task(id: u64) -> Result<(), AppError> {
         .map_err(|e| AppError::NotFound(e.to_string()))
 }
 
-/// The caller's queue, results and next n, as the page first shows them. Creates nothing.
+/// The caller's queue and results, the task types and the form of `task` (the first type's
+/// when none is given) offering what the session submits next, as the page first shows them.
+/// Creates nothing.
 #[server(endpoint = "task-page")]
-pub async fn load_task_page() -> Result<TaskPageView, AppError> {
+pub async fn load_task_page(task: Option<String>) -> Result<TaskPageView, AppError> {
     let state = crate::ssr::AppState::from_context()?;
-    let mut view = state
-        .sessions
-        .get(&request::session_id().await?)
-        .map(|session| session.view())
+    let (kind, unknown) = match chosen_type(&state, task.as_deref().unwrap_or_default()) {
+        Ok(kind) => (kind, None),
+        // A stale or mistyped link: the default page, saying why.
+        Err(error) => (chosen_type(&state, "")?, Some(error)),
+    };
+    let session = state.sessions.get(&request::session_id().await?);
+    let mut view = session.as_ref().map(|s| s.view()).unwrap_or_default();
+    let next = session.and_then(|s| s.next_input(kind.name()));
+    view.form = kind.form(next.as_ref());
+    view.types = state
+        .cluster
+        .registry()
+        .map(|r| r.types().iter().map(|t| t.info()).collect())
         .unwrap_or_default();
-    view.error = request::form_error().await;
+    view.error = request::form_error()
+        .await
+        .or(unknown)
+        .map(|error| match error {
+            AppError::InvalidInput(error) => error,
+            other => FieldError::whole(other.to_string()),
+        });
     Ok(view)
+}
+
+/// One of the caller's tasks, for its detail page.
+#[server(endpoint = "task-detail")]
+pub async fn load_task_detail(id: u64) -> Result<TaskDetail, AppError> {
+    let state = crate::ssr::AppState::from_context()?;
+    let record = own_task(&state, id).await?;
+    let kind = state
+        .cluster
+        .registry()
+        .and_then(|r| r.get(&record.task_type));
+    let pretty = |value: &serde_json::Value| {
+        let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+        if text.len() > model::page::DETAIL_OUTPUT_MAX {
+            let mut cut = model::page::DETAIL_OUTPUT_MAX;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str("\n… (cut: the whole output is larger)");
+        }
+        text
+    };
+    Ok(TaskDetail {
+        id,
+        title: kind.map_or_else(|| record.task_type.clone(), |k| k.title().to_owned()),
+        call: format!("{}({})", record.task_type, record.args),
+        task: record.task_type,
+        input: pretty(&record.input),
+        output: record.output.as_ref().map(pretty),
+        outcome: record.outcome,
+        line: record.line,
+        submitted_at_ms: record.submitted_at_ms,
+        finished_at_ms: record.finished_at_ms,
+    })
+}
+
+/// Queues the same input as one of the caller's earlier tasks; a form posted without
+/// JavaScript lands on the task page of its type, where the new task shows.
+#[server(endpoint = "run-again")]
+pub async fn run_again(id: u64) -> Result<Submitted, AppError> {
+    let state = crate::ssr::AppState::from_context()?;
+    let record = own_task(&state, id).await?;
+    let kind = crate::ssr::runner::task_type(&state, &record.task_type)?;
+    let submitted =
+        crate::ssr::runner::submit(&state, &request::session_id().await?, &kind, record.input)
+            .await?;
+    leptos_axum::redirect(&format!("/?task={}", kind.name()));
+    Ok(submitted)
+}
+
+/// The caller's task `id`, from the record.
+#[cfg(feature = "ssr")]
+async fn own_task(
+    state: &crate::ssr::AppState,
+    id: u64,
+) -> Result<crate::ssr::store::TaskRecord, AppError> {
+    let session = request::session_id().await?;
+    state
+        .sessions
+        .store()
+        .task(&session.0, id)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "task {id} is not one of yours, or its record was trimmed with the oldest lines"
+            ))
+        })
 }
 
 /// The app's version and the cluster's size, for the footer.
@@ -79,15 +191,14 @@ mod request {
 
     /// A form posted without JavaScript comes back with its error in the URL (`__err`, as
     /// server functions encode it); this reads it out for the page to show.
-    pub async fn form_error() -> Option<String> {
+    pub async fn form_error() -> Option<AppError> {
         let Query(query) = leptos_axum::extract::<Query<HashMap<String, String>>>()
             .await
             .ok()?;
         let bytes = base64::engine::general_purpose::URL_SAFE
             .decode(query.get("__err")?)
             .ok()?;
-        let error: AppError = serde_json::from_slice(&bytes).ok()?;
-        Some(error.to_string())
+        serde_json::from_slice(&bytes).ok()
     }
 }
 

@@ -7,11 +7,14 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
+use model::form::FieldError;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
-    /// The input was refused; the message says why. (400)
+    /// The input was refused; the error says why, and at which field when it is about one.
+    /// (400)
     #[error("{0}")]
-    InvalidInput(String),
+    InvalidInput(FieldError),
     /// The task is not (or no longer) this session's to act on. (404)
     #[error("{0}")]
     NotFound(String),
@@ -33,6 +36,19 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// Input refused as a whole, not at one field.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidInput(FieldError::whole(message))
+    }
+
+    /// The field an input error is about, if it is one.
+    pub fn field_error(&self) -> Option<&FieldError> {
+        match self {
+            Self::InvalidInput(error) => Some(error),
+            _ => None,
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
@@ -68,8 +84,9 @@ impl From<cluster::SubmitError> for AppError {
         match error {
             SubmitterBusy { .. } => Self::LimitReached(message),
             Busy { .. } => Self::Busy(message),
-            InvalidInput(_) => Self::InvalidInput(message),
-            UnknownTask(_) | ShutDown | Encode(_) | WatchOnly => Self::Unavailable(message),
+            InvalidInput(error) => Self::InvalidInput(error),
+            UnknownTask(_) => Self::invalid(message),
+            NoWorker { .. } | ShutDown | Encode(_) | WatchOnly => Self::Unavailable(message),
         }
     }
 }
@@ -82,7 +99,7 @@ mod tests {
     fn every_kind_has_its_status() {
         let text = || "x".to_owned();
         let cases = [
-            (AppError::InvalidInput(text()), 400),
+            (AppError::invalid(text()), 400),
             (AppError::NotFound(text()), 404),
             (AppError::TooLarge(text()), 413),
             (AppError::LimitReached(text()), 429),

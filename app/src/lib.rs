@@ -5,6 +5,8 @@
 pub mod api;
 pub mod components;
 mod error;
+#[cfg(feature = "hydrate")]
+mod form_dom;
 pub mod live;
 pub mod pages;
 #[cfg(feature = "ssr")]
@@ -13,13 +15,14 @@ pub mod ssr;
 pub use error::AppError;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Stylesheet, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
-use leptos_router::{SsrMode, StaticSegment};
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::components::Footer;
 use crate::pages::dashboard::DashboardViewer;
 use crate::pages::not_found::NotFound;
+use crate::pages::task_detail::TaskDetailPage;
 use crate::pages::tasks::TaskPage;
 
 /// The HTML document around the app.
@@ -61,6 +64,11 @@ pub fn App() -> impl IntoView {
                     // Rendered whole before it is sent: the page must work without WASM.
                     <Route path=StaticSegment("") view=TaskPage ssr=SsrMode::Async />
                     <Route path=StaticSegment("dashboard") view=DashboardViewer />
+                    <Route
+                        path=(StaticSegment("tasks"), ParamSegment("id"))
+                        view=TaskDetailPage
+                        ssr=SsrMode::Async
+                    />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -71,8 +79,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn AppLayout() -> impl IntoView {
     view! {
-        <Title text="Fibonacci Tasks" />
-        <header class="topbar">
+                <header class="topbar">
             <span class="brand">"Offload"</span>
             <nav aria-label="Main">
                 <A href="/" exact=true>"Tasks"</A>

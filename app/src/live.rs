@@ -123,7 +123,8 @@ mod tests {
     fn task(id: u64, progress: f64) -> QueuedTask {
         QueuedTask {
             id,
-            n: id as i64,
+            task: "t".into(),
+            args: id.to_string(),
             status: TaskStatus::Running,
             progress,
             submitted_at_ms: 0,
@@ -137,7 +138,7 @@ mod tests {
             let line = TerminalLine {
                 task: 7,
                 outcome: Outcome::Finished,
-                text: "fibonacci(7)=13 in 0.001sec (rerun after a restart)".into(),
+                text: "t(7)=13 in 0.001sec (rerun after a restart)".into(),
             };
             store.apply(PageUpdate::Restarting, 0.0);
             assert_eq!(store.connection.get_untracked(), Connection::Restarting);
@@ -164,7 +165,7 @@ mod tests {
             let line = TerminalLine {
                 task: 1,
                 outcome: Outcome::Finished,
-                text: "fibonacci(1)=1 in 0.001sec".into(),
+                text: "t(1)=1 in 0.001sec".into(),
             };
             store.apply(PageUpdate::Done(line.clone()), 0.0);
             store.apply(PageUpdate::Done(line), 0.0); // a duplicate after a resync
@@ -181,7 +182,7 @@ mod tests {
                 PageUpdate::Done(TerminalLine {
                     task: 3,
                     outcome: Outcome::Finished,
-                    text: "fibonacci(3)=2 in 0.001sec".into(),
+                    text: "t(3)=2 in 0.001sec".into(),
                 }),
                 0.0,
             );

@@ -6,8 +6,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster::nats::{NatsCluster, NatsConfig};
-use cluster::{Client, ClusterConfig, Registry, Submitter, tasks::Fibonacci};
+use cluster::{Client, ClusterConfig, Submitter};
 use serde::{Deserialize, Serialize};
+use tasks::Fibonacci;
 
 use crate::BenchError;
 
@@ -108,7 +109,7 @@ pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {
     let cluster = NatsCluster::connect(
         NatsConfig::new(url, "offload", format!("bench-{}", std::process::id())),
         cluster_config(),
-        Registry::default(),
+        tasks::registry(),
     )
     .await
     .map_err(|e| BenchError::Measure {
@@ -134,7 +135,10 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
     let who = Submitter::new("bench");
     let who = &who;
     let run = |n: i64| async move {
-        let handle = client.submit::<Fibonacci>(n, who).await.map_err(failed)?;
+        let handle = client
+            .submit::<Fibonacci>(Fibonacci::n(n), who)
+            .await
+            .map_err(failed)?;
         handle.result().await.map_err(failed)
     };
 
@@ -155,7 +159,7 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
         for i in 0..sizes.tiny {
             handles.push(
                 client
-                    .submit::<Fibonacci>(i as i64 % 10, who)
+                    .submit::<Fibonacci>(Fibonacci::n(i as i64 % 10), who)
                     .await
                     .map_err(failed)?,
             );
@@ -185,7 +189,10 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
 
     let mut cancels = Vec::new();
     for _ in 0..sizes.cancels {
-        let handle = client.submit::<Fibonacci>(60, who).await.map_err(failed)?;
+        let handle = client
+            .submit::<Fibonacci>(Fibonacci::n(60), who)
+            .await
+            .map_err(failed)?;
         // Under way: its first progress report past 0.
         let mut progress = handle.progress();
         progress

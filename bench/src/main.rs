@@ -166,9 +166,11 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
     stacks.push(Stack::nats(&programs, data.path(), &logs).await?);
 
     let embedded =
-        EmbeddedCluster::start(figures::cluster_config()).map_err(|e| BenchError::Measure {
-            what: "starting the embedded cluster".into(),
-            detail: e.to_string(),
+        EmbeddedCluster::start(figures::cluster_config(), tasks::registry()).map_err(|e| {
+            BenchError::Measure {
+                what: "starting the embedded cluster".into(),
+                detail: e.to_string(),
+            }
         })?;
     let nats_url = stacks.iter().find_map(|s| match &s.cluster {
         ClusterAccess::Nats(url) => Some(url.clone()),

@@ -34,7 +34,13 @@ pub struct ClusterConfig {
     /// Tasks expected to take at most this long are tiny: several travel to a NATS worker
     /// in one message, so they may use the slots beyond the worker threads.
     pub tiny_task: Duration,
+    /// A result larger than this, encoded as JSON, is a failure rather than a result: it
+    /// would otherwise be held, sent and stored without bound.
+    pub max_output_bytes: usize,
 }
+
+/// The default [`ClusterConfig::max_output_bytes`]: 4 MB.
+pub const MAX_OUTPUT_BYTES: usize = 4 << 20;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -48,6 +54,7 @@ impl Default for ClusterConfig {
             max_running_per_submitter: None,
             short_task: Duration::from_secs(1),
             tiny_task: Duration::from_millis(20),
+            max_output_bytes: MAX_OUTPUT_BYTES,
         }
     }
 }
@@ -70,6 +77,7 @@ pub(crate) struct Limits {
     pub short_task: Duration,
     pub tiny_task: Duration,
     pub time_limit: Option<Duration>,
+    pub max_output_bytes: usize,
 }
 
 impl From<&ClusterConfig> for Limits {
@@ -80,6 +88,7 @@ impl From<&ClusterConfig> for Limits {
             short_task: config.short_task,
             tiny_task: config.tiny_task,
             time_limit: config.task_time_limit,
+            max_output_bytes: config.max_output_bytes,
         }
     }
 }

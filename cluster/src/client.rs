@@ -3,12 +3,17 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
+
+use model::form::FieldError;
 
 use crate::nats::{Observer, WorkerView};
 use crate::scheduler::{Core, Refusal};
 use crate::work::Reply;
-use crate::{Backend, ClusterEvent, ClusterStats, Submitter, Task, TaskError, TaskId, TaskInfo};
+use crate::{
+    Backend, ClusterEvent, ClusterStats, Registry, Submitter, Task, TaskError, TaskId, TaskInfo,
+};
 
 /// Why a submission was not accepted. Messages are meant for the person who submitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,10 +26,16 @@ pub enum SubmitError {
         "you already have {limit} tasks waiting, the most one session may queue: wait for some to finish, or cancel some"
     )]
     SubmitterBusy { limit: usize },
+    /// The input was refused; the error says which field, when it is about one.
     #[error("{0}")]
-    InvalidInput(String),
-    #[error("this cluster's workers do not know the task {0:?}")]
-    UnknownTask(&'static str),
+    InvalidInput(FieldError),
+    #[error("there is no task type {0:?}")]
+    UnknownTask(String),
+    /// On NATS: no live worker runs this type with this build's input schema.
+    #[error(
+        "no live worker runs {task} with this server's version of its input: start a worker built from the same tasks, or wait for one to come back"
+    )]
+    NoWorker { task: String },
     #[error("the cluster is shutting down")]
     ShutDown,
     #[error("the input could not be encoded: {0}")]
@@ -86,52 +97,74 @@ impl Client {
         input: T::Input,
         submitter: &Submitter,
     ) -> Result<TaskHandle<T>, SubmitError> {
-        self.enqueue(input, submitter, false).await
+        let value = serde_json::to_value(&input).map_err(|e| SubmitError::Encode(e.to_string()))?;
+        let handle = self.submit_value(T::NAME, value, submitter).await?;
+        Ok(TaskHandle {
+            handle,
+            task: PhantomData,
+        })
+    }
+
+    /// Queues `input` (JSON) for the task type called `task`: how the app submits what a
+    /// page or a script sent, without knowing the type.
+    pub async fn submit_value(
+        &self,
+        task: &str,
+        input: Value,
+        submitter: &Submitter,
+    ) -> Result<Handle, SubmitError> {
+        self.enqueue(task, input, submitter, false).await
     }
 
     /// Queues work that this cluster's caller admitted once already and must not lose, such
     /// as tasks accepted before a restart: the queue's capacity and the per-submitter cap do
     /// not apply (the running cap, the short lane and the time limit still do).
-    pub async fn resubmit<T: Task>(
+    pub async fn resubmit_value(
         &self,
-        input: T::Input,
+        task: &str,
+        input: Value,
         submitter: &Submitter,
-    ) -> Result<TaskHandle<T>, SubmitError> {
-        self.enqueue(input, submitter, true).await
+    ) -> Result<Handle, SubmitError> {
+        self.enqueue(task, input, submitter, true).await
     }
 
-    async fn enqueue<T: Task>(
+    /// The task types this cluster runs (none for a process that only watches).
+    pub fn registry(&self) -> Option<&Registry> {
+        match &self.backend {
+            Via::Scheduler(shared) => Some(&shared.registry),
+            Via::Observer(_) | Via::Worker(_) => None,
+        }
+    }
+
+    async fn enqueue(
         &self,
-        input: T::Input,
+        task: &str,
+        input: Value,
         submitter: &Submitter,
         admitted_before: bool,
-    ) -> Result<TaskHandle<T>, SubmitError> {
-        T::validate(&input).map_err(SubmitError::InvalidInput)?;
-        let value = serde_json::to_value(&input).map_err(|e| SubmitError::Encode(e.to_string()))?;
+    ) -> Result<Handle, SubmitError> {
         let Via::Scheduler(shared) = &self.backend else {
             return Err(SubmitError::WatchOnly);
         };
-        if !shared.registry.contains(T::NAME) {
-            return Err(SubmitError::UnknownTask(T::NAME));
-        }
+        let kind = shared
+            .registry
+            .get(task)
+            .ok_or_else(|| SubmitError::UnknownTask(task.to_owned()))?;
+        let expected = kind.check(&input).map_err(SubmitError::InvalidInput)?;
         let accepted = shared
-            .submit(
-                T::NAME,
-                value,
-                T::expected_duration(&input),
-                submitter,
-                admitted_before,
-            )
+            .submit(kind.name(), input, expected, submitter, admitted_before)
             .map_err(|refusal| match refusal {
                 Refusal::Full(capacity) => SubmitError::Busy { capacity },
                 Refusal::SubmitterFull(limit) => SubmitError::SubmitterBusy { limit },
+                Refusal::NoWorker => SubmitError::NoWorker {
+                    task: kind.name().to_owned(),
+                },
                 Refusal::ShutDown => SubmitError::ShutDown,
             })?;
-        Ok(TaskHandle {
+        Ok(Handle {
             id: accepted.id,
             reply: accepted.reply,
             progress: accepted.progress,
-            task: PhantomData,
         })
     }
 
@@ -218,15 +251,14 @@ impl Client {
     }
 }
 
-/// A submitted task: its id, its live progress and, once awaited, its typed result.
-pub struct TaskHandle<T: Task> {
+/// A submitted task: its id, its live progress and, once awaited, its result as JSON.
+pub struct Handle {
     id: TaskId,
     reply: oneshot::Receiver<Reply>,
     progress: watch::Receiver<f64>,
-    task: PhantomData<fn() -> T>,
 }
 
-impl<T: Task> TaskHandle<T> {
+impl Handle {
     pub fn id(&self) -> TaskId {
         self.id
     }
@@ -238,11 +270,32 @@ impl<T: Task> TaskHandle<T> {
     }
 
     /// Waits for the task to end.
-    pub async fn result(self) -> Result<T::Output, TaskError> {
-        let value = self
-            .reply
+    pub async fn result(self) -> Result<Value, TaskError> {
+        self.reply
             .await
-            .map_err(|_| TaskError::Lost("the cluster dropped the task".into()))??;
+            .map_err(|_| TaskError::Lost("the cluster dropped the task".into()))?
+    }
+}
+
+/// A submitted task of a known type: its result comes back typed.
+pub struct TaskHandle<T: Task> {
+    handle: Handle,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> TaskHandle<T> {
+    pub fn id(&self) -> TaskId {
+        self.handle.id
+    }
+
+    /// See [`Handle::progress`].
+    pub fn progress(&self) -> watch::Receiver<f64> {
+        self.handle.progress()
+    }
+
+    /// Waits for the task to end.
+    pub async fn result(self) -> Result<T::Output, TaskError> {
+        let value = self.handle.result().await?;
         serde_json::from_value(value).map_err(|e| TaskError::Failed(format!("output: {e}")))
     }
 }

@@ -16,13 +16,8 @@ pub struct EmbeddedCluster {
 }
 
 impl EmbeddedCluster {
-    /// Starts `config.workers` workers that run every task this crate ships.
-    pub fn start(config: ClusterConfig) -> Result<Self, SpawnError> {
-        Self::start_with(config, Registry::default())
-    }
-
-    /// Starts workers that run the tasks in `registry`.
-    pub fn start_with(config: ClusterConfig, registry: Registry) -> Result<Self, SpawnError> {
+    /// Starts `config.workers` workers that run the tasks in `registry`.
+    pub fn start(config: ClusterConfig, registry: Registry) -> Result<Self, SpawnError> {
         let workers = config.workers.max(1);
         let mut cluster = Self {
             scheduler: Scheduler::start(&config, registry, Backend::Embedded)?,

@@ -10,11 +10,38 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use cluster::{ClusterConfig, EmbeddedCluster, Submitter, tasks::Fibonacci};
-//! let cluster = EmbeddedCluster::start(ClusterConfig::default()).unwrap();
+//! use cluster::{ClusterConfig, EmbeddedCluster, Registry, Submitter, Task, TaskContext, TaskError};
+//!
+//! /// Squares a number.
+//! struct Square;
+//!
+//! /// What to square.
+//! #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! struct Number {
+//!     /// The number
+//!     #[schemars(range(max = 1000))]
+//!     x: u64,
+//! }
+//!
+//! impl Task for Square {
+//!     const NAME: &'static str = "square";
+//!     const TITLE: &'static str = "Square";
+//!     const DESCRIPTION: &'static str = "x times x.";
+//!     type Input = Number;
+//!     type Output = u64;
+//!     fn summary(input: &Number, output: &u64) -> String {
+//!         format!("{}²={output}", input.x)
+//!     }
+//!     fn run(input: Number, _: &TaskContext<'_>) -> Result<u64, TaskError> {
+//!         Ok(input.x * input.x)
+//!     }
+//! }
+//!
+//! let registry = Registry::empty().register::<Square>();
+//! let cluster = EmbeddedCluster::start(ClusterConfig::default(), registry).unwrap();
 //! let client = cluster.client();
-//! let handle = client.submit::<Fibonacci>(20, &Submitter::new("docs")).await.unwrap();
-//! assert_eq!(handle.result().await.unwrap(), 6765);
+//! let handle = client.submit::<Square>(Number { x: 20 }, &Submitter::new("docs")).await.unwrap();
+//! assert_eq!(handle.result().await.unwrap(), 400);
 //! # });
 //! ```
 
@@ -27,13 +54,13 @@ pub mod nats;
 mod probe;
 mod queue;
 mod scheduler;
+mod schema;
 mod stats;
 mod task;
-pub mod tasks;
 mod work;
 
-pub use admission::ClusterConfig;
-pub use client::{CancelError, Client, SubmitError, TaskHandle};
+pub use admission::{ClusterConfig, MAX_OUTPUT_BYTES};
+pub use client::{CancelError, Client, Handle, SubmitError, TaskHandle};
 pub use embedded::EmbeddedCluster;
 pub use event::{ClusterEvent, EventKind, TaskState};
 pub use model::Backend;
@@ -42,7 +69,7 @@ pub use stats::{
     ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerProcess,
     WorkerState, WorkerStats,
 };
-pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo};
+pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo, TaskType};
 
 /// Milliseconds since the Unix epoch: the timestamp every event and record carries, because it
 /// survives serialisation and means the same on every machine of a cluster.

@@ -35,7 +35,13 @@ fn run(core: &Core, slot: usize, mut job: Job) {
     let outcome = {
         let publish = |fraction: f64| core.progress(slot, &job, fraction);
         let ctx = TaskContext::new(job.cancel.as_atomic(), &publish);
-        run_caught(&core.registry, &job.name, input, &ctx)
+        run_caught(
+            &core.registry,
+            &job.name,
+            input,
+            &ctx,
+            core.limits.max_output_bytes,
+        )
     };
     let compute_ms = millis(started.elapsed());
     record_duration(&job.name, compute_ms);

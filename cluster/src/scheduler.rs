@@ -12,7 +12,7 @@
 //!
 //! [`admission`]: crate::admission
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -136,6 +136,8 @@ pub(crate) enum Refusal {
     Full(usize),
     SubmitterFull(usize),
     ShutDown,
+    /// No live worker runs the type.
+    NoWorker,
 }
 
 pub(crate) struct Accepted {
@@ -156,8 +158,11 @@ pub(crate) struct Core {
     pub(crate) backend: Backend,
     next_id: AtomicU64,
     recent_capacity: usize,
-    limits: Limits,
+    pub(crate) limits: Limits,
     process: Mutex<ProcessProbe>,
+    /// On NATS, the task types some live worker runs with this server's input schema, once
+    /// known; None: every registered type (embedded workers run them all).
+    runnable: Mutex<Option<HashSet<Arc<str>>>>,
 }
 
 /// The one scheduler of an app server: its [`crate::Client`]s submit to it, and dropping it
@@ -217,6 +222,7 @@ impl Scheduler {
             recent_capacity: config.recent_capacity,
             limits: Limits::from(config),
             process: Mutex::new(ProcessProbe::new()),
+            runnable: Mutex::new(None),
         });
         let watchdog = match config.task_time_limit {
             Some(limit) => {
@@ -307,6 +313,15 @@ impl Core {
         submitter: &Submitter,
         admitted_before: bool,
     ) -> Result<Accepted, Refusal> {
+        if !admitted_before
+            && self
+                .runnable
+                .lock()
+                .as_ref()
+                .is_some_and(|types| !types.contains(name))
+        {
+            return Err(Refusal::NoWorker);
+        }
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let input_bytes = json_len(&input);
         let name: Arc<str> = Arc::from(name);
@@ -422,6 +437,11 @@ impl Core {
 
     /// Sets how many tasks may run at once (`slots`) and on how many worker threads. Fewer
     /// than before is fine: tasks running beyond the new figure finish, and no more start.
+    /// Which task types may be submitted (see [`Core::runnable`]).
+    pub(crate) fn set_runnable(&self, types: Option<HashSet<Arc<str>>>) {
+        *self.runnable.lock() = types;
+    }
+
     pub(crate) fn set_capacity(&self, slots: usize, threads: usize) {
         let mut inner = self.inner.lock();
         let threads = threads.min(slots);
@@ -596,6 +616,7 @@ impl Core {
         let group = inner.group(&job.name);
         group.running = group.running.saturating_sub(1);
         group.compute_ms += compute_ms;
+        group.sample(compute_ms);
         group.output_bytes += output_bytes as u64;
         match state {
             TaskState::Finished => group.finished += 1,

@@ -65,9 +65,32 @@ pub struct GroupStats {
     /// Bytes of encoded inputs submitted and results produced.
     pub input_bytes: u64,
     pub output_bytes: u64,
+    /// Compute times of the last [`GroupStats::SAMPLE`] tasks that ended on a worker (ms),
+    /// for percentiles.
+    #[serde(default)]
+    pub recent_ms: Vec<f64>,
 }
 
 impl GroupStats {
+    /// Compute times kept per type.
+    pub const SAMPLE: usize = 256;
+
+    /// Keeps one more compute time, dropping the oldest past [`GroupStats::SAMPLE`].
+    pub fn sample(&mut self, compute_ms: f64) {
+        if self.recent_ms.len() >= Self::SAMPLE {
+            self.recent_ms.remove(0);
+        }
+        self.recent_ms.push(compute_ms);
+    }
+
+    /// The `q`-quantile (0.5: the median) of the recent compute times, if any ended.
+    pub fn percentile(&self, q: f64) -> Option<f64> {
+        let mut sorted = self.recent_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let last = sorted.len().checked_sub(1)?;
+        Some(sorted[((last as f64) * q.clamp(0.0, 1.0)).round() as usize])
+    }
+
     /// Adds another server's figures for the same task type.
     pub fn add(&mut self, other: &Self) {
         self.queued += other.queued;
@@ -80,6 +103,30 @@ impl GroupStats {
         self.compute_ms += other.compute_ms;
         self.input_bytes += other.input_bytes;
         self.output_bytes += other.output_bytes;
+        for &ms in &other.recent_ms {
+            self.sample(ms);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupStats;
+
+    #[test]
+    fn percentiles_come_from_the_recent_sample_merged_across_servers() {
+        let mut a = GroupStats::default();
+        assert_eq!(a.percentile(0.5), None);
+        for ms in 1..=300 {
+            a.sample(ms as f64);
+        }
+        assert_eq!(a.recent_ms.len(), GroupStats::SAMPLE);
+        assert_eq!(a.recent_ms[0], 45.0, "the oldest went first");
+        let mut b = GroupStats::default();
+        b.sample(10_000.0);
+        a.add(&b);
+        assert_eq!(a.percentile(1.0), Some(10_000.0));
+        assert_eq!(a.percentile(0.5), Some(174.0));
     }
 }
 
@@ -130,7 +177,7 @@ pub struct WorkerProcess {
     pub threads: usize,
     pub cpu_percent: f32,
     pub memory_bytes: u64,
-    /// What its threads run now, e.g. `fibonacci #42`.
+    /// What its threads run now, e.g. `primes #42`.
     pub running: Vec<String>,
     pub tasks_done: u64,
     /// When it last reported (ms since the Unix epoch); now for embedded workers.

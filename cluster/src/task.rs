@@ -3,29 +3,41 @@
 //! a task it only knows by name (the seam that lets workers live in other processes).
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
-/// A kind of work the cluster can run.
+use crate::schema;
+use model::form::{Field, FieldError, TaskForm, TaskTypeInfo};
+
+/// A kind of work the cluster can run: one file in the `tasks` crate and one line in its
+/// registry (see `docs/your-own-task.md`).
 ///
 /// Inputs and outputs cross the wire as JSON, so a task behaves the same on an embedded worker
-/// thread and on a worker on another machine.
+/// thread and on a worker on another machine. Their JSON Schemas (derived with `schemars`) are
+/// the rest of its description: the input's fields become the page's form, with their doc
+/// comments as labels and help and their `#[schemars(range(..), length(..))]` bounds as the
+/// form's limits, enforced on every submission and again on the worker.
 pub trait Task: 'static {
-    /// Stable name: it identifies the task on the wire and in dashboards.
+    /// Stable name: it identifies the task on the wire, in URLs and in dashboards.
     const NAME: &'static str;
-    /// What the submitter sends.
-    type Input: Serialize + DeserializeOwned + Send + fmt::Debug;
+    /// A few words for the picker.
+    const TITLE: &'static str;
+    /// One paragraph for the picker: what it computes and what makes it heavy.
+    const DESCRIPTION: &'static str;
+    /// What the submitter sends: a struct of scalar fields (numbers, text, unit enums, bools).
+    type Input: Serialize + DeserializeOwned + JsonSchema + Send + fmt::Debug;
     /// What the worker returns.
-    type Output: Serialize + DeserializeOwned + Send + fmt::Debug;
+    type Output: Serialize + DeserializeOwned + JsonSchema + Send + fmt::Debug;
 
-    /// Refuses input the task cannot run, before it is queued. The message is shown to users,
-    /// so it says what is allowed and why.
+    /// Refuses input that passes the schema's bounds but that the task still cannot run. The
+    /// message is shown to users, so it says what is allowed and why.
     fn validate(_input: &Self::Input) -> Result<(), String> {
         Ok(())
     }
@@ -34,6 +46,16 @@ pub trait Task: 'static {
     /// work expected to be short may take every worker, while long or unknown work always
     /// leaves one free, so a crowd of long tasks cannot hold up everyone's short ones.
     fn expected_duration(_input: &Self::Input) -> Option<Duration> {
+        None
+    }
+
+    /// The result in one line for the results terminal, which adds the time it took
+    /// (`primes(100)=25, largest 97`, then ` in 0.004sec`).
+    fn summary(input: &Self::Input, output: &Self::Output) -> String;
+
+    /// What the form offers once `input` was submitted (the seed's n + 1); by default the
+    /// same input again.
+    fn next_input(_input: &Self::Input) -> Option<Self::Input> {
         None
     }
 
@@ -161,50 +183,215 @@ impl<'a> TaskContext<'a> {
 
 type Runner = fn(Value, &TaskContext<'_>) -> Result<Value, TaskError>;
 
-/// The tasks a cluster's workers can run, by name.
-///
-/// Like Dask, where client and workers must import the same task code, every process of one
-/// cluster builds the same registry.
-#[derive(Clone)]
-pub struct Registry {
-    tasks: HashMap<&'static str, Runner>,
+/// A registered task type, known by name: what the page, the scheduler and the workers need of
+/// it without knowing its Rust type.
+pub struct TaskType {
+    name: &'static str,
+    title: &'static str,
+    description: &'static str,
+    input_schema: Value,
+    output_schema: Value,
+    schema_hash: String,
+    fields: Vec<Field>,
+    defaults: Map<String, Value>,
+    run: Runner,
+    /// Decodes an input that passed the fields' checks, applies [`Task::validate`] and
+    /// returns the expected duration.
+    admit: fn(&Value) -> Result<Option<Duration>, String>,
+    summary: fn(&Value, &Value) -> Option<String>,
+    next_input: fn(&Value) -> Option<Value>,
 }
 
-impl Default for Registry {
-    /// Every task this crate ships.
-    fn default() -> Self {
-        Self::empty().register::<crate::tasks::Fibonacci>()
+impl fmt::Debug for TaskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskType")
+            .field("name", &self.name)
+            .field("schema_hash", &self.schema_hash)
+            .finish_non_exhaustive()
     }
+}
+
+impl TaskType {
+    fn of<T: Task>() -> Result<Self, String> {
+        let input_schema = schema_for::<T::Input>();
+        let fields = schema::fields(&input_schema)?;
+        let defaults = schema::defaults(&input_schema);
+        let schema_hash = {
+            let digest = Sha256::digest(input_schema.to_string().as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
+        Ok(Self {
+            name: T::NAME,
+            title: T::TITLE,
+            description: T::DESCRIPTION,
+            output_schema: schema_for::<T::Output>(),
+            input_schema,
+            schema_hash,
+            fields,
+            defaults,
+            run: run_erased::<T>,
+            admit: |input| {
+                let input = decode::<T>(input.clone()).map_err(|e| e.to_string())?;
+                T::validate(&input)?;
+                Ok(T::expected_duration(&input))
+            },
+            summary: |input, output| {
+                let input = serde_json::from_value(input.clone()).ok()?;
+                let output = serde_json::from_value(output.clone()).ok()?;
+                Some(T::summary(&input, &output))
+            },
+            next_input: |input| {
+                let input = serde_json::from_value(input.clone()).ok()?;
+                serde_json::to_value(T::next_input(&input)?).ok()
+            },
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn title(&self) -> &'static str {
+        self.title
+    }
+
+    pub fn description(&self) -> &'static str {
+        self.description
+    }
+
+    /// The input's JSON Schema, as `schemars` derives it.
+    pub fn input_schema(&self) -> &Value {
+        &self.input_schema
+    }
+
+    pub fn output_schema(&self) -> &Value {
+        &self.output_schema
+    }
+
+    /// Identifies the input schema (16 hex digits of its SHA-256): a worker runs a task only
+    /// when its own build of the type has the same.
+    pub fn schema_hash(&self) -> &str {
+        &self.schema_hash
+    }
+
+    /// The input's fields, in declaration order.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// For the picker.
+    pub fn info(&self) -> TaskTypeInfo {
+        TaskTypeInfo {
+            name: self.name.to_owned(),
+            title: self.title.to_owned(),
+            description: self.description.to_owned(),
+        }
+    }
+
+    /// The form, offering `input` (or the type's defaults where it has none).
+    pub fn form(&self, input: Option<&Value>) -> TaskForm {
+        TaskForm {
+            task: self.name.to_owned(),
+            title: self.title.to_owned(),
+            values: schema::form_values(
+                &self.fields,
+                input.unwrap_or(&Value::Null),
+                &self.defaults,
+            ),
+            fields: self.fields.clone(),
+        }
+    }
+
+    /// A posted form as this type's input, checked as [`TaskType::check`] does.
+    pub fn from_form<'a>(
+        &self,
+        posted: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Value, FieldError> {
+        let input = schema::from_form(&self.fields, posted)?;
+        self.check(&input)?;
+        Ok(input)
+    }
+
+    /// Checks an input against the schema's fields and the type's own rules; returns how long
+    /// it is expected to run.
+    pub fn check(&self, input: &Value) -> Result<Option<Duration>, FieldError> {
+        schema::check(&self.fields, input)?;
+        (self.admit)(input).map_err(FieldError::whole)
+    }
+
+    /// The input in brief: `20`, or `n=3, text="abc"`.
+    pub fn brief(&self, input: &Value) -> String {
+        schema::brief(&self.fields, input)
+    }
+
+    /// The result in one line (the output as JSON if it does not decode as this type's).
+    pub fn summary(&self, input: &Value, output: &Value) -> String {
+        (self.summary)(input, output)
+            .unwrap_or_else(|| format!("{}({})={output}", self.name, self.brief(input)))
+    }
+
+    /// What the form offers after `input`: the type's suggestion, else `input` itself.
+    pub fn next_input(&self, input: &Value) -> Value {
+        (self.next_input)(input).unwrap_or_else(|| input.clone())
+    }
+}
+
+fn schema_for<T: JsonSchema>() -> Value {
+    schemars::schema_for!(T).to_value()
+}
+
+/// The tasks a cluster's workers can run, by name, in the order they were registered (the
+/// first is the page's default).
+///
+/// Like Dask, where client and workers must import the same task code, every process of one
+/// cluster builds its registry from the same `tasks` crate; a worker runs a task only if its
+/// build of the type has the same input schema ([`TaskType::schema_hash`]).
+#[derive(Clone, Default)]
+pub struct Registry {
+    types: Vec<Arc<TaskType>>,
 }
 
 impl Registry {
     /// A registry that knows no task yet.
     pub fn empty() -> Self {
-        Self {
-            tasks: HashMap::new(),
-        }
+        Self::default()
     }
 
     /// Adds a task type.
+    ///
+    /// # Panics
+    /// When the input's schema is not a form's (a field that is not a number, text, unit enum
+    /// or bool), with the reason; or when the name is taken. Both are mistakes in the task's
+    /// code, and the `tasks` crate's tests register every type.
     pub fn register<T: Task>(mut self) -> Self {
-        self.tasks.insert(T::NAME, run_erased::<T>);
+        let task = TaskType::of::<T>()
+            .unwrap_or_else(|why| panic!("task type {:?} cannot be registered: {why}", T::NAME));
+        assert!(
+            self.get(T::NAME).is_none(),
+            "task type {:?} is registered twice",
+            T::NAME
+        );
+        self.types.push(Arc::new(task));
         self
     }
 
-    /// What this registry runs, and which build runs it: processes of one cluster must agree
-    /// on it, as Dask's client and workers must share package versions.
-    pub fn catalogue(&self) -> String {
-        let mut names: Vec<&str> = self.tasks.keys().copied().collect();
-        names.sort_unstable();
-        format!(
-            "offload-cluster {} [{}]",
-            env!("CARGO_PKG_VERSION"),
-            names.join(",")
-        )
+    /// The type called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<TaskType>> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    /// Every type, in registration order.
+    pub fn types(&self) -> &[Arc<TaskType>] {
+        &self.types
+    }
+
+    /// The first type registered: the page's default.
+    pub fn first(&self) -> Option<&Arc<TaskType>> {
+        self.types.first()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tasks.contains_key(name)
+        self.get(name).is_some()
     }
 
     pub(crate) fn run(
@@ -213,8 +400,13 @@ impl Registry {
         input: Value,
         ctx: &TaskContext<'_>,
     ) -> Result<Value, TaskError> {
-        match self.tasks.get(name) {
-            Some(run) => run(input, ctx),
+        match self.get(name) {
+            Some(task) => {
+                // Workers check too: over the network they cannot trust that the submitter did.
+                schema::check(&task.fields, &input)
+                    .map_err(|e| TaskError::InvalidInput(e.message))?;
+                (task.run)(input, ctx)
+            }
             None => Err(TaskError::Failed(format!("unknown task {name:?}"))),
         }
     }
@@ -226,7 +418,6 @@ fn decode<T: Task>(input: Value) -> Result<T::Input, TaskError> {
 
 fn run_erased<T: Task>(input: Value, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
     let input = decode::<T>(input)?;
-    // Workers validate too: over the network they cannot trust that the submitter did.
     T::validate(&input).map_err(TaskError::InvalidInput)?;
     let output = T::run(input, ctx)?;
     serde_json::to_value(output).map_err(|e| TaskError::Failed(format!("output: {e}")))
@@ -286,27 +477,112 @@ mod tests {
         assert!(ctx.is_cancelled());
     }
 
+    /// Doubles a number below 1,000, refusing 13.
+    struct Double;
+
+    /// Double's input.
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Number {
+        /// The number
+        ///
+        /// Anything below 1,000 but 13.
+        #[schemars(range(max = 999))]
+        x: u32,
+    }
+
+    impl Task for Double {
+        const NAME: &'static str = "double";
+        const TITLE: &'static str = "Double";
+        const DESCRIPTION: &'static str = "Twice the number.";
+        type Input = Number;
+        type Output = u32;
+
+        fn validate(input: &Number) -> Result<(), String> {
+            if input.x == 13 {
+                Err("13 brings bad luck.".into())
+            } else {
+                Ok(())
+            }
+        }
+
+        fn summary(input: &Number, output: &u32) -> String {
+            format!("2×{}={output}", input.x)
+        }
+
+        fn next_input(input: &Number) -> Option<Number> {
+            Some(Number { x: input.x + 1 })
+        }
+
+        fn run(input: Number, _: &TaskContext<'_>) -> Result<u32, TaskError> {
+            Ok(input.x * 2)
+        }
+    }
+
     #[test]
     fn workers_refuse_unknown_tasks_and_undecodable_or_invalid_input() {
         let flag = AtomicBool::new(false);
         let publish = |_: f64| {};
         let ctx = TaskContext::new(&flag, &publish);
-        let registry = Registry::default();
+        let registry = Registry::empty().register::<Double>();
+        let x = |x: Value| serde_json::json!({ "x": x });
         assert!(matches!(
-            Registry::empty().run("fibonacci", Value::from(1), &ctx),
+            Registry::empty().run("double", x(1.into()), &ctx),
             Err(TaskError::Failed(m)) if m.contains("unknown task")
         ));
         assert!(matches!(
-            registry.run("fibonacci", Value::from("ten"), &ctx),
-            Err(TaskError::InvalidInput(_))
+            registry.run("double", x("ten".into()), &ctx),
+            Err(TaskError::InvalidInput(m)) if m.contains("whole number")
         ));
         assert!(matches!(
-            registry.run("fibonacci", Value::from(-3), &ctx),
-            Err(TaskError::InvalidInput(m)) if m.contains("0 or more")
+            registry.run("double", x(1000.into()), &ctx),
+            Err(TaskError::InvalidInput(m)) if m.contains("at most 999")
+        ));
+        assert!(matches!(
+            registry.run("double", x(13.into()), &ctx),
+            Err(TaskError::InvalidInput(m)) if m.contains("bad luck")
         ));
         assert_eq!(
-            registry.run("fibonacci", Value::from(10), &ctx),
-            Ok(Value::from(55))
+            registry.run("double", x(10.into()), &ctx),
+            Ok(Value::from(20))
         );
+    }
+
+    #[test]
+    fn a_registered_type_describes_its_form_summary_and_next_input() {
+        let registry = Registry::empty().register::<Double>();
+        let double = registry.first().unwrap();
+        assert_eq!(double.schema_hash().len(), 16);
+        let form = double.form(None);
+        assert_eq!(form.fields[0].label, "The number");
+        assert_eq!(
+            form.fields[0].help.as_deref(),
+            Some("Anything below 1,000 but 13.")
+        );
+        assert_eq!(form.values, [""]);
+        let input = double.from_form([("x", "21")]).unwrap();
+        assert_eq!(double.summary(&input, &Value::from(42)), "2×21=42");
+        assert_eq!(double.brief(&input), "21");
+        let next = double.next_input(&input);
+        assert_eq!(double.form(Some(&next)).values, ["22"]);
+        let refused = double.from_form([("x", "13")]).unwrap_err();
+        assert_eq!(
+            (refused.field, refused.message.as_str()),
+            (None, "13 brings bad luck.")
+        );
+        assert_eq!(
+            double
+                .from_form([("x", "1000")])
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn a_name_is_registered_once() {
+        let _ = Registry::empty().register::<Double>().register::<Double>();
     }
 }

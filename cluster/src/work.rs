@@ -13,15 +13,24 @@ use crate::{Registry, TaskContext, TaskError, TaskId, WorkerState, WorkerStats};
 pub(crate) type Reply = Result<Value, TaskError>;
 
 /// Runs task `name` on this thread; a panic becomes [`TaskError::Panicked`] and the thread
-/// carries on.
+/// carries on. A result of more than `max_output` bytes (as JSON) becomes a failure.
 pub(crate) fn run_caught(
     registry: &Registry,
     name: &str,
     input: Value,
     ctx: &TaskContext<'_>,
+    max_output: usize,
 ) -> Reply {
-    catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx)))
-        .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))
+    let output = catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx)))
+        .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))?;
+    let bytes = json_len(&output);
+    if bytes > max_output {
+        return Err(TaskError::Failed(format!(
+            "its result is {} bytes, more than the {} bytes a result may have (--max-output-bytes)",
+            bytes, max_output
+        )));
+    }
+    Ok(output)
 }
 
 /// Why a task stopped, when it stopped through its cancel flag: the time limit and a shutdown
@@ -86,7 +95,7 @@ impl WorkerStats {
 
 /// The `offload_task_duration_seconds` histogram: how long workers spent on each task.
 pub(crate) fn record_duration(task: &str, compute_ms: f64) {
-    metrics::histogram!("offload_task_duration_seconds", "task" => task.to_owned())
+    metrics::histogram!("offload_task_duration_seconds", "task_type" => task.to_owned())
         .record(compute_ms / 1e3);
 }
 

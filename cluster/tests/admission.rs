@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use cluster::{
     ClusterConfig, ClusterEvent, EmbeddedCluster, EventKind, SubmitError, Submitter, TaskError,
-    TaskHandle, tasks::Fibonacci,
+    TaskHandle,
 };
+use tasks::Fibonacci;
 use tokio::sync::broadcast;
 
 fn cluster(config: ClusterConfig) -> EmbeddedCluster {
-    EmbeddedCluster::start(ClusterConfig {
-        event_capacity: 1 << 16,
-        ..config
-    })
+    EmbeddedCluster::start(
+        ClusterConfig {
+            event_capacity: 1 << 16,
+            ..config
+        },
+        tasks::registry(),
+    )
     .unwrap()
 }
 
@@ -46,13 +50,26 @@ async fn one_submitter_never_holds_every_worker_and_is_refused_past_its_queue_ca
     let mut handles: Vec<TaskHandle<Fibonacci>> = Vec::new();
     // 3 run (workers − 1), 5 wait, the 9th is refused with the limit in its message.
     for _ in 0..3 {
-        handles.push(client.submit::<Fibonacci>(FOREVER, &greedy).await.unwrap());
+        handles.push(
+            client
+                .submit::<Fibonacci>(Fibonacci::n(FOREVER), &greedy)
+                .await
+                .unwrap(),
+        );
     }
     starts(&mut events, 3).await;
     for _ in 0..5 {
-        handles.push(client.submit::<Fibonacci>(FOREVER, &greedy).await.unwrap());
+        handles.push(
+            client
+                .submit::<Fibonacci>(Fibonacci::n(FOREVER), &greedy)
+                .await
+                .unwrap(),
+        );
     }
-    let refused = client.submit::<Fibonacci>(FOREVER, &greedy).await.err();
+    let refused = client
+        .submit::<Fibonacci>(Fibonacci::n(FOREVER), &greedy)
+        .await
+        .err();
     assert_eq!(refused, Some(SubmitError::SubmitterBusy { limit: 5 }));
     assert!(refused.unwrap().to_string().contains("5 tasks waiting"));
     let stats = client.stats();
@@ -60,7 +77,10 @@ async fn one_submitter_never_holds_every_worker_and_is_refused_past_its_queue_ca
 
     // Someone else's short task gets the fourth worker at once.
     let other = Submitter::new("other");
-    let quick = client.submit::<Fibonacci>(1, &other).await.unwrap();
+    let quick = client
+        .submit::<Fibonacci>(Fibonacci::n(1), &other)
+        .await
+        .unwrap();
     assert_eq!(quick.result().await, Ok(1));
     assert_eq!(client.stats().totals.running, 3);
 }
@@ -78,12 +98,20 @@ async fn a_crowd_of_long_tasks_always_leaves_a_worker_for_short_ones() {
     let mut crowd = Vec::new();
     for i in 0..4 {
         let who = Submitter::new(format!("throwaway-{i}"));
-        crowd.push(client.submit::<Fibonacci>(93, &who).await.unwrap());
+        crowd.push(
+            client
+                .submit::<Fibonacci>(Fibonacci::n(93), &who)
+                .await
+                .unwrap(),
+        );
     }
     starts(&mut events, 3).await;
     for round in 0..20 {
         let who = Submitter::new(format!("short-{round}"));
-        let handle = client.submit::<Fibonacci>(20, &who).await.unwrap();
+        let handle = client
+            .submit::<Fibonacci>(Fibonacci::n(20), &who)
+            .await
+            .unwrap();
         assert_eq!(handle.result().await, Ok(6765));
     }
     let stats = client.stats();
@@ -107,12 +135,18 @@ async fn a_task_past_the_time_limit_is_stopped_and_says_so() {
     });
     let client = cluster.client();
     let who = Submitter::new("slow");
-    let handle = client.submit::<Fibonacci>(FOREVER, &who).await.unwrap();
+    let handle = client
+        .submit::<Fibonacci>(Fibonacci::n(FOREVER), &who)
+        .await
+        .unwrap();
     let error = handle.result().await.unwrap_err();
     assert_eq!(error, TaskError::TimeLimit { limit_ms: 300 });
     assert_eq!(error.to_string(), "it ran past the 0.3 s limit");
     // The worker is free again, and short work is not affected by the limit.
-    let next = client.submit::<Fibonacci>(10, &who).await.unwrap();
+    let next = client
+        .submit::<Fibonacci>(Fibonacci::n(10), &who)
+        .await
+        .unwrap();
     assert_eq!(next.result().await, Ok(55));
     assert_eq!(client.stats().totals.failed, 1);
 }
@@ -126,7 +160,7 @@ async fn a_single_worker_still_runs_long_work() {
     });
     let client = cluster.client();
     let handle = client
-        .submit::<Fibonacci>(FOREVER, &Submitter::new("only"))
+        .submit::<Fibonacci>(Fibonacci::n(FOREVER), &Submitter::new("only"))
         .await
         .unwrap();
     assert!(matches!(
@@ -144,12 +178,21 @@ async fn a_draining_cluster_refuses_work_and_starts_nothing_new() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("d");
-    let running = client.submit::<Fibonacci>(FOREVER, &who).await.unwrap();
+    let running = client
+        .submit::<Fibonacci>(Fibonacci::n(FOREVER), &who)
+        .await
+        .unwrap();
     starts(&mut events, 1).await;
-    let queued = client.submit::<Fibonacci>(1, &who).await.unwrap();
+    let queued = client
+        .submit::<Fibonacci>(Fibonacci::n(1), &who)
+        .await
+        .unwrap();
     cluster.scheduler().drain();
     assert_eq!(
-        client.submit::<Fibonacci>(1, &who).await.err(),
+        client
+            .submit::<Fibonacci>(Fibonacci::n(1), &who)
+            .await
+            .err(),
         Some(SubmitError::ShutDown)
     );
     assert!(

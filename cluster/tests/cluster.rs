@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use cluster::{
-    ClusterConfig, ClusterEvent, EmbeddedCluster, EventKind, Registry, SubmitError, Submitter,
-    Task, TaskContext, TaskError, TaskId, TaskState, tasks::Fibonacci,
+    ClusterConfig, ClusterEvent, EmbeddedCluster, EventKind, SubmitError, Submitter, Task,
+    TaskContext, TaskError, TaskId, TaskState,
 };
+use tasks::Fibonacci;
 use tokio::sync::broadcast;
 
 fn iterative(n: u32) -> u64 {
@@ -19,17 +20,37 @@ fn iterative(n: u32) -> u64 {
 
 /// A task that panics, to check that its worker survives.
 struct Panics;
+
+/// What to panic with.
+#[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Message {
+    message: String,
+}
+
+impl From<&str> for Message {
+    fn from(message: &str) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
 impl Task for Panics {
     const NAME: &'static str = "panics";
-    type Input = String;
+    const TITLE: &'static str = "Panics";
+    const DESCRIPTION: &'static str = "Panics with its message.";
+    type Input = Message;
     type Output = ();
-    fn run(message: String, _: &TaskContext<'_>) -> Result<(), TaskError> {
-        panic!("{message}");
+    fn summary(_: &Message, _: &()) -> String {
+        "never".into()
+    }
+    fn run(input: Message, _: &TaskContext<'_>) -> Result<(), TaskError> {
+        panic!("{}", input.message);
     }
 }
 
 fn cluster(workers: usize, queue_capacity: usize) -> EmbeddedCluster {
-    EmbeddedCluster::start_with(
+    EmbeddedCluster::start(
         ClusterConfig {
             workers,
             queue_capacity,
@@ -38,7 +59,7 @@ fn cluster(workers: usize, queue_capacity: usize) -> EmbeddedCluster {
             event_capacity: 1 << 16,
             ..ClusterConfig::default()
         },
-        Registry::default().register::<Panics>(),
+        tasks::registry().register::<Panics>(),
     )
     .unwrap()
 }
@@ -74,7 +95,13 @@ async fn results_are_exact_against_an_iterative_fibonacci() {
     // centuries, so larger n are covered by the u64 bound test in the task's unit tests.
     let mut handles = Vec::new();
     for n in 0..=30 {
-        handles.push((n, client.submit::<Fibonacci>(n, &who).await.unwrap()));
+        handles.push((
+            n,
+            client
+                .submit::<Fibonacci>(Fibonacci::n(n), &who)
+                .await
+                .unwrap(),
+        ));
     }
     for (n, handle) in handles {
         assert_eq!(handle.result().await, Ok(iterative(n as u32)), "n = {n}");
@@ -95,7 +122,13 @@ async fn a_thousand_submissions_from_ten_submitters_are_neither_lost_nor_duplica
             let mut handles = Vec::new();
             for i in 0..100u32 {
                 let n = i64::from(i % 20);
-                handles.push((n, client.submit::<Fibonacci>(n, &who).await.unwrap()));
+                handles.push((
+                    n,
+                    client
+                        .submit::<Fibonacci>(Fibonacci::n(n), &who)
+                        .await
+                        .unwrap(),
+                ));
             }
             let mut ids = Vec::new();
             for (n, handle) in handles {
@@ -144,13 +177,24 @@ async fn a_second_submitter_is_not_starved_by_the_first() {
     let (a, b) = (Submitter::new("greedy"), Submitter::new("modest"));
 
     // Hold the only worker so that the whole backlog is queued before anything else runs.
-    let gate = client.submit::<Fibonacci>(60, &a).await.unwrap();
+    let gate = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &a)
+        .await
+        .unwrap();
     started(&mut events, gate.id()).await;
     let mut greedy = Vec::new();
     for _ in 0..1000 {
-        greedy.push(client.submit::<Fibonacci>(1, &a).await.unwrap());
+        greedy.push(
+            client
+                .submit::<Fibonacci>(Fibonacci::n(1), &a)
+                .await
+                .unwrap(),
+        );
     }
-    let modest = client.submit::<Fibonacci>(1, &b).await.unwrap();
+    let modest = client
+        .submit::<Fibonacci>(Fibonacci::n(1), &b)
+        .await
+        .unwrap();
     let (modest_id, thousandth) = (modest.id(), greedy.last().unwrap().id());
     client.cancel(gate.id()).await.unwrap();
 
@@ -168,9 +212,15 @@ async fn a_queued_task_can_be_cancelled() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("c");
-    let gate = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    let gate = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &who)
+        .await
+        .unwrap();
     started(&mut events, gate.id()).await;
-    let queued = client.submit::<Fibonacci>(5, &who).await.unwrap();
+    let queued = client
+        .submit::<Fibonacci>(Fibonacci::n(5), &who)
+        .await
+        .unwrap();
     let id = queued.id();
     assert_eq!(client.unfinished(&who).await.len(), 2);
 
@@ -191,9 +241,15 @@ async fn a_handle_hears_when_its_task_starts() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("h");
-    let gate = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    let gate = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &who)
+        .await
+        .unwrap();
     started(&mut events, gate.id()).await;
-    let waiting = client.submit::<Fibonacci>(1, &who).await.unwrap();
+    let waiting = client
+        .submit::<Fibonacci>(Fibonacci::n(1), &who)
+        .await
+        .unwrap();
     let mut progress = waiting.progress();
     assert!(!progress.has_changed().unwrap(), "still queued");
     client.cancel(gate.id()).await.unwrap();
@@ -207,7 +263,10 @@ async fn a_running_fibonacci_60_stops_at_its_next_checkpoint_when_cancelled() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("c");
-    let handle = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    let handle = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &who)
+        .await
+        .unwrap();
     let id = handle.id();
     // Wait until it is well under way: its first published progress.
     next_matching(&mut events, |e| {
@@ -223,7 +282,10 @@ async fn a_running_fibonacci_60_stops_at_its_next_checkpoint_when_cancelled() {
     assert_eq!(ended.kind, EventKind::Cancelled { worker: Some(0) });
 
     // The worker is free again.
-    let next = client.submit::<Fibonacci>(10, &who).await.unwrap();
+    let next = client
+        .submit::<Fibonacci>(Fibonacci::n(10), &who)
+        .await
+        .unwrap();
     assert_eq!(next.result().await, Ok(55));
 }
 
@@ -236,7 +298,10 @@ async fn a_panicking_task_fails_with_its_message_and_the_worker_carries_on() {
         .submit::<Panics>("boom at 42".into(), &who)
         .await
         .unwrap();
-    let good = client.submit::<Fibonacci>(20, &who).await.unwrap();
+    let good = client
+        .submit::<Fibonacci>(Fibonacci::n(20), &who)
+        .await
+        .unwrap();
     assert_eq!(
         bad.result().await,
         Err(TaskError::Panicked("boom at 42".into()))
@@ -262,9 +327,15 @@ async fn groups_follow_each_task_type_through_its_states() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("g");
-    let gate = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    let gate = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &who)
+        .await
+        .unwrap();
     started(&mut events, gate.id()).await;
-    let queued = client.submit::<Fibonacci>(3, &who).await.unwrap();
+    let queued = client
+        .submit::<Fibonacci>(Fibonacci::n(3), &who)
+        .await
+        .unwrap();
     let group = |stats: cluster::ClusterStats| {
         stats
             .groups
@@ -275,13 +346,16 @@ async fn groups_follow_each_task_type_through_its_states() {
     let g = group(client.stats());
     assert_eq!(
         (g.queued, g.running, g.input_bytes),
-        (1, 1, 3),
-        "inputs 60 and 3 as JSON"
+        (1, 1, 15),
+        "inputs {{\"n\":60}} and {{\"n\":3}} as JSON"
     );
     client.cancel(queued.id()).await.unwrap();
     client.cancel(gate.id()).await.unwrap();
     assert_eq!(gate.result().await, Err(TaskError::Cancelled));
-    let done = client.submit::<Fibonacci>(10, &who).await.unwrap();
+    let done = client
+        .submit::<Fibonacci>(Fibonacci::n(10), &who)
+        .await
+        .unwrap();
     assert_eq!(done.result().await, Ok(55));
     let g = group(client.stats());
     assert_eq!((g.queued, g.running, g.finished, g.cancelled), (0, 0, 1, 2));
@@ -296,11 +370,24 @@ async fn a_full_queue_answers_busy() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("b");
-    let gate = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    let gate = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &who)
+        .await
+        .unwrap();
     started(&mut events, gate.id()).await;
-    let _one = client.submit::<Fibonacci>(1, &who).await.unwrap();
-    let _two = client.submit::<Fibonacci>(2, &who).await.unwrap();
-    let refused = client.submit::<Fibonacci>(3, &who).await.err().unwrap();
+    let _one = client
+        .submit::<Fibonacci>(Fibonacci::n(1), &who)
+        .await
+        .unwrap();
+    let _two = client
+        .submit::<Fibonacci>(Fibonacci::n(2), &who)
+        .await
+        .unwrap();
+    let refused = client
+        .submit::<Fibonacci>(Fibonacci::n(3), &who)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(refused, SubmitError::Busy { capacity: 2 });
     assert!(refused.to_string().contains("busy"));
     client.cancel(gate.id()).await.unwrap();
@@ -312,7 +399,7 @@ async fn progress_rises_monotonically_to_100_percent() {
     let client = cluster.client();
     let mut events = client.events();
     let handle = client
-        .submit::<Fibonacci>(32, &Submitter::new("p"))
+        .submit::<Fibonacci>(Fibonacci::n(32), &Submitter::new("p"))
         .await
         .unwrap();
     let id = handle.id();
@@ -338,31 +425,34 @@ async fn bad_input_is_refused_at_submit_with_the_bound_and_why() {
     let client = cluster.client();
     let who = Submitter::new("x");
     let message = client
-        .submit::<Fibonacci>(94, &who)
+        .submit::<Fibonacci>(Fibonacci::n(94), &who)
         .await
         .err()
         .unwrap()
         .to_string();
-    assert!(message.contains("at most 93"), "{message}");
+    assert_eq!(message, "n must be at most 93 (got 94).");
+    let message = client
+        .submit::<Fibonacci>(Fibonacci::n(-1), &who)
+        .await
+        .err()
+        .unwrap();
     assert!(
-        message.contains("64 bits") && message.contains("1.6×"),
-        "{message}"
+        matches!(&message, SubmitError::InvalidInput(e) if e.field.as_deref() == Some("n") && e.message.contains("0 or more")),
+        "{message:?}"
     );
-    let message = client.submit::<Fibonacci>(-1, &who).await.err().unwrap();
-    assert!(matches!(message, SubmitError::InvalidInput(m) if m.contains("0 or more")));
     assert_eq!(client.stats().totals.submitted, 0, "nothing was queued");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_tasks_are_refused() {
-    let cluster = EmbeddedCluster::start(ClusterConfig::default()).unwrap();
+    let cluster = EmbeddedCluster::start(ClusterConfig::default(), tasks::registry()).unwrap();
     let refused = cluster
         .client()
         .submit::<Panics>("x".into(), &Submitter::new("u"))
         .await
         .err()
         .unwrap();
-    assert_eq!(refused, SubmitError::UnknownTask("panics"));
+    assert_eq!(refused, SubmitError::UnknownTask("panics".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,9 +461,15 @@ async fn shutting_down_reports_unfinished_work_as_lost_not_cancelled() {
     let client = cluster.client();
     let mut events = client.events();
     let who = Submitter::new("s");
-    let running = client.submit::<Fibonacci>(60, &who).await.unwrap();
+    let running = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &who)
+        .await
+        .unwrap();
     started(&mut events, running.id()).await;
-    let queued = client.submit::<Fibonacci>(3, &who).await.unwrap();
+    let queued = client
+        .submit::<Fibonacci>(Fibonacci::n(3), &who)
+        .await
+        .unwrap();
     drop(cluster);
     // Nobody cancelled these: the user must not read that they did.
     assert_eq!(
@@ -389,7 +485,10 @@ async fn shutting_down_reports_unfinished_work_as_lost_not_cancelled() {
         ))
     );
     assert_eq!(
-        client.submit::<Fibonacci>(1, &who).await.err(),
+        client
+            .submit::<Fibonacci>(Fibonacci::n(1), &who)
+            .await
+            .err(),
         Some(SubmitError::ShutDown)
     );
 }
@@ -401,7 +500,7 @@ async fn stats_describe_workers_and_recent_tasks() {
     let who = Submitter::new("st");
     for n in [5, 6] {
         client
-            .submit::<Fibonacci>(n, &who)
+            .submit::<Fibonacci>(Fibonacci::n(n), &who)
             .await
             .unwrap()
             .result()

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cluster::nats::{LocalNats, NatsCluster, NatsConfig, NatsWorker, WorkerConfig, WorkerInfo};
-use cluster::{
-    ClusterConfig, EventKind, ProcessStats, Registry, Submitter, TaskError, WorkerStats,
-    tasks::Fibonacci,
+use cluster::nats::{
+    LocalNats, NatsCluster, NatsConfig, NatsWorker, TypeAd, WorkerConfig, WorkerInfo,
 };
+use cluster::{ClusterConfig, EventKind, ProcessStats, Submitter, TaskError, WorkerStats};
 use futures::StreamExt;
+use tasks::Fibonacci;
 
 /// The pinned server `make nats` installs; a missing one fails the test.
 fn nats_server() -> PathBuf {
@@ -42,7 +42,7 @@ async fn app(url: &str, config: ClusterConfig) -> NatsCluster {
 }
 
 async fn app_with(nats: NatsConfig, config: ClusterConfig) -> NatsCluster {
-    NatsCluster::connect(nats, config, Registry::default())
+    NatsCluster::connect(nats, config, tasks::registry())
         .await
         .unwrap()
 }
@@ -54,7 +54,7 @@ async fn worker(url: &str, threads: usize) -> NatsWorker {
             prefix: "t".into(),
             threads,
         },
-        Registry::default(),
+        tasks::registry(),
     )
     .await
     .unwrap()
@@ -81,17 +81,21 @@ async fn tasks_run_on_nats_workers_with_progress_and_cancel() {
     wait_for_workers(&client, 2).await;
 
     let me = Submitter::new("me");
-    let handles: Vec<_> =
-        futures::future::join_all((0..50).map(|n| client.submit::<Fibonacci>(n % 20, &me)))
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+    let handles: Vec<_> = futures::future::join_all(
+        (0..50).map(|n| client.submit::<Fibonacci>(Fibonacci::n(n % 20), &me)),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
     for (n, handle) in (0..50).zip(handles) {
         assert_eq!(handle.result().await.unwrap(), fib(n % 20));
     }
 
-    let long = client.submit::<Fibonacci>(60, &me).await.unwrap();
+    let long = client
+        .submit::<Fibonacci>(Fibonacci::n(60), &me)
+        .await
+        .unwrap();
     let mut progress = long.progress();
     progress.changed().await.unwrap();
     client.cancel(long.id()).await.unwrap();
@@ -124,7 +128,13 @@ async fn a_flood_of_quick_tasks_travels_in_batches() {
     let mut handles = Vec::new();
     for i in 0..2_000_u64 {
         let n = i % 20;
-        handles.push((n, client.submit::<Fibonacci>(n as i64, &who).await.unwrap()));
+        handles.push((
+            n,
+            client
+                .submit::<Fibonacci>(Fibonacci::n(n as i64), &who)
+                .await
+                .unwrap(),
+        ));
     }
     for (n, handle) in handles {
         assert_eq!(handle.result().await.unwrap(), fib(n));
@@ -168,11 +178,13 @@ async fn pretend_workers(
 /// A pretend worker process: it writes a heartbeat advertising `threads` threads under
 /// `name`, and nothing else unless the test makes it.
 async fn heartbeat(kv: &async_nats::jetstream::kv::Store, name: &str, threads: usize) {
+    let types = TypeAd::all(&tasks::registry());
     let info = WorkerInfo {
         name: name.into(),
         host: "nowhere".into(),
         pid: 1,
-        catalogue: Registry::default().catalogue(),
+        queue: TypeAd::queue(&types),
+        types,
         threads: (0..threads).map(WorkerStats::idle).collect(),
         process: ProcessStats::default(),
         at_ms: cluster::now_ms(),
@@ -182,17 +194,20 @@ async fn heartbeat(kv: &async_nats::jetstream::kv::Store, name: &str, threads: u
         .unwrap();
 }
 
-/// A pretend worker's hold on the work queue: the consumer every worker shares.
+/// A pretend worker's hold on the work queue: the consumer every worker of the shipped
+/// types shares.
 async fn work_consumer(
     js: &async_nats::jetstream::Context,
 ) -> async_nats::jetstream::consumer::PullConsumer {
+    let queue = TypeAd::queue(&TypeAd::all(&tasks::registry()));
     js.get_stream("t_work")
         .await
         .unwrap()
         .get_or_create_consumer(
-            "workers",
+            &format!("workers-{queue}"),
             async_nats::jetstream::consumer::pull::Config {
-                durable_name: Some("workers".into()),
+                durable_name: Some(format!("workers-{queue}")),
+                filter_subject: format!("t.work.{queue}"),
                 ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: cluster::nats::ACK_WAIT,
                 ..Default::default()
@@ -247,7 +262,10 @@ async fn a_task_whose_worker_never_answers_ends_as_lost_and_frees_its_slot() {
     let before = threads();
 
     let who = Submitter::new("u");
-    let stuck = client.submit::<Fibonacci>(25, &who).await.unwrap();
+    let stuck = client
+        .submit::<Fibonacci>(Fibonacci::n(25), &who)
+        .await
+        .unwrap();
     let id = stuck.id();
     let taken = take_work(&consumer).await;
     assert_eq!(taken[0]["task"], id.0);
@@ -274,7 +292,10 @@ async fn a_task_whose_worker_never_answers_ends_as_lost_and_frees_its_slot() {
 
     // A real worker now: the one slot takes the next task.
     let worker = worker(&nats.url(), 1).await;
-    let next = client.submit::<Fibonacci>(20, &who).await.unwrap();
+    let next = client
+        .submit::<Fibonacci>(Fibonacci::n(20), &who)
+        .await
+        .unwrap();
     assert_eq!(next.result().await.unwrap(), 6765);
 
     worker.stop(Duration::from_secs(1)).await;
@@ -295,7 +316,7 @@ async fn a_result_that_does_not_decode_fails_its_task_with_the_reason() {
     let consumer = work_consumer(&js).await;
 
     let task = client
-        .submit::<Fibonacci>(10, &Submitter::new("u"))
+        .submit::<Fibonacci>(Fibonacci::n(10), &Submitter::new("u"))
         .await
         .unwrap();
     let taken = take_work(&consumer).await;
@@ -349,7 +370,12 @@ async fn workers_advertising_100_000_threads_cost_the_app_server_no_thread() {
     let who = Submitter::new("flood");
     let mut handles = Vec::new();
     for i in 0..2_000_i64 {
-        handles.push(client.submit::<Fibonacci>(i % 10, &who).await.unwrap());
+        handles.push(
+            client
+                .submit::<Fibonacci>(Fibonacci::n(i % 10), &who)
+                .await
+                .unwrap(),
+        );
     }
     let mut events = client.events();
     while client.stats().totals.running < NatsConfig::MAX_IN_FLIGHT as u64 {
@@ -369,4 +395,122 @@ async fn workers_advertising_100_000_threads_cost_the_app_server_no_thread() {
     drop(handles);
     drop(app);
     nats.stop().await;
+}
+
+/// Two builds of one task type: the same name, another input.
+mod echo {
+    use cluster::{Task, TaskContext, TaskError};
+
+    pub struct V1;
+    #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct One {
+        pub x: u32,
+    }
+    impl Task for V1 {
+        const NAME: &'static str = "echo";
+        const TITLE: &'static str = "Echo";
+        const DESCRIPTION: &'static str = "Its input.";
+        type Input = One;
+        type Output = u32;
+        fn summary(_: &One, output: &u32) -> String {
+            output.to_string()
+        }
+        fn run(input: One, _: &TaskContext<'_>) -> Result<u32, TaskError> {
+            Ok(input.x)
+        }
+    }
+
+    pub struct V2;
+    #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Two {
+        pub x: u32,
+        pub y: u32,
+    }
+    impl Task for V2 {
+        const NAME: &'static str = "echo";
+        const TITLE: &'static str = "Echo";
+        const DESCRIPTION: &'static str = "Its input, another way.";
+        type Input = Two;
+        type Output = u32;
+        fn summary(_: &Two, output: &u32) -> String {
+            output.to_string()
+        }
+        fn run(input: Two, _: &TaskContext<'_>) -> Result<u32, TaskError> {
+            Ok(input.x + input.y)
+        }
+    }
+}
+
+async fn worker_with(url: &str, registry: cluster::Registry) -> NatsWorker {
+    NatsWorker::start(
+        WorkerConfig {
+            url: url.into(),
+            prefix: "t".into(),
+            threads: 1,
+        },
+        registry,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_goes_only_to_workers_that_run_its_type_with_the_same_schema() {
+    let store = tempfile::tempdir().unwrap();
+    let server = nats(&store).await;
+    let url = server.url();
+    let _plain = worker_with(&url, tasks::registry()).await;
+    let app = NatsCluster::connect(
+        NatsConfig::new(url.clone(), "t", "app"),
+        ClusterConfig::default(),
+        tasks::registry().register::<echo::V1>(),
+    )
+    .await
+    .unwrap();
+    let client = app.scheduler().client();
+    let who = Submitter::new("u");
+    let echo = |x| echo::One { x };
+
+    // No worker runs echo: refused with the type's name, while fibonacci runs.
+    wait_for_workers(&client, 1).await;
+    let refused = client.submit::<echo::V1>(echo(1), &who).await.err();
+    assert_eq!(
+        refused,
+        Some(cluster::SubmitError::NoWorker {
+            task: "echo".into()
+        })
+    );
+    let message = refused.unwrap().to_string();
+    assert!(message.contains("no live worker runs echo"), "{message}");
+    let fib10 = client
+        .submit::<Fibonacci>(Fibonacci::n(10), &who)
+        .await
+        .unwrap();
+    assert_eq!(fib10.result().await, Ok(55));
+
+    // A worker with another build of echo does not count, and gets none of them.
+    let _other = worker_with(&url, tasks::registry().register::<echo::V2>()).await;
+    wait_for_workers(&client, 2).await;
+    assert!(matches!(
+        client.submit::<echo::V1>(echo(1), &who).await.err(),
+        Some(cluster::SubmitError::NoWorker { .. })
+    ));
+
+    // A worker with this build's echo takes every echo task; the other worker would have
+    // failed them (another schema) or answered x + y.
+    let _same = worker_with(&url, tasks::registry().register::<echo::V1>()).await;
+    wait_for_workers(&client, 3).await;
+    let handles =
+        futures::future::join_all((0..20).map(|x| client.submit::<echo::V1>(echo(x), &who))).await;
+    for (x, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.unwrap().result().await, Ok(x as u32));
+    }
+    // And fibonacci still runs on any of the three.
+    let handles = futures::future::join_all(
+        (0..30).map(|n| client.submit::<Fibonacci>(Fibonacci::n(n % 15), &who)),
+    )
+    .await;
+    for (n, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.unwrap().result().await, Ok(fib((n % 15) as u64)));
+    }
 }

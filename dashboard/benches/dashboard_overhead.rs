@@ -7,8 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use cluster::{ClusterConfig, EmbeddedCluster, Submitter, tasks::Fibonacci};
+use cluster::{ClusterConfig, EmbeddedCluster, Submitter};
 use dashboard::ssr::DashboardFeed;
+use tasks::Fibonacci;
 
 async fn round_trips(client: &cluster::Client, run: Duration) -> Vec<Duration> {
     let who = Submitter::new("bench");
@@ -16,7 +17,10 @@ async fn round_trips(client: &cluster::Client, run: Duration) -> Vec<Duration> {
     let start = Instant::now();
     while start.elapsed() < run {
         let t = Instant::now();
-        let handle = client.submit::<Fibonacci>(0, &who).await.unwrap();
+        let handle = client
+            .submit::<Fibonacci>(Fibonacci::n(0), &who)
+            .await
+            .unwrap();
         handle.result().await.unwrap();
         trips.push(t.elapsed());
     }
@@ -30,7 +34,8 @@ fn micros(d: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cluster = EmbeddedCluster::start(ClusterConfig::default()).expect("worker threads");
+    let cluster = EmbeddedCluster::start(ClusterConfig::default(), tasks::registry())
+        .expect("worker threads");
     let client = cluster.client();
     let run = Duration::from_secs(3);
     let (mut without, mut with) = (Vec::new(), Vec::new());

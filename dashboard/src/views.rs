@@ -660,7 +660,8 @@ fn GroupTable(frame: Frame) -> impl IntoView {
             <thead>
                 <tr>
                     <th>"group"</th><th>"queued"</th><th>"running"</th><th>"done"</th>
-                    <th>"failed"</th><th>"cancelled"</th><th>"compute"</th><th>"results"</th>
+                    <th>"failed"</th><th>"cancelled"</th><th>"compute"</th>
+                    <th>"p50"</th><th>"p99"</th><th>"results"</th>
                 </tr>
             </thead>
             <tbody>
@@ -673,6 +674,8 @@ fn GroupTable(frame: Frame) -> impl IntoView {
                         <td>{g.counts.failed}</td>
                         <td>{g.counts.cancelled}</td>
                         <td>{format!("{:.1} s", g.compute_ms / 1e3)}</td>
+                        <td>{g.p50_ms.map(duration).unwrap_or_default()}</td>
+                        <td>{g.p99_ms.map(duration).unwrap_or_default()}</td>
                         <td>{bytes(g.output_bytes)}</td>
                     </tr>
                 }).collect_view()}
@@ -717,6 +720,15 @@ fn Graph(frame: Frame) -> impl IntoView {
     }
 }
 
+/// A compute time: 0.42 → "0.42 ms", 1234 → "1.23 s".
+pub fn duration(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1e3)
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -730,6 +742,15 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    #[test]
+    fn compute_times_read_in_ms_then_s() {
+        assert_eq!(super::duration(0.4213), "0.42 ms");
+        assert_eq!(super::duration(1234.0), "1.23 s");
     }
 }
 

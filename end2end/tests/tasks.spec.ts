@@ -83,16 +83,18 @@ test('bad input shows its message and submits nothing', async ({ page }) => {
   await openTaskPage(page);
   const alert = page.locator('#n-error');
   const cases: [string, RegExp][] = [
-    ['', /Enter a whole number/],
-    ['-1', /n must be 0 or more/],
-    ['2.5', /n must be a whole number/],
-    ['94', /at most 93: fibonacci\(94\) does not fit in 64 bits.*1\.6× with every \+1/],
+    ['', /^Enter n: a whole number from 0 to 93\.$/],
+    ['-1', /^n must be 0 or more \(got -1\)\.$/],
+    ['2.5', /^n must be a whole number \(got "2\.5"\)\.$/],
+    ['94', /^n must be at most 93 \(got 94\)\.$/],
   ];
   for (const [raw, message] of cases) {
     await submit(page, raw);
     await expect(alert).toHaveText(message);
     await expect(nInput(page)).toHaveAttribute('aria-invalid', 'true');
   }
+  // Why 93: the field's help, from the doc comment of fibonacci's input.
+  await expect(page.getByText(/fibonacci\(94\) does not fit in 64 bits.*1\.6× with every \+1/)).toBeVisible();
   await expect(queueHeading(page)).toHaveText('Task queue: []');
   await expect(terminal(page)).toBeEmpty();
   await submit(page, 5);

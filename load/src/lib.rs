@@ -266,7 +266,7 @@ async fn session(
                 .await
                 .ok()
                 .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-                .and_then(|task| task["id"].as_u64()),
+                .and_then(|submitted| submitted["task"]["id"].as_u64()),
             _ => None,
         };
         let Some(id) = id else {

@@ -43,7 +43,7 @@ pub struct WorkerRow {
     /// The worker process (`host-pid`) of a NATS cluster; None for embedded threads.
     pub process: Option<String>,
     pub state: WorkerState,
-    /// E.g. `fibonacci #42`.
+    /// E.g. `primes #42`.
     pub current: Option<String>,
     pub tasks_done: u64,
     /// Share of the last sampling interval spent running tasks, 0–100.
@@ -64,6 +64,11 @@ pub struct TaskGroup {
     pub compute_ms: f64,
     /// Bytes of results produced.
     pub output_bytes: u64,
+    /// Compute time of its recent tasks: median and 99th percentile (ms).
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

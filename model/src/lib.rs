@@ -1,5 +1,5 @@
-//! What Offload's browser code, server and cluster share, written once: the rules and messages
-//! of the task catalogue's inputs ([`fibonacci`]), task and worker states as enums with their
+//! What Offload's browser code, server and cluster share, written once: task types' forms,
+//! their fields' rules and messages ([`form`]), task and worker states as enums with their
 //! serde names ([`states`]), the dashboard's 27 views ([`views::View`]), and the wire types of
 //! the task page's live stream ([`page`]) and of the dashboard's frame ([`frame`]).
 //!
@@ -7,7 +7,7 @@
 //! pays for nothing here but what it uses. Its `browser` feature adds the one piece of browser
 //! code both bundles share: [`stream::follow`], the reconnecting event-stream follower.
 
-pub mod fibonacci;
+pub mod form;
 pub mod frame;
 pub mod page;
 pub mod states;

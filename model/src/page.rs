@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::form::{FieldError, TaskForm, TaskTypeInfo};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
@@ -24,12 +26,22 @@ impl TaskStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedTask {
     pub id: u64,
-    pub n: i64,
+    /// Its task type's name.
+    pub task: String,
+    /// Its input in brief: `20`, or `n=1000, text="abc…"`.
+    pub args: String,
     pub status: TaskStatus,
     /// From 0.0 to 1.0.
     pub progress: f64,
     /// Server clock, ms since the Unix epoch.
     pub submitted_at_ms: u64,
+}
+
+impl QueuedTask {
+    /// How the queue names it: `primes(1000000)`, `hash-chain(text="abc", rounds=10)`.
+    pub fn call(&self) -> String {
+        format!("{}({})", self.task, self.args)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,16 +84,52 @@ pub enum PageUpdate {
 }
 
 /// What the task page shows when it is first rendered, before its live stream opens: enough
-/// for a browser without JavaScript to see its queue, its results and its next n.
+/// for a browser without JavaScript to see its queue, its results and its form.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskPageView {
-    /// The value the form offers: the seed's n + 1 after each submit.
-    pub next_n: i64,
+    /// Every task type, for the picker, in the registry's order.
+    pub types: Vec<TaskTypeInfo>,
+    /// The chosen type's form, offering the session's next input for it (the seed's n + 1
+    /// after each submit) or the type's defaults.
+    pub form: TaskForm,
     pub tasks: Vec<QueuedTask>,
     pub lines: Vec<TerminalLine>,
     /// Why the last form post was refused, when the page comes back from one.
-    pub error: Option<String>,
+    pub error: Option<FieldError>,
 }
+
+/// The answer to a submission: the queued task, and what the form offers next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submitted {
+    pub task: QueuedTask,
+    /// What the form offers for the next submission, as (field, value) pairs.
+    pub next: Option<Vec<(String, String)>>,
+}
+
+/// One task of the caller's, as its detail page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDetail {
+    pub id: u64,
+    /// Its type's name, and title (the name again for a type this build no longer has).
+    pub task: String,
+    pub title: String,
+    /// `primes(1000000)`.
+    pub call: String,
+    /// The input, as pretty JSON.
+    pub input: String,
+    /// The output, as pretty JSON, once it finished (cut at [`DETAIL_OUTPUT_MAX`] bytes).
+    pub output: Option<String>,
+    /// How it ended, once it did.
+    pub outcome: Option<Outcome>,
+    /// Its terminal line, once it ended.
+    pub line: Option<String>,
+    /// Server clock, ms since the Unix epoch.
+    pub submitted_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}
+
+/// Most bytes of an output the detail page shows.
+pub const DETAIL_OUTPUT_MAX: usize = 64 * 1024;
 
 /// What the footer shows about the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,10 +139,10 @@ pub struct ClusterInfo {
     pub backend: crate::Backend,
 }
 
-/// The seed's queue text: `Task queue: [3, 4]`.
+/// The seed's queue text, each task's input in brief: `Task queue: [3, 4]`.
 pub fn queue_label(tasks: &[QueuedTask]) -> String {
-    let ns: Vec<String> = tasks.iter().map(|t| t.n.to_string()).collect();
-    format!("Task queue: [{}]", ns.join(", "))
+    let args: Vec<&str> = tasks.iter().map(|t| t.args.as_str()).collect();
+    format!("Task queue: [{}]", args.join(", "))
 }
 
 /// `x` (0 or more) with one decimal, halves rounded up (12.34 → "12.3"), without the float formatter: the browser's bundle
@@ -125,9 +173,10 @@ mod tests {
 
     #[test]
     fn queue_label_matches_the_seed() {
-        let task = |n| QueuedTask {
-            id: n as u64,
-            n,
+        let task = |n: u64| QueuedTask {
+            id: n,
+            task: "t".into(),
+            args: n.to_string(),
             status: TaskStatus::Queued,
             progress: 0.0,
             submitted_at_ms: 0,
@@ -141,7 +190,7 @@ mod tests {
         let update = PageUpdate::Done(TerminalLine {
             task: 7,
             outcome: Outcome::Finished,
-            text: "fibonacci(20)=6765 in 0.001sec".into(),
+            text: "t(20)=6765 in 0.001sec".into(),
         });
         let json = serde_json::to_string(&update).unwrap();
         assert_eq!(serde_json::from_str::<PageUpdate>(&json).unwrap(), update);

@@ -27,7 +27,7 @@ use cluster::nats::{
     ConnectError, LocalNats, NatsCluster, NatsConfig, NatsError, NatsObserver, NatsWorker,
     ServerError, WorkerConfig, host_name, redacted, token,
 };
-use cluster::{ClusterConfig, EmbeddedCluster, Registry, Scheduler, SpawnError};
+use cluster::{ClusterConfig, EmbeddedCluster, Scheduler, SpawnError};
 use dashboard::ssr::{
     AppFigures, DashboardFeed, DashboardState, Metrics, OpsState, count_requests,
 };
@@ -84,6 +84,10 @@ struct Args {
     /// Tasks of one session running at once [default: workers − 1, at least 1].
     #[arg(long, env = "OFFLOAD_MAX_RUNNING_PER_SESSION")]
     max_running_per_session: Option<usize>,
+    /// Largest result a task may return, in bytes of JSON; a larger one fails the task with
+    /// a message saying so (results are kept in memory, sent and stored).
+    #[arg(long, env = "OFFLOAD_MAX_OUTPUT_BYTES", default_value_t = cluster::MAX_OUTPUT_BYTES)]
+    max_output_bytes: usize,
     /// Sessions held at once; past it the longest idle is evicted, or new ones get 503.
     #[arg(long, env = "OFFLOAD_MAX_SESSIONS", default_value_t = 10_000)]
     max_sessions: usize,
@@ -319,8 +323,11 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     raise_open_files_limit();
 
     let metrics = Metrics::install()?;
-    let (store, writer, saved, next_task) = Store::open(&args.data_dir)?;
+    let registry = tasks::registry();
+    let legacy_type = registry.first().map_or("", |t| t.name());
+    let (store, writer, saved, next_task) = Store::open(&args.data_dir, legacy_type)?;
     let config = ClusterConfig {
+        max_output_bytes: args.max_output_bytes,
         workers: args.workers,
         queue_capacity: args.queue_capacity,
         task_time_limit: (!time_limit.is_zero()).then_some(time_limit),
@@ -329,7 +336,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         ..ClusterConfig::default()
     };
     let cluster = match &args.cluster {
-        None => Workers::Embedded(EmbeddedCluster::start(config)?),
+        None => Workers::Embedded(EmbeddedCluster::start(config, registry)?),
         Some(url) => {
             let server = args
                 .server_id
@@ -341,7 +348,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
                 result_grace: Args::seconds(args.result_grace, "--result-grace")?,
                 ..NatsConfig::new(url.clone(), args.nats.nats_prefix.clone(), server)
             };
-            Workers::Nats(NatsCluster::connect(nats, config, Registry::default()).await?)
+            Workers::Nats(NatsCluster::connect(nats, config, registry).await?)
         }
     };
     let sessions = Arc::new(Sessions::new(
@@ -537,7 +544,7 @@ async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
             prefix: prefix.clone(),
             threads: args.workers,
         };
-        Some(NatsWorker::start(config, Registry::default()).await?)
+        Some(NatsWorker::start(config, tasks::registry()).await?)
     } else {
         None
     };
@@ -606,7 +613,7 @@ async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
         threads,
     };
     let metrics = args.metrics_addr.map(|addr| (addr, Metrics::install()));
-    let worker = NatsWorker::start(config, Registry::default()).await?;
+    let worker = NatsWorker::start(config, tasks::registry()).await?;
     let (stop_serving, mut serving) = tokio::sync::watch::channel(false);
     let ops = match metrics {
         Some((addr, metrics)) => {

@@ -248,7 +248,7 @@ async fn nats_stopped_for_two_seconds_mid_run_loses_no_accepted_task() {
         match session.submit(&server, 25).await {
             (200, body) => {
                 let task: Value = serde_json::from_str(&body).unwrap();
-                accepted.insert(task["id"].as_u64().unwrap());
+                accepted.insert(task["task"]["id"].as_u64().unwrap());
             }
             (status, body) => assert_eq!(status, 503, "{body}"),
         }
@@ -427,6 +427,17 @@ async fn a_task_whose_app_server_died_stops_at_its_time_limit_on_the_worker() {
     }
 }
 
+/// Waits until `health` answers 200.
+async fn until_healthy(health: &str) {
+    for attempt in 0.. {
+        if reqwest::get(health).await.unwrap().status() == 200 {
+            return;
+        }
+        assert!(attempt < 300, "a worker joined but {health} stays 503");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_while_the_cluster_has_no_workers() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -435,16 +446,9 @@ async fn health_is_503_while_the_cluster_has_no_workers() {
     let (_dashboard, port) = dashboard(&nats, &data);
     frames(port).await;
     let health = format!("http://127.0.0.1:{port}/health");
-    let status = || async { reqwest::get(&health).await.unwrap().status().as_u16() };
-    assert_eq!(status().await, 503);
+    assert_eq!(reqwest::get(&health).await.unwrap().status(), 503);
     let _worker = worker(&nats, 1);
-    for attempt in 0.. {
-        if status().await == 200 {
-            break;
-        }
-        assert!(attempt < 300, "a worker joined but /health stays 503");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_healthy(&health).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,6 +464,9 @@ async fn a_task_whose_worker_dies_three_times_ends_as_lost() {
     let mut frames = frames(port).await;
 
     let mut doomed = worker(&nats, 1);
+    // Submissions are refused (503) until the app server has heard of a worker that runs
+    // the type.
+    until_healthy(&server.url("/health")).await;
     let id = session.submit_ok(&server, 46).await;
     for _death in 0..3 {
         // Killed once the dashboard shows it running the task (a delivery has reached it).

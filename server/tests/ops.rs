@@ -80,7 +80,7 @@ async fn metrics_pass_promtool_and_show_the_tasks_and_the_json_and_workers_pages
         .lines()
         .find(|l| {
             l.starts_with("offload_tasks_total{")
-                && l.contains("task=\"fibonacci\"")
+                && l.contains("task_type=\"fibonacci\"")
                 && l.contains("outcome=\"finished\"")
         })
         .unwrap_or_else(|| panic!("no finished fibonacci count in:\n{scrape}"));

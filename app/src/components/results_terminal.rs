@@ -35,7 +35,10 @@ pub fn ResultsTerminal(store: LiveStore) -> impl IntoView {
                         Outcome::Failed => "line failed",
                         Outcome::Cancelled => "line cancelled",
                         Outcome::Lost => "line lost",
-                    }>{line.text}</div>
+                    }>
+                        // Each line opens its task's detail.
+                        <a href=format!("/tasks/{}", line.task)>{line.text}</a>
+                    </div>
                 </For>
             </div>
         </section>

@@ -1,9 +1,8 @@
-//! "Task queue": the seed's one-line list of n, then one row per task with its state, a live
+//! "Task queue": the seed's one-line list of inputs, then one row per task with its state, a live
 //! progress bar, elapsed time and a Cancel button.
 
 use leptos::prelude::*;
 
-use crate::api::cancel_task;
 use crate::live::LiveStore;
 use model::page::{QueuedTask, TaskStatus, one_decimal, queue_label};
 
@@ -15,7 +14,7 @@ pub fn TaskQueue(store: LiveStore) -> impl IntoView {
             <h2 id="queue-heading">{move || store.tasks.with(|t| queue_label(t))}</h2>
             <ul class="task-rows" aria-label="Unfinished tasks">
                 <For each=move || store.tasks.get() key=|task| task.id let:task>
-                    <TaskRow id=task.id n=task.n submitted_at_ms=task.submitted_at_ms store now_ms />
+                    <TaskRow id=task.id label=task.call() submitted_at_ms=task.submitted_at_ms store now_ms />
                 </For>
             </ul>
         </section>
@@ -42,7 +41,8 @@ fn clock(store: LiveStore) -> Signal<f64> {
 #[component]
 fn TaskRow(
     id: u64,
-    n: i64,
+    /// `primes(1000000)`: its type and input.
+    label: String,
     submitted_at_ms: u64,
     store: LiveStore,
     now_ms: Signal<f64>,
@@ -60,18 +60,28 @@ fn TaskRow(
     };
     let cancelling = RwSignal::new(false);
     let problem = RwSignal::new(None::<String>);
-    // A form, so that Cancel works before hydration too (the browser posts it).
+    // A form, so that Cancel works before hydration too (the browser posts it); once
+    // hydrated it is posted in place.
     let cancel = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        cancelling.set(true);
-        leptos::task::spawn_local(async move {
-            if let Err(e) = cancel_task(id).await {
-                problem.set(Some(e.to_string()));
-                cancelling.set(false);
-            }
-        });
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let Some(form) = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlFormElement>().ok())
+            else {
+                return;
+            };
+            cancelling.set(true);
+            leptos::task::spawn_local(async move {
+                if let Err(refused) = crate::form_dom::post(&form).await {
+                    problem.set(Some(refused.message));
+                    cancelling.set(false);
+                }
+            });
+        }
     };
-    let label = format!("fibonacci({n})");
     view! {
         <li class="task-row" data-status=move || status().name()>
             <span class="task-name">{label.clone()}</span>

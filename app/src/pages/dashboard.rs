@@ -14,6 +14,7 @@ pub fn DashboardViewer() -> impl IntoView {
     let config = Resource::new(|| (), |_| dashboard_views());
     let requested = use_query_map().read_untracked().get("view");
     view! {
+        <leptos_meta::Title text="Dashboard · Offload" />
         <section class="viewer">
             <h1>"Cluster dashboard"</h1>
             <Suspense fallback=|| view! { <p role="status">"Loading the dashboard's views…"</p> }>

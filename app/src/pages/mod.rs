@@ -2,4 +2,5 @@
 
 pub mod dashboard;
 pub mod not_found;
+pub mod task_detail;
 pub mod tasks;

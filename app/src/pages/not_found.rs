@@ -8,9 +8,10 @@ pub fn NotFound() -> impl IntoView {
         response.set_status(axum::http::StatusCode::NOT_FOUND);
     }
     view! {
+        <leptos_meta::Title text="Page not found · Offload" />
         <section class="not-found">
             <h1>"Page not found"</h1>
-            <p><a href="/">"Back to the Fibonacci tasks"</a></p>
+            <p><a href="/">"Back to the tasks"</a></p>
         </section>
     }
 }

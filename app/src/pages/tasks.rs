@@ -1,67 +1,133 @@
-//! The task page (`/`): the seed's Fibonacci app. Submit n, watch this session's queue with
-//! live progress, cancel, and read results in a terminal. The server renders the whole state,
-//! so the page works before (and without) its WASM: the form posts to the server function and
-//! comes back to the page. Once hydrated, everything it shows comes from one live stream (see
-//! [`crate::live`]) and the form is handled in place. The panel is the page's one island: the
-//! only part of it whose code the browser downloads.
+//! The task page (`/`, or `/?task=NAME`): the seed's app, for every task type. A
+//! picker lists the types; the chosen type's form is drawn on the server from its input schema;
+//! the session's queue shows live progress, with cancel; results arrive in a terminal. The
+//! server renders the whole state, so the page works before (and without) its WASM: the form
+//! posts to the server function and comes back to the page. Once hydrated, everything it shows
+//! comes from one live stream (see [`crate::live`]) and the form is handled in place. The panel
+//! is the page's one island: the only part of it whose code the browser downloads.
 
 use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 
-use crate::api::{load_task_page, submit_task};
+use crate::api::load_task_page;
 use crate::components::{ResultsTerminal, TaskQueue};
 use crate::live::{Connection, LiveStore};
-use model::fibonacci::{MAX_N, parse_n};
-use model::page::TaskPageView;
+use model::form::{Field, FieldError, FieldKind, TaskForm, TaskTypeInfo, number_text};
+use model::page::{QueuedTask, TaskPageView, TerminalLine};
 
 /// The page: its state comes from the server first (rendered into the HTML), then live.
 #[component]
 pub fn TaskPage() -> impl IntoView {
-    let page = Resource::new(|| (), |()| load_task_page());
+    let query = use_query_map();
+    let page = Resource::new(move || query.with(|q| q.get("task")), load_task_page);
     view! {
         <section class="task-page">
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     let view = page.await.unwrap_or_else(|error| TaskPageView {
-                        error: Some(error.to_string()),
+                        error: Some(
+                            error
+                                .field_error()
+                                .cloned()
+                                .unwrap_or_else(|| FieldError::whole(error.to_string())),
+                        ),
                         ..TaskPageView::default()
                     });
-                    view! { <TaskPanel view /> }
+                    let title = format!("{} Tasks", view.form.title);
+                    let (field_error, form_error) = match view.error {
+                        Some(FieldError { field: Some(field), message }) => {
+                            (Some((field, message)), None)
+                        }
+                        Some(FieldError { field: None, message }) => (None, Some(message)),
+                        None => (None, None),
+                    };
+                    view! {
+                        <Title text=title />
+                        <Picker types=view.types chosen=view.form.task.clone() />
+                        <TaskPanel
+                            task=view.form.task.clone()
+                            title=view.form.title.clone()
+                            tasks=view.tasks
+                            lines=view.lines
+                            error=form_error
+                        >
+                            <FormFields form=view.form error=field_error />
+                        </TaskPanel>
+                    }
                 })}
             </Suspense>
         </section>
     }
 }
 
+/// The task types, as links: the URL carries the choice, so it survives a reload, can be
+/// shared, and needs no JavaScript. Rendered on the server only (it is not in an island).
+#[component]
+fn Picker(types: Vec<TaskTypeInfo>, chosen: String) -> impl IntoView {
+    let description = types
+        .iter()
+        .find(|t| t.name == chosen)
+        .map(|t| t.description.clone());
+    let links = types
+        .into_iter()
+        .map(|t| {
+            let current = (t.name == chosen).then_some("page");
+            view! {
+                <li>
+                    <a href=format!("/?task={}", t.name) aria-current=current>
+                        {t.title}
+                    </a>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <nav class="picker" aria-label="Task types">
+            <ul>{links}</ul>
+        </nav>
+        <p class="task-description">{description}</p>
+    }
+}
+
+/// The page's one island: the form's behaviour, the live queue and the terminal. The form's
+/// fields are its children, rendered on the server from the type's schema (so the browser's
+/// bundle carries no schema or field code): the island reads them from the page, checks them
+/// against the limits they carry (the schema's, as HTML attributes) and posts them in place.
 #[island]
-fn TaskPanel(view: TaskPageView) -> impl IntoView {
-    let store = LiveStore::new(view.tasks, view.lines);
+fn TaskPanel(
+    /// The task type's name, posted with the form.
+    task: String,
+    title: String,
+    tasks: Vec<QueuedTask>,
+    lines: Vec<TerminalLine>,
+    /// Why the last post was refused, when it was not about one field.
+    error: Option<String>,
+    children: Children,
+) -> impl IntoView {
+    let store = LiveStore::new(tasks, lines);
     #[cfg(feature = "hydrate")]
     crate::live::connect(store);
 
-    let n = RwSignal::new(view.next_n.to_string());
-    let error = RwSignal::new(view.error);
+    let form_error = RwSignal::new(error);
+    let form_ref = NodeRef::<leptos::html::Form>::new();
     // Before hydration this handler does not exist and the browser posts the form itself.
-    let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        match parse_n(&n.get_untracked()) {
-            Err(message) => error.set(Some(message)),
-            Ok(value) => {
-                error.set(None);
-                // Like the seed: the next submit is for n + 1, even before this one returns.
-                n.set((value + 1).to_string());
-                leptos::task::spawn_local(async move {
-                    match submit_task(value.to_string()).await {
-                        Ok(task) => store.apply(model::page::PageUpdate::Task(task), 0.0),
-                        Err(e) => error.set(Some(e.to_string())),
-                    }
-                });
+    #[cfg(feature = "hydrate")]
+    let on_submit = {
+        let queue = crate::form_dom::Queue::new();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            if let Some(form) = form_ref.get_untracked() {
+                queue.submit(form, store, form_error);
             }
         }
     };
+    #[cfg(not(feature = "hydrate"))]
+    let on_submit = |_: leptos::ev::SubmitEvent| {};
 
     view! {
         <div class="page-head">
-            <h1>"Fibonacci Tasks"</h1>
+            <h1>{format!("{title} Tasks")}</h1>
             <ConnectionBadge connection=store.connection />
         </div>
         <form
@@ -69,34 +135,157 @@ fn TaskPanel(view: TaskPageView) -> impl IntoView {
             method="post"
             action="/api/submit"
             novalidate
+            node_ref=form_ref
             on:submit=on_submit
         >
-            <label class="field">
-                <span class="field-label">"n"</span>
-                <input
-                    type="number"
-                    name="n"
-                    min="0"
-                    max=MAX_N
-                    step="1"
-                    inputmode="numeric"
-                    autocomplete="off"
-                    aria-invalid=move || error.with(Option::is_some).to_string()
-                    aria-describedby="n-error"
-                    // The attribute is for the server-rendered page (no WASM yet, or none at
-                    // all); the property follows the signal once hydrated.
-                    value=view.next_n.to_string()
-                    prop:value=move || n.get()
-                    on:input=move |ev| n.set(event_target_value(&ev))
-                />
-            </label>
+            <input type="hidden" name="task" value=task.clone() />
+            {children()}
             <button type="submit" class="primary">"SUBMIT"</button>
         </form>
-        <p id="n-error" class="input-error" role="alert">
-            {move || error.get()}
+        <p id="form-error" class="input-error" role="alert">
+            {move || form_error.get()}
         </p>
         <TaskQueue store />
         <ResultsTerminal store />
+    }
+}
+
+/// The form's fields, drawn on the server from the task type's schema: each a labelled
+/// control carrying the field's limits as HTML attributes (what the island checks), its help,
+/// and its error line (with the message a refused post came back with).
+#[component]
+fn FormFields(form: TaskForm, error: Option<(String, String)>) -> impl IntoView {
+    form.fields
+        .into_iter()
+        .zip(form.values)
+        .map(|(field, value)| {
+            let message = error
+                .as_ref()
+                .filter(|(name, _)| *name == field.name)
+                .map(|(_, message)| message.clone());
+            view! { <FormField field value message /> }
+        })
+        .collect_view()
+}
+
+#[component]
+fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoView {
+    let name = field.name.clone();
+    let error_id = format!("{name}-error");
+    let help_id = format!("{name}-help");
+    let described = if field.help.is_some() {
+        format!("{error_id} {help_id}")
+    } else {
+        error_id.clone()
+    };
+    let invalid = message.is_some().to_string();
+    let expects = field.expects();
+    let required = field.required;
+    let control = match field.kind {
+        FieldKind::Integer { min, max } => view! {
+            <input
+                type="number"
+                name=name.clone()
+                min=min.map(|m| m.to_string())
+                max=max.map(|m| m.to_string())
+                step="1"
+                inputmode="numeric"
+                autocomplete="off"
+                required=required
+                data-expects=expects
+                aria-invalid=invalid
+                aria-describedby=described
+                value=value
+            />
+        }
+        .into_any(),
+        FieldKind::Number { min, max } => view! {
+            <input
+                type="number"
+                name=name.clone()
+                min=min.map(number_text)
+                max=max.map(number_text)
+                step="any"
+                inputmode="decimal"
+                autocomplete="off"
+                required=required
+                data-expects=expects
+                aria-invalid=invalid
+                aria-describedby=described
+                value=value
+            />
+        }
+        .into_any(),
+        FieldKind::Text {
+            max_len,
+            multiline: true,
+        } => view! {
+            <textarea
+                name=name.clone()
+                maxlength=max_len.map(|m| m.to_string())
+                rows="3"
+                data-expects=expects
+                aria-invalid=invalid
+                aria-describedby=described
+            >
+                {value}
+            </textarea>
+        }
+        .into_any(),
+        FieldKind::Text {
+            max_len,
+            multiline: false,
+        } => view! {
+            <input
+                type="text"
+                name=name.clone()
+                maxlength=max_len.map(|m| m.to_string())
+                autocomplete="off"
+                data-expects=expects
+                aria-invalid=invalid
+                aria-describedby=described
+                value=value
+            />
+        }
+        .into_any(),
+        FieldKind::Choice { options } => {
+            let options = options
+                .into_iter()
+                .map(|(option, label)| {
+                    let selected = option == value;
+                    view! { <option value=option selected=selected>{label}</option> }
+                })
+                .collect_view();
+            view! {
+                <select name=name.clone() aria-invalid=invalid aria-describedby=described>
+                    {options}
+                </select>
+            }
+            .into_any()
+        }
+        FieldKind::Toggle => view! {
+            <input
+                type="checkbox"
+                name=name.clone()
+                value="true"
+                checked=value == "true"
+                aria-invalid=invalid
+                aria-describedby=described
+            />
+        }
+        .into_any(),
+    };
+    view! {
+        <div class="field-group">
+            <label class="field">
+                <span class="field-label">{field.label}</span>
+                {control}
+            </label>
+            {field.help.map(|help| view! { <small id=help_id class="field-help">{help}</small> })}
+            <p id=error_id class="input-error" role="alert">
+                {message}
+            </p>
+        </div>
     }
 }
 

@@ -5,16 +5,38 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{Submitter, TaskError, TaskHandle, tasks::Fibonacci};
+use cluster::{Handle, Submitter, TaskError, TaskType};
+use serde_json::Value;
 
 use crate::AppError;
 use crate::ssr::sessions::Session;
-use crate::ssr::store::Write;
+use crate::ssr::store::{SavedTask, Write};
 use crate::ssr::{AppState, SessionId};
-use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine, secs};
+use model::page::{Outcome, QueuedTask, Submitted, TaskStatus, TerminalLine, secs};
 
-/// Queues fibonacci(n) for the session `id`, creating the session if this is its first task.
-pub async fn submit(state: &AppState, id: &SessionId, n: i64) -> Result<QueuedTask, AppError> {
+/// The task type called `name`, or an error that names the ones there are.
+pub fn task_type(state: &AppState, name: &str) -> Result<Arc<TaskType>, AppError> {
+    let registry = state
+        .cluster
+        .registry()
+        .ok_or_else(|| AppError::Unavailable("this server does not run tasks".into()))?;
+    registry.get(name).cloned().ok_or_else(|| {
+        let names: Vec<&str> = registry.types().iter().map(|t| t.name()).collect();
+        AppError::invalid(format!(
+            "there is no task type {name:?}: choose one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Queues a task of type `kind` with `input` (checked by the cluster) for the session `id`,
+/// creating the session if this is its first task.
+pub async fn submit(
+    state: &AppState,
+    id: &SessionId,
+    kind: &Arc<TaskType>,
+    input: Value,
+) -> Result<Submitted, AppError> {
     if state.shutdown.has_begun() {
         return Err(AppError::Unavailable(
             "the server is restarting: submit again in a few seconds".into(),
@@ -26,23 +48,25 @@ pub async fn submit(state: &AppState, id: &SessionId, n: i64) -> Result<QueuedTa
         .map_err(|full| AppError::Unavailable(full.to_string()))?;
     let handle = state
         .cluster
-        .submit::<Fibonacci>(n, &Submitter::new(id.0.as_str()))
+        .submit_value(kind.name(), input.clone(), &Submitter::new(id.0.as_str()))
         .await?;
     let task = QueuedTask {
         id: state.sessions.next_task_id(),
-        n,
+        task: kind.name().to_owned(),
+        args: kind.brief(&input),
         status: TaskStatus::Queued,
         progress: 0.0,
         submitted_at_ms: cluster::now_ms(),
     };
-    let next_n = n.saturating_add(1);
+    let next_input = kind.next_input(&input);
     let recorded = state
         .sessions
         .store()
         .write(Write::Accepted {
             session: id.0.clone(),
             task: task.clone(),
-            next_n,
+            input: input.clone(),
+            next_input: next_input.clone(),
         })
         .await;
     if let Err(error) = recorded {
@@ -53,50 +77,68 @@ pub async fn submit(state: &AppState, id: &SessionId, n: i64) -> Result<QueuedTa
             "the server could not record your task: try again in a moment".into(),
         ));
     }
-    session.accepted(task.clone(), handle.id().0, Some(next_n));
+    let offered = kind.form(Some(&next_input));
+    let next = offered
+        .fields
+        .into_iter()
+        .map(|field| field.name)
+        .zip(offered.values)
+        .collect();
+    session.accepted(task.clone(), handle.id().0, Some(next_input));
     tokio::spawn(follow(
         state.clone(),
         session,
-        task.clone(),
+        Followed {
+            kind: kind.clone(),
+            task: task.clone(),
+            input,
+            rerun: false,
+        },
         handle,
-        Instant::now(),
-        false,
     ));
-    Ok(task)
+    Ok(Submitted {
+        task,
+        next: Some(next),
+    })
 }
 
 /// Runs again the tasks that were accepted but had not finished when the server last stopped.
-pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, QueuedTask)>) {
+pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, SavedTask)>) {
     let count = tasks.len();
-    for (session, task) in tasks {
+    for (session, SavedTask { task, input }) in tasks {
         let submitter = Submitter::new(session.id().0.as_str());
-        match state
-            .cluster
-            .resubmit::<Fibonacci>(task.n, &submitter)
-            .await
-        {
-            Ok(handle) => {
+        let resubmitted = match task_type(state, &task.task) {
+            Ok(kind) => state
+                .cluster
+                .resubmit_value(kind.name(), input.clone(), &submitter)
+                .await
+                .map(|handle| (kind, handle))
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match resubmitted {
+            Ok((kind, handle)) => {
                 session.accepted(task.clone(), handle.id().0, None);
-                tokio::spawn(follow(
-                    state.clone(),
-                    session,
+                let followed = Followed {
+                    kind,
                     task,
-                    handle,
-                    Instant::now(),
-                    true,
-                ));
+                    input,
+                    rerun: true,
+                };
+                tokio::spawn(follow(state.clone(), session, followed, handle));
             }
             Err(error) => {
                 // Recorded as failed so that it is reported, not retried for ever.
                 session.accepted(task.clone(), 0, None);
-                let line = terminal_line(
-                    task.id,
-                    task.n,
-                    Err(TaskError::Failed(error.to_string())),
-                    Duration::ZERO,
-                    true,
-                );
-                record(state, &session, line).await;
+                let line = TerminalLine {
+                    task: task.id,
+                    outcome: Outcome::Failed,
+                    text: format!(
+                        "{} could not run again after a restart: {error}",
+                        task.call()
+                    ),
+                };
+                record(state, &session, line, None).await;
             }
         }
     }
@@ -105,15 +147,19 @@ pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, QueuedTask)>) {
     }
 }
 
-/// Follows one task to its end: progress to the session's pages, then its line, recorded first.
-async fn follow(
-    state: AppState,
-    session: Arc<Session>,
+/// A task being followed to its end.
+struct Followed {
+    kind: Arc<TaskType>,
     task: QueuedTask,
-    handle: TaskHandle<Fibonacci>,
-    started: Instant,
+    input: Value,
+    /// It was accepted before a restart.
     rerun: bool,
-) {
+}
+
+/// Follows one task to its end: progress to the session's pages, then its line, recorded first.
+async fn follow(state: AppState, session: Arc<Session>, followed: Followed, handle: Handle) {
+    let started = Instant::now();
+    let id = followed.task.id;
     let mut progress = handle.progress();
     let result = handle.result();
     tokio::pin!(result);
@@ -121,7 +167,7 @@ async fn follow(
         tokio::select! {
             outcome = &mut result => break outcome,
             changed = progress.changed() => match changed {
-                Ok(()) => session.running(task.id, *progress.borrow_and_update()),
+                Ok(()) => session.running(id, *progress.borrow_and_update()),
                 // The worker is done with it: only the result is left to come.
                 Err(_) => break result.await,
             },
@@ -132,14 +178,16 @@ async fn follow(
         // after the next start.
         return;
     }
-    let line = terminal_line(task.id, task.n, outcome, started.elapsed(), rerun);
-    record(&state, &session, line).await;
+    let line = terminal_line(&followed, outcome.as_ref(), started.elapsed());
+    record(&state, &session, line, outcome.ok()).await;
 }
 
-async fn record(state: &AppState, session: &Session, line: TerminalLine) {
+async fn record(state: &AppState, session: &Session, line: TerminalLine, output: Option<Value>) {
     let write = Write::Done {
         session: session.id().0.clone(),
         line: line.clone(),
+        output,
+        finished_at_ms: cluster::now_ms(),
         keep_lines: state.sessions.config().max_lines,
     };
     if let Err(error) = state.sessions.store().write(write).await {
@@ -149,35 +197,38 @@ async fn record(state: &AppState, session: &Session, line: TerminalLine) {
     session.done(line);
 }
 
-/// The seed's line, with milliseconds: `fibonacci(20)=6765 in 0.004sec`.
-pub fn terminal_line(
-    task: u64,
-    n: i64,
-    outcome: Result<u64, TaskError>,
+/// The task's summary and the time it took, as the seed's line: `square(20)=400 in
+/// 0.004sec`; or how it ended otherwise.
+fn terminal_line(
+    followed: &Followed,
+    outcome: Result<&Value, &TaskError>,
     took: Duration,
-    rerun: bool,
 ) -> TerminalLine {
     let took = secs(took.as_secs_f64() * 1e3);
+    let call = followed.task.call();
     let (outcome, mut text) = match outcome {
-        Ok(value) => (
+        Ok(output) => (
             Outcome::Finished,
-            format!("fibonacci({n})={value} in {took}sec"),
+            format!(
+                "{} in {took}sec",
+                followed.kind.summary(&followed.input, output)
+            ),
         ),
         Err(TaskError::Cancelled) => (
             Outcome::Cancelled,
-            format!("fibonacci({n}) cancelled after {took}sec"),
+            format!("{call} cancelled after {took}sec"),
         ),
         Err(error @ TaskError::TimeLimit { .. }) => {
-            (Outcome::Failed, format!("fibonacci({n}) stopped: {error}"))
+            (Outcome::Failed, format!("{call} stopped: {error}"))
         }
-        Err(TaskError::Lost(why)) => (Outcome::Lost, format!("fibonacci({n}) lost: {why}")),
-        Err(error) => (Outcome::Failed, format!("fibonacci({n}) failed: {error}")),
+        Err(TaskError::Lost(why)) => (Outcome::Lost, format!("{call} lost: {why}")),
+        Err(error) => (Outcome::Failed, format!("{call} failed: {error}")),
     };
-    if rerun {
+    if followed.rerun {
         text.push_str(" (rerun after a restart)");
     }
     TerminalLine {
-        task,
+        task: followed.task.id,
         outcome,
         text,
     }
@@ -186,44 +237,90 @@ pub fn terminal_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cluster::{Registry, Task, TaskContext};
+    use serde_json::json;
+
+    struct Square;
+
+    /// What to square.
+    #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    struct Number {
+        x: u64,
+    }
+
+    impl Task for Square {
+        const NAME: &'static str = "square";
+        const TITLE: &'static str = "Square";
+        const DESCRIPTION: &'static str = "x times x.";
+        type Input = Number;
+        type Output = u64;
+        fn summary(input: &Number, output: &u64) -> String {
+            format!("square({})={output}", input.x)
+        }
+        fn run(input: Number, _: &TaskContext<'_>) -> Result<u64, TaskError> {
+            Ok(input.x * input.x)
+        }
+    }
+
+    fn followed(rerun: bool) -> Followed {
+        let kind = Registry::empty()
+            .register::<Square>()
+            .first()
+            .unwrap()
+            .clone();
+        let input = json!({"x": 20});
+        Followed {
+            task: QueuedTask {
+                id: 1,
+                task: "square".into(),
+                args: kind.brief(&input),
+                status: TaskStatus::Running,
+                progress: 0.0,
+                submitted_at_ms: 0,
+            },
+            kind,
+            input,
+            rerun,
+        }
+    }
 
     #[test]
-    fn lines_read_like_the_seeds_with_milliseconds() {
+    fn lines_are_the_summary_with_the_seeds_seconds_or_how_the_task_ended() {
         let ms = Duration::from_micros(4_321);
+        let line = |rerun, outcome: Result<&Value, &TaskError>, took| {
+            let line = terminal_line(&followed(rerun), outcome, took);
+            (line.outcome, line.text)
+        };
         assert_eq!(
-            terminal_line(1, 20, Ok(6765), ms, false).text,
-            "fibonacci(20)=6765 in 0.004sec"
+            line(false, Ok(&json!(400)), ms),
+            (Outcome::Finished, "square(20)=400 in 0.004sec".into())
         );
         assert_eq!(
-            terminal_line(1, 20, Ok(6765), ms, true).text,
-            "fibonacci(20)=6765 in 0.004sec (rerun after a restart)"
+            line(true, Ok(&json!(400)), ms).1,
+            "square(20)=400 in 0.004sec (rerun after a restart)"
         );
         assert_eq!(
-            terminal_line(
-                1,
-                60,
-                Err(TaskError::Cancelled),
-                Duration::from_millis(1500),
-                false
+            line(
+                false,
+                Err(&TaskError::Cancelled),
+                Duration::from_millis(1500)
+            ),
+            (
+                Outcome::Cancelled,
+                "square(20) cancelled after 1.500sec".into()
             )
-            .text,
-            "fibonacci(60) cancelled after 1.500sec"
         );
         assert_eq!(
-            terminal_line(
-                1,
-                60,
-                Err(TaskError::TimeLimit { limit_ms: 300_000 }),
-                ms,
-                false
-            )
-            .text,
-            "fibonacci(60) stopped: it ran past the 300 s limit"
+            line(false, Err(&TaskError::TimeLimit { limit_ms: 300_000 }), ms).1,
+            "square(20) stopped: it ran past the 300 s limit"
         );
-        let failed = terminal_line(1, 5, Err(TaskError::Panicked("boom".into())), ms, false);
         assert_eq!(
-            (failed.outcome, failed.text.as_str()),
-            (Outcome::Failed, "fibonacci(5) failed: panicked: boom")
+            line(false, Err(&TaskError::Panicked("boom".into())), ms),
+            (Outcome::Failed, "square(20) failed: panicked: boom".into())
+        );
+        assert_eq!(
+            line(false, Err(&TaskError::Lost("gone".into())), ms),
+            (Outcome::Lost, "square(20) lost: gone".into())
         );
     }
 }

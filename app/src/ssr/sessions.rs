@@ -1,5 +1,5 @@
-//! Browser sessions: each owns its task queue, the last lines of its results terminal and the
-//! next `n` its form offers, and fans its changes out to the session's open pages.
+//! Browser sessions: each owns its task queue, the last lines of its results terminal and what
+//! each task type's form offers it next, and fans its changes out to the session's open pages.
 //!
 //! A session exists only once it has submitted something: reading a page, opening the live
 //! stream or cancelling cost nothing and leave nothing behind, so minting cookies cannot fill
@@ -8,6 +8,8 @@
 //! [`Store`], written before the page is told, so it survives a restart.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::ssr::SessionId;
-use crate::ssr::store::{SavedSession, Store, Write};
+use crate::ssr::store::{SavedSession, SavedTask, Store, Write};
 use model::page::{PageUpdate, QueuedTask, TaskPageView, TaskStatus, TerminalLine};
 
 /// How much the sessions may hold, and for how long.
@@ -121,7 +123,11 @@ impl Sessions {
             tracing::info!(sessions = map.len(), "evicted the longest idle session");
             self.store.write_later(Write::Forget { session: evict.0 });
         }
-        let session = Arc::new(Session::new(id.clone(), self.config.max_lines, 0));
+        let session = Arc::new(Session::new(
+            id.clone(),
+            self.config.max_lines,
+            BTreeMap::new(),
+        ));
         map.insert(id.clone(), session.clone());
         drop(map);
         let _ = self.created.send(id.clone());
@@ -135,7 +141,7 @@ impl Sessions {
 
     /// Puts back the sessions saved before a restart. Returns their unfinished tasks, oldest
     /// first, for the caller to run again.
-    pub fn restore(&self, saved: Vec<SavedSession>) -> Vec<(Arc<Session>, QueuedTask)> {
+    pub fn restore(&self, saved: Vec<SavedSession>) -> Vec<(Arc<Session>, SavedTask)> {
         let mut rerun = Vec::new();
         let mut map = self.map.lock();
         for saved in saved {
@@ -143,7 +149,7 @@ impl Sessions {
             let session = Arc::new(Session::new(
                 id.clone(),
                 self.config.max_lines,
-                saved.next_n,
+                saved.next_inputs,
             ));
             {
                 let mut state = session.state.lock();
@@ -153,7 +159,7 @@ impl Sessions {
             rerun.extend(saved.unfinished.into_iter().map(|t| (session.clone(), t)));
             map.insert(id, session);
         }
-        rerun.sort_by_key(|(_, task)| task.id);
+        rerun.sort_by_key(|(_, saved)| saved.task.id);
         rerun
     }
 
@@ -205,7 +211,8 @@ struct State {
     tasks: BTreeMap<u64, Entry>,
     lines: VecDeque<TerminalLine>,
     max_lines: usize,
-    next_n: i64,
+    /// What each task type's form offers next, by type name.
+    next_inputs: BTreeMap<String, Value>,
     last_seen: Instant,
 }
 
@@ -216,14 +223,14 @@ struct Entry {
 }
 
 impl Session {
-    fn new(id: SessionId, max_lines: usize, next_n: i64) -> Self {
+    fn new(id: SessionId, max_lines: usize, next_inputs: BTreeMap<String, Value>) -> Self {
         Self {
             id,
             state: Mutex::new(State {
                 tasks: BTreeMap::new(),
                 lines: VecDeque::new(),
                 max_lines,
-                next_n,
+                next_inputs,
                 last_seen: Instant::now(),
             }),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
@@ -256,14 +263,19 @@ impl Session {
         self.updates.subscribe()
     }
 
+    /// Its queue and terminal (the caller adds the form).
     pub fn view(&self) -> TaskPageView {
         let state = self.state.lock();
         TaskPageView {
-            next_n: state.next_n,
             tasks: state.tasks.values().map(|e| e.task.clone()).collect(),
             lines: state.lines.iter().cloned().collect(),
-            error: None,
+            ..TaskPageView::default()
         }
+    }
+
+    /// What the form of task type `task` offers this session, if it has submitted one.
+    pub fn next_input(&self, task: &str) -> Option<Value> {
+        self.state.lock().next_inputs.get(task).cloned()
     }
 
     pub fn snapshot(&self) -> PageUpdate {
@@ -280,12 +292,12 @@ impl Session {
         self.state.lock().tasks.get(&task).map(|e| e.cluster)
     }
 
-    /// A task was accepted (and recorded); the form now offers `next_n`.
-    pub fn accepted(&self, task: QueuedTask, cluster: u64, next_n: Option<i64>) {
+    /// A task was accepted (and recorded); its type's form now offers `next_input`.
+    pub fn accepted(&self, task: QueuedTask, cluster: u64, next_input: Option<Value>) {
         {
             let mut state = self.state.lock();
-            if let Some(next_n) = next_n {
-                state.next_n = next_n;
+            if let Some(next) = next_input {
+                state.next_inputs.insert(task.task.clone(), next);
             }
             state.tasks.insert(
                 task.id,
@@ -337,7 +349,8 @@ mod tests {
     fn task(id: u64) -> QueuedTask {
         QueuedTask {
             id,
-            n: id as i64,
+            task: "t".into(),
+            args: id.to_string(),
             status: TaskStatus::Queued,
             progress: 0.0,
             submitted_at_ms: 0,
@@ -354,7 +367,7 @@ mod tests {
 
     fn sessions(config: SessionConfig) -> (Sessions, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _writer, _, next) = Store::open(dir.path()).unwrap();
+        let (store, _writer, _, next) = Store::open(dir.path(), "t").unwrap();
         (Sessions::new(config, store, next), dir)
     }
 
@@ -369,15 +382,16 @@ mod tests {
         assert!(sessions.is_empty());
         let a = sessions.get_or_create(&id("a")).unwrap();
         let b = sessions.get_or_create(&id("b")).unwrap();
-        a.accepted(task(1), 1, Some(2));
+        a.accepted(task(1), 1, Some(serde_json::json!({"n": 2})));
         assert!(a.cluster_id(1).is_some() && b.cluster_id(1).is_none());
         assert!(b.view().tasks.is_empty());
-        assert_eq!(a.view().next_n, 2);
+        assert_eq!(a.next_input("t"), Some(serde_json::json!({"n": 2})));
+        assert_eq!(b.next_input("t"), None);
     }
 
     #[tokio::test]
     async fn the_terminal_keeps_only_the_newest_lines_and_each_result_once() {
-        let session = Session::new(id("s"), 3, 0);
+        let session = Session::new(id("s"), 3, BTreeMap::new());
         for id in 0..5 {
             session.accepted(task(id), id, None);
             session.done(line(id));
@@ -449,7 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn progress_only_rises_and_marks_the_task_running() {
-        let session = Session::new(id("s"), 10, 0);
+        let session = Session::new(id("s"), 10, BTreeMap::new());
         session.accepted(task(1), 1, None);
         let mut updates = session.subscribe();
         session.running(1, 0.5);

@@ -1,5 +1,8 @@
-//! The durable record of sessions: each session's next `n`, its accepted tasks that have not
-//! finished, and its terminal lines, in an embedded SQLite file under the data directory.
+//! The durable record of sessions: what each session's forms offer next, its accepted tasks
+//! that have not finished, and its finished tasks (terminal line, input and output as JSON), in
+//! an embedded SQLite file under the data directory. Its schema changes through numbered
+//! migrations ([`migrations`]), so a data directory written by an older build opens in a newer
+//! one with everything it held.
 //!
 //! One writer thread owns the connection. Writes arrive on a bounded channel and are committed
 //! in batches (group commit): whatever queued up while the previous transaction ran goes into
@@ -14,7 +17,13 @@
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, params};
+use std::collections::BTreeMap;
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite_migration::{HookError, M, Migrations};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
@@ -47,6 +56,13 @@ pub enum StoreError {
     },
     #[error("the session database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(
+        "updating the session database {path} to this version: {source} (the file is unchanged: the update runs in one transaction)"
+    )]
+    Migrate {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
     #[error("starting the session database's writer thread: {0}")]
     Thread(std::io::Error),
     #[error("the session database has stopped")]
@@ -57,26 +73,54 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedSession {
     pub id: String,
-    pub next_n: i64,
+    /// What each task type's form offers next, by type name.
+    pub next_inputs: BTreeMap<String, Value>,
     /// Accepted, not finished: to be run again.
-    pub unfinished: Vec<QueuedTask>,
+    pub unfinished: Vec<SavedTask>,
     /// Oldest first.
     pub lines: Vec<TerminalLine>,
+}
+
+/// An accepted task and its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedTask {
+    pub task: QueuedTask,
+    pub input: Value,
+}
+
+/// One task as the record holds it, for its detail page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: u64,
+    pub task_type: String,
+    pub input: Value,
+    pub args: String,
+    pub submitted_at_ms: u64,
+    /// Once it ended.
+    pub outcome: Option<Outcome>,
+    pub line: Option<String>,
+    pub output: Option<Value>,
+    pub finished_at_ms: Option<u64>,
 }
 
 /// One change to the record.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// A task was accepted for `session`; the session's next n is now `next_n`.
+    /// A task was accepted for `session`; its type's form now offers `next_input`.
     Accepted {
         session: String,
         task: QueuedTask,
-        next_n: i64,
+        input: Value,
+        next_input: Value,
     },
-    /// A task ended with this line; keep at most `keep_lines` lines for the session.
+    /// A task ended with this line (and this output, when it produced one); keep at most
+    /// `keep_lines` lines for the session.
     Done {
         session: String,
         line: TerminalLine,
+        output: Option<Value>,
+        /// Server clock, ms since the Unix epoch.
+        finished_at_ms: u64,
         keep_lines: usize,
     },
     /// The session expired or was evicted.
@@ -88,10 +132,13 @@ struct Op {
     ack: Option<oneshot::Sender<Result<(), String>>>,
 }
 
-/// A handle on the writer; cheap to clone. The writer stops when every handle is gone.
+/// A handle on the writer, and on a reader for task details; cheap to clone. The writer stops
+/// when every handle is gone.
 #[derive(Clone)]
 pub struct Store {
     ops: mpsc::Sender<Op>,
+    /// Its own connection (WAL: reads never wait for the writer), used on a blocking thread.
+    reader: Arc<std::sync::Mutex<Connection>>,
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that nothing queued is lost
@@ -127,14 +174,20 @@ impl Store {
     /// Opens (or creates) `dir/offload.sqlite3`, returns what it holds and starts the writer.
     /// The directory is locked until the writer ends: two servers on one directory would
     /// hand out the same task ids and run each other's unfinished tasks.
-    pub fn open(dir: &Path) -> Result<(Self, WriterThread, Vec<SavedSession>, u64), StoreError> {
+    ///
+    /// `legacy_type` is the task type of the rows written before task types existed (the
+    /// registry's first).
+    pub fn open(
+        dir: &Path,
+        legacy_type: &str,
+    ) -> Result<(Self, WriterThread, Vec<SavedSession>, u64), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_owned(),
             source,
         })?;
         let lock = lock(dir)?;
         let path = dir.join("offload.sqlite3");
-        let conn = Connection::open(&path).map_err(|source| StoreError::Open {
+        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
         })?;
@@ -143,24 +196,23 @@ impl Store {
              PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;
              -- Writes touch few pages; 512 KB of page cache bounds the store's memory.
-             PRAGMA cache_size = -512;
-             CREATE TABLE IF NOT EXISTS sessions (
-                 id TEXT PRIMARY KEY,
-                 next_n INTEGER NOT NULL
-             );
-             -- A task is one row from acceptance on; `done_seq` orders the terminal lines.
-             CREATE TABLE IF NOT EXISTS tasks (
-                 id INTEGER PRIMARY KEY,
-                 session TEXT NOT NULL,
-                 n INTEGER NOT NULL,
-                 submitted_at_ms INTEGER NOT NULL,
-                 done_seq INTEGER,
-                 outcome TEXT,
-                 text TEXT
-             );
-             CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks (session, done_seq);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+             PRAGMA cache_size = -512;",
         )?;
+        migrations(legacy_type)
+            .to_latest(&mut conn)
+            .map_err(|source| StoreError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        reader.execute_batch("PRAGMA cache_size = -512;")?;
         let saved = load(&conn)?;
         let next_id: u64 = conn.query_row(
             "SELECT max(coalesce((SELECT max(id) FROM tasks), 0),
@@ -178,7 +230,26 @@ impl Store {
                 writer(conn, rx);
             })
             .map_err(StoreError::Thread)?;
-        Ok((Self { ops }, WriterThread(Some(thread)), saved, next_id))
+        let store = Self {
+            ops,
+            reader: Arc::new(std::sync::Mutex::new(reader)),
+        };
+        Ok((store, WriterThread(Some(thread)), saved, next_id))
+    }
+
+    /// Task `id`, if it is `session`'s and still recorded (committed writes only).
+    pub async fn task(&self, session: &str, id: u64) -> Result<Option<TaskRecord>, StoreError> {
+        let reader = self.reader.clone();
+        let session = session.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            read_task(&conn, &session, id)
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+        .map_err(StoreError::Sql)
     }
 
     /// Queues `write` and returns once it is committed.
@@ -224,13 +295,92 @@ impl Store {
     }
 }
 
+/// The schema's history, oldest first: a migration is never edited once released, only
+/// followed by another. SQLite's `user_version` says how many have run.
+fn migrations(legacy_type: &str) -> Migrations<'static> {
+    let legacy_type = legacy_type.to_owned();
+    Migrations::new(vec![
+        // 1: the first release's schema, exactly (`IF NOT EXISTS`: its files predate
+        // `user_version`, and already hold these tables).
+        M::up(
+            "CREATE TABLE IF NOT EXISTS sessions (
+                 id TEXT PRIMARY KEY,
+                 next_n INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS tasks (
+                 id INTEGER PRIMARY KEY,
+                 session TEXT NOT NULL,
+                 n INTEGER NOT NULL,
+                 submitted_at_ms INTEGER NOT NULL,
+                 done_seq INTEGER,
+                 outcome TEXT,
+                 text TEXT
+             );
+             CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks (session, done_seq);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        ),
+        // 2: task types. A task is its type, its input and its output as JSON; a session
+        // keeps each type's next input. The first release's rows all ran `legacy_type` with
+        // the input {"n": n}.
+        M::up_with_hook(
+            "CREATE TABLE tasks_v2 (
+                 id INTEGER PRIMARY KEY,
+                 session TEXT NOT NULL,
+                 task_type TEXT NOT NULL,
+                 -- JSON
+                 input TEXT NOT NULL,
+                 -- The input in brief, as the queue shows it.
+                 args TEXT NOT NULL,
+                 submitted_at_ms INTEGER NOT NULL,
+                 -- Orders the terminal lines; set once, when the task ends.
+                 done_seq INTEGER,
+                 outcome TEXT,
+                 text TEXT,
+                 -- JSON, for finished tasks.
+                 output TEXT,
+                 finished_at_ms INTEGER
+             );
+             CREATE TABLE sessions_v2 (
+                 id TEXT PRIMARY KEY,
+                 -- JSON: {task type: its form's next input}
+                 next_inputs TEXT NOT NULL
+             );",
+            move |tx: &Transaction| -> Result<(), HookError> {
+                tx.execute(
+                    "INSERT INTO tasks_v2 (id, session, task_type, input, args, submitted_at_ms,
+                                           done_seq, outcome, text)
+                     SELECT id, session, ?1, json_object('n', n), CAST(n AS TEXT),
+                            submitted_at_ms, done_seq, outcome, text FROM tasks",
+                    [&legacy_type],
+                )?;
+                tx.execute(
+                    "INSERT INTO sessions_v2 (id, next_inputs)
+                     SELECT id, json_object(?1, json_object('n', next_n)) FROM sessions",
+                    [&legacy_type],
+                )?;
+                tx.execute_batch(
+                    "DROP TABLE tasks;
+                     ALTER TABLE tasks_v2 RENAME TO tasks;
+                     CREATE INDEX tasks_by_session ON tasks (session, done_seq);
+                     DROP TABLE sessions;
+                     ALTER TABLE sessions_v2 RENAME TO sessions;",
+                )?;
+                Ok(())
+            },
+        ),
+    ])
+}
+
 fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
     let mut sessions: Vec<SavedSession> = conn
-        .prepare("SELECT id, next_n FROM sessions ORDER BY id")?
+        .prepare("SELECT id, next_inputs FROM sessions ORDER BY id")?
         .query_map([], |row| {
+            let next: String = row.get(1)?;
             Ok(SavedSession {
                 id: row.get(0)?,
-                next_n: row.get(1)?,
+                // Written by this store from a map: anything else is a damaged row, whose
+                // only loss is the forms' suggestions.
+                next_inputs: serde_json::from_str(&next).unwrap_or_default(),
                 unfinished: Vec::new(),
                 lines: Vec::new(),
             })
@@ -242,7 +392,7 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
         .map(|(i, s)| (s.id.clone(), i))
         .collect();
     let mut rows = conn.prepare(
-        "SELECT session, id, n, submitted_at_ms, outcome, text FROM tasks
+        "SELECT session, id, task_type, input, args, submitted_at_ms, outcome, text FROM tasks
          ORDER BY done_seq IS NOT NULL, done_seq, id",
     )?;
     let mut rows = rows.query([])?;
@@ -252,23 +402,56 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
             continue;
         };
         let id = row.get::<_, i64>(1)? as u64;
-        let outcome: Option<String> = row.get(4)?;
+        let outcome: Option<String> = row.get(6)?;
         match outcome.as_deref().and_then(outcome_from) {
-            None => sessions[i].unfinished.push(QueuedTask {
-                id,
-                n: row.get(2)?,
-                status: TaskStatus::Queued,
-                progress: 0.0,
-                submitted_at_ms: row.get::<_, i64>(3)? as u64,
-            }),
+            None => {
+                let input: String = row.get(3)?;
+                sessions[i].unfinished.push(SavedTask {
+                    task: QueuedTask {
+                        id,
+                        task: row.get(2)?,
+                        args: row.get(4)?,
+                        status: TaskStatus::Queued,
+                        progress: 0.0,
+                        submitted_at_ms: row.get::<_, i64>(5)? as u64,
+                    },
+                    // Undecodable: the rerun refuses it and says so on the task's line.
+                    input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                })
+            }
             Some(outcome) => sessions[i].lines.push(TerminalLine {
                 task: id,
                 outcome,
-                text: row.get(5)?,
+                text: row.get(7)?,
             }),
         }
     }
     Ok(sessions)
+}
+
+fn read_task(conn: &Connection, session: &str, id: u64) -> rusqlite::Result<Option<TaskRecord>> {
+    let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+    conn.prepare_cached(
+        "SELECT task_type, input, args, submitted_at_ms, outcome, text, output, finished_at_ms
+         FROM tasks WHERE id = ?1 AND session = ?2",
+    )?
+    .query_row(params![id as i64, session], |row| {
+        Ok(TaskRecord {
+            id,
+            task_type: row.get(0)?,
+            input: json(row.get(1)?).unwrap_or(Value::Null),
+            args: row.get(2)?,
+            submitted_at_ms: row.get::<_, i64>(3)? as u64,
+            outcome: row
+                .get::<_, Option<String>>(4)?
+                .as_deref()
+                .and_then(outcome_from),
+            line: row.get(5)?,
+            output: json(row.get(6)?),
+            finished_at_ms: row.get::<_, Option<i64>>(7)?.map(|ms| ms as u64),
+        })
+    })
+    .optional()
 }
 
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
@@ -305,21 +488,28 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
             Write::Accepted {
                 session,
                 task,
-                next_n,
+                input,
+                next_input,
             } => {
+                // Type names are [a-z-]; quoted in the path all the same.
                 tx.prepare_cached(
-                    "INSERT INTO sessions (id, next_n) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO UPDATE SET next_n = excluded.next_n",
+                    "INSERT INTO sessions (id, next_inputs)
+                     VALUES (?1, json_object(?2, json(?3)))
+                     ON CONFLICT (id) DO UPDATE
+                     SET next_inputs = json_set(next_inputs, '$.\"' || ?2 || '\"', json(?3))",
                 )?
-                .execute(params![session, next_n])?;
+                .execute(params![session, task.task, next_input.to_string()])?;
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO tasks (id, session, n, submitted_at_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args,
+                                                  submitted_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     task.id as i64,
                     session,
-                    task.n,
+                    task.task,
+                    input.to_string(),
+                    task.args,
                     task.submitted_at_ms as i64
                 ])?;
                 last_id = last_id.max(task.id);
@@ -327,18 +517,23 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
             Write::Done {
                 session,
                 line,
+                output,
+                finished_at_ms,
                 keep_lines,
             } => {
                 *done_seq += 1;
                 // `done_seq IS NULL`: a result is recorded once, however often the task ran.
                 tx.prepare_cached(
-                    "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3
-                     WHERE id = ?4 AND done_seq IS NULL",
+                    "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
+                                      finished_at_ms = ?5
+                     WHERE id = ?6 AND done_seq IS NULL",
                 )?
                 .execute(params![
                     *done_seq,
                     outcome_name(line.outcome),
                     line.text,
+                    output.as_ref().map(Value::to_string),
+                    *finished_at_ms as i64,
                     line.task as i64
                 ])?;
                 tx.prepare_cached(
@@ -389,11 +584,13 @@ fn outcome_from(name: &str) -> Option<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn task(id: u64, n: i64) -> QueuedTask {
+    fn task(id: u64) -> QueuedTask {
         QueuedTask {
             id,
-            n,
+            task: if id.is_multiple_of(2) { "even" } else { "odd" }.into(),
+            args: id.to_string(),
             status: TaskStatus::Queued,
             progress: 0.0,
             submitted_at_ms: 1000 + id,
@@ -411,8 +608,9 @@ mod tests {
     fn accepted(session: &str, id: u64) -> Write {
         Write::Accepted {
             session: session.into(),
-            task: task(id, id as i64),
-            next_n: id as i64 + 1,
+            task: task(id),
+            input: json!({ "n": id }),
+            next_input: json!({ "n": id + 1 }),
         }
     }
 
@@ -420,6 +618,8 @@ mod tests {
         Write::Done {
             session: session.into(),
             line: line(id),
+            output: Some(json!(id * 10)),
+            finished_at_ms: 2000 + id,
             keep_lines,
         }
     }
@@ -428,7 +628,7 @@ mod tests {
     async fn what_was_written_comes_back_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (store, writer, saved, next_id) = Store::open(dir.path()).unwrap();
+            let (store, writer, saved, next_id) = Store::open(dir.path(), "odd").unwrap();
             assert!(saved.is_empty());
             assert_eq!(next_id, 1);
             for id in 1..=5 {
@@ -445,27 +645,70 @@ mod tests {
                     text: "again".into(),
                     ..line(3)
                 },
+                output: None,
+                finished_at_ms: 3000,
                 keep_lines: 10,
             };
             store.write(again).await.unwrap();
             drop(store);
             writer.join();
         }
-        let (_store, _writer, saved, next_id) = Store::open(dir.path()).unwrap();
+        let (_store, _writer, saved, next_id) = Store::open(dir.path(), "odd").unwrap();
         assert_eq!(next_id, 7);
         let a = &saved[0];
-        assert_eq!((a.id.as_str(), a.next_n), ("a", 6));
-        let unfinished: Vec<u64> = a.unfinished.iter().map(|t| t.id).collect();
+        assert_eq!(a.id, "a");
+        assert_eq!(
+            a.next_inputs,
+            BTreeMap::from([
+                ("even".to_owned(), json!({"n": 5})),
+                ("odd".to_owned(), json!({"n": 6}))
+            ])
+        );
+        let unfinished: Vec<u64> = a.unfinished.iter().map(|t| t.task.id).collect();
         assert_eq!(unfinished, [1, 5]);
         let lines: Vec<&str> = a.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(lines, ["line 4", "line 2", "line 3"]);
-        assert_eq!(saved[1].unfinished, vec![task(6, 6)]);
+        assert_eq!(
+            saved[1].unfinished,
+            vec![SavedTask {
+                task: task(6),
+                input: json!({"n": 6})
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_is_read_back_whole_and_only_by_its_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+        store.write(accepted("a", 1)).await.unwrap();
+        store.write(accepted("a", 2)).await.unwrap();
+        store.write(done("a", 1, 10)).await.unwrap();
+        let finished = store.task("a", 1).await.unwrap().unwrap();
+        assert_eq!(
+            finished,
+            TaskRecord {
+                id: 1,
+                task_type: "odd".into(),
+                input: json!({"n": 1}),
+                args: "1".into(),
+                submitted_at_ms: 1001,
+                outcome: Some(Outcome::Finished),
+                line: Some("line 1".into()),
+                output: Some(json!(10)),
+                finished_at_ms: Some(2001),
+            }
+        );
+        let running = store.task("a", 2).await.unwrap().unwrap();
+        assert_eq!((running.outcome, running.output), (None, None));
+        assert_eq!(store.task("b", 1).await.unwrap(), None, "not b's");
+        assert_eq!(store.task("a", 99).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn lines_are_trimmed_and_forgotten_sessions_leave_nothing_but_their_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, writer, _, _) = Store::open(dir.path()).unwrap();
+        let (store, writer, _, _) = Store::open(dir.path(), "odd").unwrap();
         for id in 1..=5 {
             store.write(accepted("a", id)).await.unwrap();
             store.write(done("a", id, 2)).await.unwrap();
@@ -480,7 +723,7 @@ mod tests {
         store.flush().await.unwrap();
         drop(store);
         writer.join();
-        let (_store, _writer, saved, next_id) = Store::open(dir.path()).unwrap();
+        let (_store, _writer, saved, next_id) = Store::open(dir.path(), "odd").unwrap();
         assert_eq!(saved.len(), 1);
         let kept: Vec<u64> = saved[0].lines.iter().map(|l| l.task).collect();
         assert_eq!(kept, [4, 5]);
@@ -490,9 +733,9 @@ mod tests {
     #[tokio::test]
     async fn a_second_store_on_the_same_directory_is_refused_until_the_first_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, writer, _, _) = Store::open(dir.path()).unwrap();
+        let (store, writer, _, _) = Store::open(dir.path(), "odd").unwrap();
         store.write(accepted("a", 1)).await.unwrap();
-        let refused = Store::open(dir.path())
+        let refused = Store::open(dir.path(), "odd")
             .err()
             .expect("the directory is in use");
         let message = refused.to_string();
@@ -504,7 +747,95 @@ mod tests {
         store.write(accepted("a", 2)).await.unwrap();
         drop(store);
         writer.join();
-        let (_store, _writer, saved, _) = Store::open(dir.path()).unwrap();
+        let (_store, _writer, saved, _) = Store::open(dir.path(), "odd").unwrap();
         assert_eq!(saved[0].unfinished.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    /// A data directory written by the first release's `offload` binary: n = 10 and 20
+    /// finished, then the server was killed with SIGKILL while n = 45 ran and n = 46 waited;
+    /// the session's form offered 47.
+    const FIRST_RELEASE: &[u8] =
+        include_bytes!("../../tests/fixtures/first-release/offload.sqlite3");
+
+    #[tokio::test]
+    async fn a_first_release_data_directory_opens_migrated_with_everything_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("offload.sqlite3"), FIRST_RELEASE).unwrap();
+        let (store, writer, saved, next_id) = Store::open(dir.path(), "seed").unwrap();
+        assert_eq!(next_id, 5, "ids are not reused");
+        assert_eq!(saved.len(), 1);
+        let session = &saved[0];
+        assert_eq!(
+            session.next_inputs,
+            BTreeMap::from([("seed".to_owned(), serde_json::json!({"n": 47}))])
+        );
+        let lines: Vec<(u64, &str)> = session
+            .lines
+            .iter()
+            .map(|l| (l.task, l.text.as_str()))
+            .collect();
+        assert!(
+            matches!(lines.as_slice(), [(1, a), (2, b)]
+                if a.ends_with("(10)=55 in 0.000sec") && b.ends_with("(20)=6765 in 0.000sec")),
+            "{lines:?}"
+        );
+        let unfinished: Vec<(u64, &str, &str, &Value)> = session
+            .unfinished
+            .iter()
+            .map(|t| {
+                (
+                    t.task.id,
+                    t.task.task.as_str(),
+                    t.task.args.as_str(),
+                    &t.input,
+                )
+            })
+            .collect();
+        assert_eq!(
+            unfinished,
+            [
+                (3, "seed", "45", &serde_json::json!({"n": 45})),
+                (4, "seed", "46", &serde_json::json!({"n": 46}))
+            ]
+        );
+        // The migrated file takes new rows and opens again without migrating twice.
+        store
+            .write(Write::Done {
+                session: session.id.clone(),
+                line: TerminalLine {
+                    task: 3,
+                    outcome: Outcome::Finished,
+                    text: "45: 1134903170".into(),
+                },
+                output: Some(serde_json::json!(1134903170u64)),
+                finished_at_ms: 4000,
+                keep_lines: 10,
+            })
+            .await
+            .unwrap();
+        drop(store);
+        writer.join();
+        let (_store, _writer, saved, _) = Store::open(dir.path(), "seed").unwrap();
+        assert_eq!(saved[0].lines.len(), 3);
+        assert_eq!(saved[0].unfinished.len(), 1);
+        let conn = Connection::open(dir.path().join("offload.sqlite3")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
+        let output: String = conn
+            .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(output, "1134903170");
+    }
+
+    #[test]
+    fn the_migrations_are_valid() {
+        migrations("seed").validate().unwrap();
     }
 }

@@ -120,8 +120,15 @@ struct Dispatch {
     server: String,
     /// This start of the server: results of an earlier one are ignored.
     boot: u64,
-    catalogue: String,
+    /// Each task type's input schema hash, by name, as this server's registry has it.
+    schemas: HashMap<&'static str, String>,
+    /// For each task type, the work queues of live workers that run it with the same schema
+    /// (from their heartbeats); a task is handed to one of them.
+    routes: Mutex<HashMap<String, Vec<String>>>,
+    /// Turns the choice between several queues for one type.
+    turn: std::sync::atomic::AtomicUsize,
     time_limit_ms: Option<u64>,
+    max_output_bytes: usize,
     /// How long a slot waits for its result after the hand-over.
     deadline: Duration,
     /// Tasks per work message, at most.
@@ -211,8 +218,15 @@ impl NatsCluster {
             conn,
             server: nats.server.clone(),
             boot: now_ms(),
-            catalogue: registry.catalogue(),
+            schemas: registry
+                .types()
+                .iter()
+                .map(|t| (t.name(), t.schema_hash().to_owned()))
+                .collect(),
+            routes: Mutex::new(HashMap::new()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
             time_limit_ms: time_limit.map(|l| l.as_millis() as u64),
+            max_output_bytes: config.max_output_bytes,
             // Without a time limit, as long as JetStream keeps an unclaimed result.
             deadline: time_limit.map_or(RESULTS_KEPT, |limit| limit + nats.result_grace),
             batch_max: BATCH_MAX,
@@ -319,8 +333,9 @@ impl Dispatch {
             task: job.id,
             name: job.name.to_string(),
             input,
-            catalogue: self.catalogue.clone(),
+            schema: self.schemas.get(&*job.name).cloned().unwrap_or_default(),
             time_limit_ms: self.time_limit_ms,
+            max_output_bytes: self.max_output_bytes,
         };
         let outgoing = Outgoing {
             item,
@@ -397,48 +412,86 @@ impl Dispatch {
         while sending.next().await.is_some() {}
     }
 
-    /// Publishes a batch on the work queue, retrying while NATS is away (the message id makes
-    /// a retry count once); a task cancelled before it got there ends here.
-    async fn hand_over(&self, mut batch: Vec<Outgoing>) {
-        let subject = self.conn.names.work_subject();
+    /// The work queue for a task of type `name`: one that a live worker of this type and
+    /// schema takes from, in turn when there are several.
+    fn route(&self, name: &str) -> Option<String> {
+        let routes = self.routes.lock();
+        let queues = routes.get(name).filter(|q| !q.is_empty())?;
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        Some(queues[turn % queues.len()].clone())
+    }
+
+    /// Publishes a batch on the work queues of its types (one message per queue), retrying
+    /// while NATS is away or no live worker runs a type yet (the message id makes a retry
+    /// count once); a task cancelled, or given up on by its slot, before it got there ends
+    /// here.
+    async fn hand_over(&self, batch: Vec<Outgoing>) {
+        let mut waiting: Vec<Outgoing> = batch;
         let mut warned = false;
         loop {
-            batch.retain(|outgoing| {
+            waiting.retain(|outgoing| {
                 let cancelled = outgoing.cancel.is_raised();
                 if cancelled {
                     self.deliver(outgoing.item.task, Err(TaskError::Cancelled));
                 }
-                !cancelled
+                !cancelled && self.waiting.lock().contains_key(&outgoing.item.task)
             });
-            let Some(first) = batch.first() else {
+            if waiting.is_empty() {
                 return;
-            };
-            let items: Vec<&WorkItem> = batch.iter().map(|outgoing| &outgoing.item).collect();
-            let payload: bytes::Bytes = match serde_json::to_vec(&items) {
-                Ok(payload) => payload.into(),
-                Err(error) => {
-                    for outgoing in &batch {
-                        self.deliver(
-                            outgoing.item.task,
-                            Err(TaskError::Failed(format!("encoding: {error}"))),
-                        );
-                    }
-                    return;
+            }
+            let mut by_queue: HashMap<String, Vec<Outgoing>> = HashMap::new();
+            let mut unrouted = Vec::new();
+            for outgoing in waiting {
+                match self.route(&outgoing.item.name) {
+                    Some(queue) => by_queue.entry(queue).or_default().push(outgoing),
+                    None => unrouted.push(outgoing),
                 }
-            };
-            let Err(error) = self
-                .conn
-                .store(subject.clone(), payload, &first.item.key())
-                .await
-            else {
+            }
+            let mut problem = None;
+            for (queue, group) in by_queue {
+                match self.publish(&queue, &group).await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        problem = Some(error);
+                        unrouted.extend(group);
+                    }
+                }
+            }
+            waiting = unrouted;
+            if waiting.is_empty() {
                 return;
-            };
+            }
             if !warned {
-                tracing::warn!(%error, tasks = batch.len(), "NATS did not take a task: retrying");
+                let why = problem.unwrap_or_else(|| "no live worker runs its type yet".into());
+                tracing::warn!(error = %why, tasks = waiting.len(), "a task was not handed over: retrying");
                 warned = true;
             }
             tokio::time::sleep(RETRY_EVERY).await;
         }
+    }
+
+    /// One work message on `queue`'s subject, stored by JetStream.
+    async fn publish(&self, queue: &str, group: &[Outgoing]) -> Result<(), String> {
+        let items: Vec<&WorkItem> = group.iter().map(|outgoing| &outgoing.item).collect();
+        let payload: bytes::Bytes = match serde_json::to_vec(&items) {
+            Ok(payload) => payload.into(),
+            Err(error) => {
+                for outgoing in group {
+                    self.deliver(
+                        outgoing.item.task,
+                        Err(TaskError::Failed(format!("encoding: {error}"))),
+                    );
+                }
+                return Ok(());
+            }
+        };
+        self.conn
+            .store(
+                self.conn.names.work_subject(queue),
+                payload,
+                &group[0].item.key(),
+            )
+            .await
     }
 
     async fn send_cancel(&self, key: String) {
@@ -553,6 +606,26 @@ impl Dispatch {
                     let threads = workers
                         .iter()
                         .fold(0usize, |sum, w| sum.saturating_add(w.threads.len()));
+                    // The types some live worker runs with this server's input schema, and
+                    // the queues those workers take tasks from.
+                    let mut routes: HashMap<String, Vec<String>> = HashMap::new();
+                    for worker in &workers {
+                        for ad in &worker.types {
+                            if self.schemas.get(ad.name.as_str()) == Some(&ad.schema) {
+                                let queues = routes.entry(ad.name.clone()).or_default();
+                                if !queues.contains(&worker.queue) {
+                                    queues.push(worker.queue.clone());
+                                }
+                            }
+                        }
+                    }
+                    core.set_runnable(Some(
+                        routes
+                            .keys()
+                            .map(|name| Arc::<str>::from(name.as_str()))
+                            .collect(),
+                    ));
+                    *self.routes.lock() = routes;
                     let (slots, threads) = nats.slots(threads);
                     core.set_capacity(slots, threads);
                 }

@@ -37,7 +37,7 @@ pub use dispatch::{ConnectError, NatsCluster, NatsConfig};
 pub use observer::NatsObserver;
 pub(crate) use observer::Observer;
 pub use server::{LocalNats, ServerError};
-pub use wire::WorkerInfo;
+pub use wire::{TypeAd, WorkerInfo};
 pub(crate) use worker::State as WorkerView;
 pub use worker::{NatsWorker, WorkerConfig};
 
@@ -129,8 +129,9 @@ impl Names {
     fn work_stream(&self) -> String {
         format!("{}_work", self.prefix)
     }
-    fn work_subject(&self) -> String {
-        format!("{}.work", self.prefix)
+    /// Where the tasks for workers of one catalogue (see [`TypeAd::queue`]) wait.
+    fn work_subject(&self, queue: &str) -> String {
+        format!("{}.work.{queue}", self.prefix)
     }
     fn results_stream(&self) -> String {
         format!("{}_results", self.prefix)
@@ -205,9 +206,10 @@ impl Connection {
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
         let js = jetstream::new(client.clone());
-        js.get_or_create_stream(stream::Config {
+        // Created, or updated from a release that had one subject for every worker.
+        js.create_or_update_stream(stream::Config {
             name: names.work_stream(),
-            subjects: vec![names.work_subject()],
+            subjects: vec![names.work_subject("*")],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
@@ -248,18 +250,24 @@ impl Connection {
         })
     }
 
-    /// The durable consumer all workers share.
-    async fn work_consumer(&self) -> Result<consumer::PullConsumer, NatsError> {
+    /// The durable consumer the workers of catalogue `queue` share: they take only the tasks
+    /// of the types they run, with the same input schemas.
+    async fn work_consumer(&self, queue: &str) -> Result<consumer::PullConsumer, NatsError> {
         let stream = self
             .js
             .get_stream(self.names.work_stream())
             .await
             .map_err(|e| setup_error(self.names.work_stream(), e))?;
+        // A work queue allows one consumer per subject: an earlier release's consumer took
+        // every subject. Its tasks were taken or are rerun by their servers.
+        let _ = stream.delete_consumer("workers").await;
+        let name = format!("workers-{queue}");
         stream
             .get_or_create_consumer(
-                "workers",
+                &name,
                 consumer::pull::Config {
-                    durable_name: Some("workers".into()),
+                    durable_name: Some(name.clone()),
+                    filter_subject: self.names.work_subject(queue),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
                     ..Default::default()

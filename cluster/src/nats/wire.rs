@@ -1,6 +1,7 @@
 //! What crosses NATS, as JSON: work items, results, progress, cancels, worker heartbeats and
-//! app servers' reports. Everything is owned and versionless by design: every process of one
-//! cluster runs the same catalogue (checked per task), like Dask's client and workers.
+//! app servers' reports. Everything is owned and versionless by design: a task carries the hash
+//! of its type's input schema, and a worker runs it only with a build of the type that has the
+//! same.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,11 +19,18 @@ pub(crate) struct WorkItem {
     pub task: TaskId,
     pub name: String,
     pub input: Value,
-    /// The submitter's [`crate::Registry::catalogue`].
-    pub catalogue: String,
+    /// The submitter's [`crate::TaskType::schema_hash`] for this task's type.
+    pub schema: String,
     /// The submitter's time limit: its watchdog normally stops the task, but a worker stops
     /// it too (a little later), so a task outlives neither its limit nor a dead server.
     pub time_limit_ms: Option<u64>,
+    /// The submitter's cap on a result's size (JSON bytes).
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+}
+
+fn default_max_output() -> usize {
+    crate::admission::MAX_OUTPUT_BYTES
 }
 
 impl WorkItem {
@@ -73,14 +81,54 @@ pub struct WorkerInfo {
     pub name: String,
     pub host: String,
     pub pid: u32,
-    /// The tasks it can run and the version that runs them.
-    pub catalogue: String,
+    /// The task types it runs, each with its input schema's hash.
+    #[serde(default)]
+    pub types: Vec<TypeAd>,
+    /// The queue it takes tasks from: [`TypeAd::queue`] of `types`.
+    #[serde(default)]
+    pub queue: String,
     /// One entry per worker thread.
     pub threads: Vec<WorkerStats>,
     /// The whole process's CPU and memory.
     pub process: ProcessStats,
     /// When it was written (ms since the Unix epoch).
     pub at_ms: u64,
+}
+
+/// One task type a worker runs, as it advertises it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TypeAd {
+    pub name: String,
+    /// [`crate::TaskType::schema_hash`].
+    pub schema: String,
+}
+
+impl TypeAd {
+    /// Names a catalogue (16 hex digits): workers that run the same types with the same
+    /// schemas share a work queue, and a task goes only to a queue whose catalogue has its
+    /// type and schema.
+    pub fn queue(types: &[Self]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut sorted: Vec<String> = types
+            .iter()
+            .map(|t| format!("{}:{}", t.name, t.schema))
+            .collect();
+        sorted.sort();
+        let digest = Sha256::digest(sorted.join(",").as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Every type of `registry`.
+    pub fn all(registry: &crate::Registry) -> Vec<Self> {
+        registry
+            .types()
+            .iter()
+            .map(|t| Self {
+                name: t.name().to_owned(),
+                schema: t.schema_hash().to_owned(),
+            })
+            .collect()
+    }
 }
 
 /// An app server's view of its own work, published once a second for the cluster's dashboard.
@@ -105,10 +153,11 @@ mod tests {
             server: "web-1".into(),
             boot: 7,
             task: TaskId(42),
-            name: "fibonacci".into(),
+            name: "primes".into(),
             input: Value::from(30),
-            catalogue: "c".into(),
+            schema: "c".into(),
             time_limit_ms: Some(300_000),
+            max_output_bytes: 1 << 20,
         };
         let back: WorkItem = serde_json::from_slice(&serde_json::to_vec(&item).unwrap()).unwrap();
         assert_eq!(back, item);

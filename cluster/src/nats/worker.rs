@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::wire::{CancelItem, ProgressItem, ResultItem, WorkItem, WorkerInfo};
+use super::wire::{CancelItem, ProgressItem, ResultItem, TypeAd, WorkItem, WorkerInfo};
 use super::{
     Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
 };
@@ -55,11 +55,19 @@ pub struct NatsWorker {
     storing: JoinHandle<()>,
 }
 
+/// Workers started in this process so far.
+static NEXT_IN_PROCESS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 pub(crate) struct State {
+    /// Its name in the cluster: `host-pid`, and `host-pid-k` for the k-th more worker of one
+    /// process (tests start several), so heartbeats never overwrite each other.
+    name: String,
     conn: Connection,
     work: PullConsumer,
     registry: Registry,
-    catalogue: String,
+    /// What it advertises: its types, and the queue of its catalogue.
+    types: Vec<TypeAd>,
+    queue: String,
     /// Running tasks' cancel flags, by task key.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// The latest start of each app server heard of: tasks of its earlier starts are stale.
@@ -149,14 +157,21 @@ impl NatsWorker {
     pub async fn start(config: WorkerConfig, registry: Registry) -> Result<Self, NatsError> {
         let names = Names::new(&config.prefix)?;
         let conn = Connection::open(&config.url, names, "worker").await?;
-        let work = conn.work_consumer().await?;
+        let types = TypeAd::all(&registry);
+        let queue = TypeAd::queue(&types);
+        let work = conn.work_consumer(&queue).await?;
         let threads = config.threads.max(1);
         let (finished, to_store) = mpsc::unbounded_channel();
         let state = Arc::new(State {
+            name: match NEXT_IN_PROCESS.fetch_add(1, Ordering::Relaxed) {
+                0 => this_process().name.clone(),
+                k => format!("{}-{k}", this_process().name),
+            },
             conn,
             work,
-            catalogue: registry.catalogue(),
             registry,
+            types,
+            queue,
             running: Mutex::new(HashMap::new()),
             latest_boot: Mutex::new(HashMap::new()),
             early_cancels: Mutex::new((VecDeque::new(), HashSet::new())),
@@ -181,9 +196,9 @@ impl NatsWorker {
         let storing = tokio::spawn(state.clone().publish_results(to_store));
         let pulling = tokio::spawn(state.clone().pull(threads, finished));
         tracing::info!(
-            worker = %this_process().name,
+            worker = %state.name,
             threads,
-            catalogue = %state.catalogue,
+            types = ?state.registry.types().iter().map(|t| t.name()).collect::<Vec<_>>(),
             "worker joined the cluster"
         );
         Ok(Self {
@@ -197,7 +212,7 @@ impl NatsWorker {
 
     /// This worker's name in the cluster (`host-pid`).
     pub fn name(&self) -> &str {
-        &this_process().name
+        &self.state.name
     }
 
     /// A client that sees this worker process's threads (for its ops endpoints); it submits
@@ -226,9 +241,9 @@ impl NatsWorker {
         self.heartbeat.abort();
         self.cancels.abort();
         self.storing.abort();
-        let _ = self.state.conn.workers.delete(&this_process().name).await;
+        let _ = self.state.conn.workers.delete(&self.state.name).await;
         let _ = self.state.conn.client.flush().await;
-        tracing::info!(worker = %this_process().name, "worker left the cluster");
+        tracing::info!(worker = %self.state.name, "worker left the cluster");
     }
 }
 
@@ -261,7 +276,7 @@ impl State {
         ClusterStats {
             at_ms,
             processes: vec![WorkerProcess::of(
-                me.name.clone(),
+                self.name.clone(),
                 me.host.clone(),
                 me.pid,
                 &threads,
@@ -289,10 +304,11 @@ impl State {
 
     async fn beat(&self) {
         let info = WorkerInfo {
-            name: this_process().name.clone(),
+            name: self.name.clone(),
             host: this_process().host.clone(),
             pid: this_process().pid,
-            catalogue: self.catalogue.clone(),
+            types: self.types.clone(),
+            queue: self.queue.clone(),
             threads: self.threads.lock().clone(),
             process: self.probe.lock().sample(),
             at_ms: now_ms(),
@@ -300,12 +316,7 @@ impl State {
         let Ok(value) = serde_json::to_vec(&info) else {
             return;
         };
-        if let Err(error) = self
-            .conn
-            .workers
-            .put(&this_process().name, value.into())
-            .await
-        {
+        if let Err(error) = self.conn.workers.put(&self.name, value.into()).await {
             tracing::warn!(%error, "heartbeat not written");
         }
     }
@@ -464,7 +475,7 @@ impl State {
         let superseded = !self.newer_boot(&item.server, item.boot);
         let outcome = match refusal(
             &item,
-            &self.catalogue,
+            &self.registry,
             delivery.delivered,
             early_cancel || superseded,
         ) {
@@ -478,7 +489,7 @@ impl State {
                 boot: item.boot,
                 task: item.task,
                 outcome,
-                worker: this_process().name.clone(),
+                worker: self.name.clone(),
             },
             delivery,
         }
@@ -547,6 +558,7 @@ impl State {
         let (progress_tx, mut progress) = watch::channel(0.0);
         let registry = self.registry.clone();
         let (name, input) = (item.name.clone(), item.input.clone());
+        let max_output = item.max_output_bytes;
         let flag = cancel.clone();
         let started = Instant::now();
         let (done, mut job) = oneshot::channel();
@@ -555,7 +567,7 @@ impl State {
                 progress_tx.send_replace(fraction);
             };
             let ctx = TaskContext::new(&flag, &publish);
-            let _ = done.send(run_caught(&registry, &name, input, &ctx));
+            let _ = done.send(run_caught(&registry, &name, input, &ctx, max_output));
         });
         if self.runners[slot].send(work).is_err() {
             return Err(TaskError::Lost("its worker thread is gone".into()));
@@ -621,14 +633,23 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// Why a worker must not run a delivered task, if it must not.
 fn refusal(
     item: &WorkItem,
-    catalogue: &str,
+    registry: &Registry,
     delivered: i64,
     cancelled_early: bool,
 ) -> Option<TaskError> {
-    if item.catalogue != catalogue {
+    let name = &item.name;
+    let ours = registry.get(name).map(|t| t.schema_hash());
+    if ours.is_none() {
         Some(TaskError::Failed(format!(
-            "the workers run task catalogue {catalogue:?} but the app server submitted for {:?}: run the same Offload version everywhere",
-            item.catalogue
+            "the worker {} does not run {name}: build it from the same tasks as the app server",
+            this_process().name
+        )))
+    } else if ours != Some(item.schema.as_str()) {
+        Some(TaskError::Failed(format!(
+            "the worker {} runs another version of {name} (input schema {}, the app server's is {}): build it from the same tasks as the app server",
+            this_process().name,
+            ours.unwrap_or_default(),
+            item.schema
         )))
     } else if delivered > MAX_DELIVERIES {
         Some(TaskError::Lost(format!(
@@ -655,28 +676,66 @@ mod tests {
         assert!(!superseded("other.5.9", "web", 6));
     }
 
+    /// Echoes its number.
+    struct Echo;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    struct Number {
+        x: u32,
+    }
+
+    impl crate::Task for Echo {
+        const NAME: &'static str = "echo";
+        const TITLE: &'static str = "Echo";
+        const DESCRIPTION: &'static str = "Its input.";
+        type Input = Number;
+        type Output = u32;
+        fn summary(_: &Number, output: &u32) -> String {
+            output.to_string()
+        }
+        fn run(input: Number, _: &crate::TaskContext<'_>) -> Result<u32, TaskError> {
+            Ok(input.x)
+        }
+    }
+
     #[test]
-    fn workers_refuse_other_catalogues_fourth_deliveries_and_cancelled_tasks() {
+    fn workers_refuse_other_types_and_schemas_fourth_deliveries_and_cancelled_tasks() {
+        let registry = Registry::empty().register::<Echo>();
+        let ours = registry.first().unwrap().schema_hash().to_owned();
         let item = WorkItem {
             server: "s".into(),
             boot: 1,
             task: TaskId(1),
-            name: "fibonacci".into(),
-            input: 10.into(),
-            catalogue: "v1".into(),
+            name: "echo".into(),
+            input: serde_json::json!({"x": 10}),
+            schema: ours.clone(),
             time_limit_ms: None,
+            max_output_bytes: 1 << 20,
         };
-        assert_eq!(refusal(&item, "v1", 1, false), None);
-        assert_eq!(refusal(&item, "v1", 3, false), None);
+        assert_eq!(refusal(&item, &registry, 1, false), None);
+        assert_eq!(refusal(&item, &registry, 3, false), None);
         assert_eq!(
-            refusal(&item, "v1", 4, false).map(|e| e.to_string()),
+            refusal(&item, &registry, 4, false).map(|e| e.to_string()),
             Some("lost: its worker died 3 times".into())
         );
-        assert_eq!(refusal(&item, "v1", 1, true), Some(TaskError::Cancelled));
-        let other = refusal(&item, "v2", 1, false).unwrap().to_string();
-        assert!(
-            other.contains("\"v2\"") && other.contains("\"v1\""),
-            "{other}"
+        assert_eq!(
+            refusal(&item, &registry, 1, true),
+            Some(TaskError::Cancelled)
         );
+        let other = WorkItem {
+            schema: "0123456789abcdef".into(),
+            ..item.clone()
+        };
+        let message = refusal(&other, &registry, 1, false).unwrap().to_string();
+        assert!(
+            message.contains("another version of echo") && message.contains(&ours),
+            "{message}"
+        );
+        let unknown = WorkItem {
+            name: "mystery".into(),
+            ..item
+        };
+        let message = refusal(&unknown, &registry, 1, false).unwrap().to_string();
+        assert!(message.contains("does not run mystery"), "{message}");
     }
 }

@@ -221,6 +221,8 @@ async fn sample(
                 wait_ms: g.wait_ms,
                 compute_ms: g.compute_ms,
                 output_bytes: g.output_bytes,
+                p50_ms: g.percentile(0.5),
+                p99_ms: g.percentile(0.99),
             })
             .collect();
         let frame = DashboardFrame {
@@ -377,7 +379,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn frames_flow_to_a_page_that_subscribes_long_after_start() {
-        let cluster = cluster::EmbeddedCluster::start(cluster::ClusterConfig::default()).unwrap();
+        let cluster = cluster::EmbeddedCluster::start(
+            cluster::ClusterConfig::default(),
+            cluster::Registry::empty(),
+        )
+        .unwrap();
         let feed = DashboardFeed::start(cluster.client(), Duration::from_millis(10), false);
         // Several sampling periods pass with no page open (the clock is paused: no real wait).
         for _ in 0..5 {

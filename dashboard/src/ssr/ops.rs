@@ -156,15 +156,15 @@ pub async fn metrics(State(state): State<OpsState>) -> Response {
             (TaskState::Failed, group.failed),
             (TaskState::Cancelled, group.cancelled),
         ] {
-            counter!("offload_tasks_total", "task" => task.clone(), "outcome" => outcome.name())
+            counter!("offload_tasks_total", "task_type" => task.clone(), "outcome" => outcome.name())
                 .absolute(total);
         }
-        counter!("offload_tasks_lost_total", "task" => task.clone()).absolute(group.lost);
+        counter!("offload_tasks_lost_total", "task_type" => task.clone()).absolute(group.lost);
         for (now, count) in [
             (TaskState::Queued, group.queued),
             (TaskState::Running, group.running),
         ] {
-            gauge!("offload_tasks", "task" => task.clone(), "state" => now.name())
+            gauge!("offload_tasks", "task_type" => task.clone(), "state" => now.name())
                 .set(count as f64);
         }
     }

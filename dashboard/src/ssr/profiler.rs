@@ -127,7 +127,7 @@ fn heaviest(stacks: HashMap<Vec<String>, u64>) -> Vec<Stack> {
     stacks
 }
 
-/// `cluster::tasks::fibonacci::naive::h0123456789abcdef` → `cluster::tasks::fibonacci::naive`.
+/// `tasks::primes::sieve::h0123456789abcdef` → `tasks::primes::sieve`.
 fn short_name(name: &str) -> String {
     let name = match name.rsplit_once("::h") {
         Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {

@@ -208,8 +208,8 @@ impl Session {
     pub async fn submit_ok(&self, server: &Server, n: i64) -> u64 {
         let (status, body) = self.submit(server, n).await;
         assert_eq!(status, 200, "submit {n}: {body}");
-        let task: Value = serde_json::from_str(&body).expect("a task as JSON");
-        task["id"].as_u64().expect("a task id")
+        let task: Value = serde_json::from_str(&body).expect("the submission as JSON");
+        task["task"]["id"].as_u64().expect("a task id")
     }
 
     /// Opens the page's event stream.

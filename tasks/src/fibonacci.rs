@@ -5,15 +5,34 @@
 //! their exact call count is added from a table afterwards. So progress is exact, cancellation is
 //! noticed every few tens of microseconds, and the hot path pays nothing for either.
 
-use crate::{Task, TaskContext, TaskError};
+use cluster::{Task, TaskContext, TaskError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The seed's `fibonacci` task.
 pub struct Fibonacci;
 
+/// Largest n accepted: F(94) no longer fits in the `u64` result, and long before that the
+/// naive recursion's running time (×1.618 with every +1) puts the answer out of reach.
+pub const MAX_N: i64 = 93;
+
+/// Which Fibonacci number to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// n
+    ///
+    /// At most 93: fibonacci(94) does not fit in 64 bits, and the naive recursion's time
+    /// grows about 1.6× with every +1.
+    #[schemars(range(min = 0, max = MAX_N), example = 0)]
+    pub n: i64,
+}
+
 impl Fibonacci {
-    /// Largest n accepted: F(94) no longer fits in the `u64` result, and long before that the
-    /// naive recursion's running time (×1.618 with every +1) puts the answer out of reach.
-    pub const MAX_N: i64 = model::fibonacci::MAX_N;
+    /// The input for n.
+    pub fn n(n: i64) -> Input {
+        Input { n }
+    }
 }
 
 /// Calls of the naive recursion a worker is assumed to make per second, for admission's
@@ -26,23 +45,35 @@ const PLAIN_BELOW: u32 = 20;
 
 impl Task for Fibonacci {
     const NAME: &'static str = "fibonacci";
-    type Input = i64;
+    const TITLE: &'static str = "Fibonacci";
+    const DESCRIPTION: &'static str = "fibonacci(n) by the seed's naive recursion: every one of \
+        its 2·F(n+1)−1 calls really happens, so the time grows about 1.6× with every +1 \
+        (n = 32 takes a few milliseconds, n = 45 some seconds). The stand-in for heavy CPU work.";
+    type Input = Input;
     type Output = u64;
 
-    /// The page's own check, with its words.
-    fn validate(n: &i64) -> Result<(), String> {
-        model::fibonacci::validate_n(*n)
-    }
-
     /// Exact in calls (2·F(n+1)−1), converted at [`CALLS_PER_SECOND`].
-    fn expected_duration(n: &i64) -> Option<std::time::Duration> {
-        let n = u32::try_from(*n).ok()?;
+    fn expected_duration(input: &Input) -> Option<std::time::Duration> {
+        let n = u32::try_from(input.n).ok()?;
         Some(std::time::Duration::from_secs_f64(
             calls(n) as f64 / CALLS_PER_SECOND,
         ))
     }
 
-    fn run(n: i64, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+    /// The seed's line: `fibonacci(20)=6765`.
+    fn summary(input: &Input, value: &u64) -> String {
+        format!("fibonacci({})={value}", input.n)
+    }
+
+    /// The seed's form offers n + 1 after each submit.
+    fn next_input(input: &Input) -> Option<Input> {
+        Some(Input {
+            n: input.n.saturating_add(1),
+        })
+    }
+
+    fn run(input: Input, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+        let n = input.n;
         let n = u32::try_from(n).map_err(|_| TaskError::InvalidInput(format!("n = {n}")))?;
         let mut walk = Walk {
             ctx,
@@ -142,30 +173,53 @@ mod tests {
 
     #[test]
     fn the_bound_is_where_u64_ends() {
-        assert!(iterative(Fibonacci::MAX_N as u32) <= u64::MAX as u128);
-        assert!(iterative(Fibonacci::MAX_N as u32 + 1) > u64::MAX as u128);
+        assert!(iterative(MAX_N as u32) <= u64::MAX as u128);
+        assert!(iterative(MAX_N as u32 + 1) > u64::MAX as u128);
         assert!(
-            calls(Fibonacci::MAX_N as u32) > u64::MAX as u128,
+            calls(MAX_N as u32) > u64::MAX as u128,
             "why totals are u128"
         );
     }
 
     #[test]
     fn expected_durations_grow_with_the_call_count() {
-        let secs = |n| Fibonacci::expected_duration(&n).unwrap().as_secs_f64();
+        let secs = |n| {
+            Fibonacci::expected_duration(&Fibonacci::n(n))
+                .unwrap()
+                .as_secs_f64()
+        };
         assert!(secs(30) < 0.01, "fibonacci(30) is short work");
         assert!(secs(40) < 1.0, "fibonacci(40) still fits the short lane");
         assert!(secs(45) > 1.0 && secs(93) > 1e9, "long work is long");
-        assert_eq!(Fibonacci::expected_duration(&-1), None);
+        assert_eq!(Fibonacci::expected_duration(&Fibonacci::n(-1)), None);
     }
 
     #[test]
-    fn validation_explains_the_bound() {
-        assert!(Fibonacci::validate(&0).is_ok());
-        assert!(Fibonacci::validate(&93).is_ok());
-        let err = Fibonacci::validate(&94).unwrap_err();
-        assert!(err.contains("at most 93") && err.contains("1.6×"), "{err}");
-        assert!(Fibonacci::validate(&-1).unwrap_err().contains("0 or more"));
+    fn the_form_states_the_bound_and_the_seed_line_is_kept() {
+        let registry = cluster::Registry::empty().register::<Fibonacci>();
+        let fibonacci = registry.first().unwrap();
+        let form = fibonacci.form(None);
+        assert_eq!(form.fields[0].label, "n");
+        assert_eq!(form.values, ["0"], "the seed's form starts at 0");
+        assert!(form.fields[0].required);
+        assert!(form.fields[0].help.as_deref().unwrap().contains("1.6×"));
+        for (raw, message) in [
+            ("94", "n must be at most 93 (got 94)."),
+            ("-1", "n must be 0 or more (got -1)."),
+            ("", "Enter n: a whole number from 0 to 93."),
+        ] {
+            assert_eq!(
+                fibonacci.from_form([("n", raw)]).unwrap_err().message,
+                message
+            );
+        }
+        let input = fibonacci.from_form([("n", "20")]).unwrap();
+        assert_eq!(
+            fibonacci.summary(&input, &6765.into()),
+            "fibonacci(20)=6765"
+        );
+        assert_eq!(fibonacci.brief(&input), "20");
+        assert_eq!(fibonacci.next_input(&input), serde_json::json!({"n": 21}));
     }
 
     #[test]

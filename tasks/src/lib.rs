@@ -1,0 +1,37 @@
+//! The work Offload ships, one task type per file, and [`registry`]: the one list of them that
+//! every process of a cluster (app servers and NATS workers) is built with.
+//!
+//! Adding a type is a file here and a line in [`registry`]; the page's picker and form, the
+//! cluster, the workers, the database and the dashboard take it from there. See
+//! `docs/your-own-task.md`.
+
+mod fibonacci;
+
+pub use fibonacci::Fibonacci;
+
+use cluster::Registry;
+
+/// Every task type this build runs; the first is the task page's default.
+pub fn registry() -> Registry {
+    Registry::empty().register::<Fibonacci>()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_type_registers_with_a_form_a_title_and_a_description() {
+        let registry = super::registry();
+        assert!(!registry.types().is_empty());
+        for task in registry.types() {
+            assert!(!task.fields().is_empty(), "{}", task.name());
+            assert!(!task.title().is_empty() && task.description().len() > 40);
+            assert!(
+                task.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{}: names go into URLs and subjects",
+                task.name()
+            );
+        }
+    }
+}
