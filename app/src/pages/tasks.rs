@@ -171,6 +171,8 @@ fn FormFields(form: TaskForm, error: Option<(String, String)>) -> impl IntoView 
 #[component]
 fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoView {
     let name = field.name.clone();
+    // A label `for` its control, not around it: a text area's text would join its name.
+    let id = format!("field-{name}");
     let error_id = format!("{name}-error");
     let help_id = format!("{name}-help");
     let described = if field.help.is_some() {
@@ -186,6 +188,7 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
             <input
                 type="number"
                 name=name.clone()
+                id=id.clone()
                 min=min.map(|m| m.to_string())
                 max=max.map(|m| m.to_string())
                 step="1"
@@ -203,6 +206,7 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
             <input
                 type="number"
                 name=name.clone()
+                id=id.clone()
                 min=min.map(number_text)
                 max=max.map(number_text)
                 step="any"
@@ -222,6 +226,7 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
         } => view! {
             <textarea
                 name=name.clone()
+                id=id.clone()
                 maxlength=max_len.map(|m| m.to_string())
                 rows="3"
                 data-expects=expects
@@ -239,6 +244,7 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
             <input
                 type="text"
                 name=name.clone()
+                id=id.clone()
                 maxlength=max_len.map(|m| m.to_string())
                 autocomplete="off"
                 data-expects=expects
@@ -257,7 +263,12 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
                 })
                 .collect_view();
             view! {
-                <select name=name.clone() aria-invalid=invalid aria-describedby=described>
+                <select
+                    name=name.clone()
+                    id=id.clone()
+                    aria-invalid=invalid
+                    aria-describedby=described
+                >
                     {options}
                 </select>
             }
@@ -267,6 +278,7 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
             <input
                 type="checkbox"
                 name=name.clone()
+                id=id.clone()
                 value="true"
                 checked=value == "true"
                 aria-invalid=invalid
@@ -277,10 +289,12 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
     };
     view! {
         <div class="field-group">
-            <label class="field">
-                <span class="field-label">{field.label}</span>
+            <div class="field">
+                <label class="field-label" for=id>
+                    {field.label}
+                </label>
                 {control}
-            </label>
+            </div>
             {field.help.map(|help| view! { <small id=help_id class="field-help">{help}</small> })}
             <p id=error_id class="input-error" role="alert">
                 {message}
