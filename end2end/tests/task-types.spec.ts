@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { type Page, expect, test } from '@playwright/test';
 import { openTaskPage, queueHeading, terminal } from './helpers';
 
 // Journeys of the task types besides the seed's fibonacci (tasks.spec.ts has those): each
@@ -56,4 +56,82 @@ test("another session's task is not found", async ({ page, browser }) => {
   expect(response!.status()).toBe(404);
   await expect(other.getByRole('heading', { name: 'Task not found' })).toBeVisible();
   await other.close();
+});
+
+test.describe('hash-chain', () => {
+  const open = async (page: Page) => {
+    await page.goto('/');
+    await page.getByRole('navigation', { name: 'Task types' }).getByRole('link', { name: 'Hash chain' }).click();
+    await expect(page).toHaveURL(/\?task=hash-chain$/);
+    await expect(page.getByRole('status')).toHaveText('Live');
+  };
+  const fill = async (page: Page, text: string, algorithm: string, rounds: string) => {
+    await page.getByLabel('Text', { exact: true }).fill(text);
+    await page.getByLabel('Algorithm', { exact: true }).selectOption({ label: algorithm });
+    await page.getByLabel('Rounds', { exact: true }).fill(rounds);
+  };
+  const SHA1000 = 'fc8a6b86a13f71cd9a67f558ab6fd82a3dd89186163a017ed8051acf6d3f8f99';
+
+  test('runs from its form: text, a choice and a number; its detail has input and output', async ({ page }) => {
+    await open(page);
+    await fill(page, 'abc', 'SHA-256', '1000');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    const line = terminal(page).getByRole('link', { name: new RegExp(`^sha256×1000\\("abc"\\)=${SHA1000} in`) });
+    await expect(line).toBeVisible();
+    await line.click();
+    await expect(page.getByRole('heading', { level: 1 })).toHaveText(/^Task \d+: hash-chain\(text="abc", algorithm="sha256", rounds=1000\)$/);
+    await expect(page.getByLabel('Output')).toContainText(SHA1000);
+    await expect(page.getByLabel('Input')).toContainText('"rounds": 1000');
+    await page.getByRole('button', { name: 'Run again' }).click();
+    await expect(page).toHaveURL(/\?task=hash-chain$/);
+    await expect(terminal(page).getByRole('link', { name: new RegExp(`^sha256×1000\\("abc"\\)=${SHA1000} in`) })).toHaveCount(2);
+  });
+
+  test('refuses each bad field at the field, in the browser', async ({ page }) => {
+    await open(page);
+    await fill(page, 'abc', 'BLAKE3', '0');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.locator('#rounds-error')).toHaveText('rounds must be 1 or more (got 0).');
+    await page.getByLabel('Rounds', { exact: true }).fill('2.5');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.locator('#rounds-error')).toHaveText('rounds must be a whole number (got "2.5").');
+    await page.getByLabel('Rounds', { exact: true }).fill('10');
+    // Set as a paste or a script would: `maxlength` only stops typing.
+    await page.getByLabel('Text', { exact: true }).evaluate((el: HTMLTextAreaElement) => {
+      el.value = 'x'.repeat(10_001);
+    });
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.locator('#text-error')).toHaveText('text must be at most 10000 characters (got 10001).');
+    await expect(page.locator('#rounds-error')).toBeEmpty();
+    await expect(queueHeading(page)).toHaveText('Task queue: []');
+  });
+
+  test('a click before hydration is submitted once', async ({ page }) => {
+    await page.route('**/pkg/*.wasm', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await route.continue();
+    });
+    await page.goto('/?task=hash-chain');
+    await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
+    await fill(page, 'abc', 'SHA-256', '1000');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(terminal(page)).toContainText(`sha256×1000("abc")=${SHA1000} in`);
+    await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
+    await expect(terminal(page).getByText(`sha256×1000("abc")=${SHA1000}`, { exact: false })).toHaveCount(1);
+  });
+
+  test.describe('without JavaScript', () => {
+    test.use({ javaScriptEnabled: false });
+    test('the form posts and comes back with the task; a refusal comes back at its field', async ({ page }) => {
+      await page.goto('/?task=hash-chain');
+      await fill(page, 'abc', 'BLAKE3', '1');
+      await page.getByRole('button', { name: 'SUBMIT' }).click();
+      await expect(page).toHaveURL(/\?task=hash-chain/);
+      await page.reload();
+      await expect(terminal(page)).toContainText('blake3×1("abc")=6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85 in');
+      await page.getByLabel('Rounds', { exact: true }).fill('500000001');
+      await page.getByRole('button', { name: 'SUBMIT' }).click();
+      await expect(page.locator('#rounds-error')).toHaveText('rounds must be at most 500000000 (got 500000001).');
+    });
+  });
 });

@@ -308,17 +308,20 @@ async fn a_kill_9_loses_nothing_and_shows_every_result_once_in_completion_order(
         events.next().await.expect("a snapshot");
         streams.push(events);
     }
-    for (i, session) in sessions.iter().enumerate() {
-        for _ in 0..10 {
-            ids[i].insert(session.submit_ok(&server, 41).await);
-        }
+    // Two task types: the first session's fibonacci(41), the second's hash chains of about
+    // the same length.
+    const CHAIN: &str = "task=hash-chain&text=crash&algorithm=sha256&rounds=3000000";
+    for _ in 0..10 {
+        ids[0].insert(sessions[0].submit_ok(&server, 41).await);
+        ids[1].insert(sessions[1].submit_form_ok(&server, CHAIN).await);
     }
     // Some finish, some run, some wait: then the server dies.
     streams[0].line(|_| true).await;
     drop(streams);
     let server = server.crash_and_restart().await;
 
-    for (session, ids) in sessions.iter().zip(&ids) {
+    let expected = ["fibonacci(41)=165580141 in ", "sha256×3000000(\"crash\")="];
+    for ((session, ids), expected) in sessions.iter().zip(&ids).zip(expected) {
         let mut events = session.events(&server).await;
         let mut lines: Vec<Value> = Vec::new();
         let snapshot = events.next().await.unwrap();
@@ -340,12 +343,12 @@ async fn a_kill_9_loses_nothing_and_shows_every_result_once_in_completion_order(
         );
         assert_eq!(seen.len(), 10);
         let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
-        assert!(
-            texts
-                .iter()
-                .all(|t| t.starts_with("fibonacci(41)=165580141 in ")),
-            "{texts:?}"
-        );
+        assert!(texts.iter().all(|t| t.starts_with(expected)), "{texts:?}");
+        let results: HashSet<&str> = texts
+            .iter()
+            .map(|t| t.split(" in ").next().unwrap())
+            .collect();
+        assert_eq!(results.len(), 1, "every rerun computes the same: {texts:?}");
         assert!(
             texts.iter().any(|t| t.ends_with("(rerun after a restart)")),
             "the rerun is marked: {texts:?}"

@@ -6,14 +6,18 @@
 //! `docs/your-own-task.md`.
 
 mod fibonacci;
+mod hash_chain;
 
 pub use fibonacci::Fibonacci;
+pub use hash_chain::HashChain;
 
 use cluster::Registry;
 
 /// Every task type this build runs; the first is the task page's default.
 pub fn registry() -> Registry {
-    Registry::empty().register::<Fibonacci>()
+    Registry::empty()
+        .register::<Fibonacci>()
+        .register::<HashChain>()
 }
 
 #[cfg(test)]

@@ -206,8 +206,14 @@ impl Session {
 
     /// Submits fibonacci(n) and returns the task id, failing the test on a refusal.
     pub async fn submit_ok(&self, server: &Server, n: i64) -> u64 {
-        let (status, body) = self.submit(server, n).await;
-        assert_eq!(status, 200, "submit {n}: {body}");
+        self.submit_form_ok(server, &format!("n={n}")).await
+    }
+
+    /// Posts `form` (URL-encoded, `task=…` and the type's fields) as the task page does and
+    /// returns the task id, failing the test on a refusal.
+    pub async fn submit_form_ok(&self, server: &Server, form: &str) -> u64 {
+        let (status, body) = self.post(server, "/api/submit", form).await;
+        assert_eq!(status, 200, "submit {form}: {body}");
         let task: Value = serde_json::from_str(&body).expect("the submission as JSON");
         task["task"]["id"].as_u64().expect("a task id")
     }
