@@ -125,13 +125,68 @@ test.describe('hash-chain', () => {
     test('the form posts and comes back with the task; a refusal comes back at its field', async ({ page }) => {
       await page.goto('/?task=hash-chain');
       await fill(page, 'abc', 'BLAKE3', '1');
-      await page.getByRole('button', { name: 'SUBMIT' }).click();
-      await expect(page).toHaveURL(/\?task=hash-chain/);
+      // The post, then the page it comes back to (the same URL: wait for its load).
+      await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'SUBMIT' }).click()]);
+      await expect(page).toHaveURL(/\?task=hash-chain$/);
       await page.reload();
       await expect(terminal(page)).toContainText('blake3×1("abc")=6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85 in');
       await page.getByLabel('Rounds', { exact: true }).fill('500000001');
       await page.getByRole('button', { name: 'SUBMIT' }).click();
       await expect(page.locator('#rounds-error')).toHaveText('rounds must be at most 500000000 (got 500000001).');
+    });
+  });
+});
+
+test.describe('primes', () => {
+  test('runs from its form with progress, shows its line and its detail', async ({ page }) => {
+    await page.goto('/?task=primes');
+    await expect(page.getByRole('heading', { name: 'Prime count Tasks' })).toBeVisible();
+    await expect(page.getByRole('status')).toHaveText('Live');
+    await page.getByLabel('n', { exact: true }).fill('1000000');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    const line = terminal(page).getByRole('link', { name: /^primes\(1000000\)=78498, largest 999983 in/ });
+    await expect(line).toBeVisible();
+    await line.click();
+    await expect(page.getByLabel('Output')).toContainText('"count": 78498');
+    await expect(page.getByLabel('Output')).toContainText('"largest": 999983');
+  });
+
+  test('a long count shows live progress in the queue and can be cancelled', async ({ page }) => {
+    await page.goto('/?task=primes');
+    await expect(page.getByRole('status')).toHaveText('Live');
+    await page.getByLabel('n', { exact: true }).fill('100000000000');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    const bar = page.getByRole('progressbar', { name: 'primes(100000000000) progress' });
+    await expect(bar).toHaveAttribute('aria-valuenow', /^(?!0\.0$)/);
+    await page.getByRole('button', { name: 'Cancel primes(100000000000)' }).click();
+    await expect(terminal(page)).toContainText('primes(100000000000) cancelled after');
+  });
+
+  test('a click before hydration is submitted once', async ({ page }) => {
+    await page.route('**/pkg/*.wasm', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await route.continue();
+    });
+    await page.goto('/?task=primes');
+    await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
+    await page.getByLabel('n', { exact: true }).fill('100');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(terminal(page)).toContainText('primes(100)=25, largest 97 in');
+    await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
+    await expect(terminal(page).getByText('primes(100)=25', { exact: false })).toHaveCount(1);
+  });
+
+  test.describe('without JavaScript', () => {
+    test.use({ javaScriptEnabled: false });
+    test('the form posts, and a refused n comes back at its field', async ({ page }) => {
+      await page.goto('/?task=primes');
+      await page.getByLabel('n', { exact: true }).fill('1000');
+      await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'SUBMIT' }).click()]);
+      await page.reload();
+      await expect(terminal(page)).toContainText('primes(1000)=168, largest 997 in');
+      await page.getByLabel('n', { exact: true }).fill('100000000001');
+      await page.getByRole('button', { name: 'SUBMIT' }).click();
+      await expect(page.locator('#n-error')).toHaveText('n must be at most 100000000000 (got 100000000001).');
     });
   });
 });

@@ -7,9 +7,11 @@
 
 mod fibonacci;
 mod hash_chain;
+mod primes;
 
 pub use fibonacci::Fibonacci;
 pub use hash_chain::HashChain;
+pub use primes::Primes;
 
 use cluster::Registry;
 
@@ -18,6 +20,7 @@ pub fn registry() -> Registry {
     Registry::empty()
         .register::<Fibonacci>()
         .register::<HashChain>()
+        .register::<Primes>()
 }
 
 #[cfg(test)]
