@@ -708,14 +708,22 @@ impl Core {
         let processes = match self.backend {
             Backend::Embedded => {
                 let me = this_process();
-                vec![WorkerProcess::of(
-                    me.name.clone(),
-                    me.host.clone(),
-                    me.pid,
-                    &inner.slots,
-                    process,
-                    at_ms,
-                )]
+                vec![
+                    WorkerProcess::of(
+                        me.name.clone(),
+                        me.host.clone(),
+                        me.pid,
+                        &inner.slots,
+                        process,
+                        at_ms,
+                    )
+                    .running_types(
+                        self.registry
+                            .types()
+                            .iter()
+                            .map(|t| (t.name(), t.schema_hash())),
+                    ),
+                ]
             }
             Backend::Nats => Vec::new(),
         };

@@ -182,6 +182,10 @@ pub struct WorkerProcess {
     pub tasks_done: u64,
     /// When it last reported (ms since the Unix epoch); now for embedded workers.
     pub heartbeat_ms: u64,
+    /// The task types it runs, each with the first digits of its input schema's hash
+    /// (`primes 3f2a9c1e`): which worker can take which task, in a cluster of mixed builds.
+    #[serde(default)]
+    pub runs: Vec<String>,
 }
 
 impl WorkerProcess {
@@ -207,7 +211,20 @@ impl WorkerProcess {
                 .collect(),
             tasks_done: threads.iter().map(|t| t.tasks_done).sum(),
             heartbeat_ms,
+            runs: Vec::new(),
         }
+    }
+
+    /// The same row, saying which task types it runs.
+    pub fn running_types<'a>(
+        mut self,
+        types: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        self.runs = types
+            .into_iter()
+            .map(|(name, schema)| format!("{name} {}", &schema[..schema.len().min(8)]))
+            .collect();
+        self
     }
 }
 

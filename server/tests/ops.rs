@@ -100,6 +100,20 @@ async fn metrics_pass_promtool_and_show_the_tasks_and_the_json_and_workers_pages
     assert_eq!(identity["backend"], "embedded");
     assert_eq!(identity["workers"][0]["pid"], server.pid());
     assert_eq!(identity["workers"][0]["tasks_done"], 10);
+    // Which task types it runs, each with its schema hash's first digits.
+    let runs: Vec<&str> = identity["workers"][0]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        runs.len() >= 3
+            && runs
+                .iter()
+                .any(|r| r.starts_with("fibonacci ") && r.len() == 18),
+        "{runs:?}"
+    );
 
     let (status, page) = get(server.dashboard_url("/workers")).await;
     assert_eq!(status, 200);
@@ -110,6 +124,10 @@ async fn metrics_pass_promtool_and_show_the_tasks_and_the_json_and_workers_pages
     assert!(
         page.contains(&format!("<td>{}</td>", server.pid())),
         "{page}"
+    );
+    assert!(
+        page.contains(runs[0]),
+        "the page names the types too: {page}"
     );
 
     let (status, health) = get(server.dashboard_url("/health")).await;

@@ -184,42 +184,39 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
     let expects = field.expects();
     let required = field.required;
     let control = match field.kind {
-        FieldKind::Integer { min, max } => view! {
-            <input
-                type="number"
-                name=name.clone()
-                id=id.clone()
-                min=min.map(|m| m.to_string())
-                max=max.map(|m| m.to_string())
-                step="1"
-                inputmode="numeric"
-                autocomplete="off"
-                required=required
-                data-expects=expects
-                aria-invalid=invalid
-                aria-describedby=described
-                value=value
-            />
+        FieldKind::Integer { .. } | FieldKind::Number { .. } => {
+            // Whole numbers step by 1 (a fraction is a step mismatch); numbers by anything.
+            let (min, max, step, mode) = match field.kind {
+                FieldKind::Integer { min, max } => (
+                    min.map(|m| m.to_string()),
+                    max.map(|m| m.to_string()),
+                    "1",
+                    "numeric",
+                ),
+                FieldKind::Number { min, max } => {
+                    (min.map(number_text), max.map(number_text), "any", "decimal")
+                }
+                _ => unreachable!("matched above"),
+            };
+            view! {
+                <input
+                    type="number"
+                    name=name.clone()
+                    id=id.clone()
+                    min=min
+                    max=max
+                    step=step
+                    inputmode=mode
+                    autocomplete="off"
+                    required=required
+                    data-expects=expects
+                    aria-invalid=invalid
+                    aria-describedby=described
+                    value=value
+                />
+            }
+            .into_any()
         }
-        .into_any(),
-        FieldKind::Number { min, max } => view! {
-            <input
-                type="number"
-                name=name.clone()
-                id=id.clone()
-                min=min.map(number_text)
-                max=max.map(number_text)
-                step="any"
-                inputmode="decimal"
-                autocomplete="off"
-                required=required
-                data-expects=expects
-                aria-invalid=invalid
-                aria-describedby=described
-                value=value
-            />
-        }
-        .into_any(),
         FieldKind::Text {
             max_len,
             multiline: true,

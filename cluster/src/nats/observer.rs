@@ -159,6 +159,7 @@ impl Observer {
                     w.process,
                     w.at_ms,
                 )
+                .running_types(w.types.iter().map(|t| (t.name.as_str(), t.schema.as_str())))
             })
             .collect();
         ClusterStats {

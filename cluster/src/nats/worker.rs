@@ -275,14 +275,21 @@ impl State {
         };
         ClusterStats {
             at_ms,
-            processes: vec![WorkerProcess::of(
-                self.name.clone(),
-                me.host.clone(),
-                me.pid,
-                &threads,
-                process,
-                at_ms,
-            )],
+            processes: vec![
+                WorkerProcess::of(
+                    self.name.clone(),
+                    me.host.clone(),
+                    me.pid,
+                    &threads,
+                    process,
+                    at_ms,
+                )
+                .running_types(
+                    self.types
+                        .iter()
+                        .map(|t| (t.name.as_str(), t.schema.as_str())),
+                ),
+            ],
             workers: threads,
             totals,
             queue_capacity: 0,

@@ -298,6 +298,7 @@ pub async fn workers(State(state): State<OpsState>) -> Html<String> {
                     <td>{format!("{:.1} MB", w.memory_bytes as f64 / 1e6)}</td>
                     <td>{running}</td>
                     <td>{w.tasks_done}</td>
+                    <td>{w.runs.join(", ")}</td>
                     <td>{format!("{age:.1} s ago")}</td>
                 </tr>
             }
@@ -312,7 +313,7 @@ pub async fn workers(State(state): State<OpsState>) -> Html<String> {
                     <tr>
                         <th>"worker"</th><th>"host"</th><th>"pid"</th><th>"threads"</th>
                         <th>"CPU %"</th><th>"memory"</th><th>"running"</th><th>"done"</th>
-                        <th>"last heartbeat"</th>
+                        <th>"task types (schema)"</th><th>"last heartbeat"</th>
                     </tr>
                 </thead>
                 <tbody>{rows}</tbody>
