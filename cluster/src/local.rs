@@ -41,6 +41,8 @@ fn run(core: &Core, slot: usize, mut job: Job) {
             input,
             &ctx,
             core.limits.max_output_bytes,
+            // Checked by this scheduler when it was submitted.
+            true,
         )
     };
     let compute_ms = millis(started.elapsed());

@@ -189,8 +189,6 @@ pub struct TaskType {
     name: &'static str,
     title: &'static str,
     description: &'static str,
-    input_schema: Value,
-    output_schema: Value,
     schema_hash: String,
     fields: Vec<Field>,
     defaults: Map<String, Value>,
@@ -224,24 +222,23 @@ impl TaskType {
             name: T::NAME,
             title: T::TITLE,
             description: T::DESCRIPTION,
-            output_schema: schema_for::<T::Output>(),
-            input_schema,
             schema_hash,
             fields,
             defaults,
             run: run_erased::<T>,
+            // Decoded from a borrowed `Value`: no copy of the input on the submit path.
             admit: |input| {
-                let input = decode::<T>(input.clone()).map_err(|e| e.to_string())?;
+                let input = T::Input::deserialize(input).map_err(|e| e.to_string())?;
                 T::validate(&input)?;
                 Ok(T::expected_duration(&input))
             },
             summary: |input, output| {
-                let input = serde_json::from_value(input.clone()).ok()?;
-                let output = serde_json::from_value(output.clone()).ok()?;
+                let input = T::Input::deserialize(input).ok()?;
+                let output = T::Output::deserialize(output).ok()?;
                 Some(T::summary(&input, &output))
             },
             next_input: |input| {
-                let input = serde_json::from_value(input.clone()).ok()?;
+                let input = T::Input::deserialize(input).ok()?;
                 serde_json::to_value(T::next_input(&input)?).ok()
             },
         })
@@ -257,15 +254,6 @@ impl TaskType {
 
     pub fn description(&self) -> &'static str {
         self.description
-    }
-
-    /// The input's JSON Schema, as `schemars` derives it.
-    pub fn input_schema(&self) -> &Value {
-        &self.input_schema
-    }
-
-    pub fn output_schema(&self) -> &Value {
-        &self.output_schema
     }
 
     /// Identifies the input schema (16 hex digits of its SHA-256): a worker runs a task only
@@ -390,21 +378,23 @@ impl Registry {
         self.types.first()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
+    /// Runs task `name`. `checked`: this process's scheduler checked the input when it was
+    /// submitted (embedded workers); a NATS worker checks it again, since over the network it
+    /// cannot trust that the submitter did.
     pub(crate) fn run(
         &self,
         name: &str,
         input: Value,
         ctx: &TaskContext<'_>,
+        checked: bool,
     ) -> Result<Value, TaskError> {
         match self.get(name) {
             Some(task) => {
-                // Workers check too: over the network they cannot trust that the submitter did.
-                schema::check(&task.fields, &input)
-                    .map_err(|e| TaskError::InvalidInput(e.message))?;
+                if !checked {
+                    schema::check(&task.fields, &input)
+                        .map_err(|e| TaskError::InvalidInput(e.message))?;
+                    (task.admit)(&input).map_err(TaskError::InvalidInput)?;
+                }
                 (task.run)(input, ctx)
             }
             None => Err(TaskError::Failed(format!("unknown task {name:?}"))),
@@ -418,7 +408,6 @@ fn decode<T: Task>(input: Value) -> Result<T::Input, TaskError> {
 
 fn run_erased<T: Task>(input: Value, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
     let input = decode::<T>(input)?;
-    T::validate(&input).map_err(TaskError::InvalidInput)?;
     let output = T::run(input, ctx)?;
     serde_json::to_value(output).map_err(|e| TaskError::Failed(format!("output: {e}")))
 }
@@ -527,24 +516,29 @@ mod tests {
         let registry = Registry::empty().register::<Double>();
         let x = |x: Value| serde_json::json!({ "x": x });
         assert!(matches!(
-            Registry::empty().run("double", x(1.into()), &ctx),
+            Registry::empty().run("double", x(1.into()), &ctx, false),
             Err(TaskError::Failed(m)) if m.contains("unknown task")
         ));
         assert!(matches!(
-            registry.run("double", x("ten".into()), &ctx),
+            registry.run("double", x("ten".into()), &ctx, false),
             Err(TaskError::InvalidInput(m)) if m.contains("whole number")
         ));
         assert!(matches!(
-            registry.run("double", x(1000.into()), &ctx),
+            registry.run("double", x(1000.into()), &ctx, false),
             Err(TaskError::InvalidInput(m)) if m.contains("at most 999")
         ));
         assert!(matches!(
-            registry.run("double", x(13.into()), &ctx),
+            registry.run("double", x(13.into()), &ctx, false),
             Err(TaskError::InvalidInput(m)) if m.contains("bad luck")
         ));
         assert_eq!(
-            registry.run("double", x(10.into()), &ctx),
+            registry.run("double", x(10.into()), &ctx, false),
             Ok(Value::from(20))
+        );
+        assert_eq!(
+            registry.run("double", x(13.into()), &ctx, true),
+            Ok(Value::from(26)),
+            "checked at submit: not checked again"
         );
     }
 

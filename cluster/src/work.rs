@@ -14,14 +14,16 @@ pub(crate) type Reply = Result<Value, TaskError>;
 
 /// Runs task `name` on this thread; a panic becomes [`TaskError::Panicked`] and the thread
 /// carries on. A result of more than `max_output` bytes (as JSON) becomes a failure.
+/// `checked`: see [`Registry::run`].
 pub(crate) fn run_caught(
     registry: &Registry,
     name: &str,
     input: Value,
     ctx: &TaskContext<'_>,
     max_output: usize,
+    checked: bool,
 ) -> Reply {
-    let output = catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx)))
+    let output = catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx, checked)))
         .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))?;
     let bytes = json_len(&output);
     if bytes > max_output {

@@ -269,23 +269,6 @@ pub struct TaskForm {
     pub values: Vec<String>,
 }
 
-impl TaskForm {
-    /// Checks every field as typed; the first refusal, at its field.
-    pub fn parse(&self, raw: &[String]) -> Result<(), FieldError> {
-        for (field, raw) in self.fields.iter().zip(raw) {
-            let raw = match field.kind {
-                // A browser posts an unticked box as nothing at all.
-                FieldKind::Toggle if raw == "false" => None,
-                _ => Some(raw.as_str()),
-            };
-            field
-                .parse(raw)
-                .map_err(|message| FieldError::at(&field.name, message))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,19 +403,5 @@ mod tests {
         ] {
             assert_eq!(number_text(x), text, "{x}");
         }
-    }
-
-    #[test]
-    fn a_form_reports_its_first_refusal_at_its_field() {
-        let form = TaskForm {
-            fields: vec![integer(0, 9), integer(0, 9)],
-            values: vec![],
-            ..TaskForm::default()
-        };
-        assert_eq!(form.parse(&["1".into(), "2".into()]), Ok(()));
-        assert_eq!(
-            form.parse(&["1".into(), "12".into()]),
-            Err(FieldError::at("n", "n must be at most 9 (got 12)."))
-        );
     }
 }

@@ -574,7 +574,7 @@ impl State {
                 progress_tx.send_replace(fraction);
             };
             let ctx = TaskContext::new(&flag, &publish);
-            let _ = done.send(run_caught(&registry, &name, input, &ctx, max_output));
+            let _ = done.send(run_caught(&registry, &name, input, &ctx, max_output, false));
         });
         if self.runners[slot].send(work).is_err() {
             return Err(TaskError::Lost("its worker thread is gone".into()));
