@@ -29,16 +29,15 @@ pub(crate) fn start_threads(
     Ok(())
 }
 
-fn run(core: &Core, slot: usize, mut job: Job) {
+fn run(core: &Core, slot: usize, job: Job) {
     let started = Instant::now();
-    let input = std::mem::take(&mut job.input);
     let outcome = {
         let publish = |fraction: f64| core.progress(slot, &job, fraction);
         let ctx = TaskContext::new(job.cancel.as_atomic(), &publish);
         run_caught(
             &core.registry,
             &job.name,
-            input,
+            &job.input,
             &ctx,
             core.limits.max_output_bytes,
             // Checked by this scheduler when it was submitted.

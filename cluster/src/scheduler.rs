@@ -72,7 +72,8 @@ impl CancelFlag {
 pub(crate) struct Job {
     pub id: TaskId,
     pub name: Arc<str>,
-    pub input: Value,
+    /// Shared with the task's [`TaskInfo`]: the submit path never copies it.
+    pub input: Arc<Value>,
     pub submitter: Submitter,
     queued_at: Instant,
     cost: Cost,
@@ -324,6 +325,7 @@ impl Core {
         }
         let id = TaskId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let input_bytes = json_len(&input);
+        let input = Arc::new(input);
         let name: Arc<str> = Arc::from(name);
         let (reply_tx, reply_rx) = oneshot::channel();
         let (progress_tx, progress_rx) = watch::channel(0.0);

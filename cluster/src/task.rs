@@ -128,7 +128,7 @@ pub struct TaskInfo {
     pub id: TaskId,
     /// The task's [`Task::NAME`].
     pub task: String,
-    pub input: Value,
+    pub input: Arc<Value>,
     pub submitter: Submitter,
     pub state: crate::TaskState,
     /// The worker running it, once started.
@@ -181,7 +181,7 @@ impl<'a> TaskContext<'a> {
     }
 }
 
-type Runner = fn(Value, &TaskContext<'_>) -> Result<Value, TaskError>;
+type Runner = fn(&Value, &TaskContext<'_>) -> Result<Value, TaskError>;
 
 /// A registered task type, known by name: what the page, the scheduler and the workers need of
 /// it without knowing its Rust type.
@@ -384,16 +384,16 @@ impl Registry {
     pub(crate) fn run(
         &self,
         name: &str,
-        input: Value,
+        input: &Value,
         ctx: &TaskContext<'_>,
         checked: bool,
     ) -> Result<Value, TaskError> {
         match self.get(name) {
             Some(task) => {
                 if !checked {
-                    schema::check(&task.fields, &input)
+                    schema::check(&task.fields, input)
                         .map_err(|e| TaskError::InvalidInput(e.message))?;
-                    (task.admit)(&input).map_err(TaskError::InvalidInput)?;
+                    (task.admit)(input).map_err(TaskError::InvalidInput)?;
                 }
                 (task.run)(input, ctx)
             }
@@ -402,12 +402,8 @@ impl Registry {
     }
 }
 
-fn decode<T: Task>(input: Value) -> Result<T::Input, TaskError> {
-    serde_json::from_value(input).map_err(|e| TaskError::InvalidInput(e.to_string()))
-}
-
-fn run_erased<T: Task>(input: Value, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
-    let input = decode::<T>(input)?;
+fn run_erased<T: Task>(input: &Value, ctx: &TaskContext<'_>) -> Result<Value, TaskError> {
+    let input = T::Input::deserialize(input).map_err(|e| TaskError::InvalidInput(e.to_string()))?;
     let output = T::run(input, ctx)?;
     serde_json::to_value(output).map_err(|e| TaskError::Failed(format!("output: {e}")))
 }
@@ -516,27 +512,27 @@ mod tests {
         let registry = Registry::empty().register::<Double>();
         let x = |x: Value| serde_json::json!({ "x": x });
         assert!(matches!(
-            Registry::empty().run("double", x(1.into()), &ctx, false),
+            Registry::empty().run("double", &x(1.into()), &ctx, false),
             Err(TaskError::Failed(m)) if m.contains("unknown task")
         ));
         assert!(matches!(
-            registry.run("double", x("ten".into()), &ctx, false),
+            registry.run("double", &x("ten".into()), &ctx, false),
             Err(TaskError::InvalidInput(m)) if m.contains("whole number")
         ));
         assert!(matches!(
-            registry.run("double", x(1000.into()), &ctx, false),
+            registry.run("double", &x(1000.into()), &ctx, false),
             Err(TaskError::InvalidInput(m)) if m.contains("at most 999")
         ));
         assert!(matches!(
-            registry.run("double", x(13.into()), &ctx, false),
+            registry.run("double", &x(13.into()), &ctx, false),
             Err(TaskError::InvalidInput(m)) if m.contains("bad luck")
         ));
         assert_eq!(
-            registry.run("double", x(10.into()), &ctx, false),
+            registry.run("double", &x(10.into()), &ctx, false),
             Ok(Value::from(20))
         );
         assert_eq!(
-            registry.run("double", x(13.into()), &ctx, true),
+            registry.run("double", &x(13.into()), &ctx, true),
             Ok(Value::from(26)),
             "checked at submit: not checked again"
         );

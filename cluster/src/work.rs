@@ -18,7 +18,7 @@ pub(crate) type Reply = Result<Value, TaskError>;
 pub(crate) fn run_caught(
     registry: &Registry,
     name: &str,
-    input: Value,
+    input: &Value,
     ctx: &TaskContext<'_>,
     max_output: usize,
     checked: bool,

@@ -310,14 +310,13 @@ impl Dispatch {
 
     /// One slot: hands `job` to the workers, relays its progress and cancel, and ends it
     /// with its result, or as lost when none comes before the deadline.
-    async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, mut job: Job) {
+    async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, job: Job) {
         let started = Instant::now();
-        let input = std::mem::take(&mut job.input);
-        let outcome = self.remote(&core, slot, &job, input).await;
+        let outcome = self.remote(&core, slot, &job, job.input.clone()).await;
         core.finish(slot, job, outcome, millis(started.elapsed()));
     }
 
-    async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Value) -> Reply {
+    async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Arc<Value>) -> Reply {
         let (done, mut result) = oneshot::channel();
         let (progress, mut progress_rx) = watch::channel(0.0);
         self.waiting

@@ -18,7 +18,7 @@ pub(crate) struct WorkItem {
     pub boot: u64,
     pub task: TaskId,
     pub name: String,
-    pub input: Value,
+    pub input: std::sync::Arc<Value>,
     /// The submitter's [`crate::TaskType::schema_hash`] for this task's type.
     pub schema: String,
     /// The submitter's time limit: its watchdog normally stops the task, but a worker stops
@@ -154,7 +154,7 @@ mod tests {
             boot: 7,
             task: TaskId(42),
             name: "primes".into(),
-            input: Value::from(30),
+            input: Value::from(30).into(),
             schema: "c".into(),
             time_limit_ms: Some(300_000),
             max_output_bytes: 1 << 20,

@@ -574,7 +574,9 @@ impl State {
                 progress_tx.send_replace(fraction);
             };
             let ctx = TaskContext::new(&flag, &publish);
-            let _ = done.send(run_caught(&registry, &name, input, &ctx, max_output, false));
+            let _ = done.send(run_caught(
+                &registry, &name, &input, &ctx, max_output, false,
+            ));
         });
         if self.runners[slot].send(work).is_err() {
             return Err(TaskError::Lost("its worker thread is gone".into()));
@@ -714,7 +716,7 @@ mod tests {
             boot: 1,
             task: TaskId(1),
             name: "echo".into(),
-            input: serde_json::json!({"x": 10}),
+            input: serde_json::json!({"x": 10}).into(),
             schema: ours.clone(),
             time_limit_ms: None,
             max_output_bytes: 1 << 20,
