@@ -119,6 +119,7 @@ pub async fn load_task_detail(id: u64) -> Result<TaskDetail, AppError> {
         task: record.task_type,
         input: pretty(&record.input),
         output: record.output.as_ref().map(pretty),
+        output_media: record.output_media,
         outcome: record.outcome,
         line: record.line,
         submitted_at_ms: record.submitted_at_ms,

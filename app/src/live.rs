@@ -139,6 +139,7 @@ mod tests {
                 task: 7,
                 outcome: Outcome::Finished,
                 text: "t(7)=13 in 0.001sec (rerun after a restart)".into(),
+                image: false,
             };
             store.apply(PageUpdate::Restarting, 0.0);
             assert_eq!(store.connection.get_untracked(), Connection::Restarting);
@@ -166,6 +167,7 @@ mod tests {
                 task: 1,
                 outcome: Outcome::Finished,
                 text: "t(1)=1 in 0.001sec".into(),
+                image: false,
             };
             store.apply(PageUpdate::Done(line.clone()), 0.0);
             store.apply(PageUpdate::Done(line), 0.0); // a duplicate after a resync
@@ -183,6 +185,7 @@ mod tests {
                     task: 3,
                     outcome: Outcome::Finished,
                     text: "t(3)=2 in 0.001sec".into(),
+                    image: false,
                 }),
                 0.0,
             );

@@ -46,6 +46,7 @@
 //! ```
 
 mod admission;
+mod binary;
 mod client;
 mod embedded;
 mod event;
@@ -60,6 +61,7 @@ mod task;
 mod work;
 
 pub use admission::{ClusterConfig, MAX_OUTPUT_BYTES};
+pub use binary::Binary;
 pub use client::{CancelError, Client, Handle, SubmitError, TaskHandle};
 pub use embedded::EmbeddedCluster;
 pub use event::{ClusterEvent, EventKind, TaskState};

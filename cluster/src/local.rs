@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::TaskContext;
 use crate::scheduler::{Core, Job, SpawnError, millis, spawn};
-use crate::work::{record_duration, run_caught};
+use crate::work::{OutputLimit, record_duration, run_caught};
 
 /// Starts worker threads for slots `0..threads` of `core`; each runs until shutdown.
 pub(crate) fn start_threads(
@@ -39,7 +39,7 @@ fn run(core: &Core, slot: usize, job: Job) {
             &job.name,
             &job.input,
             &ctx,
-            core.limits.max_output_bytes,
+            OutputLimit::flag(core.limits.max_output_bytes),
             // Checked by this scheduler when it was submitted.
             true,
         )

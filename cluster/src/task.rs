@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::schema;
+use crate::{Binary, schema};
 use model::form::{Field, FieldError, TaskForm, TaskTypeInfo};
 
 /// A kind of work the cluster can run: one file in the `tasks` crate and one line in its
@@ -191,6 +191,8 @@ pub struct TaskType {
     description: &'static str,
     schema_hash: String,
     fields: Vec<Field>,
+    /// The output's [`Binary`] field, if it has one.
+    binary_field: Option<String>,
     defaults: Map<String, Value>,
     run: Runner,
     /// Decodes an input that passed the fields' checks, applies [`Task::validate`] and
@@ -214,6 +216,7 @@ impl TaskType {
         let input_schema = schema_for::<T::Input>();
         let fields = schema::fields(&input_schema)?;
         let defaults = schema::defaults(&input_schema);
+        let binary_field = binary_field(&schema_for::<T::Output>())?;
         let schema_hash = {
             let digest = Sha256::digest(input_schema.to_string().as_bytes());
             digest[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -225,6 +228,7 @@ impl TaskType {
             schema_hash,
             fields,
             defaults,
+            binary_field,
             run: run_erased::<T>,
             // Decoded from a borrowed `Value`: no copy of the input on the submit path.
             admit: |input| {
@@ -318,9 +322,43 @@ impl TaskType {
             .unwrap_or_else(|| format!("{}({})={output}", self.name, self.brief(input)))
     }
 
+    /// Takes the bytes out of an output that has a [`Binary`] field, leaving their media type
+    /// and size in its place (the form the output is stored and shown in).
+    pub fn take_binary(&self, output: &mut Value) -> Result<Option<Binary>, String> {
+        let Some(field) = self.binary_field.as_deref() else {
+            return Ok(None);
+        };
+        let Some(slot) = output.get_mut(field) else {
+            return Ok(None);
+        };
+        let Value::String(url) = slot.take() else {
+            return Err(format!("the output's {field:?} is not a data: URL"));
+        };
+        let binary = Binary::from_data_url(&url)?;
+        *slot = binary.stub();
+        Ok(Some(binary))
+    }
+
     /// What the form offers after `input`: the type's suggestion, else `input` itself.
     pub fn next_input(&self, input: &Value) -> Value {
         (self.next_input)(input).unwrap_or_else(|| input.clone())
+    }
+}
+
+/// The top-level field of an output schema that holds a [`Binary`]: at most one, since it
+/// becomes the task's one downloadable output.
+fn binary_field(output: &Value) -> Result<Option<String>, String> {
+    let reference = format!("#/$defs/{}", crate::binary::SCHEMA_NAME);
+    let mut fields = output
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, schema)| schema.get("$ref").and_then(Value::as_str) == Some(&reference))
+        .map(|(name, _)| name.clone());
+    match (fields.next(), fields.next()) {
+        (Some(_), Some(_)) => Err("its output has more than one Binary field".into()),
+        (field, _) => Ok(field),
     }
 }
 
@@ -574,5 +612,92 @@ mod tests {
     #[should_panic(expected = "registered twice")]
     fn a_name_is_registered_once() {
         let _ = Registry::empty().register::<Double>().register::<Double>();
+    }
+
+    /// Draws a grey square: an output with a [`Binary`] field.
+    struct Square;
+
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    struct Picture {
+        side: u32,
+        pgm: Binary,
+    }
+
+    impl Task for Square {
+        const NAME: &'static str = "square";
+        const TITLE: &'static str = "Square";
+        const DESCRIPTION: &'static str = "A grey square.";
+        type Input = Number;
+        type Output = Picture;
+
+        fn summary(input: &Number, output: &Picture) -> String {
+            format!("square({})={} bytes", input.x, output.pgm.bytes().len())
+        }
+
+        fn run(input: Number, _: &TaskContext<'_>) -> Result<Picture, TaskError> {
+            let mut pgm = format!("P5 {0} {0} 255\n", input.x).into_bytes();
+            pgm.resize(pgm.len() + (input.x * input.x) as usize, 128);
+            Ok(Picture {
+                side: input.x,
+                pgm: Binary::new("image/x-portable-graymap", pgm),
+            })
+        }
+    }
+
+    #[test]
+    fn a_binary_field_is_taken_out_of_the_output_and_its_stub_left() {
+        let flag = AtomicBool::new(false);
+        let publish = |_: f64| {};
+        let ctx = TaskContext::new(&flag, &publish);
+        let registry = Registry::empty().register::<Square>().register::<Double>();
+        let square = registry.get("square").unwrap();
+        let input = serde_json::json!({ "x": 3 });
+        let mut output = registry.run("square", &input, &ctx, false).unwrap();
+        assert_eq!(square.summary(&input, &output), "square(3)=20 bytes");
+        let binary = square.take_binary(&mut output).unwrap().unwrap();
+        assert_eq!(binary.media_type(), "image/x-portable-graymap");
+        assert_eq!(&binary.bytes()[..13], b"P5 3 3 255\n\x80\x80");
+        assert_eq!(
+            output,
+            serde_json::json!({
+                "side": 3,
+                "pgm": { "media_type": "image/x-portable-graymap", "bytes": 20 },
+            })
+        );
+        let mut plain = Value::from(20);
+        let double = registry.get("double").unwrap();
+        assert_eq!(double.take_binary(&mut plain), Ok(None));
+        let mut forged = serde_json::json!({ "side": 3, "pgm": 7 });
+        assert!(square.take_binary(&mut forged).is_err());
+    }
+
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    struct Pictures {
+        front: Binary,
+        back: Binary,
+    }
+
+    struct TwoSides;
+
+    impl Task for TwoSides {
+        const NAME: &'static str = "two-sides";
+        const TITLE: &'static str = "Two sides";
+        const DESCRIPTION: &'static str = "Two pictures.";
+        type Input = Number;
+        type Output = Pictures;
+
+        fn summary(_: &Number, _: &Pictures) -> String {
+            String::new()
+        }
+
+        fn run(_: Number, _: &TaskContext<'_>) -> Result<Pictures, TaskError> {
+            Err(TaskError::Failed("never run".into()))
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "more than one Binary field")]
+    fn an_output_has_at_most_one_binary_field() {
+        let _ = Registry::empty().register::<TwoSides>();
     }
 }

@@ -12,24 +12,41 @@ use crate::{Registry, TaskContext, TaskError, TaskId, WorkerState, WorkerStats};
 /// A task's outcome as a worker reports it.
 pub(crate) type Reply = Result<Value, TaskError>;
 
+/// How big a result may be, and what sets that bound (named in the failure's message).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputLimit {
+    pub bytes: usize,
+    pub set_by: &'static str,
+}
+
+impl OutputLimit {
+    /// The cluster's `--max-output-bytes`.
+    pub fn flag(bytes: usize) -> Self {
+        Self {
+            bytes,
+            set_by: "--max-output-bytes",
+        }
+    }
+}
+
 /// Runs task `name` on this thread; a panic becomes [`TaskError::Panicked`] and the thread
-/// carries on. A result of more than `max_output` bytes (as JSON) becomes a failure.
-/// `checked`: see [`Registry::run`].
+/// carries on. A result bigger than `limit` (as JSON) becomes a failure. `checked`: see
+/// [`Registry::run`].
 pub(crate) fn run_caught(
     registry: &Registry,
     name: &str,
     input: &Value,
     ctx: &TaskContext<'_>,
-    max_output: usize,
+    limit: OutputLimit,
     checked: bool,
 ) -> Reply {
     let output = catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx, checked)))
         .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))?;
     let bytes = json_len(&output);
-    if bytes > max_output {
+    if bytes > limit.bytes {
         return Err(TaskError::Failed(format!(
-            "its result is {} bytes, more than the {} bytes a result may have (--max-output-bytes)",
-            bytes, max_output
+            "its result is {bytes} bytes, more than the {} bytes a result may have ({})",
+            limit.bytes, limit.set_by
         )));
     }
     Ok(output)

@@ -514,3 +514,142 @@ async fn a_task_goes_only_to_workers_that_run_its_type_with_the_same_schema() {
         assert_eq!(handle.unwrap().result().await, Ok(fib((n % 15) as u64)));
     }
 }
+
+/// Bytes that do not compress: an output as big as a large picture.
+mod noise {
+    use cluster::{Binary, Task, TaskContext, TaskError};
+
+    pub struct Noise;
+    #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Size {
+        pub bytes: u32,
+        pub seed: u32,
+    }
+    #[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    pub struct Out {
+        pub data: Binary,
+    }
+    pub fn bytes(size: &Size) -> Vec<u8> {
+        let mut x = u64::from(size.seed) | 1;
+        (0..size.bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+    impl Task for Noise {
+        const NAME: &'static str = "noise";
+        const TITLE: &'static str = "Noise";
+        const DESCRIPTION: &'static str = "Random bytes.";
+        type Input = Size;
+        type Output = Out;
+        fn summary(_: &Size, out: &Out) -> String {
+            out.data.bytes().len().to_string()
+        }
+        fn run(size: Size, _: &TaskContext<'_>) -> Result<Out, TaskError> {
+            Ok(Out {
+                data: Binary::new("application/octet-stream", bytes(&size)),
+            })
+        }
+    }
+}
+
+/// NATS refuses a message over its `max_payload` (1 MB unless configured): the local server
+/// is started with 8 MB, so results of megabytes arrive whole, several at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_bigger_than_natss_default_message_arrive_whole() {
+    let store = tempfile::tempdir().unwrap();
+    let server = nats(&store).await;
+    let url = server.url();
+    let registry = || tasks::registry().register::<noise::Noise>();
+    let _worker = worker_with(&url, registry()).await;
+    let app = NatsCluster::connect(
+        NatsConfig::new(url.clone(), "t", "app"),
+        ClusterConfig::default(),
+        registry(),
+    )
+    .await
+    .unwrap();
+    let client = app.scheduler().client();
+    wait_for_workers(&client, 1).await;
+    let who = Submitter::new("u");
+    let sizes: Vec<_> = (1..=3)
+        .map(|seed| noise::Size {
+            bytes: 2_500_000,
+            seed,
+        })
+        .collect();
+    let handles = futures::future::join_all(
+        sizes
+            .iter()
+            .map(|size| client.submit::<noise::Noise>(noise::Size { ..*size }, &who)),
+    )
+    .await;
+    for (size, handle) in sizes.iter().zip(handles) {
+        let out = handle.unwrap().result().await.unwrap();
+        assert!(out.data.bytes() == noise::bytes(size), "seed {}", size.seed);
+    }
+    drop(app);
+    server.stop().await;
+}
+
+/// A NATS server of someone else's, with the default 1 MB messages: a bigger result fails
+/// with a message that says what to raise, and the worker carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_bigger_than_the_servers_messages_fails_and_says_why() {
+    let store = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = tokio::process::Command::new(nats_server())
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nats-server (make nats) must be installed");
+    let url = format!("nats://127.0.0.1:{port}");
+    let registry = || tasks::registry().register::<noise::Noise>();
+    // Both wait for the server to accept connections.
+    let _worker = worker_with(&url, registry()).await;
+    let app = NatsCluster::connect(
+        NatsConfig::new(url.clone(), "t", "app"),
+        ClusterConfig::default(),
+        registry(),
+    )
+    .await
+    .unwrap();
+    let client = app.scheduler().client();
+    wait_for_workers(&client, 1).await;
+    let who = Submitter::new("u");
+    let big = client
+        .submit::<noise::Noise>(
+            noise::Size {
+                bytes: 2_000_000,
+                seed: 1,
+            },
+            &who,
+        )
+        .await
+        .unwrap();
+    match big.result().await {
+        Err(TaskError::Failed(message)) => assert!(
+            message.contains("more than the") && message.contains("max_payload"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let small = client
+        .submit::<noise::Noise>(
+            noise::Size {
+                bytes: 1000,
+                seed: 2,
+            },
+            &who,
+        )
+        .await
+        .unwrap();
+    assert_eq!(small.result().await.unwrap().data.bytes().len(), 1000);
+    drop(app);
+    let _ = server.kill().await;
+}

@@ -60,6 +60,9 @@ pub struct TerminalLine {
     pub task: u64,
     pub outcome: Outcome,
     pub text: String,
+    /// Its output has a picture (`/tasks/{task}/output`), shown under the line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image: bool,
 }
 
 /// What a task page receives on its one live stream: `{"snapshot": {...}}`, `{"task": {...}}`,
@@ -119,6 +122,8 @@ pub struct TaskDetail {
     pub input: String,
     /// The output, as pretty JSON, once it finished (cut at [`DETAIL_OUTPUT_MAX`] bytes).
     pub output: Option<String>,
+    /// The media type of its binary output (`/tasks/{id}/output`), if it has one.
+    pub output_media: Option<String>,
     /// How it ended, once it did.
     pub outcome: Option<Outcome>,
     /// Its terminal line, once it ended.
@@ -191,6 +196,7 @@ mod tests {
             task: 7,
             outcome: Outcome::Finished,
             text: "t(20)=6765 in 0.001sec".into(),
+            image: true,
         });
         let json = serde_json::to_string(&update).unwrap();
         assert_eq!(serde_json::from_str::<PageUpdate>(&json).unwrap(), update);

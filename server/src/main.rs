@@ -15,8 +15,8 @@ use app::ssr::status::{MAX_BODY_BYTES, error_status};
 use app::ssr::store::Store;
 use app::ssr::stream::StreamLimits;
 use app::ssr::{
-    AllowedHosts, AppState, SessionConfig, Sessions, Shutdown, allowed_host, refuse_cross_site,
-    runner, session_cookie, stream,
+    AllowedHosts, AppState, SessionConfig, Sessions, Shutdown, allowed_host, output,
+    refuse_cross_site, runner, session_cookie, stream,
 };
 use app::{App, shell};
 use axum::Router;
@@ -396,6 +396,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .route("/api/events", get(stream::events))
+        .route("/tasks/{id}/output", get(output::task_output))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(from_fn(error_status))
         .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))

@@ -38,6 +38,16 @@ pub fn ResultsTerminal(store: LiveStore) -> impl IntoView {
                     }>
                         // Each line opens its task's detail.
                         <a href=format!("/tasks/{}", line.task)>{line.text}</a>
+                        {line.image.then(|| view! {
+                            <a href=format!("/tasks/{}", line.task) tabindex="-1">
+                                <img
+                                    class="thumbnail"
+                                    src=format!("/tasks/{}/output", line.task)
+                                    alt=format!("The picture of task {}", line.task)
+                                    loading="lazy"
+                                />
+                            </a>
+                        })}
                     </div>
                 </For>
             </div>

@@ -82,6 +82,21 @@ fn Detail(detail: TaskDetail) -> impl IntoView {
         <h2>"Input"</h2>
         <pre class="json" aria-label="Input">{detail.input}</pre>
         <h2>"Output"</h2>
+        {detail.output_media.map(|media| {
+            let href = format!("/tasks/{}/output", detail.id);
+            if media.starts_with("image/") {
+                view! {
+                    <figure class="output-picture">
+                        <img src=href.clone() alt=format!("The picture task {} made", detail.id) />
+                        <figcaption><a href=href download>{format!("Download ({media})")}</a></figcaption>
+                    </figure>
+                }
+                .into_any()
+            } else {
+                view! { <p><a href=href download>{format!("Download the output ({media})")}</a></p> }
+                    .into_any()
+            }
+        })}
         {match detail.output {
             Some(output) => view! { <pre class="json" aria-label="Output">{output}</pre> }.into_any(),
             None => view! { <p>"No output: the task has not finished, or it ended without one."</p> }.into_any(),

@@ -3,6 +3,7 @@
 //! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
 pub mod guard;
+pub mod output;
 pub mod runner;
 pub mod sessions;
 pub mod state;

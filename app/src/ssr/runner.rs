@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{Handle, Submitter, TaskError, TaskType};
+use cluster::{Binary, Handle, Submitter, TaskError, TaskType};
 use serde_json::Value;
 
 use crate::AppError;
@@ -137,8 +137,9 @@ pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, SavedTask)>) {
                         "{} could not run again after a restart: {error}",
                         task.call()
                     ),
+                    image: false,
                 };
-                record(state, &session, line, None).await;
+                record(state, &session, line, None, None).await;
             }
         }
     }
@@ -178,15 +179,41 @@ async fn follow(state: AppState, session: Arc<Session>, followed: Followed, hand
         // after the next start.
         return;
     }
-    let line = terminal_line(&followed, outcome.as_ref(), started.elapsed());
-    record(&state, &session, line, outcome.ok()).await;
+    let mut line = terminal_line(&followed, outcome.as_ref(), started.elapsed());
+    let (output, binary) = match outcome {
+        Ok(mut output) => match followed.kind.take_binary(&mut output) {
+            Ok(binary) => (Some(output), binary),
+            Err(why) => {
+                // The worker's output is not what its type says: a bug in the task, or a
+                // worker of another build. Reported as such, not stored half.
+                line.outcome = Outcome::Failed;
+                line.text = format!(
+                    "{} failed: its output is damaged: {why}",
+                    followed.task.call()
+                );
+                (None, None)
+            }
+        },
+        Err(_) => (None, None),
+    };
+    line.image = binary
+        .as_ref()
+        .is_some_and(|binary| binary.media_type().starts_with("image/"));
+    record(&state, &session, line, output, binary).await;
 }
 
-async fn record(state: &AppState, session: &Session, line: TerminalLine, output: Option<Value>) {
+async fn record(
+    state: &AppState,
+    session: &Session,
+    line: TerminalLine,
+    output: Option<Value>,
+    binary: Option<Binary>,
+) {
     let write = Write::Done {
         session: session.id().0.clone(),
         line: line.clone(),
         output,
+        binary,
         finished_at_ms: cluster::now_ms(),
         keep_lines: state.sessions.config().max_lines,
     };
@@ -231,6 +258,7 @@ fn terminal_line(
         task: followed.task.id,
         outcome,
         text,
+        image: false,
     }
 }
 

@@ -362,6 +362,7 @@ mod tests {
             task,
             outcome: Outcome::Finished,
             text: format!("line {task}"),
+            image: false,
         }
     }
 

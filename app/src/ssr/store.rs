@@ -26,6 +26,7 @@ use rusqlite_migration::{HookError, M, Migrations};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use cluster::Binary;
 use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
 
 /// Writes that may wait for the writer before submitters are slowed down.
@@ -100,6 +101,8 @@ pub struct TaskRecord {
     pub outcome: Option<Outcome>,
     pub line: Option<String>,
     pub output: Option<Value>,
+    /// The media type of its binary output, if it has one ([`Store::output`]).
+    pub output_media: Option<String>,
     pub finished_at_ms: Option<u64>,
 }
 
@@ -113,12 +116,13 @@ pub enum Write {
         input: Value,
         next_input: Value,
     },
-    /// A task ended with this line (and this output, when it produced one); keep at most
-    /// `keep_lines` lines for the session.
+    /// A task ended with this line (and this output, when it produced one, with its bytes
+    /// apart); keep at most `keep_lines` lines for the session.
     Done {
         session: String,
         line: TerminalLine,
         output: Option<Value>,
+        binary: Option<Binary>,
         /// Server clock, ms since the Unix epoch.
         finished_at_ms: u64,
         keep_lines: usize,
@@ -252,6 +256,32 @@ impl Store {
         .map_err(StoreError::Sql)
     }
 
+    /// The binary output of task `id` (media type and bytes), if it is `session`'s.
+    pub async fn output(
+        &self,
+        session: &str,
+        id: u64,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let reader = self.reader.clone();
+        let session = session.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            conn.prepare_cached(
+                "SELECT output_media, output_data FROM tasks
+                 WHERE id = ?1 AND session = ?2 AND output_data IS NOT NULL",
+            )?
+            .query_row(params![id as i64, session], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+        .map_err(StoreError::Sql)
+    }
+
     /// Queues `write` and returns once it is committed.
     pub async fn write(&self, write: Write) -> Result<(), StoreError> {
         self.send(Some(write)).await
@@ -368,6 +398,12 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
                 Ok(())
             },
         ),
+        // 3: binary outputs (a picture), stored once beside the JSON output, which keeps
+        // their media type and size in their place.
+        M::up(
+            "ALTER TABLE tasks ADD COLUMN output_media TEXT;
+             ALTER TABLE tasks ADD COLUMN output_data BLOB;",
+        ),
     ])
 }
 
@@ -392,8 +428,9 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
         .map(|(i, s)| (s.id.clone(), i))
         .collect();
     let mut rows = conn.prepare(
-        "SELECT session, id, task_type, input, args, submitted_at_ms, outcome, text FROM tasks
-         ORDER BY done_seq IS NOT NULL, done_seq, id",
+        "SELECT session, id, task_type, input, args, submitted_at_ms, outcome, text,
+                coalesce(output_media LIKE 'image/%', 0)
+         FROM tasks ORDER BY done_seq IS NOT NULL, done_seq, id",
     )?;
     let mut rows = rows.query([])?;
     while let Some(row) = rows.next()? {
@@ -423,6 +460,7 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
                 task: id,
                 outcome,
                 text: row.get(7)?,
+                image: row.get(8)?,
             }),
         }
     }
@@ -432,7 +470,8 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
 fn read_task(conn: &Connection, session: &str, id: u64) -> rusqlite::Result<Option<TaskRecord>> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
     conn.prepare_cached(
-        "SELECT task_type, input, args, submitted_at_ms, outcome, text, output, finished_at_ms
+        "SELECT task_type, input, args, submitted_at_ms, outcome, text, output, finished_at_ms,
+                output_media
          FROM tasks WHERE id = ?1 AND session = ?2",
     )?
     .query_row(params![id as i64, session], |row| {
@@ -449,6 +488,7 @@ fn read_task(conn: &Connection, session: &str, id: u64) -> rusqlite::Result<Opti
             line: row.get(5)?,
             output: json(row.get(6)?),
             finished_at_ms: row.get::<_, Option<i64>>(7)?.map(|ms| ms as u64),
+            output_media: row.get(8)?,
         })
     })
     .optional()
@@ -518,6 +558,7 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 session,
                 line,
                 output,
+                binary,
                 finished_at_ms,
                 keep_lines,
             } => {
@@ -525,7 +566,7 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 // `done_seq IS NULL`: a result is recorded once, however often the task ran.
                 tx.prepare_cached(
                     "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
-                                      finished_at_ms = ?5
+                                      finished_at_ms = ?5, output_media = ?7, output_data = ?8
                      WHERE id = ?6 AND done_seq IS NULL",
                 )?
                 .execute(params![
@@ -534,7 +575,9 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                     line.text,
                     output.as_ref().map(Value::to_string),
                     *finished_at_ms as i64,
-                    line.task as i64
+                    line.task as i64,
+                    binary.as_ref().map(Binary::media_type),
+                    binary.as_ref().map(Binary::bytes),
                 ])?;
                 tx.prepare_cached(
                     "DELETE FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL AND done_seq <=
@@ -602,6 +645,7 @@ mod tests {
             task,
             outcome: Outcome::Finished,
             text: format!("line {task}"),
+            image: false,
         }
     }
 
@@ -619,6 +663,7 @@ mod tests {
             session: session.into(),
             line: line(id),
             output: Some(json!(id * 10)),
+            binary: None,
             finished_at_ms: 2000 + id,
             keep_lines,
         }
@@ -646,6 +691,7 @@ mod tests {
                     ..line(3)
                 },
                 output: None,
+                binary: None,
                 finished_at_ms: 3000,
                 keep_lines: 10,
             };
@@ -696,6 +742,7 @@ mod tests {
                 outcome: Some(Outcome::Finished),
                 line: Some("line 1".into()),
                 output: Some(json!(10)),
+                output_media: None,
                 finished_at_ms: Some(2001),
             }
         );
@@ -703,6 +750,57 @@ mod tests {
         assert_eq!((running.outcome, running.output), (None, None));
         assert_eq!(store.task("b", 1).await.unwrap(), None, "not b's");
         assert_eq!(store.task("a", 99).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_binary_output_is_stored_once_for_its_session_and_leaves_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+            for id in 1..=3 {
+                store.write(accepted("a", id)).await.unwrap();
+            }
+            let picture = Binary::new("image/png", vec![0x89, b'P', b'N', b'G']);
+            let done_with_picture = Write::Done {
+                session: "a".into(),
+                line: TerminalLine {
+                    image: true,
+                    ..line(1)
+                },
+                output: Some(json!({ "png": picture.stub() })),
+                binary: Some(picture),
+                finished_at_ms: 2001,
+                keep_lines: 2,
+            };
+            store.write(done_with_picture).await.unwrap();
+            let png = Some(("image/png".to_owned(), b"\x89PNG".to_vec()));
+            assert_eq!(store.output("a", 1).await.unwrap(), png);
+            assert_eq!(
+                store.output("b", 1).await.unwrap(),
+                None,
+                "another session's"
+            );
+            let record = store.task("a", 1).await.unwrap().unwrap();
+            assert_eq!(record.output_media.as_deref(), Some("image/png"));
+            assert_eq!(
+                record.output,
+                Some(json!({"png": {"media_type": "image/png", "bytes": 4}}))
+            );
+            store.write(done("a", 2, 2)).await.unwrap();
+            assert_eq!(
+                store.output("a", 2).await.unwrap(),
+                None,
+                "no binary output"
+            );
+            drop(store);
+            writer.join();
+        }
+        let (store, _writer, saved, _) = Store::open(dir.path(), "odd").unwrap();
+        let images: Vec<(u64, bool)> = saved[0].lines.iter().map(|l| (l.task, l.image)).collect();
+        assert_eq!(images, [(1, true), (2, false)]);
+        // Trimmed with its line: two lines kept, and 3 ends last.
+        store.write(done("a", 3, 2)).await.unwrap();
+        assert_eq!(store.output("a", 1).await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -811,8 +909,10 @@ mod migration_tests {
                     task: 3,
                     outcome: Outcome::Finished,
                     text: "45: 1134903170".into(),
+                    image: false,
                 },
                 output: Some(serde_json::json!(1134903170u64)),
+                binary: None,
                 finished_at_ms: 4000,
                 keep_lines: 10,
             })
@@ -827,7 +927,7 @@ mod migration_tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3, "every migration ran, once");
         let output: String = conn
             .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
             .unwrap();

@@ -17,6 +17,11 @@ pub enum ServerError {
         bin: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write the nats-server configuration {path:?}: {source}")]
+    Config {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("nats-server exited at start ({status}): is port {port} free?")]
     Exited {
         status: std::process::ExitStatus,
@@ -25,6 +30,11 @@ pub enum ServerError {
     #[error("nats-server did not accept connections on port {0} within 10 s")]
     NotReady(u16),
 }
+
+/// The largest message the local NATS server takes (its `max_payload`; NATS's default is
+/// 1 MB): a task's result travels as one message, and results may be up to
+/// `--max-output-bytes` (4 MB by default). NATS advises against more than 8 MB.
+pub const MAX_PAYLOAD: usize = 8 << 20;
 
 /// A running `nats-server -js`, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct LocalNats {
@@ -36,8 +46,18 @@ impl LocalNats {
     /// Starts `bin` on 127.0.0.1:`port` with its JetStream store in `store`, and waits until
     /// it accepts connections.
     pub async fn start(bin: &Path, port: u16, store: &Path) -> Result<Self, ServerError> {
+        // `max_payload` has no command-line flag: it goes in a configuration file.
+        let config = store.join("nats-server.conf");
+        std::fs::create_dir_all(store)
+            .and_then(|()| std::fs::write(&config, format!("max_payload: {MAX_PAYLOAD}\n")))
+            .map_err(|source| ServerError::Config {
+                path: config.clone(),
+                source,
+            })?;
         let mut child = Command::new(bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(&config)
+            .arg("-sd")
             .arg(store)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

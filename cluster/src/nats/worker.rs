@@ -18,7 +18,7 @@ use super::{
     Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
 };
 use crate::probe::{ProcessProbe, this_process};
-use crate::work::{output_bytes, record_duration, run_caught, why_stopped};
+use crate::work::{OutputLimit, output_bytes, record_duration, run_caught, why_stopped};
 use crate::{
     ClusterStats, Registry, TaskContext, TaskError, Totals, WorkerProcess, WorkerState,
     WorkerStats, now_ms,
@@ -528,20 +528,20 @@ impl State {
 
     /// Publishes results until JetStream has them (if NATS is away, it keeps trying; the message
     /// id makes a repeated publish count once), then acks the work messages they complete.
+    /// Results go together in as few messages as the server's `max_payload` allows.
     async fn store_results(&self, subject: String, group: Vec<Finished>) {
-        let results: Vec<&ResultItem> = group.iter().map(|f| &f.result).collect();
-        match serde_json::to_vec(&results) {
-            Ok(payload) => {
-                let payload = bytes::Bytes::from(payload);
-                let id = format!("{}+{}", group[0].key, group.len());
-                while let Err(error) = self.conn.store(subject.clone(), payload.clone(), &id).await
-                {
-                    tracing::debug!(%error, "results not stored yet");
-                    tokio::time::sleep(RETRY_EVERY).await;
-                }
+        let max_payload = self.conn.client.server_info().max_payload;
+        let encoded: Vec<Vec<u8>> = group
+            .iter()
+            .map(|f| encode_result(&f.result, max_payload))
+            .collect();
+        for (range, payload) in pack(&encoded, max_payload) {
+            let payload = bytes::Bytes::from(payload);
+            let id = format!("{}+{}", group[range.start].key, range.len());
+            while let Err(error) = self.conn.store(subject.clone(), payload.clone(), &id).await {
+                tracing::debug!(%error, "results not stored yet");
+                tokio::time::sleep(RETRY_EVERY).await;
             }
-            // Not acked: the work runs again elsewhere.
-            Err(error) => tracing::error!(%error, "results that do not encode"),
         }
         for finished in group {
             if finished.delivery.unfinished.fetch_sub(1, Ordering::AcqRel) == 1
@@ -565,7 +565,10 @@ impl State {
         let (progress_tx, mut progress) = watch::channel(0.0);
         let registry = self.registry.clone();
         let (name, input) = (item.name.clone(), item.input.clone());
-        let max_output = item.max_output_bytes;
+        let limit = output_limit(
+            item.max_output_bytes,
+            self.conn.client.server_info().max_payload,
+        );
         let flag = cancel.clone();
         let started = Instant::now();
         let (done, mut job) = oneshot::channel();
@@ -574,9 +577,7 @@ impl State {
                 progress_tx.send_replace(fraction);
             };
             let ctx = TaskContext::new(&flag, &publish);
-            let _ = done.send(run_caught(
-                &registry, &name, &input, &ctx, max_output, false,
-            ));
+            let _ = done.send(run_caught(&registry, &name, &input, &ctx, limit, false));
         });
         if self.runners[slot].send(work).is_err() {
             return Err(TaskError::Lost("its worker thread is gone".into()));
@@ -619,6 +620,67 @@ impl State {
         self.threads.lock()[slot].end(compute_ms, output_bytes(&outcome));
         outcome
     }
+}
+
+/// Room a results message needs besides one output: the result's envelope and the headers.
+const ENVELOPE_BYTES: usize = 16 << 10;
+
+/// The bound on a task's output on this worker: the cluster's `--max-output-bytes`, or less
+/// when the NATS server's messages are smaller (NATS refuses a message over its
+/// `max_payload`; `offload cluster` starts its nats-server with
+/// [`super::server::MAX_PAYLOAD`]).
+fn output_limit(max_output_bytes: usize, max_payload: usize) -> OutputLimit {
+    let fits = max_payload.saturating_sub(ENVELOPE_BYTES);
+    if fits < max_output_bytes {
+        OutputLimit {
+            bytes: fits,
+            set_by: "the most one message of this NATS server carries: raise its max_payload",
+        }
+    } else {
+        OutputLimit::flag(max_output_bytes)
+    }
+}
+
+/// One result as JSON; one that cannot be a message of `max_payload` bytes (a task's own
+/// failure message of megabytes, say) is sent as a failure that says so.
+fn encode_result(result: &ResultItem, max_payload: usize) -> Vec<u8> {
+    let encoded = serde_json::to_vec(result).unwrap_or_default();
+    if !encoded.is_empty() && encoded.len() + 2 <= max_payload {
+        return encoded;
+    }
+    let failed = ResultItem {
+        outcome: Err(TaskError::Failed(format!(
+            "its result ({} bytes) does not fit in one NATS message ({max_payload} bytes)",
+            encoded.len()
+        ))),
+        worker: result.worker.clone(),
+        ..*result
+    };
+    serde_json::to_vec(&failed).unwrap_or_default()
+}
+
+/// Groups encoded results into JSON arrays of at most `max_payload` bytes, in order: each
+/// with the range of results it holds.
+fn pack(encoded: &[Vec<u8>], max_payload: usize) -> Vec<(std::ops::Range<usize>, Vec<u8>)> {
+    let mut messages = Vec::new();
+    let mut start = 0;
+    let mut payload = vec![b'['];
+    for (i, result) in encoded.iter().enumerate() {
+        if i > start && payload.len() + 1 + result.len() + 1 > max_payload {
+            payload.push(b']');
+            messages.push((start..i, std::mem::replace(&mut payload, vec![b'['])));
+            start = i;
+        }
+        if i > start {
+            payload.push(b',');
+        }
+        payload.extend_from_slice(result);
+    }
+    if start < encoded.len() {
+        payload.push(b']');
+        messages.push((start..encoded.len(), payload));
+    }
+    messages
 }
 
 /// Whether the task `key` (see [`WorkItem::key`]) comes from an earlier start of `server`
@@ -675,6 +737,51 @@ fn refusal(
 mod tests {
     use super::*;
     use crate::TaskId;
+
+    #[test]
+    fn results_are_packed_into_messages_no_bigger_than_the_servers_limit() {
+        let results: Vec<Vec<u8>> = [3, 3, 5, 1, 9].iter().map(|&n| vec![b'1'; n]).collect();
+        let packed = pack(&results, 10);
+        let ranges: Vec<_> = packed.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(ranges, [0..2, 2..4, 4..5]);
+        assert_eq!(packed[0].1, b"[111,111]");
+        assert_eq!(packed[1].1, b"[11111,1]");
+        assert!(packed.iter().all(|(_, p)| p.len() <= 11));
+        for (_, payload) in &packed {
+            serde_json::from_slice::<Vec<u64>>(payload).unwrap();
+        }
+        assert!(pack(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn a_result_that_no_message_can_carry_becomes_a_failure_that_says_so() {
+        let result = ResultItem {
+            boot: 1,
+            task: TaskId(7),
+            outcome: Ok(serde_json::Value::String("x".repeat(2000))),
+            worker: "w".into(),
+        };
+        let encoded = encode_result(&result, 1000);
+        let sent: ResultItem = serde_json::from_slice(&encoded).unwrap();
+        assert!(
+            matches!(&sent.outcome, Err(TaskError::Failed(m)) if m.contains("does not fit")),
+            "{sent:?}"
+        );
+        assert_eq!((sent.boot, sent.task), (1, TaskId(7)));
+        assert_eq!(
+            encode_result(&result, 1 << 20),
+            serde_json::to_vec(&result).unwrap()
+        );
+    }
+
+    #[test]
+    fn outputs_are_bounded_by_the_flag_or_by_what_fits_in_a_message() {
+        let limit = output_limit(4 << 20, 8 << 20);
+        assert_eq!((limit.bytes, limit.set_by), (4 << 20, "--max-output-bytes"));
+        let limit = output_limit(4 << 20, 1 << 20);
+        assert_eq!(limit.bytes, (1 << 20) - ENVELOPE_BYTES);
+        assert!(limit.set_by.contains("max_payload"));
+    }
 
     #[test]
     fn a_restarted_server_supersedes_only_its_own_earlier_tasks() {
