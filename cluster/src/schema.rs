@@ -293,10 +293,19 @@ pub(crate) fn form_values(
             |field| match input.get(&field.name).or_else(|| defaults.get(&field.name)) {
                 Some(Value::String(text)) => text.clone(),
                 Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
+                Some(other) => text(other),
             },
         )
         .collect()
+}
+
+/// A scalar as a person types it: a float that is whole reads `1`, not JSON's `1.0`, and
+/// others keep every digit (a deep zoom's centre needs them all).
+fn text(value: &Value) -> String {
+    match value.as_f64() {
+        Some(x) if value.is_f64() => x.to_string(),
+        _ => value.to_string(),
+    }
 }
 
 /// Longest a text value is shown in brief.
@@ -311,7 +320,7 @@ pub(crate) fn brief(fields: &[Field], input: &Value) -> String {
             format!("{:?}", cut + "…")
         }
         Value::String(text) => format!("{text:?}"),
-        other => other.to_string(),
+        other => text(other),
     };
     let present: Vec<(&str, &Value)> = fields
         .iter()
@@ -331,6 +340,16 @@ pub(crate) fn brief(fields: &[Field], input: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn floats_read_as_typed_with_every_digit() {
+        assert_eq!(text(&json!(1.0)), "1");
+        assert_eq!(text(&json!(-0.5)), "-0.5");
+        assert_eq!(text(&json!(-0.743643887037151)), "-0.743643887037151");
+        assert_eq!(text(&json!(1e12)), "1000000000000");
+        assert_eq!(text(&json!(20)), "20");
+        assert_eq!(text(&json!(true)), "true");
+    }
 
     fn schema() -> Value {
         json!({
