@@ -190,3 +190,94 @@ test.describe('primes', () => {
     });
   });
 });
+
+test.describe('mandelbrot', () => {
+  const pictureOf = async (page: Page, img: ReturnType<Page['getByRole']>) => {
+    await expect(img).toBeVisible();
+    // Loaded and decoded: a broken image has no natural size.
+    await expect.poll(() => img.evaluate((el: HTMLImageElement) => el.complete && el.naturalWidth)).toBeGreaterThan(0);
+    return img.evaluate((el: HTMLImageElement) => [el.naturalWidth, el.naturalHeight]);
+  };
+
+  test('renders from its form: the picture shows in the terminal and whole on its detail', async ({ page }) => {
+    await page.goto('/');
+    await page.getByRole('navigation', { name: 'Task types' }).getByRole('link', { name: 'Mandelbrot picture' }).click();
+    await expect(page).toHaveURL(/\?task=mandelbrot$/);
+    await expect(page.getByRole('status')).toHaveText('Live');
+    await expect(page.getByLabel('Centre, real part', { exact: true })).toHaveValue('-0.5');
+    await page.getByLabel('Width', { exact: true }).fill('320');
+    await page.getByLabel('Height', { exact: true }).fill('240');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    const line = terminal(page).getByRole('link', { name: /^mandelbrot\(-0\.5\+0i, zoom 1\)=320×240 PNG, \d+% inside in/ });
+    await expect(line).toBeVisible();
+    expect(await pictureOf(page, terminal(page).getByRole('img', { name: /^The picture of task \d+$/ }))).toEqual([320, 240]);
+    await line.click();
+    await expect(page.getByRole('heading', { level: 1 })).toHaveText(/^Task \d+: mandelbrot\(x=-0\.5, y=0, zoom=1, width=320, height=240, max_iterations=1000\)$/);
+    expect(await pictureOf(page, page.getByRole('img', { name: /^The picture task \d+ made$/ }))).toEqual([320, 240]);
+    // The JSON keeps the picture's type and size, not its bytes.
+    await expect(page.getByLabel('Output')).toContainText('"media_type": "image/png"');
+    await expect(page.getByLabel('Output')).not.toContainText('base64');
+    const download = page.getByRole('link', { name: 'Download (image/png)' });
+    const response = await page.request.get((await download.getAttribute('href'))!);
+    expect(response.headers()['content-type']).toBe('image/png');
+  });
+
+  test('refuses each bad field at the field, in the browser', async ({ page }) => {
+    await page.goto('/?task=mandelbrot');
+    await expect(page.getByRole('status')).toHaveText('Live');
+    await page.getByLabel('Width', { exact: true }).fill('4096');
+    await page.getByLabel('Zoom', { exact: true }).fill('0');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.locator('#zoom-error')).toHaveText('zoom must be 0.1 or more (got 0).');
+    await page.getByLabel('Zoom', { exact: true }).fill('2.5');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.locator('#width-error')).toHaveText('width must be at most 2048 (got 4096).');
+    await expect(page.locator('#zoom-error')).toBeEmpty();
+    await page.getByLabel('Iterations', { exact: true }).fill('1.5');
+    await page.getByLabel('Width', { exact: true }).fill('20');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(page.locator('#max_iterations-error')).toHaveText('max_iterations must be a whole number (got "1.5").');
+    await expect(queueHeading(page)).toHaveText('Task queue: []');
+  });
+
+  test('a large picture shows live progress in the queue and can be cancelled', async ({ page }) => {
+    await page.goto('/?task=mandelbrot');
+    await expect(page.getByRole('status')).toHaveText('Live');
+    await page.getByLabel('Width', { exact: true }).fill('2048');
+    await page.getByLabel('Height', { exact: true }).fill('2048');
+    await page.getByLabel('Iterations', { exact: true }).fill('100000');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    const call = 'mandelbrot(x=-0.5, y=0, zoom=1, width=2048, height=2048, max_iterations=100000)';
+    await expect(page.getByRole('progressbar', { name: `${call} progress` })).toHaveAttribute('aria-valuenow', /^(?!0\.0$)/);
+    await page.getByRole('button', { name: `Cancel ${call}` }).click();
+    await expect(terminal(page)).toContainText(`${call} cancelled after`);
+  });
+
+  test('a click before hydration is submitted once', async ({ page }) => {
+    await page.route('**/pkg/*.wasm', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      await route.continue();
+    });
+    await page.goto('/?task=mandelbrot');
+    await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
+    await page.getByLabel('Width', { exact: true }).fill('64');
+    await page.getByLabel('Height', { exact: true }).fill('48');
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await expect(terminal(page)).toContainText('=64×48 PNG');
+    await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
+    await expect(terminal(page).getByText('=64×48 PNG', { exact: false })).toHaveCount(1);
+  });
+
+  test.describe('without JavaScript', () => {
+    test.use({ javaScriptEnabled: false });
+    test('the form posts and the picture shows after a reload', async ({ page }) => {
+      await page.goto('/?task=mandelbrot');
+      await page.getByLabel('Width', { exact: true }).fill('100');
+      await page.getByLabel('Height', { exact: true }).fill('80');
+      await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'SUBMIT' }).click()]);
+      await page.reload();
+      await expect(terminal(page)).toContainText('=100×80 PNG');
+      expect(await pictureOf(page, terminal(page).getByRole('img', { name: /^The picture of task \d+$/ }))).toEqual([100, 80]);
+    });
+  });
+});

@@ -7,10 +7,12 @@
 
 mod fibonacci;
 mod hash_chain;
+mod mandelbrot;
 mod primes;
 
 pub use fibonacci::Fibonacci;
 pub use hash_chain::HashChain;
+pub use mandelbrot::Mandelbrot;
 pub use primes::Primes;
 
 use cluster::Registry;
@@ -21,6 +23,7 @@ pub fn registry() -> Registry {
         .register::<Fibonacci>()
         .register::<HashChain>()
         .register::<Primes>()
+        .register::<Mandelbrot>()
 }
 
 #[cfg(test)]
