@@ -553,3 +553,96 @@ async fn the_app_server_and_a_worker_on_nats_serve_metrics_that_pass_promtool() 
     // Only the ops endpoints there.
     assert_eq!(get(worker_metrics("/status")).await.0, 404);
 }
+
+/// Issue 17: a result bigger than NATS's default 1 MB message — a 2048 × 2048 picture of the
+/// seahorse valley, 1.4 MB of PNG and 1.8 MB as base64 — arrives whole from a worker in
+/// another process, is stored once and served to the session that asked for it, and to no
+/// one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2048_square_picture_travels_over_nats_and_is_served_to_its_owner_only() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let nats = Nats::start().await;
+    let _worker = worker(&nats, 1);
+    let server = Server::start(&["--cluster", &nats.url()]).await;
+    wait_for_threads(&server, 1).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    let id = session
+        .submit_form_ok(
+            &server,
+            "task=mandelbrot&x=-0.7453&y=0.1127&zoom=650&width=2048&height=2048&max_iterations=1000",
+        )
+        .await;
+    let line = loop {
+        if let Some(line) = events.lines().await.into_iter().find(|l| l["task"] == id) {
+            break line;
+        }
+    };
+    let text = line["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("mandelbrot(-0.7453+0.1127i, zoom 650)=2048×2048 PNG, "),
+        "{text}"
+    );
+    assert_eq!(line["image"], true, "the terminal shows it");
+
+    let response = session
+        .request(
+            reqwest::Method::GET,
+            server.url(&format!("/tasks/{id}/output")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("content-type"), "image/png");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("cache-control").starts_with("private"));
+    let png = response.bytes().await.unwrap();
+    assert!(
+        png.len() * 4 / 3 > 1 << 20,
+        "{} bytes: more than one default NATS message once base64-encoded",
+        png.len()
+    );
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let side = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    assert_eq!((side(16), side(20)), (2048, 2048), "IHDR width and height");
+
+    // The detail page shows it and keeps only its size in the JSON.
+    let detail = session
+        .request(reqwest::Method::GET, server.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        detail.contains(&format!("src=\"/tasks/{id}/output\"")),
+        "{detail}"
+    );
+    let stub = format!("bytes\": {}", png.len());
+    assert!(
+        detail.contains(&stub) || detail.contains(&stub.replace('"', "&quot;")),
+        "{detail}"
+    );
+
+    // Nobody else's, and nothing for made-up addresses.
+    for (who, path) in [
+        (Session::new(), format!("/tasks/{id}/output")),
+        (Session::cookieless(), format!("/tasks/{id}/output")),
+        (session.clone(), "/tasks/abc/output".to_owned()),
+        (
+            session.clone(),
+            "/tasks/99999999999999999999999/output".to_owned(),
+        ),
+        (session.clone(), format!("/tasks/{}/output", id + 1000)),
+    ] {
+        let response = who
+            .request(reqwest::Method::GET, server.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+}
