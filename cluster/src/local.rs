@@ -31,7 +31,7 @@ pub(crate) fn start_threads(
 
 fn run(core: &Core, slot: usize, job: Job) {
     let started = Instant::now();
-    let outcome = {
+    let (outcome, output_bytes) = {
         let publish = |fraction: f64| core.progress(slot, &job, fraction);
         let ctx = TaskContext::new(job.cancel.as_atomic(), &publish);
         run_caught(
@@ -46,7 +46,7 @@ fn run(core: &Core, slot: usize, job: Job) {
     };
     let compute_ms = millis(started.elapsed());
     record_duration(&job.name, compute_ms);
-    core.finish(slot, job, outcome, compute_ms);
+    core.finish(slot, job, outcome, output_bytes, compute_ms);
 }
 
 /// Stops tasks that run past `limit`, through the same flag as a cancel; the task then

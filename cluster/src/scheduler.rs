@@ -26,7 +26,7 @@ use tokio::sync::{Notify, broadcast, oneshot, watch};
 use crate::admission::{ClusterConfig, Cost, Limits, Occupancy, Running};
 use crate::probe::{ProcessProbe, this_process};
 use crate::queue::FairQueue;
-use crate::work::{Reply, json_len, output_bytes, why_stopped};
+use crate::work::{Reply, json_len, why_stopped};
 use crate::{
     ClusterEvent, ClusterStats, EventKind, FinishedTask, GroupStats, Registry, Submitter,
     TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerProcess, WorkerState, WorkerStats,
@@ -574,9 +574,16 @@ impl Core {
         );
     }
 
-    /// `job` left `slot` with `outcome` after `compute_ms`: the figures, the event, the reply.
-    pub(crate) fn finish(&self, slot: usize, job: Job, outcome: Reply, compute_ms: f64) {
-        let output_bytes = output_bytes(&outcome);
+    /// `job` left `slot` with `outcome` (a result of `output_bytes`) after `compute_ms`: the
+    /// figures, the event, the reply.
+    pub(crate) fn finish(
+        &self,
+        slot: usize,
+        job: Job,
+        outcome: Reply,
+        output_bytes: usize,
+        compute_ms: f64,
+    ) {
         let mut inner = self.inner.lock();
         let timed_out = inner.running[slot]
             .as_ref()

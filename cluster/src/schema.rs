@@ -185,10 +185,7 @@ pub(crate) fn from_form<'a>(
         .iter()
         .find(|(name, _)| !fields.iter().any(|f| f.name == *name))
     {
-        return Err(FieldError::whole(format!(
-            "this task has no field {unknown:?}: its fields are {}",
-            names(fields)
-        )));
+        return Err(unknown_field(fields, unknown));
     }
     let mut input = Map::new();
     for field in fields {
@@ -208,6 +205,13 @@ pub(crate) fn from_form<'a>(
         }
     }
     Ok(Value::Object(input))
+}
+
+fn unknown_field(fields: &[Field], unknown: &str) -> FieldError {
+    FieldError::whole(format!(
+        "this task has no field {unknown:?}: its fields are {}",
+        names(fields)
+    ))
 }
 
 fn names(fields: &[Field]) -> String {
@@ -240,10 +244,7 @@ pub(crate) fn check(fields: &[Field], input: &Value) -> Result<(), FieldError> {
         .keys()
         .find(|k| !fields.iter().any(|f| &f.name == *k))
     {
-        return Err(FieldError::whole(format!(
-            "this task has no field {unknown:?}: its fields are {}",
-            names(fields)
-        )));
+        return Err(unknown_field(fields, unknown));
     }
     for field in fields {
         let Some(value) = object.get(&field.name) else {

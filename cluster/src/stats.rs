@@ -1,5 +1,6 @@
 //! Point-in-time statistics of a cluster, for dashboards.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ pub struct GroupStats {
     /// Compute times of the last [`GroupStats::SAMPLE`] tasks that ended on a worker (ms),
     /// for percentiles.
     #[serde(default)]
-    pub recent_ms: Vec<f64>,
+    pub recent_ms: VecDeque<f64>,
 }
 
 impl GroupStats {
@@ -78,14 +79,14 @@ impl GroupStats {
     /// Keeps one more compute time, dropping the oldest past [`GroupStats::SAMPLE`].
     pub fn sample(&mut self, compute_ms: f64) {
         if self.recent_ms.len() >= Self::SAMPLE {
-            self.recent_ms.remove(0);
+            self.recent_ms.pop_front();
         }
-        self.recent_ms.push(compute_ms);
+        self.recent_ms.push_back(compute_ms);
     }
 
     /// The `q`-quantile (0.5: the median) of the recent compute times, if any ended.
     pub fn percentile(&self, q: f64) -> Option<f64> {
-        let mut sorted = self.recent_ms.clone();
+        let mut sorted: Vec<f64> = self.recent_ms.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
         let last = sorted.len().checked_sub(1)?;
         Some(sorted[((last as f64) * q.clamp(0.0, 1.0)).round() as usize])

@@ -215,6 +215,14 @@ impl TaskType {
     fn of<T: Task>() -> Result<Self, String> {
         let input_schema = schema_for::<T::Input>();
         let fields = schema::fields(&input_schema)?;
+        if fields.iter().any(|f| f.name == "task") {
+            // The form posts the type's name under that key.
+            return Err(
+                "its input has a field called \"task\", a name the form keeps for \
+                        the task type"
+                    .into(),
+            );
+        }
         let defaults = schema::defaults(&input_schema);
         let binary_field = binary_field(&schema_for::<T::Output>())?;
         let schema_hash = {
@@ -401,7 +409,8 @@ impl Registry {
         self
     }
 
-    /// The type called `name`.
+    /// The type called `name`. A scan: a registry holds a handful of types, and comparing a
+    /// few short names is quicker than hashing one.
     pub fn get(&self, name: &str) -> Option<&Arc<TaskType>> {
         self.types.iter().find(|t| t.name == name)
     }
@@ -699,5 +708,35 @@ mod tests {
     #[should_panic(expected = "more than one Binary field")]
     fn an_output_has_at_most_one_binary_field() {
         let _ = Registry::empty().register::<TwoSides>();
+    }
+
+    /// Its input has a field named like the form's own.
+    struct Clash;
+
+    #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    struct Named {
+        task: String,
+    }
+
+    impl Task for Clash {
+        const NAME: &'static str = "clash";
+        const TITLE: &'static str = "Clash";
+        const DESCRIPTION: &'static str = "A field called task.";
+        type Input = Named;
+        type Output = u32;
+
+        fn summary(_: &Named, _: &u32) -> String {
+            String::new()
+        }
+
+        fn run(_: Named, _: &TaskContext<'_>) -> Result<u32, TaskError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a field called \"task\"")]
+    fn no_input_field_may_be_called_task() {
+        let _ = Registry::empty().register::<Clash>();
     }
 }

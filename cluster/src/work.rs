@@ -30,7 +30,8 @@ impl OutputLimit {
 }
 
 /// Runs task `name` on this thread; a panic becomes [`TaskError::Panicked`] and the thread
-/// carries on. A result bigger than `limit` (as JSON) becomes a failure. `checked`: see
+/// carries on. A result bigger than `limit` (as JSON) becomes a failure. Returns the outcome
+/// and the size of its result (measured once, for the limit and the figures). `checked`: see
 /// [`Registry::run`].
 pub(crate) fn run_caught(
     registry: &Registry,
@@ -39,17 +40,21 @@ pub(crate) fn run_caught(
     ctx: &TaskContext<'_>,
     limit: OutputLimit,
     checked: bool,
-) -> Reply {
-    let output = catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx, checked)))
-        .unwrap_or_else(|panic| Err(TaskError::Panicked(panic_message(panic.as_ref()))))?;
+) -> (Reply, usize) {
+    let output = match catch_unwind(AssertUnwindSafe(|| registry.run(name, input, ctx, checked))) {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => return (Err(error), 0),
+        Err(panic) => return (Err(TaskError::Panicked(panic_message(panic.as_ref()))), 0),
+    };
     let bytes = json_len(&output);
     if bytes > limit.bytes {
-        return Err(TaskError::Failed(format!(
+        let error = TaskError::Failed(format!(
             "its result is {bytes} bytes, more than the {} bytes a result may have ({})",
             limit.bytes, limit.set_by
-        )));
+        ));
+        return (Err(error), 0);
     }
-    Ok(output)
+    (Ok(output), bytes)
 }
 
 /// Why a task stopped, when it stopped through its cancel flag: the time limit and a shutdown

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::wire::{CancelItem, ProgressItem, ResultItem, ServerReport, WorkItem, task_key};
 use super::{Connection, Names, NatsError, RESULTS_KEPT, RETRY_EVERY, valid_token};
 use crate::scheduler::{CancelFlag, Core, Job, Scheduler, millis};
-use crate::work::Reply;
+use crate::work::{Reply, output_bytes};
 use crate::{ClusterConfig, Registry, SpawnError, TaskError, TaskId, now_ms};
 
 /// How an app server reaches its NATS cluster.
@@ -313,7 +313,8 @@ impl Dispatch {
     async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, job: Job) {
         let started = Instant::now();
         let outcome = self.remote(&core, slot, &job, job.input.clone()).await;
-        core.finish(slot, job, outcome, millis(started.elapsed()));
+        let output_bytes = output_bytes(&outcome);
+        core.finish(slot, job, outcome, output_bytes, millis(started.elapsed()));
     }
 
     async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Arc<Value>) -> Reply {

@@ -18,7 +18,7 @@ use super::{
     Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
 };
 use crate::probe::{ProcessProbe, this_process};
-use crate::work::{OutputLimit, output_bytes, record_duration, run_caught, why_stopped};
+use crate::work::{OutputLimit, record_duration, run_caught, why_stopped};
 use crate::{
     ClusterStats, Registry, TaskContext, TaskError, Totals, WorkerProcess, WorkerState,
     WorkerStats, now_ms,
@@ -587,14 +587,16 @@ impl State {
             .time_limit_ms
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms) + TIME_LIMIT_MARGIN);
         let mut timed_out = false;
-        let outcome = loop {
+        let (outcome, output_bytes) = loop {
             tokio::select! {
                 () = sleep_until(deadline), if !timed_out => {
                     timed_out = true;
                     cancel.store(true, Ordering::Relaxed);
                 }
                 outcome = &mut job => {
-                    break outcome.unwrap_or_else(|_| Err(TaskError::Lost("its worker thread is gone".into())));
+                    break outcome.unwrap_or_else(|_| {
+                        (Err(TaskError::Lost("its worker thread is gone".into())), 0)
+                    });
                 }
                 Ok(()) = progress.changed() => {
                     let update = ProgressItem {
@@ -617,7 +619,7 @@ impl State {
         let outcome = why_stopped(outcome, item.time_limit_ms.filter(|_| timed_out), false);
         let compute_ms = started.elapsed().as_secs_f64() * 1e3;
         record_duration(&item.name, compute_ms);
-        self.threads.lock()[slot].end(compute_ms, output_bytes(&outcome));
+        self.threads.lock()[slot].end(compute_ms, output_bytes);
         outcome
     }
 }
