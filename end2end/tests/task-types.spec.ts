@@ -22,6 +22,12 @@ test('a hand-made post with an extra or wrong-typed field is refused with 400 an
     [{ task: 'fibonacci', n: 'five' }, 'n must be a whole number'],
     [{ task: 'fibonacci' }, 'Enter n'],
     [{ task: 'nope', n: '5' }, 'there is no task type "nope"'],
+    [{ task: 'hash-chain', text: 'a', algorithm: 'md5', rounds: '1' }, 'algorithm must be one of sha256, blake3 (got "md5")'],
+    [{ task: 'hash-chain', text: 'x'.repeat(10_001), rounds: '1' }, 'text must be at most 10000 characters (got 10001)'],
+    [{ task: 'mandelbrot', width: '4096' }, 'width must be at most 2048 (got 4096)'],
+    [{ task: 'mandelbrot', smooth: 'maybe' }, 'smooth must be on or off (got "maybe")'],
+    [{ task: 'mandelbrot', zoom: 'NaN' }, 'zoom must be a finite number (got "NaN")'],
+    [{ task: 'mandelbrot', x: 'left' }, 'x must be a number (got "left")'],
   ] as const) {
     const response = await post(form);
     expect(response.status()).toBe(400);
@@ -212,7 +218,7 @@ test.describe('mandelbrot', () => {
     await expect(line).toBeVisible();
     expect(await pictureOf(page, terminal(page).getByRole('img', { name: /^The picture of task \d+$/ }))).toEqual([320, 240]);
     await line.click();
-    await expect(page.getByRole('heading', { level: 1 })).toHaveText(/^Task \d+: mandelbrot\(x=-0\.5, y=0, zoom=1, width=320, height=240, max_iterations=1000\)$/);
+    await expect(page.getByRole('heading', { level: 1 })).toHaveText(/^Task \d+: mandelbrot\(x=-0\.5, y=0, zoom=1, width=320, height=240, max_iterations=1000, smooth=true\)$/);
     expect(await pictureOf(page, page.getByRole('img', { name: /^The picture task \d+ made$/ }))).toEqual([320, 240]);
     // The JSON keeps the picture's type and size, not its bytes.
     await expect(page.getByLabel('Output')).toContainText('"media_type": "image/png"');
@@ -246,8 +252,9 @@ test.describe('mandelbrot', () => {
     await page.getByLabel('Width', { exact: true }).fill('2048');
     await page.getByLabel('Height', { exact: true }).fill('2048');
     await page.getByLabel('Iterations', { exact: true }).fill('100000');
+    await page.getByLabel('Smooth colouring', { exact: true }).uncheck();
     await page.getByRole('button', { name: 'SUBMIT' }).click();
-    const call = 'mandelbrot(x=-0.5, y=0, zoom=1, width=2048, height=2048, max_iterations=100000)';
+    const call = 'mandelbrot(x=-0.5, y=0, zoom=1, width=2048, height=2048, max_iterations=100000, smooth=false)';
     await expect(page.getByRole('progressbar', { name: `${call} progress` })).toHaveAttribute('aria-valuenow', /^(?!0\.0$)/);
     await page.getByRole('button', { name: `Cancel ${call}` }).click();
     await expect(terminal(page)).toContainText(`${call} cancelled after`);

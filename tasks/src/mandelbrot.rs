@@ -64,6 +64,16 @@ pub struct Input {
     #[schemars(range(min = 1, max = 100_000))]
     #[serde(default = "default_iterations")]
     pub max_iterations: u32,
+    /// Smooth colouring
+    ///
+    /// Colours shade continuously with how fast each point escapes, instead of in bands of
+    /// one iteration each.
+    #[serde(default = "default_smooth")]
+    pub smooth: bool,
+}
+
+fn default_smooth() -> bool {
+    true
 }
 
 fn default_x() -> f64 {
@@ -159,7 +169,8 @@ fn render(input: &Input, ctx: &TaskContext<'_>) -> Result<(Vec<u8>, u64), TaskEr
                     inside += 1;
                     0
                 }
-                Some(n) => colour(n),
+                Some((n, _)) if !input.smooth => colour(f64::from(n)),
+                Some((n, r2)) => colour(smooth(n, r2)),
             };
         }
         ctx.report_progress((row + 1) as f64 / height as f64);
@@ -167,9 +178,9 @@ fn render(input: &Input, ctx: &TaskContext<'_>) -> Result<(Vec<u8>, u64), TaskEr
     Ok((pixels, inside))
 }
 
-/// After how many iterations z ← z² + c leaves the disc of radius 2, or `None` if it stays
-/// for `max` iterations (c is taken to be in the set).
-fn escape(cx: f64, cy: f64, max: u32) -> Option<u32> {
+/// After how many iterations z ← z² + c leaves the disc of radius 2, and |z|² then; or `None`
+/// if it stays for `max` iterations (c is taken to be in the set).
+fn escape(cx: f64, cy: f64, max: u32) -> Option<(u32, f64)> {
     // The main cardioid and the period-2 bulb are most of the set's area and never escape:
     // skipping them makes the whole-set view several times faster.
     let q = (cx - 0.25) * (cx - 0.25) + cy * cy;
@@ -180,7 +191,7 @@ fn escape(cx: f64, cy: f64, max: u32) -> Option<u32> {
     for n in 0..max {
         let (x2, y2) = (x * x, y * y);
         if x2 + y2 > 4.0 {
-            return Some(n);
+            return Some((n, x2 + y2));
         }
         y = 2.0 * x * y + cy;
         x = x2 - y2 + cx;
@@ -188,10 +199,17 @@ fn escape(cx: f64, cy: f64, max: u32) -> Option<u32> {
     None
 }
 
-/// Escaped after `n` iterations: a palette index from 1 to 255, cycling every 64 iterations so
-/// that deep zooms, where n is in the thousands, still show bands.
-fn colour(n: u32) -> u8 {
-    1 + ((n % 64) * 254 / 63) as u8
+/// The continuous escape count of a point that left after `n` iterations with |z|² = `r2`:
+/// n + 1 − log₂ ln |z|, which joins up the bands the whole counts make.
+fn smooth(n: u32, r2: f64) -> f64 {
+    (f64::from(n) + 1.0 - (0.5 * r2.ln()).ln() / std::f64::consts::LN_2).max(0.0)
+}
+
+/// Escaped after `count` iterations: a palette index from 1 to 255, going once round the
+/// palette every 64 iterations so that deep zooms, where counts are in the thousands, still
+/// show their structure.
+fn colour(count: f64) -> u8 {
+    1 + ((count * 255.0 / 64.0) as u64 % 255) as u8
 }
 
 /// Index 0 is black (the set); 1 to 255 run through deep blue, white, gold and back.
@@ -245,6 +263,7 @@ mod tests {
             width,
             height,
             max_iterations,
+            smooth: true,
         }
     }
 
@@ -268,9 +287,9 @@ mod tests {
     #[test]
     fn points_escape_when_the_iteration_says_so() {
         // c = 1: z = 0, 1, 2, 5: |5| > 2 at the fourth look.
-        assert_eq!(escape(1.0, 0.0, 100), Some(3));
-        assert_eq!(escape(2.0, 2.0, 100), Some(1));
-        assert_eq!(escape(3.0, 0.0, 100), Some(1));
+        assert_eq!(escape(1.0, 0.0, 100), Some((3, 25.0)));
+        assert_eq!(escape(2.0, 2.0, 100), Some((1, 8.0)));
+        assert_eq!(escape(3.0, 0.0, 100), Some((1, 9.0)));
         // In the set: the cardioid, the period-2 bulb, its tip at −2, a period-3 bulb's centre.
         for (x, y) in [
             (0.0, 0.0),
@@ -282,7 +301,7 @@ mod tests {
             assert_eq!(escape(x, y, 10_000), None, "{x}{y:+}i");
         }
         // Just past the cusp at 1/4 it escapes, slowly.
-        let slow = escape(0.26, 0.0, 10_000).unwrap();
+        let (slow, _) = escape(0.26, 0.0, 10_000).unwrap();
         assert!((20..200).contains(&slow), "{slow}");
     }
 
@@ -324,6 +343,29 @@ mod tests {
     }
 
     #[test]
+    fn smooth_colouring_shades_between_the_bands_and_keeps_the_set() {
+        // Whole counts make bands; the continuous count lies between them and rises with n.
+        assert!(smooth(3, 25.0) > 2.0 && smooth(3, 25.0) < 4.0);
+        assert!(smooth(4, 5.0) > smooth(3, 25.0));
+        let (banded, shaded) = (
+            run(Input {
+                smooth: false,
+                ..input(200, 150, 300)
+            }),
+            run(input(200, 150, 300)),
+        );
+        assert_eq!(banded.inside, shaded.inside);
+        let colours = |png: &Binary| {
+            let (_, _, pixels, _) = decode(png.bytes());
+            pixels
+                .into_iter()
+                .collect::<std::collections::HashSet<u8>>()
+                .len()
+        };
+        assert!(colours(&shaded.png) > colours(&banded.png) + 20);
+    }
+
+    #[test]
     fn the_largest_picture_fits_the_default_output_bound() {
         let out = run(input(MAX_SIDE, MAX_SIDE, 200));
         let json = serde_json::to_vec(&out).unwrap().len();
@@ -357,7 +399,7 @@ mod tests {
         let mandelbrot = registry.first().unwrap();
         assert_eq!(
             mandelbrot.form(None).values,
-            ["-0.5", "0", "1", "800", "600", "1000"]
+            ["-0.5", "0", "1", "800", "600", "1000", "true"]
         );
         let form = |width: &str| {
             mandelbrot.from_form([
@@ -367,8 +409,16 @@ mod tests {
                 ("width", width),
                 ("height", "100"),
                 ("max_iterations", "500"),
+                ("smooth", "true"),
             ])
         };
+        assert_eq!(
+            mandelbrot
+                .from_form([("smooth", "maybe")])
+                .unwrap_err()
+                .message,
+            "smooth must be on or off (got \"maybe\")."
+        );
         let too_wide = form("4096").unwrap_err();
         assert_eq!(too_wide.field.as_deref(), Some("width"));
         assert!(
