@@ -112,6 +112,8 @@ async fn a_worker_killed_mid_run_loses_nothing_and_leaves_the_dashboard() {
     // 8 tasks in flight per worker thread: quick tasks travel in batches, and the batches the
     // doomed worker held die with it.
     let server = Server::start(&["--cluster", &nats.url(), "--in-flight-per-thread", "8"]).await;
+    // A task is refused (503) until the app server has heard of a worker that runs its type.
+    wait_for_threads(&server, 2).await;
 
     // A long task that is certainly on the doomed worker: it is the only one yet.
     let long = Session::new();
@@ -196,6 +198,7 @@ async fn cancelling_a_remote_fibonacci_60_frees_its_worker() {
     let nats = Nats::start().await;
     let _worker = worker(&nats, 1);
     let server = Server::start(&["--cluster", &nats.url()]).await;
+    wait_for_threads(&server, 1).await;
     let session = Session::new();
     let mut events = session.events(&server).await;
     events.next().await.expect("a snapshot first");
@@ -232,6 +235,7 @@ async fn nats_stopped_for_two_seconds_mid_run_loses_no_accepted_task() {
     let mut nats = Nats::start().await;
     let _worker = worker(&nats, 2);
     let server = Server::start(&["--cluster", &nats.url()]).await;
+    wait_for_threads(&server, 2).await;
     let session = Session::new();
     let mut events = session.events(&server).await;
     events.next().await.expect("a snapshot first");
@@ -273,6 +277,7 @@ async fn the_app_server_killed_mid_run_shows_every_result_once_after_its_restart
     let nats = Nats::start().await;
     let _worker = worker(&nats, 2);
     let server = Server::start(&["--cluster", &nats.url(), "--server-id", "web"]).await;
+    wait_for_threads(&server, 2).await;
     let sessions = [Session::new(), Session::new()];
     let mut ids: Vec<HashSet<u64>> = vec![HashSet::new(), HashSet::new()];
     let mut events = sessions[0].events(&server).await;
@@ -388,6 +393,7 @@ async fn a_task_whose_app_server_died_stops_at_its_time_limit_on_the_worker() {
     let (_dashboard, dashboard_port) = dashboard(&nats, &data);
     let worker = worker(&nats, 1);
     let server = Server::start(&["--cluster", &nats.url(), "--task-time-limit", "2"]).await;
+    wait_for_threads(&server, 1).await;
     let session = Session::new();
     let mut events = session.events(&server).await;
     events.next().await.expect("a snapshot first");
