@@ -18,6 +18,9 @@ pub enum AppError {
     /// The task is not (or no longer) this session's to act on. (404)
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the task's state: cancelling one that has ended. (409)
+    #[error("{0}")]
+    Conflict(String),
     /// The request body is larger than server functions accept. (413)
     #[error("{0}")]
     TooLarge(String),
@@ -54,6 +57,7 @@ impl AppError {
         match self {
             Self::InvalidInput(_) => 400,
             Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
             Self::TooLarge(_) => 413,
             Self::LimitReached(_) => 429,
             Self::Busy(_) | Self::Unavailable(_) => 503,
@@ -101,6 +105,7 @@ mod tests {
         let cases = [
             (AppError::invalid(text()), 400),
             (AppError::NotFound(text()), 404),
+            (AppError::Conflict(text()), 409),
             (AppError::TooLarge(text()), 413),
             (AppError::LimitReached(text()), 429),
             (AppError::Busy(text()), 503),

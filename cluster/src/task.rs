@@ -190,6 +190,9 @@ pub struct TaskType {
     title: &'static str,
     description: &'static str,
     schema_hash: String,
+    /// JSON Schemas (2020-12) of the input and the output, as `schemars` derives them.
+    input_schema: Value,
+    output_schema: Value,
     fields: Vec<Field>,
     /// The output's [`Binary`] field, if it has one.
     binary_field: Option<String>,
@@ -224,7 +227,8 @@ impl TaskType {
             );
         }
         let defaults = schema::defaults(&input_schema);
-        let binary_field = binary_field(&schema_for::<T::Output>())?;
+        let output_schema = schema_for::<T::Output>();
+        let binary_field = binary_field(&output_schema)?;
         let schema_hash = {
             let digest = Sha256::digest(input_schema.to_string().as_bytes());
             digest[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -234,6 +238,8 @@ impl TaskType {
             title: T::TITLE,
             description: T::DESCRIPTION,
             schema_hash,
+            input_schema,
+            output_schema,
             fields,
             defaults,
             binary_field,
@@ -272,6 +278,17 @@ impl TaskType {
     /// when its own build of the type has the same.
     pub fn schema_hash(&self) -> &str {
         &self.schema_hash
+    }
+
+    /// The input's JSON Schema: what the form is drawn from and every submission checked
+    /// against.
+    pub fn input_schema(&self) -> &Value {
+        &self.input_schema
+    }
+
+    /// The output's JSON Schema.
+    pub fn output_schema(&self) -> &Value {
+        &self.output_schema
     }
 
     /// The input's fields, in declaration order.

@@ -60,6 +60,33 @@ enum Command {
     Cluster(ClusterArgs),
     /// Join a NATS cluster's workers, from any machine.
     Worker(WorkerArgs),
+    /// Create, list and revoke API tokens (the server may keep running).
+    Token(TokenArgs),
+}
+
+/// `offload token`.
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    #[command(subcommand)]
+    action: TokenAction,
+    /// The server's data directory, where tokens are kept (as hashes).
+    #[arg(
+        long,
+        env = "OFFLOAD_DATA_DIR",
+        default_value = "offload-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Make a token called NAME and print it: the only time it is shown.
+    Create { name: String },
+    /// List the tokens (never their secrets).
+    List,
+    /// Revoke token NAME: it is refused from the next request on.
+    Revoke { name: String },
 }
 
 /// `offload serve`.
@@ -301,6 +328,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve(args)) => serve_app(args).await,
         Some(Command::Cluster(args)) => run_cluster(args).await,
         Some(Command::Worker(args)) => run_worker(args).await,
+        Some(Command::Token(args)) => return manage_tokens(args),
     };
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -397,6 +425,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .route("/api/events", get(stream::events))
         .route("/tasks/{id}/output", get(output::task_output))
+        .merge(app::ssr::api_v1::router(&state).0)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(from_fn(error_status))
         .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))
@@ -655,6 +684,56 @@ async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
 /// Hands memory freed by expired sessions back to the system. glibc's allocator keeps freed
 /// pages in its per-thread arenas; without this, memory after a burst of sessions stays at its
 /// peak although nothing uses it.
+/// `offload token …`: exits 0 when done, 2 when refused (a bad or taken name, no such
+/// token), 1 when the database fails.
+fn manage_tokens(args: TokenArgs) -> std::process::ExitCode {
+    use app::ssr::tokens::{TokenError, Tokens};
+    let registry = tasks::registry();
+    let legacy_type = registry.first().map_or("", |t| t.name());
+    let now = cluster::now_ms();
+    let done = Tokens::open(&args.data_dir, legacy_type).and_then(|mut tokens| {
+        match args.action {
+            TokenAction::Create { name } => {
+                let token = tokens.create(&name, now)?;
+                println!("{token}");
+                eprintln!(
+                    "token {name:?} created: keep it now, it is not shown again \
+                     (send it as `Authorization: Bearer <token>`)"
+                );
+            }
+            TokenAction::List => {
+                for token in tokens.list()? {
+                    let state = match token.revoked_at_ms {
+                        Some(_) => "revoked",
+                        None => "live",
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{state}",
+                        token.name, token.id, token.created_at_ms
+                    );
+                }
+            }
+            TokenAction::Revoke { name } => {
+                tokens.revoke(&name, now)?;
+                eprintln!("token {name:?} revoked");
+            }
+        }
+        Ok(())
+    });
+    match done {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("offload: {error}");
+            match error {
+                TokenError::BadName(_) | TokenError::Exists(_) | TokenError::Unknown(_) => {
+                    std::process::ExitCode::from(2)
+                }
+                _ => std::process::ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages of the allocator's own heap to the kernel;

@@ -17,6 +17,18 @@ pub const COOKIE: &str = "offload_session";
 pub struct SessionId(pub String);
 
 impl SessionId {
+    /// The owner of a token's tasks, `token:NAME`: no cookie can name it (those are 32 hex
+    /// digits).
+    pub fn for_token(name: &str) -> Self {
+        Self(format!("token:{name}"))
+    }
+
+    /// Whether a token owns it (then it is never forgotten for idleness: its tasks must stay
+    /// findable through the API).
+    pub fn is_token(&self) -> bool {
+        self.0.starts_with("token:")
+    }
+
     fn generate() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string())
     }

@@ -2,6 +2,7 @@
 //! their durable store, each task's journey, the live update stream and the request guards.
 //! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
+pub mod api_v1;
 pub mod guard;
 pub mod output;
 pub mod runner;
@@ -10,6 +11,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod tokens;
 
 pub use guard::{AllowedHosts, SessionId, allowed_host, refuse_cross_site, session_cookie};
 pub use sessions::{SessionConfig, Sessions};

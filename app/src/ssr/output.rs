@@ -1,12 +1,13 @@
-//! `GET /tasks/{id}/output`: a task's binary output (a picture), to the session that submitted
-//! it. Stored once when the task ended; the page's live stream and the detail page only link
-//! to it.
+//! `GET /tasks/{id}/output` (and the API's `/api/v1/tasks/{id}/output`): a task's binary
+//! output (a picture), to the owner that submitted it. Stored once when the task ended; the
+//! page's live stream and the detail page only link to it.
 
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::AppError;
 use crate::ssr::{AppState, SessionId};
 
 /// Media types a browser may show in the page; anything else is a download.
@@ -17,44 +18,57 @@ pub async fn task_output(
     Extension(session): Extension<SessionId>,
     Path(id): Path<String>,
 ) -> Response {
-    let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            format!("task {id} has no output of yours to download"),
-        )
-            .into_response()
-    };
     let Ok(task) = id.parse::<u64>() else {
-        return not_found();
+        return (StatusCode::NOT_FOUND, no_output(&id)).into_response();
     };
-    match state.sessions.store().output(&session.0, task).await {
-        Ok(Some((media_type, bytes))) => {
-            let disposition = if SHOWN.contains(&media_type.as_str()) {
-                "inline".to_owned()
-            } else {
-                format!("attachment; filename=\"task-{task}-output\"")
-            };
-            (
-                [
-                    (header::CONTENT_TYPE, media_type),
-                    (header::CONTENT_DISPOSITION, disposition),
-                    // A task's output never changes once stored, and task ids are not reused.
-                    (
-                        header::CACHE_CONTROL,
-                        "private, max-age=31536000, immutable".to_owned(),
-                    ),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-                    // Whatever a task wrote, it runs no script as this origin.
-                    (
-                        header::CONTENT_SECURITY_POLICY,
-                        "default-src 'none'; sandbox".to_owned(),
-                    ),
-                ],
-                bytes,
-            )
-                .into_response()
+    match owned_output(&state, &session, task).await {
+        Ok(response) => response,
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::NOT_FOUND);
+            (status, error.to_string()).into_response()
         }
-        Ok(None) => not_found(),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
+}
+
+fn no_output(id: &str) -> String {
+    format!("task {id} has no output of yours to download")
+}
+
+/// Task `task`'s binary output, if `owner` submitted it and it has one.
+pub async fn owned_output(
+    state: &AppState,
+    owner: &SessionId,
+    task: u64,
+) -> Result<Response, AppError> {
+    let (media_type, bytes) = state
+        .sessions
+        .store()
+        .output(&owner.0, task)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .ok_or_else(|| AppError::NotFound(no_output(&task.to_string())))?;
+    let disposition = if SHOWN.contains(&media_type.as_str()) {
+        "inline".to_owned()
+    } else {
+        format!("attachment; filename=\"task-{task}-output\"")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, media_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            // A task's output never changes once stored, and task ids are not reused.
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable".to_owned(),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            // Whatever a task wrote, it runs no script as this origin.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox".to_owned(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -30,12 +30,13 @@ pub fn task_type(state: &AppState, name: &str) -> Result<Arc<TaskType>, AppError
 }
 
 /// Queues a task of type `kind` with `input` (checked by the cluster) for the session `id`,
-/// creating the session if this is its first task.
+/// creating the session if this is its first task; `retry_of`: the task it runs again.
 pub async fn submit(
     state: &AppState,
     id: &SessionId,
     kind: &Arc<TaskType>,
     input: Value,
+    retry_of: Option<u64>,
 ) -> Result<Submitted, AppError> {
     if state.shutdown.has_begun() {
         return Err(AppError::Unavailable(
@@ -67,6 +68,7 @@ pub async fn submit(
             task: task.clone(),
             input: input.clone(),
             next_input: next_input.clone(),
+            retry_of,
         })
         .await;
     if let Err(error) = recorded {

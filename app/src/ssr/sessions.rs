@@ -248,6 +248,9 @@ impl Session {
 
     /// When it became idle, if it is: nothing unfinished and no page open.
     fn idle_since(&self) -> Option<Instant> {
+        if self.id.is_token() {
+            return None;
+        }
         let state = self.state.lock();
         (state.tasks.is_empty() && self.updates.receiver_count() == 0).then_some(state.last_seen)
     }
@@ -288,6 +291,11 @@ impl Session {
     }
 
     /// The cluster's id for one of this session's unfinished tasks.
+    /// Task `task` as the queue shows it, while it has not ended.
+    pub fn live(&self, task: u64) -> Option<QueuedTask> {
+        self.state.lock().tasks.get(&task).map(|e| e.task.clone())
+    }
+
     pub fn cluster_id(&self, task: u64) -> Option<u64> {
         self.state.lock().tasks.get(&task).map(|e| e.cluster)
     }

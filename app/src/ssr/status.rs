@@ -24,12 +24,14 @@ pub async fn error_status(request: Request, next: Next) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // The JSON API answers with problems, server functions with their encoded errors.
+    let api = request.uri().path().starts_with("/api/v1/");
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return too_large();
+        return too_large(api);
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return too_large();
+        return too_large(api);
     }
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR
         || !response.headers().contains_key(SERVER_FN_ERROR)
@@ -43,18 +45,21 @@ pub async fn error_status(request: Request, next: Next) -> Response {
     if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
         // A body cut short by the size limit while a server function read it.
         if error.to_string().contains("length limit exceeded") {
-            return too_large();
+            return too_large(api);
         }
         parts.status = StatusCode::from_u16(error.status()).unwrap_or(parts.status);
     }
     Response::from_parts(parts, Body::from(bytes))
 }
 
-fn too_large() -> Response {
+fn too_large(api: bool) -> Response {
     let error = AppError::TooLarge(format!(
         "the request is larger than the {} KB a server function accepts",
         MAX_BODY_BYTES / 1024
     ));
+    if api {
+        return crate::ssr::api_v1::problem(413, error.to_string(), None);
+    }
     let body = serde_json::to_string(&error).unwrap_or_default();
     (
         StatusCode::PAYLOAD_TOO_LARGE,

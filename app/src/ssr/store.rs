@@ -104,6 +104,20 @@ pub struct TaskRecord {
     /// The media type of its binary output, if it has one ([`Store::output`]).
     pub output_media: Option<String>,
     pub finished_at_ms: Option<u64>,
+    /// The task it runs again ("Run again", or the API's retry).
+    pub retry_of: Option<u64>,
+}
+
+/// Which of an owner's tasks a list wants, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Of this type only.
+    pub kind: Option<String>,
+    /// `Some(Some(o))`: ended as `o`; `Some(None)`: not ended yet.
+    pub ended: Option<Option<Outcome>>,
+    /// Older than this task id (a cursor).
+    pub before: Option<u64>,
+    pub limit: usize,
 }
 
 /// One change to the record.
@@ -115,6 +129,8 @@ pub enum Write {
         task: QueuedTask,
         input: Value,
         next_input: Value,
+        /// The task it runs again.
+        retry_of: Option<u64>,
     },
     /// A task ended with this line (and this output, when it produced one, with its bytes
     /// apart); keep at most `keep_lines` lines for the session.
@@ -190,24 +206,8 @@ impl Store {
             source,
         })?;
         let lock = lock(dir)?;
+        let conn = open_shared(dir, legacy_type)?;
         let path = dir.join("offload.sqlite3");
-        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA busy_timeout = 5000;
-             -- Writes touch few pages; 512 KB of page cache bounds the store's memory.
-             PRAGMA cache_size = -512;",
-        )?;
-        migrations(legacy_type)
-            .to_latest(&mut conn)
-            .map_err(|source| StoreError::Migrate {
-                path: path.clone(),
-                source,
-            })?;
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -250,6 +250,40 @@ impl Store {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             read_task(&conn, &session, id)
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+        .map_err(StoreError::Sql)
+    }
+
+    /// The owner of the live token `presented` (see [`super::tokens`]), if it is one.
+    pub async fn token_owner(&self, presented: &str) -> Result<Option<String>, StoreError> {
+        let reader = self.reader.clone();
+        let presented = presented.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            super::tokens::verify(&conn, &presented)
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+        .map_err(StoreError::Sql)
+    }
+
+    /// `session`'s tasks that `filter` wants, newest first, and whether there are more.
+    pub async fn tasks(
+        &self,
+        session: &str,
+        filter: TaskFilter,
+    ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
+        let reader = self.reader.clone();
+        let session = session.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            read_tasks(&conn, &session, &filter)
         })
         .await
         .map_err(|_| StoreError::Stopped)?
@@ -404,7 +438,45 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
             "ALTER TABLE tasks ADD COLUMN output_media TEXT;
              ALTER TABLE tasks ADD COLUMN output_data BLOB;",
         ),
+        // 4: API tokens (the SHA-256 of each secret, never the secret), and which task a
+        // task runs again.
+        M::up(
+            "CREATE TABLE tokens (
+                 -- Public: the part of the token between offload_ and the secret.
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
+                 secret_sha256 BLOB NOT NULL,
+                 created_at_ms INTEGER NOT NULL,
+                 revoked_at_ms INTEGER
+             );
+             ALTER TABLE tasks ADD COLUMN retry_of INTEGER;",
+        ),
     ])
+}
+
+/// Opens (creating and migrating) `dir/offload.sqlite3` for a writer: the server's, or a
+/// token command's beside it. WAL lets them share the file.
+pub fn open_shared(dir: &Path, legacy_type: &str) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join("offload.sqlite3");
+    let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA busy_timeout = 5000;
+         -- Writes touch few pages; 512 KB of page cache bounds the store's memory.
+         PRAGMA cache_size = -512;",
+    )?;
+    migrations(legacy_type)
+        .to_latest(&mut conn)
+        .map_err(|source| StoreError::Migrate { path, source })?;
+    Ok(conn)
 }
 
 fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
@@ -467,31 +539,72 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
     Ok(sessions)
 }
 
-fn read_task(conn: &Connection, session: &str, id: u64) -> rusqlite::Result<Option<TaskRecord>> {
+/// The columns [`task_record`] reads, in its order.
+const RECORD: &str = "id, task_type, input, args, submitted_at_ms, outcome, text, output,
+                      finished_at_ms, output_media, retry_of";
+
+fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
-    conn.prepare_cached(
-        "SELECT task_type, input, args, submitted_at_ms, outcome, text, output, finished_at_ms,
-                output_media
-         FROM tasks WHERE id = ?1 AND session = ?2",
-    )?
-    .query_row(params![id as i64, session], |row| {
-        Ok(TaskRecord {
-            id,
-            task_type: row.get(0)?,
-            input: json(row.get(1)?).unwrap_or(Value::Null),
-            args: row.get(2)?,
-            submitted_at_ms: row.get::<_, i64>(3)? as u64,
-            outcome: row
-                .get::<_, Option<String>>(4)?
-                .as_deref()
-                .and_then(outcome_from),
-            line: row.get(5)?,
-            output: json(row.get(6)?),
-            finished_at_ms: row.get::<_, Option<i64>>(7)?.map(|ms| ms as u64),
-            output_media: row.get(8)?,
-        })
+    Ok(TaskRecord {
+        id: row.get::<_, i64>(0)? as u64,
+        task_type: row.get(1)?,
+        input: json(row.get(2)?).unwrap_or(Value::Null),
+        args: row.get(3)?,
+        submitted_at_ms: row.get::<_, i64>(4)? as u64,
+        outcome: row
+            .get::<_, Option<String>>(5)?
+            .as_deref()
+            .and_then(outcome_from),
+        line: row.get(6)?,
+        output: json(row.get(7)?),
+        finished_at_ms: row.get::<_, Option<i64>>(8)?.map(|ms| ms as u64),
+        output_media: row.get(9)?,
+        retry_of: row.get::<_, Option<i64>>(10)?.map(|id| id as u64),
     })
+}
+
+fn read_task(conn: &Connection, session: &str, id: u64) -> rusqlite::Result<Option<TaskRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD} FROM tasks WHERE id = ?1 AND session = ?2"
+    ))?
+    .query_row(params![id as i64, session], task_record)
     .optional()
+}
+
+fn read_tasks(
+    conn: &Connection,
+    session: &str,
+    filter: &TaskFilter,
+) -> rusqlite::Result<(Vec<TaskRecord>, bool)> {
+    let (by_state, outcome) = match filter.ended {
+        None => (false, None),
+        Some(outcome) => (true, outcome.map(outcome_name)),
+    };
+    let mut records = conn
+        .prepare_cached(&format!(
+            "SELECT {RECORD} FROM tasks
+             WHERE session = ?1
+               AND (?2 IS NULL OR task_type = ?2)
+               AND (NOT ?3 OR outcome IS ?4)
+               AND id < ?5
+             ORDER BY id DESC LIMIT ?6"
+        ))?
+        .query_map(
+            params![
+                session,
+                filter.kind,
+                by_state,
+                outcome,
+                filter.before.map_or(i64::MAX, |id| id as i64),
+                // One more than asked: whether there is a next page.
+                filter.limit as i64 + 1
+            ],
+            task_record,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = records.len() > filter.limit;
+    records.truncate(filter.limit);
+    Ok((records, more))
 }
 
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
@@ -530,6 +643,7 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 task,
                 input,
                 next_input,
+                retry_of,
             } => {
                 // Type names are [a-z-]; quoted in the path all the same.
                 tx.prepare_cached(
@@ -541,8 +655,8 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 .execute(params![session, task.task, next_input.to_string()])?;
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args,
-                                                  submitted_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                                  submitted_at_ms, retry_of)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     task.id as i64,
@@ -550,7 +664,8 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                     task.task,
                     input.to_string(),
                     task.args,
-                    task.submitted_at_ms as i64
+                    task.submitted_at_ms as i64,
+                    retry_of.map(|id| id as i64)
                 ])?;
                 last_id = last_id.max(task.id);
             }
@@ -655,6 +770,7 @@ mod tests {
             task: task(id),
             input: json!({ "n": id }),
             next_input: json!({ "n": id + 1 }),
+            retry_of: None,
         }
     }
 
@@ -744,6 +860,7 @@ mod tests {
                 output: Some(json!(10)),
                 output_media: None,
                 finished_at_ms: Some(2001),
+                retry_of: None,
             }
         );
         let running = store.task("a", 2).await.unwrap().unwrap();
@@ -927,7 +1044,7 @@ mod migration_tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3, "every migration ran, once");
+        assert_eq!(version, 4, "every migration ran, once");
         let output: String = conn
             .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
             .unwrap();

@@ -1,0 +1,638 @@
+//! Issue 18: the JSON API (`/api/v1`) against the release binary, with tokens made by its own
+//! `offload token` command: a contract test per endpoint and per refusal, every error body an
+//! RFC 9457 problem, the page and the API sharing one model, and the OpenAPI document checked
+//! by an independent validator from npm.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{PageStream, Server, Session, binary};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// `offload token ARGS… --data-dir` of `server`: (exit code, stdout, stderr).
+fn token(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
+        .arg(&server.data)
+        .output()
+        .expect("running offload token");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn create_token(server: &Server, name: &str) -> String {
+    let (code, out, err) = token(server, &["create", name]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
+fn with_json(request: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
+    request
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A caller of the API: a token, a session's cookie, or nothing.
+struct Caller {
+    http: reqwest::Client,
+    token: Option<String>,
+    cookie: Option<String>,
+}
+
+impl Caller {
+    fn token(token: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            token: Some(token.to_owned()),
+            cookie: None,
+        }
+    }
+
+    fn session(session: &Session) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            token: None,
+            cookie: session.cookie.clone(),
+        }
+    }
+
+    fn nobody() -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            token: None,
+            cookie: None,
+        }
+    }
+
+    fn request(&self, server: &Server, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, server.url(path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        request
+    }
+
+    async fn call(
+        &self,
+        server: &Server,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.request(server, method, path);
+        if let Some(body) = body {
+            request = with_json(request, &body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let (status, headers) = (response.status(), response.headers().clone());
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, body)
+    }
+
+    async fn submit(&self, server: &Server, kind: &str, input: Value) -> Value {
+        let (status, _, body) = self
+            .call(
+                server,
+                Method::POST,
+                "/api/v1/tasks",
+                Some(json!({"type": kind, "input": input})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
+    /// Reads task `id` until it has ended.
+    async fn ended(&self, server: &Server, id: u64) -> Value {
+        let path = format!("/api/v1/tasks/{id}");
+        for _ in 0..600 {
+            let (status, _, body) = self.call(server, Method::GET, &path, None).await;
+            assert_eq!(status, 200, "{body}");
+            if !matches!(body["state"].as_str(), Some("queued" | "running")) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {id} did not end within 30 s");
+    }
+}
+
+/// An RFC 9457 problem with `status`, in its own media type.
+fn assert_problem(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+    want: u16,
+) {
+    assert_eq!(status.as_u16(), want, "{body}");
+    assert_eq!(
+        headers["content-type"], "application/problem+json",
+        "{body}"
+    );
+    assert_eq!(body["status"], want, "{body}");
+    assert_eq!(body["type"], "about:blank");
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.len() > 10),
+        "{body}"
+    );
+    if want == 429 || want == 503 {
+        assert!(
+            headers.contains_key("retry-after"),
+            "{want} without Retry-After"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_submits_follows_lists_and_retries_its_tasks_until_it_is_revoked() {
+    let server = Server::start(&["--workers", "2"]).await;
+    let secret = create_token(&server, "ci-bot");
+    assert!(secret.starts_with("offload_"), "{secret}");
+    let (code, listed, _) = token(&server, &["list"]);
+    assert_eq!(code, 0);
+    assert!(
+        listed.contains("ci-bot") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let bot = Caller::token(&secret);
+
+    let (status, _, types) = bot
+        .call(&server, Method::GET, "/api/v1/task-types", None)
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fibonacci", "hash-chain", "primes", "mandelbrot"]);
+    assert_eq!(types[0]["input_schema"]["properties"]["n"]["maximum"], 93);
+
+    let task = bot.submit(&server, "fibonacci", json!({"n": 20})).await;
+    let id = task["id"].as_u64().unwrap();
+    assert!(
+        matches!(
+            task["state"].as_str(),
+            Some("queued" | "running" | "finished")
+        ),
+        "{task}"
+    );
+    assert_eq!(task["links"]["self"], format!("/api/v1/tasks/{id}"));
+    let done = bot.ended(&server, id).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    assert_eq!(done["output"], 6765);
+    assert_eq!(done["progress"], 1.0);
+    assert!(
+        done["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("fibonacci(20)=6765 in "),
+        "{done}"
+    );
+
+    // A picture: its bytes at links.output, its size in the JSON.
+    let picture = bot
+        .submit(&server, "mandelbrot", json!({"width": 64, "height": 48}))
+        .await;
+    let picture = bot.ended(&server, picture["id"].as_u64().unwrap()).await;
+    assert_eq!(
+        picture["output"]["png"]["media_type"], "image/png",
+        "{picture}"
+    );
+    let href = picture["links"]["output"].as_str().unwrap();
+    let png = bot
+        .request(&server, Method::GET, href)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert_eq!(&png.bytes().await.unwrap()[1..4], b"PNG");
+
+    let retried = bot
+        .call(
+            &server,
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(retried.0, StatusCode::ACCEPTED, "{}", retried.2);
+    assert_eq!(retried.2["retry_of"], id);
+    assert_eq!(retried.2["input"], json!({"n": 20}));
+    let again = bot.ended(&server, retried.2["id"].as_u64().unwrap()).await;
+    assert_eq!(again["output"], 6765);
+
+    // Newest first, filtered, and paged by a cursor that new tasks do not disturb.
+    for n in 0..5 {
+        bot.submit(&server, "fibonacci", json!({"n": n})).await;
+    }
+    let (status, _, page) = bot
+        .call(
+            &server,
+            Method::GET,
+            "/api/v1/tasks?type=fibonacci&limit=3",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let ids = |page: &Value| -> Vec<u64> {
+        page["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect()
+    };
+    let first = ids(&page);
+    assert_eq!(first.len(), 3);
+    assert!(first.windows(2).all(|w| w[0] > w[1]), "{first:?}");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    bot.submit(&server, "fibonacci", json!({"n": 1})).await;
+    let (_, _, next) = bot
+        .call(
+            &server,
+            Method::GET,
+            &format!("/api/v1/tasks?type=fibonacci&limit=3&cursor={cursor}"),
+            None,
+        )
+        .await;
+    let second = ids(&next);
+    assert_eq!(second.len(), 3);
+    assert!(second[0] < first[2], "{first:?} then {second:?}");
+    let (_, _, last) = bot
+        .call(
+            &server,
+            Method::GET,
+            &format!(
+                "/api/v1/tasks?type=fibonacci&limit=3&cursor={}",
+                next["next_cursor"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ids(&last).len(),
+        1,
+        "8 fibonacci tasks: 3 + 3 + 1 before the new one"
+    );
+    assert!(last.get("next_cursor").is_none(), "{last}");
+    let (_, _, pictures) = bot
+        .call(
+            &server,
+            Method::GET,
+            "/api/v1/tasks?type=mandelbrot&state=finished",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&pictures).len(), 1);
+
+    // Revoked: refused from the next request on.
+    let (code, _, err) = token(&server, &["revoke", "ci-bot"]);
+    assert_eq!(code, 0, "{err}");
+    let (status, headers, body) = bot
+        .call(&server, Method::GET, &format!("/api/v1/tasks/{id}"), None)
+        .await;
+    assert_problem(status, &headers, &body, 401);
+    let (code, _, err) = token(&server, &["revoke", "ci-bot"]);
+    assert_eq!(code, 2, "revoking twice is refused: {err}");
+    assert!(err.contains("no token called \"ci-bot\""), "{err}");
+    let (code, _, err) = token(&server, &["create", "not a name"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_a_problem_with_its_status() {
+    // Two workers, long tasks leave one free: one long task runs, the rest wait.
+    let server = Server::start(&[
+        "--workers",
+        "2",
+        "--queue-capacity",
+        "2",
+        "--max-queued-per-session",
+        "1",
+    ])
+    .await;
+    let a = Caller::token(&create_token(&server, "a"));
+    let b = Caller::token(&create_token(&server, "b"));
+
+    // 401: nothing, a malformed header, a made-up token.
+    for caller in [
+        Caller::nobody(),
+        Caller::token("offload_0123456789abcdef_00"),
+        Caller::token(""),
+    ] {
+        let (status, headers, body) = caller
+            .call(&server, Method::GET, "/api/v1/tasks", None)
+            .await;
+        assert_problem(status, &headers, &body, 401);
+        assert!(headers.contains_key("www-authenticate"));
+    }
+    let (status, headers, body) = Caller::nobody()
+        .request(&server, Method::GET, "/api/v1/tasks")
+        .header("authorization", "Basic YTpi")
+        .send()
+        .await
+        .map(|r| (r.status(), r.headers().clone(), r))
+        .unwrap();
+    let body = json_of(body).await;
+    assert_problem(status, &headers, &body, 401);
+
+    // 400, at the field when there is one.
+    for (request, field, words) in [
+        (
+            json!({"type": "fibonacci", "input": {"n": 94}}),
+            Some("n"),
+            "at most 93",
+        ),
+        (
+            json!({"type": "fibonacci", "input": {"n": "ten"}}),
+            Some("n"),
+            "whole number",
+        ),
+        (
+            json!({"type": "fibonacci", "input": {"n": 5, "x": 1}}),
+            None,
+            "no field \"x\"",
+        ),
+        (
+            json!({"type": "hash-chain", "input": {"algorithm": "md5"}}),
+            Some("algorithm"),
+            "one of",
+        ),
+        (json!({"type": "nope"}), None, "no task type \"nope\""),
+        (
+            json!({"type": "fibonacci", "extra": 1}),
+            None,
+            "unknown field",
+        ),
+        (json!({"input": {}}), None, "missing field"),
+    ] {
+        let (status, headers, body) = a
+            .call(
+                &server,
+                Method::POST,
+                "/api/v1/tasks",
+                Some(request.clone()),
+            )
+            .await;
+        assert_problem(status, &headers, &body, 400);
+        assert_eq!(body["field"].as_str(), field, "{request}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(words),
+            "{request}: {body}"
+        );
+    }
+    let malformed = a
+        .request(&server, Method::POST, "/api/v1/tasks")
+        .header("content-type", "application/json")
+        .body("{\"type\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (malformed.status(), malformed.headers().clone());
+    assert_problem(status, &headers, &json_of(malformed).await, 400);
+    for bad in ["limit=0", "limit=101", "cursor=yesterday", "state=sleeping"] {
+        let (status, headers, body) = a
+            .call(&server, Method::GET, &format!("/api/v1/tasks?{bad}"), None)
+            .await;
+        assert_problem(status, &headers, &body, 400);
+    }
+
+    // 413: a body over 16 KB.
+    let huge = json!({"type": "hash-chain", "input": {"text": "x".repeat(20_000)}});
+    let (status, headers, body) = a
+        .call(&server, Method::POST, "/api/v1/tasks", Some(huge))
+        .await;
+    assert_problem(status, &headers, &body, 413);
+
+    // 429 for a's own queue, 503 for the server's: a runs one, waits one, and is refused a
+    // third; b's one waits too, and the queue (2) is full for b's second.
+    let long = || json!({"n": 92});
+    let running = a.submit(&server, "fibonacci", long()).await;
+    let waiting = a.submit(&server, "fibonacci", long()).await;
+    let (status, headers, body) = a
+        .call(
+            &server,
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"type": "fibonacci", "input": long()})),
+        )
+        .await;
+    assert_problem(status, &headers, &body, 429);
+    let b_waiting = b.submit(&server, "fibonacci", long()).await;
+    let (status, headers, body) = b
+        .call(
+            &server,
+            Method::POST,
+            "/api/v1/tasks",
+            Some(json!({"type": "fibonacci", "input": long()})),
+        )
+        .await;
+    assert_problem(status, &headers, &body, 503);
+
+    // 404: another owner's task, made-up ids; for every per-task endpoint.
+    let theirs = running["id"].as_u64().unwrap();
+    for path in [
+        format!("/api/v1/tasks/{theirs}"),
+        format!("/api/v1/tasks/{theirs}/output"),
+        "/api/v1/tasks/abc".to_owned(),
+        "/api/v1/tasks/99999999999999999999999".to_owned(),
+    ] {
+        let (status, headers, body) = b.call(&server, Method::GET, &path, None).await;
+        assert_problem(status, &headers, &body, 404);
+    }
+    for action in ["cancel", "retry"] {
+        let (status, headers, body) = b
+            .call(
+                &server,
+                Method::POST,
+                &format!("/api/v1/tasks/{theirs}/{action}"),
+                None,
+            )
+            .await;
+        assert_problem(status, &headers, &body, 404);
+    }
+
+    // Cancel: 202 and the task ends cancelled; again: 409.
+    for task in [&waiting, &running] {
+        let path = format!("/api/v1/tasks/{}/cancel", task["id"]);
+        let (status, _, body) = a.call(&server, Method::POST, &path, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let ended = a.ended(&server, task["id"].as_u64().unwrap()).await;
+        assert_eq!(ended["state"], "cancelled", "{ended}");
+        let (status, headers, body) = a.call(&server, Method::POST, &path, None).await;
+        assert_problem(status, &headers, &body, 409);
+    }
+    // A task without a picture has no output to download.
+    let (status, headers, body) = a
+        .call(
+            &server,
+            Method::GET,
+            &format!("/api/v1/tasks/{theirs}/output"),
+            None,
+        )
+        .await;
+    assert_problem(status, &headers, &body, 404);
+    b.call(
+        &server,
+        Method::POST,
+        &format!("/api/v1/tasks/{}/cancel", b_waiting["id"]),
+        None,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_the_api_see_the_same_tasks() {
+    let server = Server::start(&[]).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    let from_page = session.submit_ok(&server, 12).await;
+    let caller = Caller::session(&session);
+    let seen = caller.ended(&server, from_page).await;
+    assert_eq!(seen["output"], 144);
+    let (_, _, page) = caller
+        .call(&server, Method::GET, "/api/v1/tasks", None)
+        .await;
+    assert_eq!(page["tasks"][0]["id"], from_page);
+
+    // Through the API with the session's cookie: live on the page.
+    let from_api = caller.submit(&server, "fibonacci", json!({"n": 13})).await;
+    let id = from_api["id"].as_u64().unwrap();
+    let line = events.line(|l| l["task"] == id).await;
+    assert!(line.starts_with("fibonacci(13)=233 in "), "{line}");
+
+    // A token's tasks are not the session's, and the other way round.
+    let bot = Caller::token(&create_token(&server, "bot"));
+    let (status, _, _) = bot
+        .call(&server, Method::GET, &format!("/api/v1/tasks/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, _, listed) = bot.call(&server, Method::GET, "/api/v1/tasks", None).await;
+    assert_eq!(listed["tasks"], json!([]));
+    // A page of another site cannot use the session's cookie.
+    let forged = with_json(
+        caller
+            .request(&server, Method::POST, "/api/v1/tasks")
+            .header("origin", "http://evil.example"),
+        &json!({"type": "fibonacci", "input": {"n": 1}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_passes_an_independent_validator_and_lists_every_route() {
+    let server = Server::start(&[]).await;
+    let response = reqwest::get(server.url("/api/v1/openapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document = json_of(response).await;
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{document}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&document).unwrap()).unwrap();
+    let validator = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../end2end/node_modules/.bin/validate-api");
+    let checked = Command::new(&validator)
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} (npm ci in end2end installs it): {e}",
+                validator.display()
+            )
+        });
+    let said = String::from_utf8_lossy(&checked.stdout).into_owned()
+        + &String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success() && said.contains("valid"), "{said}");
+    assert!(
+        !said.contains("invalid") && !said.contains("false"),
+        "{said}"
+    );
+
+    // The router's API routes, each answered by its handler (not the 404 of no route), are
+    // exactly the document's operations.
+    let documented: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let routes: BTreeSet<(String, String)> = [
+        ("GET", "/api/v1/task-types"),
+        ("GET", "/api/v1/tasks"),
+        ("POST", "/api/v1/tasks"),
+        ("GET", "/api/v1/tasks/{id}"),
+        ("GET", "/api/v1/tasks/{id}/output"),
+        ("POST", "/api/v1/tasks/{id}/cancel"),
+        ("POST", "/api/v1/tasks/{id}/retry"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    assert_eq!(documented, routes);
+    let bot = Caller::token(&create_token(&server, "probe"));
+    for (method, path) in &routes {
+        let path = path.replace("{id}", "1");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let (status, headers, body) = bot.call(&server, method, &path, Some(json!({}))).await;
+        // A handler answers: a document, or a problem (a route that is not there is the
+        // framework's plain 404 or 405).
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/"),
+            "{path}: {status} {body}"
+        );
+        assert_ne!(status, 405, "{path}");
+    }
+    for name in [
+        "fibonacci.Input",
+        "hash-chain.Input",
+        "hash-chain.Algorithm",
+        "mandelbrot.Output",
+    ] {
+        assert!(
+            document["components"]["schemas"].get(name).is_some(),
+            "{name} in {}",
+            document["components"]["schemas"]
+        );
+    }
+}
