@@ -67,6 +67,7 @@ pub use embedded::EmbeddedCluster;
 pub use event::{ClusterEvent, EventKind, TaskState};
 pub use model::Backend;
 pub use scheduler::{Scheduler, SpawnError};
+pub use schema::input_from_fields;
 pub use stats::{
     ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerProcess,
     WorkerState, WorkerStats,

@@ -174,6 +174,18 @@ pub(crate) fn defaults(schema: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
+/// `FIELD=VALUE` pairs as an input of the type whose input schema is `schema` (as a server
+/// publishes it): the form's parser and messages, for clients such as the command line.
+pub fn input_from_fields<'a>(
+    schema: &Value,
+    posted: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Value, FieldError> {
+    let fields = fields(schema).map_err(FieldError::whole)?;
+    let input = from_form(&fields, posted)?;
+    check(&fields, &input)?;
+    Ok(input)
+}
+
 /// A form's posted fields as the input object: each parsed by its field (the same function the
 /// browser runs), unknown names refused.
 pub(crate) fn from_form<'a>(

@@ -3,6 +3,7 @@
 //! workers and dashboard. Wiring only: behaviour lives in the `app`, `dashboard` and `cluster`
 //! crates.
 
+mod cli;
 mod serve;
 
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ enum Command {
     Worker(WorkerArgs),
     /// Create, list and revoke API tokens (the server may keep running).
     Token(TokenArgs),
+    #[command(flatten)]
+    Client(cli::Client),
 }
 
 /// `offload token`.
@@ -329,6 +332,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Cluster(args)) => run_cluster(args).await,
         Some(Command::Worker(args)) => run_worker(args).await,
         Some(Command::Token(args)) => return manage_tokens(args),
+        Some(Command::Client(command)) => return cli::run(command).await,
     };
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,

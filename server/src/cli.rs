@@ -1,0 +1,458 @@
+//! The command line for a running server (`offload submit`, `tasks`, `show`, `watch`,
+//! `cancel`, `retry`, `types`): a client of its JSON API (`/api/v1`). Input is parsed against
+//! the type's schema as the server publishes it, with the server's own field parser and
+//! messages. Exits 0 when the work finished, 1 when it failed, was cancelled or could not be
+//! followed, 2 when it was refused (bad input, no such task, a full queue). Without a terminal
+//! it draws no progress bar and prints only results.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// Where the server is and who is calling: flags of every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The Offload server.
+    #[arg(long, env = "OFFLOAD_URL", default_value = "http://127.0.0.1:3000")]
+    server: String,
+    /// An API token (`offload token create NAME` on the server's machine).
+    #[arg(long, env = "OFFLOAD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Client {
+    /// List the task types the server runs.
+    Types {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Submit a task: `offload submit primes n=1000000 --wait`.
+    Submit {
+        #[command(flatten)]
+        connection: Connection,
+        /// The task type (`offload types`).
+        task_type: String,
+        /// Its input, as FIELD=VALUE (fields left out take their defaults).
+        fields: Vec<String>,
+        /// Follow it to its end, with a progress bar on a terminal, then print its summary.
+        #[arg(long)]
+        wait: bool,
+        /// Print the task as JSON (after it ended, with --wait).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your tasks, newest first.
+    Tasks {
+        #[command(flatten)]
+        connection: Connection,
+        /// Only tasks in this state (queued, running, finished, failed, cancelled, lost).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only tasks of this type.
+        #[arg(long = "type")]
+        task_type: Option<String>,
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one of your tasks.
+    Show {
+        #[command(flatten)]
+        connection: Connection,
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow one of your tasks to its end.
+    Watch {
+        #[command(flatten)]
+        connection: Connection,
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel one of your tasks.
+    Cancel {
+        id: u64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Run one of your tasks again, with the same input.
+    Retry {
+        #[command(flatten)]
+        connection: Connection,
+        id: u64,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How a command ended, as its exit code says.
+enum Failure {
+    /// The server refused: bad input, no such task, a full queue (2).
+    Refused(String),
+    /// The work failed, or the server could not be reached (1).
+    Failed(String),
+}
+
+impl Failure {
+    fn exit(self) -> ExitCode {
+        let (code, message) = match self {
+            Self::Refused(message) => (2, message),
+            Self::Failed(message) => (1, message),
+        };
+        if !message.is_empty() {
+            eprintln!("offload: {message}");
+        }
+        ExitCode::from(code)
+    }
+}
+
+pub async fn run(command: Client) -> ExitCode {
+    let connection = match &command {
+        Client::Types { connection }
+        | Client::Submit { connection, .. }
+        | Client::Tasks { connection, .. }
+        | Client::Show { connection, .. }
+        | Client::Watch { connection, .. }
+        | Client::Cancel { connection, .. }
+        | Client::Retry { connection, .. } => connection.clone(),
+    };
+    let api = match Api::new(connection) {
+        Ok(api) => api,
+        Err(failure) => return failure.exit(),
+    };
+    match command_result(&api, command).await {
+        Ok(code) => code,
+        Err(failure) => failure.exit(),
+    }
+}
+
+async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure> {
+    match command {
+        Client::Types { .. } => {
+            for kind in api.types().await? {
+                println!("{}\t{}", text(&kind["name"]), text(&kind["title"]));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Client::Submit {
+            task_type,
+            fields,
+            wait,
+            json,
+            ..
+        } => {
+            let input = api.input(&task_type, &fields).await?;
+            let task = api
+                .call(
+                    reqwest::Method::POST,
+                    "/api/v1/tasks",
+                    Some(json!({"type": task_type, "input": input})),
+                )
+                .await?;
+            finish(api, task, wait, json).await
+        }
+        Client::Tasks {
+            state,
+            task_type,
+            limit,
+            json,
+            ..
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(state.map(|s| ("state", s)));
+            query.extend(task_type.map(|t| ("type", t)));
+            let query = serde_urlencoded(&query);
+            let page = api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/tasks?{query}"),
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{}", page["tasks"]);
+            } else {
+                for task in page["tasks"].as_array().into_iter().flatten() {
+                    println!("{}", one_line(task));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Client::Show { id, json, .. } => {
+            let task = api.task(id).await?;
+            print_task(&task, json);
+            Ok(exit_for(&task))
+        }
+        Client::Watch { id, json, .. } => {
+            let task = api.task(id).await?;
+            finish(api, task, true, json).await
+        }
+        Client::Cancel { id, .. } => {
+            api.call(
+                reqwest::Method::POST,
+                &format!("/api/v1/tasks/{id}/cancel"),
+                None,
+            )
+            .await?;
+            if std::io::stderr().is_terminal() {
+                eprintln!("task {id}: cancelling");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Client::Retry { id, wait, json, .. } => {
+            let task = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/tasks/{id}/retry"),
+                    None,
+                )
+                .await?;
+            finish(api, task, wait, json).await
+        }
+    }
+}
+
+/// After a submission: print it, or follow it to its end first.
+async fn finish(api: &Api, task: Value, wait: bool, json: bool) -> Result<ExitCode, Failure> {
+    if !wait {
+        if json {
+            println!("{task}");
+        } else {
+            println!("{}", task["id"]);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let id = task["id"].as_u64().unwrap_or_default();
+    let ended = tokio::select! {
+        ended = follow(api, task) => ended?,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(Failure::Failed(format!(
+                "stopped waiting; task {id} carries on (offload watch {id})"
+            )));
+        }
+    };
+    print_task(&ended, json);
+    Ok(exit_for(&ended))
+}
+
+/// Reads the task until it ends, drawing its progress on a terminal.
+async fn follow(api: &Api, mut task: Value) -> Result<Value, Failure> {
+    let id = task["id"].as_u64().unwrap_or_default();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {percent:>3}% {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let mut wait = Duration::from_millis(20);
+    while matches!(text(&task["state"]).as_str(), "queued" | "running") {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("task {id} {}", text(&task["state"])));
+            bar.set_position((task["progress"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
+        }
+        tokio::time::sleep(wait).await;
+        // Quick tasks are seen at once; long ones are read five times a second.
+        wait = (wait * 2).min(Duration::from_millis(200));
+        task = api.task(id).await?;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(task)
+}
+
+fn exit_for(task: &Value) -> ExitCode {
+    match text(&task["state"]).as_str() {
+        "finished" | "queued" | "running" => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn print_task(task: &Value, json: bool) {
+    if json {
+        println!("{task}");
+        return;
+    }
+    match task["summary"].as_str() {
+        Some(summary) => println!("{summary}"),
+        None => println!("{}", one_line(task)),
+    }
+}
+
+/// `12  primes  running  40%`, or its summary once it ended.
+fn one_line(task: &Value) -> String {
+    let state = text(&task["state"]);
+    let detail = match task["summary"].as_str() {
+        Some(summary) => summary.to_owned(),
+        None if state == "running" => {
+            format!("{:.0}%", task["progress"].as_f64().unwrap_or(0.0) * 100.0)
+        }
+        None => task["input"].to_string(),
+    };
+    format!("{}\t{}\t{state}\t{detail}", task["id"], text(&task["type"]))
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+fn serde_urlencoded(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The server's API, by URL and token.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(connection: Connection) -> Result<Self, Failure> {
+        let base = connection.server.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            return Err(Failure::Refused(format!(
+                "{base:?}: this build speaks plain http:// (reach a remote server through an \
+                 SSH tunnel or a TLS-terminating proxy on this machine)"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            token: connection.token,
+        })
+    }
+
+    /// Calls the API; a problem comes back as a refusal with its detail.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| {
+            Failure::Failed(format!("cannot reach the server at {}: {e}", self.base))
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Failure::Failed(format!("the server's answer broke off: {e}")))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let detail = value["detail"]
+            .as_str()
+            .map_or_else(|| format!("{status}: {value}"), str::to_owned);
+        let field = value["field"]
+            .as_str()
+            .map(|f| format!(" (field {f})"))
+            .unwrap_or_default();
+        Err(Failure::Refused(format!("{detail}{field}")))
+    }
+
+    async fn types(&self) -> Result<Vec<Value>, Failure> {
+        let types = self
+            .call(reqwest::Method::GET, "/api/v1/task-types", None)
+            .await?;
+        Ok(types.as_array().cloned().unwrap_or_default())
+    }
+
+    async fn task(&self, id: u64) -> Result<Value, Failure> {
+        self.call(reqwest::Method::GET, &format!("/api/v1/tasks/{id}"), None)
+            .await
+    }
+
+    /// `FIELD=VALUE` arguments as the input of `task_type`, parsed against the input schema
+    /// the server publishes, with the same parser and messages as its form.
+    async fn input(&self, task_type: &str, fields: &[String]) -> Result<Value, Failure> {
+        let types = self.types().await?;
+        let Some(kind) = types.iter().find(|t| t["name"] == task_type) else {
+            let names: Vec<String> = types.iter().map(|t| text(&t["name"])).collect();
+            return Err(Failure::Refused(format!(
+                "there is no task type {task_type:?}: choose one of {}",
+                names.join(", ")
+            )));
+        };
+        let mut pairs = Vec::new();
+        for field in fields {
+            let (name, value) = field.split_once('=').ok_or_else(|| {
+                Failure::Refused(format!("{field:?}: give each field as FIELD=VALUE"))
+            })?;
+            pairs.push((name, value));
+        }
+        cluster::input_from_fields(&kind["input_schema"], pairs).map_err(|error| {
+            let at = error
+                .field
+                .map(|f| format!(" (field {f})"))
+                .unwrap_or_default();
+            Failure::Refused(format!("{}{at}", error.message))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(
+            serde_urlencoded(&[("type", "hash-chain".into()), ("x", "a b&c".into())]),
+            "type=hash-chain&x=a%20b%26c"
+        );
+    }
+
+    #[test]
+    fn a_task_reads_in_one_line() {
+        let running = json!({"id": 7, "type": "primes", "state": "running", "progress": 0.4});
+        assert_eq!(one_line(&running), "7\tprimes\trunning\t40%");
+        let done =
+            json!({"id": 8, "type": "primes", "state": "finished", "summary": "primes(10)=4"});
+        assert_eq!(one_line(&done), "8\tprimes\tfinished\tprimes(10)=4");
+    }
+}
