@@ -24,7 +24,14 @@ pub async fn submit_task(
     let input = kind
         .from_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(AppError::InvalidInput)?;
-    crate::ssr::runner::submit(&state, &request::session_id().await?, &kind, input, None).await
+    crate::ssr::runner::submit(
+        &state,
+        &request::session_id().await?,
+        &kind,
+        input,
+        Default::default(),
+    )
+    .await
 }
 
 /// The type called `task`, or the registry's first for an empty name.
@@ -135,8 +142,12 @@ pub async fn run_again(id: u64) -> Result<Submitted, AppError> {
     let record = own_task(&state, id).await?;
     let kind = crate::ssr::runner::task_type(&state, &record.task_type)?;
     let session = request::session_id().await?;
+    let links = crate::ssr::runner::Links {
+        retry_of: Some(id),
+        ..Default::default()
+    };
     let submitted =
-        crate::ssr::runner::submit(&state, &session, &kind, record.input, Some(id)).await?;
+        crate::ssr::runner::submit(&state, &session, &kind, record.input, links).await?;
     leptos_axum::redirect(&format!("/?task={}", kind.name()));
     Ok(submitted)
 }

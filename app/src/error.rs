@@ -21,6 +21,9 @@ pub enum AppError {
     /// The request conflicts with the task's state: cancelling one that has ended. (409)
     #[error("{0}")]
     Conflict(String),
+    /// The request repeats an `Idempotency-Key` with another request. (422)
+    #[error("{0}")]
+    Unprocessable(String),
     /// The request body is larger than server functions accept. (413)
     #[error("{0}")]
     TooLarge(String),
@@ -58,6 +61,7 @@ impl AppError {
             Self::InvalidInput(_) => 400,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
+            Self::Unprocessable(_) => 422,
             Self::TooLarge(_) => 413,
             Self::LimitReached(_) => 429,
             Self::Busy(_) | Self::Unavailable(_) => 503,
@@ -106,6 +110,7 @@ mod tests {
             (AppError::invalid(text()), 400),
             (AppError::NotFound(text()), 404),
             (AppError::Conflict(text()), 409),
+            (AppError::Unprocessable(text()), 422),
             (AppError::TooLarge(text()), 413),
             (AppError::LimitReached(text()), 429),
             (AppError::Busy(text()), 503),

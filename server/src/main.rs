@@ -412,6 +412,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
         streams: StreamLimits::new(args.max_streams_per_session, args.max_streams),
         shutdown: Shutdown::default(),
         dashboard_url,
+        idempotency: Default::default(),
     };
     runner::rerun(&state, rerun).await;
 

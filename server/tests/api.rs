@@ -636,3 +636,92 @@ async fn the_openapi_document_passes_an_independent_validator_and_lists_every_ro
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_makes_one_task_however_many_copies_arrive_at_once() {
+    let server = Server::start(&["--workers", "2", "--max-queued-per-session", "200"]).await;
+    let secret = create_token(&server, "retrier");
+    let body = json!({"type": "primes", "input": {"n": 1_000_000}});
+    let post = |key: &'static str, body: Value| {
+        let caller = Caller::token(&secret);
+        let server = &server;
+        async move {
+            let (status, _, answer) = {
+                let request = with_json(
+                    caller
+                        .request(server, Method::POST, "/api/v1/tasks")
+                        .header("idempotency-key", key),
+                    &body,
+                );
+                let response = request.send().await.unwrap();
+                let (status, headers) = (response.status(), response.headers().clone());
+                (status, headers, json_of(response).await)
+            };
+            (status, answer)
+        }
+    };
+    let answers = futures::future::join_all((0..100).map(|_| post("order-7", body.clone()))).await;
+    let (status, first) = &answers[0];
+    assert_eq!(*status, StatusCode::ACCEPTED, "{first}");
+    for (status, answer) in &answers {
+        assert_eq!(
+            (*status, answer),
+            (StatusCode::ACCEPTED, first),
+            "100 identical answers"
+        );
+    }
+    let bot = Caller::token(&secret);
+    let id = first["id"].as_u64().unwrap();
+    let done = bot.ended(&server, id).await;
+    assert_eq!(done["output"]["count"], 78498, "{done}");
+    let (_, _, listed) = bot.call(&server, Method::GET, "/api/v1/tasks", None).await;
+    assert_eq!(
+        listed["tasks"].as_array().unwrap().len(),
+        1,
+        "one task: {listed}"
+    );
+    // Later, once it has finished, the same key and request: the same answer.
+    let (status, again) = post("order-7", body.clone()).await;
+    assert_eq!((status, &again), (StatusCode::ACCEPTED, first));
+
+    // The key with another request: 422, nothing queued.
+    let (status, refused) = post("order-7", json!({"type": "primes", "input": {"n": 10}})).await;
+    assert_eq!(status.as_u16(), 422, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another request"),
+        "{refused}"
+    );
+    // Another owner's key is its own.
+    let other = Caller::token(&create_token(&server, "other"));
+    let theirs = with_json(
+        other
+            .request(&server, Method::POST, "/api/v1/tasks")
+            .header("idempotency-key", "order-7"),
+        &body,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(theirs.status(), StatusCode::ACCEPTED);
+    assert_ne!(json_of(theirs).await["id"].as_u64(), Some(id));
+    let (_, _, listed) = bot.call(&server, Method::GET, "/api/v1/tasks", None).await;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+
+    // Remembered across a restart, with the task's record.
+    let server = server.crash_and_restart().await;
+    let (status, _, after) = bot.call(&server, Method::POST, "/api/v1/tasks", None).await;
+    assert_eq!(status.as_u16(), 400, "{after}");
+    let replay = with_json(
+        bot.request(&server, Method::POST, "/api/v1/tasks")
+            .header("idempotency-key", "order-7"),
+        &body,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(replay.status(), StatusCode::ACCEPTED);
+    assert_eq!(&json_of(replay).await, first);
+}

@@ -7,15 +7,17 @@
 //! Callers are owners: a token (`Authorization: Bearer …`, see [`super::tokens`]) owns its
 //! tasks as `token:NAME`; a browser session (its cookie) owns its own. Neither: 401.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, ToSchema};
@@ -24,6 +26,7 @@ use utoipa_axum::routes;
 
 use crate::AppError;
 use crate::ssr::guard::FreshSession;
+use crate::ssr::runner::Links;
 use crate::ssr::store::{TaskFilter, TaskRecord};
 use crate::ssr::{AppState, SessionId};
 use model::page::{Outcome, TaskStatus};
@@ -403,6 +406,20 @@ pub struct TaskDoc {
 }
 
 impl TaskDoc {
+    /// The task as it was accepted: what a submission answers, the same however often it is
+    /// repeated under its `Idempotency-Key`.
+    fn accepted(record: TaskRecord) -> Value {
+        let record = TaskRecord {
+            outcome: None,
+            line: None,
+            output: None,
+            output_media: None,
+            finished_at_ms: None,
+            ..record
+        };
+        serde_json::to_value(Self::from_record(record, None)).unwrap_or_default()
+    }
+
     fn from_record(record: TaskRecord, live: Option<(TaskStatus, f64)>) -> Self {
         let state = match (record.outcome, live) {
             (Some(outcome), _) => TaskState::ended(outcome),
@@ -462,15 +479,20 @@ fn not_found(id: u64) -> AppError {
 }
 
 /// Queues a task for the caller, as the page's SUBMIT does: the input is checked against its
-/// type's schema (a refusal names the field), and the caller's caps apply.
+/// type's schema (a refusal names the field), and the caller's caps apply. With an
+/// `Idempotency-Key`, repeating the request (even many at once) gets the same task, run once.
 #[utoipa::path(
     post,
     path = "/api/v1/tasks",
     tag = "tasks",
     request_body = NewTask,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the same task (1 to 255 characters; remembered as long as the task's record)"),
+    ),
     responses(
         (status = 202, description = "Accepted: queued, and recorded", body = TaskDoc),
         (status = 400, description = "The input does not fit the type's schema", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with another request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token or session", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over 16 KB", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The caller's queue is full (Retry-After)", body = Problem, content_type = "application/problem+json"),
@@ -480,8 +502,9 @@ fn not_found(id: u64) -> AppError {
 async fn submit(
     owner: Owner,
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<NewTask>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<TaskDoc>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(new) = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::TooLarge(e.body_text())
@@ -489,10 +512,137 @@ async fn submit(
             AppError::invalid(e.body_text())
         }
     })?;
-    let kind = crate::ssr::runner::task_type(&state, &new.kind)?;
-    let submitted = crate::ssr::runner::submit(&state, &owner.0, &kind, new.input, None).await?;
-    let doc = task_doc(&state, &owner.0, submitted.task.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(doc)))
+    let Some(key) = headers.get(IDEMPOTENCY_KEY) else {
+        let doc = accept(&state, &owner.0, new, Links::default()).await?;
+        return Ok((StatusCode::ACCEPTED, Json(doc)));
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()))
+        .ok_or_else(|| {
+            AppError::invalid("an Idempotency-Key is 1 to 255 visible ASCII characters")
+        })?
+        .to_owned();
+    let request = Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()).to_vec();
+    // One request per owner and key at a time: the others wait, then find its task.
+    let slot = state.idempotency.slot(&owner.0, &key);
+    let turn = slot.lock().await;
+    let result = idempotent_submit(&state, &owner.0, &key, request, new).await;
+    drop(turn);
+    state.idempotency.release(&owner.0, &key, slot);
+    Ok((StatusCode::ACCEPTED, Json(result?)))
+}
+
+/// Submits `new` and answers with the task as accepted.
+async fn accept(
+    state: &AppState,
+    owner: &SessionId,
+    new: NewTask,
+    links: Links,
+) -> Result<Value, ApiError> {
+    let kind = crate::ssr::runner::task_type(state, &new.kind)?;
+    let retry_of = links.retry_of;
+    let submitted =
+        crate::ssr::runner::submit(state, owner, &kind, new.input.clone(), links).await?;
+    let task = submitted.task;
+    Ok(TaskDoc::accepted(TaskRecord {
+        id: task.id,
+        task_type: task.task,
+        input: new.input,
+        args: task.args,
+        submitted_at_ms: task.submitted_at_ms,
+        outcome: None,
+        line: None,
+        output: None,
+        output_media: None,
+        finished_at_ms: None,
+        retry_of,
+    }))
+}
+
+/// The header that makes a submission safe to repeat.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Submits `new` under `key` once: a repeat of the same request gets the same answer, the
+/// task as it was accepted (its record keeps the key); another request under the key, 422.
+async fn idempotent_submit(
+    state: &AppState,
+    owner: &SessionId,
+    key: &str,
+    request: Vec<u8>,
+    new: NewTask,
+) -> Result<Value, ApiError> {
+    let reused = || {
+        AppError::Unprocessable(format!(
+            "the Idempotency-Key {key:?} was used with another request: use a new key for a \
+             new task"
+        ))
+    };
+    let earlier = state
+        .sessions
+        .store()
+        .by_idempotency_key(&owner.0, key)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    match earlier {
+        Some((_, first)) if first != request => Err(reused().into()),
+        Some((id, _)) => {
+            let record = state
+                .sessions
+                .store()
+                .task(&owner.0, id)
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()))?
+                .ok_or_else(|| not_found(id))?;
+            Ok(TaskDoc::accepted(record))
+        }
+        None => {
+            let links = Links {
+                idempotency: Some((key.to_owned(), request)),
+                ..Default::default()
+            };
+            accept(state, owner, new, links).await
+        }
+    }
+}
+
+/// The submissions under an `Idempotency-Key` in progress, by owner and key: an entry lives
+/// only while requests for it are being answered, so the map holds at most one entry per
+/// request in flight. (What a key got is in the task's record.)
+#[derive(Default)]
+pub struct IdempotencyLocks {
+    slots: parking_lot::Mutex<HashMap<(String, String), Slot>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<()>>;
+
+impl IdempotencyLocks {
+    fn slot(&self, owner: &SessionId, key: &str) -> Slot {
+        self.slots
+            .lock()
+            .entry((owner.0.clone(), key.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Done with `slot`: forgotten once no other request holds it.
+    fn release(&self, owner: &SessionId, key: &str, slot: Slot) {
+        let mut slots = self.slots.lock();
+        // The map's reference and ours: nobody else waits on it.
+        if Arc::strong_count(&slot) == 2 {
+            slots.remove(&(owner.0.clone(), key.to_owned()));
+        }
+    }
+
+    /// Entries held now (for tests: none once every request is answered).
+    pub fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Filters and position of a list.
@@ -707,7 +857,7 @@ async fn retry(
     owner: Owner,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<TaskDoc>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = task_id(&id)?;
     let record = state
         .sessions
@@ -717,9 +867,15 @@ async fn retry(
         .map_err(|e| AppError::Unavailable(e.to_string()))?
         .ok_or_else(|| not_found(id))?;
     let kind = crate::ssr::runner::task_type(&state, &record.task_type)?;
-    let submitted =
-        crate::ssr::runner::submit(&state, &owner.0, &kind, record.input, Some(id)).await?;
-    let doc = task_doc(&state, &owner.0, submitted.task.id).await?;
+    let links = Links {
+        retry_of: Some(id),
+        ..Default::default()
+    };
+    let new = NewTask {
+        kind: kind.name().to_owned(),
+        input: record.input,
+    };
+    let doc = accept(&state, &owner.0, new, links).await?;
     Ok((StatusCode::ACCEPTED, Json(doc)))
 }
 

@@ -30,13 +30,13 @@ pub fn task_type(state: &AppState, name: &str) -> Result<Arc<TaskType>, AppError
 }
 
 /// Queues a task of type `kind` with `input` (checked by the cluster) for the session `id`,
-/// creating the session if this is its first task; `retry_of`: the task it runs again.
+/// creating the session if this is its first task.
 pub async fn submit(
     state: &AppState,
     id: &SessionId,
     kind: &Arc<TaskType>,
     input: Value,
-    retry_of: Option<u64>,
+    links: Links,
 ) -> Result<Submitted, AppError> {
     if state.shutdown.has_begun() {
         return Err(AppError::Unavailable(
@@ -68,7 +68,8 @@ pub async fn submit(
             task: task.clone(),
             input: input.clone(),
             next_input: next_input.clone(),
-            retry_of,
+            retry_of: links.retry_of,
+            idempotency: links.idempotency,
         })
         .await;
     if let Err(error) = recorded {
@@ -102,6 +103,15 @@ pub async fn submit(
         task,
         next: Some(next),
     })
+}
+
+/// What a submission is tied to besides its input.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// The task it runs again.
+    pub retry_of: Option<u64>,
+    /// The API's `Idempotency-Key`, and the SHA-256 of the request.
+    pub idempotency: Option<(String, Vec<u8>)>,
 }
 
 /// Runs again the tasks that were accepted but had not finished when the server last stopped.

@@ -26,6 +26,9 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// Where the viewer page points its iframe: the dashboard's `/status` URL.
     pub dashboard_url: DashboardUrl,
+    /// API submissions under an `Idempotency-Key` that are in progress, one at a time per
+    /// owner and key.
+    pub idempotency: Arc<crate::ssr::api_v1::IdempotencyLocks>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -131,6 +131,8 @@ pub enum Write {
         next_input: Value,
         /// The task it runs again.
         retry_of: Option<u64>,
+        /// The API's `Idempotency-Key` and the SHA-256 of the request it came with.
+        idempotency: Option<(String, Vec<u8>)>,
     },
     /// A task ended with this line (and this output, when it produced one, with its bytes
     /// apart); keep at most `keep_lines` lines for the session.
@@ -265,6 +267,31 @@ impl Store {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             super::tokens::verify(&conn, &presented)
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+        .map_err(StoreError::Sql)
+    }
+
+    /// The task `session` submitted under `Idempotency-Key` `key`, with its request's hash.
+    pub async fn by_idempotency_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let reader = self.reader.clone();
+        let (session, key) = (session.to_owned(), key.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            conn.prepare_cached(
+                "SELECT id, request_sha256 FROM tasks WHERE session = ?1 AND idempotency_key = ?2",
+            )?
+            .query_row(params![session, key], |row| {
+                Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+            })
+            .optional()
         })
         .await
         .map_err(|_| StoreError::Stopped)?
@@ -449,7 +476,13 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
                  created_at_ms INTEGER NOT NULL,
                  revoked_at_ms INTEGER
              );
-             ALTER TABLE tasks ADD COLUMN retry_of INTEGER;",
+             ALTER TABLE tasks ADD COLUMN retry_of INTEGER;
+             -- An API submission's Idempotency-Key and the SHA-256 of its request: a retry
+             -- with the same key and request gets the same task.
+             ALTER TABLE tasks ADD COLUMN idempotency_key TEXT;
+             ALTER TABLE tasks ADD COLUMN request_sha256 BLOB;
+             CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (session, idempotency_key)
+                 WHERE idempotency_key IS NOT NULL;",
         ),
     ])
 }
@@ -644,6 +677,7 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 input,
                 next_input,
                 retry_of,
+                idempotency,
             } => {
                 // Type names are [a-z-]; quoted in the path all the same.
                 tx.prepare_cached(
@@ -655,8 +689,9 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 .execute(params![session, task.task, next_input.to_string()])?;
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args,
-                                                  submitted_at_ms, retry_of)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                                  submitted_at_ms, retry_of, idempotency_key,
+                                                  request_sha256)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     task.id as i64,
@@ -665,7 +700,9 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                     input.to_string(),
                     task.args,
                     task.submitted_at_ms as i64,
-                    retry_of.map(|id| id as i64)
+                    retry_of.map(|id| id as i64),
+                    idempotency.as_ref().map(|(key, _)| key),
+                    idempotency.as_ref().map(|(_, hash)| hash)
                 ])?;
                 last_id = last_id.max(task.id);
             }
@@ -771,6 +808,7 @@ mod tests {
             input: json!({ "n": id }),
             next_input: json!({ "n": id + 1 }),
             retry_of: None,
+            idempotency: None,
         }
     }
 
