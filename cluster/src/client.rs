@@ -19,11 +19,13 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error(
-        "the cluster is busy: {capacity} tasks are already waiting; try again when some have finished"
+        "the cluster is busy: {} waiting already; try again when some have finished",
+        model::count(*capacity as u64, "task is", "tasks are")
     )]
     Busy { capacity: usize },
     #[error(
-        "you already have {limit} tasks waiting, the most one session may queue: wait for some to finish, or cancel some"
+        "you already have {} waiting, the most one session may queue: wait for some to finish, or cancel some",
+        model::count(*limit as u64, "task", "tasks")
     )]
     SubmitterBusy { limit: usize },
     /// The input was refused; the error says which field, when it is about one.
@@ -297,5 +299,29 @@ impl<T: Task> TaskHandle<T> {
     pub async fn result(self) -> Result<T::Output, TaskError> {
         let value = self.handle.result().await?;
         serde_json::from_value(value).map_err(|e| TaskError::Failed(format!("output: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubmitError;
+
+    #[test]
+    fn refusals_count_with_the_right_noun() {
+        assert!(
+            SubmitError::SubmitterBusy { limit: 1 }
+                .to_string()
+                .starts_with("you already have 1 task waiting,")
+        );
+        assert!(
+            SubmitError::SubmitterBusy { limit: 100 }
+                .to_string()
+                .starts_with("you already have 100 tasks waiting,")
+        );
+        assert!(
+            SubmitError::Busy { capacity: 1 }
+                .to_string()
+                .contains("busy: 1 task is waiting already;")
+        );
     }
 }

@@ -120,6 +120,19 @@ impl Caller {
         body
     }
 
+    /// Reads task `id` until it is in `state`.
+    async fn until_state(&self, server: &Server, id: u64, state: &str) {
+        let path = format!("/api/v1/tasks/{id}");
+        for _ in 0..600 {
+            let (_, _, body) = self.call(server, Method::GET, &path, None).await;
+            if body["state"] == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("task {id} never {state}");
+    }
+
     /// Reads task `id` until it has ended.
     async fn ended(&self, server: &Server, id: u64) -> Value {
         let path = format!("/api/v1/tasks/{id}");
@@ -432,6 +445,9 @@ async fn every_refusal_is_a_problem_with_its_status() {
     // third; b's one waits too, and the queue (2) is full for b's second.
     let long = || json!({"n": 92});
     let running = a.submit(&server, "fibonacci", long()).await;
+    // Running before the next is submitted, or that one would be a's second waiting.
+    a.until_state(&server, running["id"].as_u64().unwrap(), "running")
+        .await;
     let waiting = a.submit(&server, "fibonacci", long()).await;
     let (status, headers, body) = a
         .call(
@@ -602,6 +618,8 @@ async fn the_openapi_document_passes_an_independent_validator_and_lists_every_ro
         ("GET", "/api/v1/tasks/{id}/output"),
         ("POST", "/api/v1/tasks/{id}/cancel"),
         ("POST", "/api/v1/tasks/{id}/retry"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/api/v1/tasks/{id}/events"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -611,15 +629,23 @@ async fn the_openapi_document_passes_an_independent_validator_and_lists_every_ro
     for (method, path) in &routes {
         let path = path.replace("{id}", "1");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let (status, headers, body) = bot.call(&server, method, &path, Some(json!({}))).await;
-        // A handler answers: a document, or a problem (a route that is not there is the
-        // framework's plain 404 or 405).
-        assert!(
-            headers["content-type"]
+        // Headers only: an event stream does not end.
+        let response = with_json(bot.request(&server, method, &path), &json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (status, kind) = (
+            response.status(),
+            response.headers()["content-type"]
                 .to_str()
                 .unwrap()
-                .starts_with("application/"),
-            "{path}: {status} {body}"
+                .to_owned(),
+        );
+        // A handler answers: a document, a problem or a stream (a route that is not there
+        // is the framework's plain-text 404 or 405).
+        assert!(
+            kind.starts_with("application/") || kind == "text/event-stream",
+            "{path}: {status} {kind}"
         );
         assert_ne!(status, 405, "{path}");
     }
@@ -724,4 +750,184 @@ async fn one_idempotency_key_makes_one_task_however_many_copies_arrive_at_once()
     .unwrap();
     assert_eq!(replay.status(), StatusCode::ACCEPTED);
     assert_eq!(&json_of(replay).await, first);
+}
+
+/// A server-sent events reader that keeps each event's id and name.
+struct Sse {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Vec<u8>>> + Send>>,
+    buffer: String,
+}
+
+/// One event: its id, its name, its data as JSON.
+#[derive(Debug, Clone)]
+struct Received {
+    id: Option<u64>,
+    name: String,
+    data: Value,
+}
+
+impl Sse {
+    async fn open(server: &Server, token: &str, path: &str, last: Option<u64>) -> Self {
+        let mut request = reqwest::Client::new()
+            .get(server.url(path))
+            .bearer_auth(token);
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        use futures::StreamExt;
+        Self {
+            body: Box::pin(response.bytes_stream().map(|c| c.map(|b| b.to_vec()))),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event; None when the stream ends.
+    async fn next(&mut self) -> Option<Received> {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim_start().to_owned())
+                };
+                let Some(name) = field("event:") else {
+                    continue; // a keep-alive comment
+                };
+                return Some(Received {
+                    id: field("id:").and_then(|id| id.parse().ok()),
+                    name,
+                    data: serde_json::from_str(&field("data:").unwrap_or_default())
+                        .unwrap_or(Value::Null),
+                });
+            }
+            let chunk = self.body.next().await?.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until one satisfies `until` (included).
+    async fn until(&mut self, until: impl Fn(&Received) -> bool) -> Vec<Received> {
+        let mut seen = Vec::new();
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), self.next())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream stays open");
+            let last = until(&event);
+            seen.push(event);
+            if last {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_cut_off_mid_run_resumes_with_last_event_id_and_misses_nothing() {
+    // Three workers: the owner may run two tasks at once, the long one and a quick one.
+    let server = Server::start(&["--workers", "3"]).await;
+    let secret = create_token(&server, "watcher");
+    let bot = Caller::token(&secret);
+
+    let mut first = Sse::open(&server, &secret, "/api/v1/events", None).await;
+    let snapshot = first.next().await.unwrap();
+    assert_eq!(snapshot.name, "snapshot");
+    assert_eq!(snapshot.data["tasks"], json!([]));
+    let long = bot
+        .submit(&server, "primes", json!({"n": 2_000_000_000u64}))
+        .await;
+    let long_id = long["id"].as_u64().unwrap();
+    // Cut off mid-run: once the long task has reported progress.
+    let seen = first
+        .until(|e| e.data["id"] == long_id && e.data["progress"].as_f64() > Some(0.0))
+        .await;
+    let cut_at = seen.last().unwrap().id.unwrap();
+    drop(first);
+
+    // Meanwhile, three quick tasks come and go.
+    let mut quick = Vec::new();
+    for n in [10, 11, 12] {
+        let task = bot.submit(&server, "fibonacci", json!({"n": n})).await;
+        let id = task["id"].as_u64().unwrap();
+        bot.ended(&server, id).await;
+        quick.push(id);
+    }
+
+    let mut again = Sse::open(&server, &secret, "/api/v1/events", Some(cut_at)).await;
+    let events = again
+        .until(|e| e.data["id"] == long_id && e.data["state"] == "finished")
+        .await;
+    let ids: Vec<u64> = events.iter().map(|e| e.id.unwrap()).collect();
+    assert_eq!(ids[0], cut_at + 1, "resumed right after the last one seen");
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "every later event, once, in order: {ids:?}"
+    );
+    assert!(events.iter().all(|e| e.name == "task"));
+    for id in &quick {
+        let ended: Vec<&Received> = events
+            .iter()
+            .filter(|e| e.data["id"] == *id && e.data["summary"].is_string())
+            .collect();
+        assert_eq!(ended.len(), 1, "task {id} ended once in {events:?}");
+        assert_eq!(ended[0].data["state"], "finished");
+    }
+    // What the events said, GET says.
+    let last = events.last().unwrap();
+    let (_, _, task) = bot
+        .call(
+            &server,
+            Method::GET,
+            &format!("/api/v1/tasks/{long_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(task["state"], last.data["state"]);
+    assert_eq!(task["summary"], last.data["summary"]);
+
+    // Too far behind (or from before a restart): a snapshot, then live changes.
+    let mut stale = Sse::open(&server, &secret, "/api/v1/events", Some(999_999)).await;
+    assert_eq!(stale.next().await.unwrap().name, "snapshot");
+
+    // One task's stream: its changes, ending with it; an ended task's, its end at once.
+    let one = bot
+        .submit(&server, "primes", json!({"n": 300_000_000}))
+        .await;
+    let one_id = one["id"].as_u64().unwrap();
+    let mut only = Sse::open(
+        &server,
+        &secret,
+        &format!("/api/v1/tasks/{one_id}/events"),
+        None,
+    )
+    .await;
+    let mut states = Vec::new();
+    while let Some(event) = only.next().await {
+        assert_eq!(event.data["id"], one_id, "{event:?}");
+        states.push(event.data["state"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("finished"),
+        "{states:?}"
+    );
+    let mut ended = Sse::open(
+        &server,
+        &secret,
+        &format!("/api/v1/tasks/{long_id}/events"),
+        None,
+    )
+    .await;
+    let end = ended.next().await.unwrap();
+    assert_eq!(
+        (end.data["state"].as_str(), end.id),
+        (Some("finished"), None)
+    );
+    assert!(ended.next().await.is_none());
 }

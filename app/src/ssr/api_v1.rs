@@ -43,6 +43,8 @@ pub fn router(state: &AppState) -> (axum::Router<AppState>, Value) {
         .routes(routes!(output))
         .routes(routes!(cancel))
         .routes(routes!(retry))
+        .routes(routes!(crate::ssr::api_events::events))
+        .routes(routes!(crate::ssr::api_events::task_events))
         .split_for_parts();
     let mut document = serde_json::to_value(&api).unwrap_or_default();
     add_task_type_schemas(&mut document, state);
@@ -352,7 +354,7 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    fn ended(outcome: Outcome) -> Self {
+    pub(crate) fn ended(outcome: Outcome) -> Self {
         match outcome {
             Outcome::Finished => Self::Finished,
             Outcome::Failed => Self::Failed,
@@ -472,7 +474,7 @@ async fn task_doc(state: &AppState, owner: &SessionId, id: u64) -> Result<TaskDo
     Ok(TaskDoc::from_record(record, live))
 }
 
-fn not_found(id: u64) -> AppError {
+pub(crate) fn not_found(id: u64) -> AppError {
     AppError::NotFound(format!(
         "task {id} is not one of yours, or its record was trimmed with the oldest ones"
     ))
@@ -764,7 +766,7 @@ async fn show(
 }
 
 /// A task id from a path: anything else is a task nobody has.
-fn task_id(raw: &str) -> Result<u64, AppError> {
+pub(crate) fn task_id(raw: &str) -> Result<u64, AppError> {
     raw.parse().map_err(|_| {
         AppError::NotFound(format!(
             "{raw:?} is not a task id: tasks are numbered from 1"

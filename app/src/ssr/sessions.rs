@@ -205,6 +205,32 @@ pub struct Session {
     id: SessionId,
     state: Mutex<State>,
     updates: broadcast::Sender<PageUpdate>,
+    /// The same changes numbered, for the API's event streams, and the last few kept for a
+    /// stream that reconnects (`Last-Event-ID`).
+    journal: Mutex<Journal>,
+    numbered: broadcast::Sender<(u64, PageUpdate)>,
+}
+
+/// A session's numbered changes.
+#[derive(Default)]
+struct Journal {
+    /// The last change's number.
+    seq: u64,
+    /// The last [`JOURNAL_KEPT`] changes, kept once an API stream has been opened (a session
+    /// only ever watched by pages keeps none).
+    recent: Option<VecDeque<(u64, PageUpdate)>>,
+}
+
+/// Changes a session keeps for API streams that reconnect: past them, a reconnecting stream
+/// gets a snapshot instead.
+pub const JOURNAL_KEPT: usize = 128;
+
+/// What an API stream resumes with.
+pub enum Resume {
+    /// Every change after the one it saw, in order.
+    Changes(Vec<(u64, PageUpdate)>),
+    /// It saw nothing yet, or fell too far behind: the state as it is, numbered as of `seq`.
+    Snapshot(u64, PageUpdate),
 }
 
 struct State {
@@ -234,6 +260,8 @@ impl Session {
                 last_seen: Instant::now(),
             }),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
+            journal: Mutex::new(Journal::default()),
+            numbered: broadcast::channel(UPDATE_BACKLOG).0,
         }
     }
 
@@ -252,12 +280,50 @@ impl Session {
             return None;
         }
         let state = self.state.lock();
-        (state.tasks.is_empty() && self.updates.receiver_count() == 0).then_some(state.last_seen)
+        (state.tasks.is_empty()
+            && self.updates.receiver_count() == 0
+            && self.numbered.receiver_count() == 0)
+            .then_some(state.last_seen)
     }
 
     fn send(&self, update: PageUpdate) {
+        // Numbered and sent under the journal's lock, so that a stream that resumes (below)
+        // sees each change exactly once: from the journal or from its receiver.
+        let mut journal = self.journal.lock();
+        journal.seq += 1;
+        let seq = journal.seq;
+        if let Some(recent) = journal.recent.as_mut() {
+            if recent.len() >= JOURNAL_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back((seq, update.clone()));
+        }
+        if self.numbered.receiver_count() > 0 {
+            let _ = self.numbered.send((seq, update.clone()));
+        }
         // No receiver just means no page is open; the state above still has it.
         let _ = self.updates.send(update);
+    }
+
+    /// Subscribes an API stream to the numbered changes after `last_seen` (its
+    /// `Last-Event-ID`): what it missed, or a snapshot when it saw nothing or missed too much.
+    pub fn resume(
+        &self,
+        last_seen: Option<u64>,
+    ) -> (Resume, broadcast::Receiver<(u64, PageUpdate)>) {
+        let mut journal = self.journal.lock();
+        let receiver = self.numbered.subscribe();
+        let seq = journal.seq;
+        let recent = journal.recent.get_or_insert_with(VecDeque::new);
+        let oldest = recent.front().map_or(seq + 1, |(n, _)| *n);
+        let resume = match last_seen {
+            // Every change after it is still kept (or there is none).
+            Some(last) if last <= seq && last + 1 >= oldest => {
+                Resume::Changes(recent.iter().filter(|(n, _)| *n > last).cloned().collect())
+            }
+            _ => Resume::Snapshot(seq, self.snapshot()),
+        };
+        (resume, receiver)
     }
 
     /// Subscribes to this session's changes. Subscribe before taking the snapshot, so that
@@ -290,12 +356,12 @@ impl Session {
         }
     }
 
-    /// The cluster's id for one of this session's unfinished tasks.
     /// Task `task` as the queue shows it, while it has not ended.
     pub fn live(&self, task: u64) -> Option<QueuedTask> {
         self.state.lock().tasks.get(&task).map(|e| e.task.clone())
     }
 
+    /// The cluster's id for one of this session's unfinished tasks.
     pub fn cluster_id(&self, task: u64) -> Option<u64> {
         self.state.lock().tasks.get(&task).map(|e| e.cluster)
     }

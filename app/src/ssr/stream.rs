@@ -54,7 +54,7 @@ pub struct StreamPermit {
     session: SessionId,
     ticket: u64,
     /// Fires when a newer stream of the same session takes this one's place.
-    replaced: oneshot::Receiver<()>,
+    pub(crate) replaced: oneshot::Receiver<()>,
 }
 
 impl StreamLimits {
