@@ -1,6 +1,8 @@
 //! Offload's load and soak tool. Many concurrent browser sessions, each with its own cookie,
 //! open the task page's event stream, submit fibonacci tasks through the same server function
-//! the page posts to, and wait for each result on the stream, as the page does.
+//! the page posts to, and wait for each result on the stream, as the page does. In API mode
+//! ([`LoadConfig::api`]) the owners are tokens instead: each follows `/api/v1/events` and
+//! posts to `/api/v1/tasks`, as a script would.
 //!
 //! It starts the server itself (its own data directory, free loopback ports, short session
 //! expiry) so that it can read the server's memory before, during and after the run, and it
@@ -33,6 +35,9 @@ pub struct LoadConfig {
     pub max_wait: Duration,
     /// The server's idle-session expiry, in seconds (short, so the run can see it).
     pub session_idle_secs: u64,
+    /// Owners are API tokens (made with `offload token create`) driving `/api/v1`, instead
+    /// of browser sessions.
+    pub api: bool,
 }
 
 impl Default for LoadConfig {
@@ -45,6 +50,7 @@ impl Default for LoadConfig {
             ramp: Duration::from_secs(2),
             max_wait: Duration::from_secs(30),
             session_idle_secs: 2,
+            api: false,
         }
     }
 }
@@ -60,6 +66,8 @@ pub enum LoadError {
     NotReady,
     #[error("reading the server's memory: {0}")]
     Rss(String),
+    #[error("making API tokens: {0}")]
+    Tokens(String),
 }
 
 /// One round's figures.
@@ -88,7 +96,8 @@ pub struct Target {
     child: tokio::process::Child,
     pid: u32,
     base: String,
-    _data: tempfile::TempDir,
+    server: PathBuf,
+    data: tempfile::TempDir,
 }
 
 impl Target {
@@ -125,7 +134,8 @@ impl Target {
             child,
             pid,
             base: format!("http://127.0.0.1:{port}"),
-            _data: data,
+            server: config.server.clone(),
+            data,
         };
         let http = reqwest::Client::new();
         for _ in 0..300 {
@@ -140,6 +150,31 @@ impl Target {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(LoadError::NotReady)
+    }
+
+    /// `count` API tokens, made by the server's own `offload token create` in one run.
+    pub async fn tokens(&self, count: usize) -> Result<Vec<String>, LoadError> {
+        let names: Vec<String> = (0..count).map(|i| format!("load-{i}")).collect();
+        let output = tokio::process::Command::new(&self.server)
+            .arg("token")
+            .arg("create")
+            .args(&names)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| LoadError::Tokens(e.to_string()))?;
+        let tokens: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if !output.status.success() || tokens.len() != count {
+            return Err(LoadError::Tokens(
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ));
+        }
+        Ok(tokens)
     }
 
     /// The server's resident memory.
@@ -171,8 +206,9 @@ pub fn rss_kb(pid: u32) -> Result<u64, LoadError> {
         .ok_or_else(|| LoadError::Rss("no VmRSS line".into()))
 }
 
-/// Runs `config.sessions` sessions against `target` once.
-pub async fn round(target: &Target, config: &LoadConfig) -> Round {
+/// Runs `config.sessions` sessions (or, in API mode, the owners of `tokens`) against
+/// `target` once.
+pub async fn round(target: &Target, config: &LoadConfig, tokens: &[String]) -> Round {
     // Two connections per session (its stream and its posts), plus some to spare.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let http = reqwest::Client::builder()
@@ -202,9 +238,13 @@ pub async fn round(target: &Target, config: &LoadConfig) -> Round {
                 round,
                 i
             );
+            let token = tokens.get(i).cloned();
             tokio::spawn(async move {
                 tokio::time::sleep(spacing * i as u32).await;
-                session(&http, &base, &cookie, &config).await
+                match token {
+                    Some(token) => owner(&http, &base, &token, &config).await,
+                    None => session(&http, &base, &cookie, &config).await,
+                }
             })
         })
         .collect();
@@ -285,6 +325,66 @@ async fn session(
                 };
                 if let Some(line) = line.filter(|l| l["task"] == id) {
                     return line["outcome"] == "finished";
+                }
+            }
+            false
+        })
+        .await;
+        match result {
+            Ok(true) => times.push(asked.elapsed()),
+            _ => return (times, config.tasks_per_session - done),
+        }
+    }
+    (times, 0)
+}
+
+/// One API owner: its event stream, then its tasks one after the other, through `/api/v1`.
+/// Returns the submit → result times and the number of tasks that failed.
+async fn owner(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    config: &LoadConfig,
+) -> (Vec<Duration>, usize) {
+    let mut times = Vec::new();
+    let stream = http
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(token)
+        .send()
+        .await;
+    let mut events = match stream {
+        Ok(r) if r.status().is_success() => Events::new(r),
+        _ => return (times, config.tasks_per_session),
+    };
+    // Its first event: the snapshot.
+    if events.next().await.is_none() {
+        return (times, config.tasks_per_session);
+    }
+    for done in 0..config.tasks_per_session {
+        let asked = Instant::now();
+        let submitted = http
+            .post(format!("{base}/api/v1/tasks"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"type": "fibonacci", "input": {"n": config.n}}).to_string())
+            .send()
+            .await;
+        let id = match submitted {
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => r
+                .bytes()
+                .await
+                .ok()
+                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
+                .and_then(|task| task["id"].as_u64()),
+            _ => None,
+        };
+        let Some(id) = id else {
+            return (times, config.tasks_per_session - done);
+        };
+        let result = tokio::time::timeout(config.max_wait, async {
+            while let Some(event) = events.next().await {
+                if event["id"] == id && event["summary"].is_string() {
+                    return event["state"] == "finished";
                 }
             }
             false

@@ -29,6 +29,9 @@ struct Args {
     /// Repeat rounds for this many minutes and print the server's memory each minute.
     #[arg(long)]
     soak: Option<u64>,
+    /// Owners are API tokens driving /api/v1 (events and JSON posts), not browser sessions.
+    #[arg(long)]
+    api: bool,
 }
 
 #[tokio::main]
@@ -40,6 +43,7 @@ async fn main() -> ExitCode {
         tasks_per_session: args.tasks,
         n: args.n,
         ramp: Duration::from_secs_f64(args.ramp_secs.max(0.0)),
+        api: args.api,
         ..LoadConfig::default()
     };
     match run(&config, args.soak).await {
@@ -54,11 +58,21 @@ async fn main() -> ExitCode {
 
 async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::LoadError> {
     let target = Target::start(config).await?;
+    let tokens = if config.api {
+        target.tokens(config.sessions).await?
+    } else {
+        Vec::new()
+    };
+    let who = if config.api {
+        "API owners (tokens)"
+    } else {
+        "sessions"
+    };
     let cold = target.rss_kb()?;
     // A first round of the same size, its sessions left to expire: code paged in and the
     // allocator's arenas grown to their high-water mark are costs of the first crowd, not
     // growth with users. Both figures are printed.
-    let w = round(&target, config).await;
+    let w = round(&target, config, &tokens).await;
     let before = rss_after_expiry(&target, config).await?;
     println!(
         "warm-up round: {} results, {} errors; server RSS cold {}, peak {}, after its sessions expired {} ({:+.1} %)",
@@ -70,7 +84,7 @@ async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::Load
         (before as f64 - cold as f64) / cold as f64 * 100.0
     );
     println!(
-        "{} sessions × {} fibonacci({}), started over {:.1} s; server RSS before: {}",
+        "{} {who} × {} fibonacci({}), started over {:.1} s; server RSS before: {}",
         config.sessions,
         config.tasks_per_session,
         config.n,
@@ -82,7 +96,7 @@ async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::Load
     let started = Instant::now();
     let mut next_minute = 1;
     loop {
-        let r = round(&target, config).await;
+        let r = round(&target, config, &tokens).await;
         errors += r.errors;
         println!(
             "round: {} results, {} errors in {:.1} s; submit→result p50 {}, p99 {}, max {}; RSS peak {}",

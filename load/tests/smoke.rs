@@ -20,8 +20,25 @@ async fn a_hundred_sessions_get_every_result() {
         ..LoadConfig::default()
     };
     let target = Target::start(&config).await.expect("the server starts");
-    let r = round(&target, &config).await;
+    let r = round(&target, &config, &[]).await;
     target.stop().await;
     assert_eq!((r.results, r.errors), (500, 0));
     assert!(r.percentile(0.99) > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_api_owners_get_every_result() {
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/offload");
+    let config = LoadConfig {
+        server,
+        sessions: 50,
+        ramp: Duration::from_millis(500),
+        api: true,
+        ..LoadConfig::default()
+    };
+    let target = Target::start(&config).await.expect("the server starts");
+    let tokens = target.tokens(50).await.expect("50 tokens");
+    let r = round(&target, &config, &tokens).await;
+    target.stop().await;
+    assert_eq!((r.results, r.errors), (250, 0));
 }

@@ -84,8 +84,12 @@ struct TokenArgs {
 
 #[derive(Debug, Subcommand)]
 enum TokenAction {
-    /// Make a token called NAME and print it: the only time it is shown.
-    Create { name: String },
+    /// Make a token called NAME (or one for each NAME) and print it, one per line: the only
+    /// time it is shown.
+    Create {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// List the tokens (never their secrets).
     List,
     /// Revoke token NAME: it is refused from the next request on.
@@ -698,13 +702,16 @@ fn manage_tokens(args: TokenArgs) -> std::process::ExitCode {
     let now = cluster::now_ms();
     let done = Tokens::open(&args.data_dir, legacy_type).and_then(|mut tokens| {
         match args.action {
-            TokenAction::Create { name } => {
-                let token = tokens.create(&name, now)?;
-                println!("{token}");
-                eprintln!(
-                    "token {name:?} created: keep it now, it is not shown again \
-                     (send it as `Authorization: Bearer <token>`)"
-                );
+            TokenAction::Create { names } => {
+                for name in &names {
+                    println!("{}", tokens.create(name, now)?);
+                }
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    eprintln!(
+                        "keep the token now: it is not shown again (send it as \
+                         `Authorization: Bearer <token>`)"
+                    );
+                }
             }
             TokenAction::List => {
                 for token in tokens.list()? {

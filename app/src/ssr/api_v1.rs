@@ -257,7 +257,6 @@ impl FromRequestParts<AppState> for Owner {
                 .sessions
                 .store()
                 .token_owner(presented)
-                .await
                 .map_err(|e| AppError::Unavailable(e.to_string()))?
                 .ok_or_else(|| {
                     ApiError::Unauthorized(
