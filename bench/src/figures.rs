@@ -321,3 +321,65 @@ mod tests {
         assert_eq!(ClusterFigures::median(&[]), None);
     }
 }
+
+/// The API's round trip on an app server at `base` (`http://127.0.0.1:PORT`), as token `token`:
+/// `POST /api/v1/tasks` with fibonacci(0) until its result arrives on `/api/v1/events`, `trips`
+/// times after 20 to warm up. Returns p50 and p99 in milliseconds.
+pub async fn api_round_trips(
+    base: &str,
+    token: &str,
+    trips: usize,
+) -> Result<(f64, f64), BenchError> {
+    let failed = |detail: String| BenchError::Measure {
+        what: "the API round trip".into(),
+        detail,
+    };
+    let http = reqwest::Client::new();
+    let stream = http
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !stream.status().is_success() {
+        return Err(failed(format!("the event stream: {}", stream.status())));
+    }
+    let mut events = load::Events::new(stream);
+    events
+        .next()
+        .await
+        .ok_or_else(|| failed("no snapshot".into()))?;
+    let mut times = Vec::with_capacity(trips);
+    for i in 0..WARMUP + trips {
+        let start = Instant::now();
+        let response = http
+            .post(format!("{base}/api/v1/tasks"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(r#"{"type": "fibonacci", "input": {"n": 0}}"#)
+            .send()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let id = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|task| task["id"].as_u64())
+            .ok_or_else(|| failed(format!("{status}: {body}")))?;
+        loop {
+            let event = events
+                .next()
+                .await
+                .ok_or_else(|| failed("the event stream ended".into()))?;
+            if event["id"] == id && event["summary"].is_string() {
+                break;
+            }
+        }
+        if i >= WARMUP {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.5), at(0.99)))
+}

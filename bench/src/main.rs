@@ -239,6 +239,18 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         }
     }
 
+    for stack in stacks.iter().filter(|s| s.data_dir.is_some()) {
+        let token = stack.token(&programs.offload)?;
+        let base = stack.url.trim_end_matches('/');
+        let (p50, p99) = figures::api_round_trips(base, &token, sizes_offload.trips).await?;
+        println!(
+            "{}: API round trip p50 {p50:.3} ms, p99 {p99:.3} ms",
+            stack.key
+        );
+        report.set("api_roundtrip_p50_ms", stack.key, p50);
+        report.set("api_roundtrip_p99_ms", stack.key, p99);
+    }
+
     if args.no_browser {
         drop(nats);
         drop(stacks);

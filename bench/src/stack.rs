@@ -119,6 +119,8 @@ pub struct Stack {
     pub url: String,
     pub page: PageKind,
     pub cluster: ClusterAccess,
+    /// An Offload app server's data directory (where its API tokens are kept).
+    pub data_dir: Option<PathBuf>,
     processes: Vec<Process>,
 }
 
@@ -198,6 +200,7 @@ impl Stack {
             url,
             page: PageKind::Panel,
             cluster: ClusterAccess::Dask(format!("tcp://127.0.0.1:{SEED_SCHEDULER_PORT}")),
+            data_dir: None,
             processes: vec![cluster, app],
         })
     }
@@ -229,6 +232,7 @@ impl Stack {
             url,
             page: PageKind::Offload,
             cluster: ClusterAccess::Embedded,
+            data_dir: Some(data.join("embedded")),
             processes: vec![app],
         })
     }
@@ -282,8 +286,30 @@ impl Stack {
             url,
             page: PageKind::Offload,
             cluster: ClusterAccess::Nats(nats_url),
+            data_dir: Some(data.join("nats-app")),
             processes: vec![cluster, worker, app],
         })
+    }
+
+    /// A new API token for this Offload stack's app server (`offload token create`).
+    pub fn token(&self, offload: &Path) -> Result<String, BenchError> {
+        let failed = |detail: String| BenchError::Measure {
+            what: format!("making an API token for {}", self.key),
+            detail,
+        };
+        let data = self
+            .data_dir
+            .as_ref()
+            .ok_or_else(|| failed("it is not an Offload app server".into()))?;
+        let output = Command::new(offload)
+            .args(["token", "create", "bench", "--data-dir"])
+            .arg(data)
+            .output()
+            .map_err(|e| failed(e.to_string()))?;
+        if !output.status.success() {
+            return Err(failed(String::from_utf8_lossy(&output.stderr).into_owned()));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
     /// The resident memory of every process this stack started, and of theirs, in bytes.
