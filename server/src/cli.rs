@@ -245,7 +245,9 @@ async fn finish(api: &Api, task: Value, wait: bool, json: bool) -> Result<ExitCo
     Ok(exit_for(&ended))
 }
 
-/// Reads the task until it ends, drawing its progress on a terminal.
+/// Follows the task to its end on its event stream (`/api/v1/tasks/{id}/events`), drawing its
+/// progress on a terminal; then reads it whole. Should the stream break (a restarting
+/// server), it reads the task five times a second instead.
 async fn follow(api: &Api, mut task: Value) -> Result<Value, Failure> {
     let id = task["id"].as_u64().unwrap_or_default();
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -258,21 +260,46 @@ async fn follow(api: &Api, mut task: Value) -> Result<Value, Failure> {
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     });
-    let mut wait = Duration::from_millis(20);
-    while matches!(text(&task["state"]).as_str(), "queued" | "running") {
+    let show = |state: &Value| {
         if let Some(bar) = &bar {
-            bar.set_message(format!("task {id} {}", text(&task["state"])));
-            bar.set_position((task["progress"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
+            bar.set_message(format!("task {id} {}", text(&state["state"])));
+            bar.set_position((state["progress"].as_f64().unwrap_or(0.0) * 1000.0) as u64);
         }
-        tokio::time::sleep(wait).await;
-        // Quick tasks are seen at once; long ones are read five times a second.
-        wait = (wait * 2).min(Duration::from_millis(200));
+    };
+    if still_going(&task) {
+        show(&task);
+        if let Ok(mut stream) = api.stream(&format!("/api/v1/tasks/{id}/events")).await {
+            let mut buffer = String::new();
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let data: String = block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect();
+                    if let Ok(event) = serde_json::from_str::<Value>(&data) {
+                        show(&event);
+                    }
+                }
+            }
+        }
+        task = api.task(id).await?;
+    }
+    while still_going(&task) {
+        show(&task);
+        tokio::time::sleep(Duration::from_millis(200)).await;
         task = api.task(id).await?;
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     Ok(task)
+}
+
+fn still_going(task: &Value) -> bool {
+    matches!(text(&task["state"]).as_str(), "queued" | "running")
 }
 
 fn exit_for(task: &Value) -> ExitCode {
@@ -333,6 +360,8 @@ fn percent(value: &str) -> String {
 /// The server's API, by URL and token.
 struct Api {
     http: reqwest::Client,
+    /// For event streams: no overall time limit.
+    streams: reqwest::Client,
     base: String,
     token: Option<String>,
 }
@@ -352,6 +381,7 @@ impl Api {
             .map_err(|e| Failure::Failed(e.to_string()))?;
         Ok(Self {
             http,
+            streams: reqwest::Client::new(),
             base,
             token: connection.token,
         })
@@ -393,6 +423,19 @@ impl Api {
             .map(|f| format!(" (field {f})"))
             .unwrap_or_default();
         Err(Failure::Refused(format!("{detail}{field}")))
+    }
+
+    /// Opens an event stream (its requests have no time limit: a task may run for hours).
+    async fn stream(&self, path: &str) -> Result<reqwest::Response, Failure> {
+        let mut request = self.streams.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(response),
+            Ok(response) => Err(Failure::Failed(format!("{}", response.status()))),
+            Err(error) => Err(Failure::Failed(error.to_string())),
+        }
     }
 
     async fn types(&self) -> Result<Vec<Value>, Failure> {
