@@ -283,45 +283,6 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_even_and_none() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
-    }
-
-    #[test]
-    fn figures_median_takes_each_figure_on_its_own() {
-        let a = ClusterFigures {
-            roundtrip_p50_ms: 1.0,
-            roundtrip_p99_ms: 9.0,
-            tiny_tasks_per_s: 100.0,
-            fib32_ms: 5.0,
-            fib30x8_ms: 50.0,
-            cancel_ms: None,
-        };
-        let b = ClusterFigures {
-            roundtrip_p50_ms: 3.0,
-            roundtrip_p99_ms: 1.0,
-            ..a
-        };
-        let c = ClusterFigures {
-            roundtrip_p50_ms: 2.0,
-            roundtrip_p99_ms: 5.0,
-            tiny_tasks_per_s: 300.0,
-            ..a
-        };
-        let m = ClusterFigures::median(&[a, b, c]).unwrap();
-        assert_eq!((m.roundtrip_p50_ms, m.roundtrip_p99_ms), (2.0, 5.0));
-        assert_eq!(m.tiny_tasks_per_s, 100.0);
-        assert_eq!(ClusterFigures::median(&[]), None);
-    }
-}
-
 /// The API's round trip on an app server at `base` (`http://127.0.0.1:PORT`), as token `token`:
 /// `POST /api/v1/tasks` with fibonacci(0) until its result arrives on `/api/v1/events`, `trips`
 /// times after 20 to warm up. Returns p50 and p99 in milliseconds.
@@ -382,4 +343,43 @@ pub async fn api_round_trips(
     times.sort_by(f64::total_cmp);
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
     Ok((at(0.5), at(0.99)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn figures_median_takes_each_figure_on_its_own() {
+        let a = ClusterFigures {
+            roundtrip_p50_ms: 1.0,
+            roundtrip_p99_ms: 9.0,
+            tiny_tasks_per_s: 100.0,
+            fib32_ms: 5.0,
+            fib30x8_ms: 50.0,
+            cancel_ms: None,
+        };
+        let b = ClusterFigures {
+            roundtrip_p50_ms: 3.0,
+            roundtrip_p99_ms: 1.0,
+            ..a
+        };
+        let c = ClusterFigures {
+            roundtrip_p50_ms: 2.0,
+            roundtrip_p99_ms: 5.0,
+            tiny_tasks_per_s: 300.0,
+            ..a
+        };
+        let m = ClusterFigures::median(&[a, b, c]).unwrap();
+        assert_eq!((m.roundtrip_p50_ms, m.roundtrip_p99_ms), (2.0, 5.0));
+        assert_eq!(m.tiny_tasks_per_s, 100.0);
+        assert_eq!(ClusterFigures::median(&[]), None);
+    }
 }
