@@ -159,17 +159,7 @@ async fn own_task(
     id: u64,
 ) -> Result<crate::ssr::store::TaskRecord, AppError> {
     let session = request::session_id().await?;
-    state
-        .sessions
-        .store()
-        .task(&session.0, id)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-        .ok_or_else(|| {
-            AppError::NotFound(format!(
-                "task {id} is not one of yours, or its record was trimmed with the oldest lines"
-            ))
-        })
+    crate::ssr::api_v1::owned_record(state, &session, id).await
 }
 
 /// The app's version and the cluster's size, for the footer.

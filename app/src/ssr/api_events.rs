@@ -121,13 +121,7 @@ pub async fn task_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = crate::ssr::api_v1::task_id(&id)?;
-    let record = state
-        .sessions
-        .store()
-        .task(&owner.0.0, id)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-        .ok_or_else(|| crate::ssr::api_v1::not_found(id))?;
+    let record = crate::ssr::api_v1::owned_record(&state, &owner.0, id).await?;
     if let Some(outcome) = record.outcome {
         // Ended already: its last event, and the stream ends.
         let last = TaskEvent {

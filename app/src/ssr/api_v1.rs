@@ -458,19 +458,28 @@ impl TaskDoc {
 
 /// The caller's task `id` as it is now.
 async fn task_doc(state: &AppState, owner: &SessionId, id: u64) -> Result<TaskDoc, ApiError> {
-    let record = state
-        .sessions
-        .store()
-        .task(&owner.0, id)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-        .ok_or_else(|| not_found(id))?;
+    let record = owned_record(state, owner, id).await?;
     let live = state
         .sessions
         .get(owner)
         .and_then(|s| s.live(id))
         .map(|t| (t.status, t.progress));
     Ok(TaskDoc::from_record(record, live))
+}
+
+/// The record of `owner`'s task `id`; another owner's is not found.
+pub(crate) async fn owned_record(
+    state: &AppState,
+    owner: &SessionId,
+    id: u64,
+) -> Result<TaskRecord, AppError> {
+    state
+        .sessions
+        .store()
+        .task(&owner.0, id)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .ok_or_else(|| not_found(id))
 }
 
 pub(crate) fn not_found(id: u64) -> AppError {
@@ -589,13 +598,7 @@ async fn idempotent_submit(
     match earlier {
         Some((_, first)) if first != request => Err(reused().into()),
         Some((id, _)) => {
-            let record = state
-                .sessions
-                .store()
-                .task(&owner.0, id)
-                .await
-                .map_err(|e| AppError::Unavailable(e.to_string()))?
-                .ok_or_else(|| not_found(id))?;
+            let record = owned_record(state, owner, id).await?;
             Ok(TaskDoc::accepted(record))
         }
         None => {
@@ -860,13 +863,7 @@ async fn retry(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = task_id(&id)?;
-    let record = state
-        .sessions
-        .store()
-        .task(&owner.0.0, id)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-        .ok_or_else(|| not_found(id))?;
+    let record = owned_record(&state, &owner.0, id).await?;
     let kind = crate::ssr::runner::task_type(&state, &record.task_type)?;
     let links = Links {
         retry_of: Some(id),

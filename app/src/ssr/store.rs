@@ -253,13 +253,21 @@ impl Store {
 
     /// Task `id`, if it is `session`'s and still recorded (committed writes only).
     pub async fn task(&self, session: &str, id: u64) -> Result<Option<TaskRecord>, StoreError> {
-        let reader = self.reader.clone();
         let session = session.to_owned();
+        self.read(move |conn| read_task(conn, &session, id)).await
+    }
+
+    /// Runs `query` on the reader connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let conn = reader
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            read_task(&conn, &session, id)
+            query(&conn)
         })
         .await
         .map_err(|_| StoreError::Stopped)?
@@ -279,12 +287,8 @@ impl Store {
         session: &str,
         key: &str,
     ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let reader = self.reader.clone();
         let (session, key) = (session.to_owned(), key.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let conn = reader
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT id, request_sha256 FROM tasks WHERE session = ?1 AND idempotency_key = ?2",
             )?
@@ -294,8 +298,6 @@ impl Store {
             .optional()
         })
         .await
-        .map_err(|_| StoreError::Stopped)?
-        .map_err(StoreError::Sql)
     }
 
     /// `session`'s tasks that `filter` wants, newest first, and whether there are more.
@@ -304,17 +306,9 @@ impl Store {
         session: &str,
         filter: TaskFilter,
     ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
-        let reader = self.reader.clone();
         let session = session.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            read_tasks(&conn, &session, &filter)
-        })
-        .await
-        .map_err(|_| StoreError::Stopped)?
-        .map_err(StoreError::Sql)
+        self.read(move |conn| read_tasks(conn, &session, &filter))
+            .await
     }
 
     /// The binary output of task `id` (media type and bytes), if it is `session`'s.
@@ -323,12 +317,8 @@ impl Store {
         session: &str,
         id: u64,
     ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        let reader = self.reader.clone();
         let session = session.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT output_media, output_data FROM tasks
                  WHERE id = ?1 AND session = ?2 AND output_data IS NOT NULL",
@@ -339,8 +329,6 @@ impl Store {
             .optional()
         })
         .await
-        .map_err(|_| StoreError::Stopped)?
-        .map_err(StoreError::Sql)
     }
 
     /// Queues `write` and returns once it is committed.
