@@ -220,7 +220,7 @@ impl Follow {
                     self.change(seq, &update);
                 }
             }
-            Resume::Snapshot(seq, PageUpdate::Snapshot { tasks, .. }) => {
+            Resume::Snapshot(seq, tasks) => {
                 self.last = seq;
                 match self.only {
                     None => {
@@ -243,7 +243,6 @@ impl Follow {
                     },
                 }
             }
-            Resume::Snapshot(..) => {}
         }
     }
 

@@ -204,11 +204,11 @@ impl Sessions {
 pub struct Session {
     id: SessionId,
     state: Mutex<State>,
-    updates: broadcast::Sender<PageUpdate>,
-    /// The same changes numbered, for the API's event streams, and the last few kept for a
-    /// stream that reconnects (`Last-Event-ID`).
+    /// Its changes, numbered (the API's event ids; pages ignore the number).
+    updates: broadcast::Sender<(u64, PageUpdate)>,
+    /// The last change's number, and the last few kept for an API stream that reconnects
+    /// (`Last-Event-ID`).
     journal: Mutex<Journal>,
-    numbered: broadcast::Sender<(u64, PageUpdate)>,
 }
 
 /// A session's numbered changes.
@@ -229,8 +229,8 @@ pub const JOURNAL_KEPT: usize = 128;
 pub enum Resume {
     /// Every change after the one it saw, in order.
     Changes(Vec<(u64, PageUpdate)>),
-    /// It saw nothing yet, or fell too far behind: the state as it is, numbered as of `seq`.
-    Snapshot(u64, PageUpdate),
+    /// It saw nothing yet, or fell too far behind: the queue as it is, numbered as of `seq`.
+    Snapshot(u64, Vec<QueuedTask>),
 }
 
 struct State {
@@ -261,7 +261,6 @@ impl Session {
             }),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
             journal: Mutex::new(Journal::default()),
-            numbered: broadcast::channel(UPDATE_BACKLOG).0,
         }
     }
 
@@ -280,10 +279,7 @@ impl Session {
             return None;
         }
         let state = self.state.lock();
-        (state.tasks.is_empty()
-            && self.updates.receiver_count() == 0
-            && self.numbered.receiver_count() == 0)
-            .then_some(state.last_seen)
+        (state.tasks.is_empty() && self.updates.receiver_count() == 0).then_some(state.last_seen)
     }
 
     fn send(&self, update: PageUpdate) {
@@ -298,11 +294,8 @@ impl Session {
             }
             recent.push_back((seq, update.clone()));
         }
-        if self.numbered.receiver_count() > 0 {
-            let _ = self.numbered.send((seq, update.clone()));
-        }
-        // No receiver just means no page is open; the state above still has it.
-        let _ = self.updates.send(update);
+        // No receiver just means no page or stream is open; the state above still has it.
+        let _ = self.updates.send((seq, update));
     }
 
     /// Subscribes an API stream to the numbered changes after `last_seen` (its
@@ -312,7 +305,7 @@ impl Session {
         last_seen: Option<u64>,
     ) -> (Resume, broadcast::Receiver<(u64, PageUpdate)>) {
         let mut journal = self.journal.lock();
-        let receiver = self.numbered.subscribe();
+        let receiver = self.updates.subscribe();
         let seq = journal.seq;
         let recent = journal.recent.get_or_insert_with(VecDeque::new);
         let oldest = recent.front().map_or(seq + 1, |(n, _)| *n);
@@ -321,14 +314,22 @@ impl Session {
             Some(last) if last <= seq && last + 1 >= oldest => {
                 Resume::Changes(recent.iter().filter(|(n, _)| *n > last).cloned().collect())
             }
-            _ => Resume::Snapshot(seq, self.snapshot()),
+            _ => Resume::Snapshot(
+                seq,
+                self.state
+                    .lock()
+                    .tasks
+                    .values()
+                    .map(|e| e.task.clone())
+                    .collect(),
+            ),
         };
         (resume, receiver)
     }
 
     /// Subscribes to this session's changes. Subscribe before taking the snapshot, so that
     /// nothing falls between them.
-    pub fn subscribe(&self) -> broadcast::Receiver<PageUpdate> {
+    pub fn subscribe(&self) -> broadcast::Receiver<(u64, PageUpdate)> {
         self.updates.subscribe()
     }
 
@@ -545,7 +546,7 @@ mod tests {
         session.running(1, 0.25);
         session.running(99, 0.5); // not this session's task: ignored
         for expected in [0.5, 0.5] {
-            let Ok(PageUpdate::Task(t)) = updates.try_recv() else {
+            let Ok((_, PageUpdate::Task(t))) = updates.try_recv() else {
                 panic!("expected a task update")
             };
             assert_eq!((t.status, t.progress), (TaskStatus::Running, expected));

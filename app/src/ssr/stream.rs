@@ -176,7 +176,7 @@ struct Follow {
 enum Stage {
     /// No session yet: wait for its first submit.
     Waiting(broadcast::Receiver<SessionId>),
-    Following(broadcast::Receiver<PageUpdate>, Arc<Session>),
+    Following(broadcast::Receiver<(u64, PageUpdate)>, Arc<Session>),
     Ended,
 }
 
@@ -227,7 +227,7 @@ impl Follow {
                         return Some(snapshot);
                     }
                 }
-                Woke::Update(Ok(update)) => return Some(update),
+                Woke::Update(Ok((_, update))) => return Some(update),
                 Woke::Update(Err(RecvError::Lagged(_))) => {
                     if let Stage::Following(_, session) = &self.stage {
                         return Some(session.snapshot());
@@ -244,7 +244,7 @@ enum Woke {
     Stopping,
     Replaced,
     Created(Result<SessionId, RecvError>),
-    Update(Result<PageUpdate, RecvError>),
+    Update(Result<(u64, PageUpdate), RecvError>),
 }
 
 impl Drop for Follow {
