@@ -175,15 +175,13 @@ pub(crate) fn defaults(schema: &Value) -> Map<String, Value> {
 }
 
 /// `FIELD=VALUE` pairs as an input of the type whose input schema is `schema` (as a server
-/// publishes it): the form's parser and messages, for clients such as the command line.
+/// publishes it): the form's parser and messages, for clients such as the command line. (Each
+/// field's parse checks its limits; the server checks the whole again.)
 pub fn input_from_fields<'a>(
     schema: &Value,
     posted: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<Value, FieldError> {
-    let fields = fields(schema).map_err(FieldError::whole)?;
-    let input = from_form(&fields, posted)?;
-    check(&fields, &input)?;
-    Ok(input)
+    from_form(&fields(schema).map_err(FieldError::whole)?, posted)
 }
 
 /// A form's posted fields as the input object: each parsed by its field (the same function the

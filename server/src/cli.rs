@@ -168,10 +168,10 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
             json,
             ..
         } => {
-            let mut query = vec![("limit", limit.to_string())];
-            query.extend(state.map(|s| ("state", s)));
-            query.extend(task_type.map(|t| ("type", t)));
-            let query = serde_urlencoded(&query);
+            let mut pairs = vec![("limit", limit.to_string())];
+            pairs.extend(state.map(|s| ("state", s)));
+            pairs.extend(task_type.map(|t| ("type", t)));
+            let query = query(&pairs);
             let page = api
                 .call(
                     reqwest::Method::GET,
@@ -337,24 +337,11 @@ fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
-fn serde_urlencoded(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `pairs` as a URL query, encoded by the `url` crate reqwest is built on.
+fn query(pairs: &[(&str, String)]) -> String {
+    let mut url = reqwest::Url::parse("http://x/").expect("a constant URL");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or_default().to_owned()
 }
 
 /// The server's API, by URL and token.
@@ -485,8 +472,8 @@ mod tests {
     #[test]
     fn queries_are_percent_encoded() {
         assert_eq!(
-            serde_urlencoded(&[("type", "hash-chain".into()), ("x", "a b&c".into())]),
-            "type=hash-chain&x=a%20b%26c"
+            query(&[("type", "hash-chain".into()), ("x", "a b&c".into())]),
+            "type=hash-chain&x=a+b%26c"
         );
     }
 
