@@ -557,6 +557,21 @@ mod noise {
     }
 }
 
+/// A worker and an app server that run `noise` too, the worker heard of.
+async fn noise_cluster(url: &str) -> (NatsWorker, NatsCluster) {
+    let registry = || tasks::registry().register::<noise::Noise>();
+    let worker = worker_with(url, registry()).await;
+    let app = NatsCluster::connect(
+        NatsConfig::new(url, "t", "app"),
+        ClusterConfig::default(),
+        registry(),
+    )
+    .await
+    .unwrap();
+    wait_for_workers(&app.scheduler().client(), 1).await;
+    (worker, app)
+}
+
 /// NATS refuses a message over its `max_payload` (1 MB unless configured): the local server
 /// is started with 8 MB, so results of megabytes arrive whole, several at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,17 +579,8 @@ async fn results_bigger_than_natss_default_message_arrive_whole() {
     let store = tempfile::tempdir().unwrap();
     let server = nats(&store).await;
     let url = server.url();
-    let registry = || tasks::registry().register::<noise::Noise>();
-    let _worker = worker_with(&url, registry()).await;
-    let app = NatsCluster::connect(
-        NatsConfig::new(url.clone(), "t", "app"),
-        ClusterConfig::default(),
-        registry(),
-    )
-    .await
-    .unwrap();
+    let (_worker, app) = noise_cluster(&url).await;
     let client = app.scheduler().client();
-    wait_for_workers(&client, 1).await;
     let who = Submitter::new("u");
     let sizes: Vec<_> = (1..=3)
         .map(|seed| noise::Size {
@@ -609,18 +615,9 @@ async fn a_result_bigger_than_the_servers_messages_fails_and_says_why() {
         .spawn()
         .expect("nats-server (make nats) must be installed");
     let url = format!("nats://127.0.0.1:{port}");
-    let registry = || tasks::registry().register::<noise::Noise>();
     // Both wait for the server to accept connections.
-    let _worker = worker_with(&url, registry()).await;
-    let app = NatsCluster::connect(
-        NatsConfig::new(url.clone(), "t", "app"),
-        ClusterConfig::default(),
-        registry(),
-    )
-    .await
-    .unwrap();
+    let (_worker, app) = noise_cluster(&url).await;
     let client = app.scheduler().client();
-    wait_for_workers(&client, 1).await;
     let who = Submitter::new("u");
     let big = client
         .submit::<noise::Noise>(

@@ -238,13 +238,13 @@ pub async fn round(target: &Target, config: &LoadConfig, tokens: &[String]) -> R
                 round,
                 i
             );
-            let token = tokens.get(i).cloned();
+            let who = match tokens.get(i) {
+                Some(token) => Caller::Token(token.clone()),
+                None => Caller::Session(cookie),
+            };
             tokio::spawn(async move {
                 tokio::time::sleep(spacing * i as u32).await;
-                match token {
-                    Some(token) => owner(&http, &base, &token, &config).await,
-                    None => session(&http, &base, &cookie, &config).await,
-                }
+                caller(&http, &base, &who, &config).await
             })
         })
         .collect();
@@ -270,43 +270,101 @@ pub async fn round(target: &Target, config: &LoadConfig, tokens: &[String]) -> R
     }
 }
 
-/// One session: its stream, then its tasks one after the other. Returns the submit → result
-/// times and the number of tasks that failed.
-async fn session(
+/// Who one of the crowd is: a browser session (its cookie, the page's endpoints and stream) or
+/// an API owner (a token, `/api/v1`).
+enum Caller {
+    Session(String),
+    Token(String),
+}
+
+impl Caller {
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::Session(cookie) => request.header("cookie", cookie),
+            Self::Token(token) => request.bearer_auth(token),
+        }
+    }
+
+    fn stream_path(&self) -> &'static str {
+        match self {
+            Self::Session(_) => "/api/events",
+            Self::Token(_) => "/api/v1/events",
+        }
+    }
+
+    /// The submission of fibonacci(`n`), as the page posts it or as a script does.
+    fn submit(&self, http: &reqwest::Client, base: &str, n: i64) -> reqwest::RequestBuilder {
+        let request = match self {
+            Self::Session(_) => http
+                .post(format!("{base}/api/submit"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("n={n}")),
+            Self::Token(_) => http
+                .post(format!("{base}/api/v1/tasks"))
+                .header("content-type", "application/json")
+                .body(serde_json::json!({"type": "fibonacci", "input": {"n": n}}).to_string()),
+        };
+        self.authorize(request)
+    }
+
+    /// The task id an accepted submission answers with.
+    fn accepted_id(&self, answer: &Value) -> Option<u64> {
+        match self {
+            Self::Session(_) => answer["task"]["id"].as_u64(),
+            Self::Token(_) => answer["id"].as_u64(),
+        }
+    }
+
+    /// Whether task `id` finished, if `update` says it ended.
+    fn ended(&self, update: &Value, id: u64) -> Option<bool> {
+        match self {
+            // The line comes on its own, or inside a snapshot (the stream's first, or one
+            // sent after the page fell behind).
+            Self::Session(_) => match update["type"].as_str() {
+                Some("done") => Some(update.clone()),
+                Some("snapshot") => update["lines"]
+                    .as_array()
+                    .and_then(|lines| lines.iter().find(|l| l["task"] == id).cloned()),
+                _ => None,
+            }
+            .filter(|line| line["task"] == id)
+            .map(|line| line["outcome"] == "finished"),
+            Self::Token(_) => (update["id"] == id && update["summary"].is_string())
+                .then(|| update["state"] == "finished"),
+        }
+    }
+}
+
+/// One of the crowd: its stream, then its tasks one after the other. Returns the submit →
+/// result times and the number of tasks that failed.
+async fn caller(
     http: &reqwest::Client,
     base: &str,
-    cookie: &str,
+    who: &Caller,
     config: &LoadConfig,
 ) -> (Vec<Duration>, usize) {
     let mut times = Vec::new();
-    let stream = http
-        .get(format!("{base}/api/events"))
-        .header("cookie", cookie)
+    let stream = who
+        .authorize(http.get(format!("{base}{}", who.stream_path())))
         .send()
         .await;
     let mut events = match stream {
         Ok(r) if r.status().is_success() => Events::new(r),
         _ => return (times, config.tasks_per_session),
     };
+    // Its first update: the snapshot.
     if events.next().await.is_none() {
         return (times, config.tasks_per_session);
     }
     for done in 0..config.tasks_per_session {
         let asked = Instant::now();
-        let submitted = http
-            .post(format!("{base}/api/submit"))
-            .header("cookie", cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("n={}", config.n))
-            .send()
-            .await;
-        let id = match submitted {
+        let id = match who.submit(http, base, config.n).send().await {
             Ok(r) if r.status().is_success() => r
                 .bytes()
                 .await
                 .ok()
                 .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-                .and_then(|submitted| submitted["task"]["id"].as_u64()),
+                .and_then(|answer| who.accepted_id(&answer)),
             _ => None,
         };
         let Some(id) = id else {
@@ -314,77 +372,8 @@ async fn session(
         };
         let result = tokio::time::timeout(config.max_wait, async {
             while let Some(update) = events.next().await {
-                // The line comes on its own, or inside a snapshot (the stream's first, or
-                // one sent after the page fell behind).
-                let line = match update["type"].as_str() {
-                    Some("done") => Some(update),
-                    Some("snapshot") => update["lines"]
-                        .as_array()
-                        .and_then(|lines| lines.iter().find(|l| l["task"] == id).cloned()),
-                    _ => None,
-                };
-                if let Some(line) = line.filter(|l| l["task"] == id) {
-                    return line["outcome"] == "finished";
-                }
-            }
-            false
-        })
-        .await;
-        match result {
-            Ok(true) => times.push(asked.elapsed()),
-            _ => return (times, config.tasks_per_session - done),
-        }
-    }
-    (times, 0)
-}
-
-/// One API owner: its event stream, then its tasks one after the other, through `/api/v1`.
-/// Returns the submit → result times and the number of tasks that failed.
-async fn owner(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    config: &LoadConfig,
-) -> (Vec<Duration>, usize) {
-    let mut times = Vec::new();
-    let stream = http
-        .get(format!("{base}/api/v1/events"))
-        .bearer_auth(token)
-        .send()
-        .await;
-    let mut events = match stream {
-        Ok(r) if r.status().is_success() => Events::new(r),
-        _ => return (times, config.tasks_per_session),
-    };
-    // Its first event: the snapshot.
-    if events.next().await.is_none() {
-        return (times, config.tasks_per_session);
-    }
-    for done in 0..config.tasks_per_session {
-        let asked = Instant::now();
-        let submitted = http
-            .post(format!("{base}/api/v1/tasks"))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({"type": "fibonacci", "input": {"n": config.n}}).to_string())
-            .send()
-            .await;
-        let id = match submitted {
-            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => r
-                .bytes()
-                .await
-                .ok()
-                .and_then(|body| serde_json::from_slice::<Value>(&body).ok())
-                .and_then(|task| task["id"].as_u64()),
-            _ => None,
-        };
-        let Some(id) = id else {
-            return (times, config.tasks_per_session - done);
-        };
-        let result = tokio::time::timeout(config.max_wait, async {
-            while let Some(event) = events.next().await {
-                if event["id"] == id && event["summary"].is_string() {
-                    return event["state"] == "finished";
+                if let Some(finished) = who.ended(&update, id) {
+                    return finished;
                 }
             }
             false
