@@ -58,9 +58,10 @@ $(NODE_STAMP): end2end/package-lock.json end2end/package.json
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
-# promtool checks the /metrics scrape in the tests.
+# promtool checks the /metrics scrape in the tests; curl runs the detail page's API command.
 promtool:
 	@command -v promtool >/dev/null || { apt-get update && apt-get install -y --no-install-recommends prometheus; }
+	@command -v curl >/dev/null || { apt-get update && apt-get install -y --no-install-recommends curl; }
 
 nats: $(NATS_SERVER)
 

@@ -25,7 +25,7 @@ const app = (extra: string, serve = './target/release/offload') => ({
   command:
     `${serve} --addr 127.0.0.1:${PORT} ` +
     `--dashboard-addr 127.0.0.1:${DASHBOARD_PORT} --dashboard-url http://127.0.0.1:${DASHBOARD_PORT}/status ` +
-    `--data-dir ${DATA_DIR} ${extra}`,
+    `--data-dir ${DATA_DIR} --max-running-per-session 3 --max-queued-per-session 100 ${extra}`,
   cwd: '..',
   url: `http://127.0.0.1:${PORT}/`,
   reuseExistingServer: false,

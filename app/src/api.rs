@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::AppError;
-use model::page::{ClusterInfo, Submitted, TaskDetail, TaskPageView};
+use model::page::{ClusterInfo, HistoryPage, HistoryQuery, Submitted, TaskDetail, TaskPageView};
 #[cfg(feature = "ssr")]
 use model::{View, form::FieldError};
 
@@ -79,8 +79,10 @@ pub async fn load_task_page(task: Option<String>) -> Result<TaskPageView, AppErr
         // A stale or mistyped link: the default page, saying why.
         Err(error) => (chosen_type(&state, "")?, Some(error)),
     };
-    let session = state.sessions.get(&request::session_id().await?);
+    let id = request::session_id().await?;
+    let session = state.sessions.get(&id);
     let mut view = session.as_ref().map(|s| s.view()).unwrap_or_default();
+    view.quota = state.quota(&id);
     let next = session.and_then(|s| s.next_input(kind.name()));
     view.form = kind.form(next.as_ref());
     view.types = state
@@ -119,6 +121,8 @@ pub async fn load_task_detail(id: u64) -> Result<TaskDetail, AppError> {
         }
         text
     };
+    let host = request::host().await?;
+    let (command, curl) = as_commands(&host, &record.task_type, &record.input);
     Ok(TaskDetail {
         id,
         title: kind.map_or_else(|| record.task_type.clone(), |k| k.title().to_owned()),
@@ -130,8 +134,168 @@ pub async fn load_task_detail(id: u64) -> Result<TaskDetail, AppError> {
         outcome: record.outcome,
         line: record.line,
         submitted_at_ms: record.submitted_at_ms,
+        started_at_ms: record.ran.as_ref().map(|ran| ran.started_at_ms),
         finished_at_ms: record.finished_at_ms,
+        attempts: record.ran.as_ref().map(|ran| ran.attempt),
+        worker: record.ran.map(|ran| ran.worker),
+        command,
+        curl,
     })
+}
+
+/// Tasks a history page lists.
+#[cfg(feature = "ssr")]
+const HISTORY_PAGE: usize = 50;
+
+/// Longest text the history searches for.
+#[cfg(feature = "ssr")]
+const SEARCH_MAX: usize = 200;
+
+/// A page of the caller's tasks, newest first, filtered as `query` says.
+#[server(endpoint = "history")]
+pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> {
+    use crate::ssr::store::TaskFilter;
+    use model::page::{HistoryRow, OUTCOME_FILTERS, Outcome};
+
+    let state = crate::ssr::AppState::from_context()?;
+    let registry = state
+        .cluster
+        .registry()
+        .ok_or_else(|| AppError::Unavailable("this server does not run tasks".into()))?;
+    let types: Vec<(String, String)> = registry
+        .types()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.title().to_owned()))
+        .collect();
+    if let Some(kind) = &query.kind {
+        // A type this build no longer has may still be in the history: only its name is
+        // checked, so that it can be found.
+        crate::ssr::runner::task_type(&state, kind)?;
+    }
+    let ended = match query.outcome.as_deref() {
+        None => None,
+        Some("unfinished") => Some(None),
+        Some(name) => Some(Some(
+            [
+                Outcome::Finished,
+                Outcome::Failed,
+                Outcome::Cancelled,
+                Outcome::Lost,
+            ]
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = OUTCOME_FILTERS.iter().map(|(v, _)| *v).collect();
+                AppError::invalid(format!(
+                    "there is no outcome {name:?}: choose one of {}",
+                    names.join(", ")
+                ))
+            })?,
+        )),
+    };
+    if let Some(text) = &query.text
+        && text.chars().count() > SEARCH_MAX
+    {
+        return Err(AppError::invalid(format!(
+            "search for at most {SEARCH_MAX} characters"
+        )));
+    }
+    let before = match query.before.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+            AppError::invalid(format!(
+                "{raw:?} is not a page of your history: follow the \"Older tasks\" link"
+            ))
+        })?),
+    };
+    let owner = request::session_id().await?;
+    let filter = TaskFilter {
+        kind: query.kind.clone(),
+        ended,
+        before,
+        search: query.text.clone(),
+        limit: HISTORY_PAGE,
+    };
+    let (records, more) = state
+        .sessions
+        .store()
+        .tasks(&owner.0, filter)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let older = more
+        .then(|| records.last())
+        .flatten()
+        .map(|last| history_href(&query, last.id));
+    let rows = records
+        .into_iter()
+        .map(|record| HistoryRow {
+            id: record.id,
+            call: format!("{}({})", record.task_type, record.args),
+            outcome: record.outcome,
+            summary: record.line,
+            submitted_at_ms: record.submitted_at_ms,
+        })
+        .collect();
+    Ok(HistoryPage {
+        query,
+        types,
+        rows,
+        older,
+    })
+}
+
+/// `/history?…&before=ID`: the page after the one that ended with task `before`.
+#[cfg(feature = "ssr")]
+fn history_href(query: &HistoryQuery, before: u64) -> String {
+    let mut encoded = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [
+        ("type", &query.kind),
+        ("outcome", &query.outcome),
+        ("q", &query.text),
+    ] {
+        if let Some(value) = value {
+            encoded.append_pair(name, value);
+        }
+    }
+    encoded.append_pair("before", &before.to_string());
+    format!("/history?{}", encoded.finish())
+}
+
+/// Task `record` as commands for a server reached at `host`: `offload submit` with its fields
+/// as FIELD=VALUE, and the API call with `curl`. Both read the token from `OFFLOAD_TOKEN`.
+#[cfg(feature = "ssr")]
+fn as_commands(host: &str, task_type: &str, input: &serde_json::Value) -> (String, String) {
+    let mut command = format!("offload submit --server http://{host} --wait {task_type}");
+    if let Some(fields) = input.as_object() {
+        for (name, value) in fields {
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            command.push(' ');
+            command.push_str(&shell_word(&format!("{name}={text}")));
+        }
+    }
+    let body = serde_json::json!({"type": task_type, "input": input}).to_string();
+    let curl = format!(
+        "curl -H \"Authorization: Bearer $OFFLOAD_TOKEN\" -H 'Content-Type: application/json' -d {} http://{host}/api/v1/tasks",
+        shell_word(&body)
+    );
+    (command, curl)
+}
+
+/// `word` as one POSIX shell word: as it is when it is plainly safe, else in single quotes.
+#[cfg(feature = "ssr")]
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "=-_.,:/+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// Queues the same input as one of the caller's earlier tasks; a form posted without
@@ -189,6 +353,18 @@ mod request {
             .await
             .map(|Extension(id)| id)
             .map_err(|_| AppError::Unavailable("the session layer is missing".into()))
+    }
+
+    /// The Host the request came to (checked against the allowed hosts before it got here).
+    pub async fn host() -> Result<String, AppError> {
+        let headers = leptos_axum::extract::<axum::http::HeaderMap>()
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        Ok(headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1:3000")
+            .to_owned())
     }
 
     /// A form posted without JavaScript comes back with its error in the URL (`__err`, as
@@ -301,5 +477,29 @@ pub mod plots {
             assert_eq!(parse_plots("{}"), None);
             assert_eq!(parse_plots("not json"), None);
         }
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_task_reads_back_as_commands_a_shell_takes_word_for_word() {
+        let input = json!({"text": "it's a test", "rounds": 3, "smooth": true});
+        let (command, curl) = super::as_commands("127.0.0.1:3000", "hash-chain", &input);
+        assert_eq!(
+            command,
+            "offload submit --server http://127.0.0.1:3000 --wait hash-chain \
+             'text=it'\\''s a test' rounds=3 smooth=true"
+        );
+        assert_eq!(
+            curl,
+            "curl -H \"Authorization: Bearer $OFFLOAD_TOKEN\" -H 'Content-Type: application/json' \
+             -d '{\"type\":\"hash-chain\",\"input\":{\"text\":\"it'\\''s a test\",\"rounds\":3,\"smooth\":true}}' \
+             http://127.0.0.1:3000/api/v1/tasks"
+        );
+        assert_eq!(super::shell_word(""), "''");
+        assert_eq!(super::shell_word("$(rm -rf /)"), "'$(rm -rf /)'");
     }
 }

@@ -21,6 +21,7 @@ use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::components::Footer;
 use crate::pages::dashboard::DashboardViewer;
+use crate::pages::history::History;
 use crate::pages::not_found::NotFound;
 use crate::pages::task_detail::TaskDetailPage;
 use crate::pages::tasks::TaskPage;
@@ -64,6 +65,7 @@ pub fn App() -> impl IntoView {
                     // Rendered whole before it is sent: the page must work without WASM.
                     <Route path=StaticSegment("") view=TaskPage ssr=SsrMode::Async />
                     <Route path=StaticSegment("dashboard") view=DashboardViewer />
+                    <Route path=StaticSegment("history") view=History ssr=SsrMode::Async />
                     <Route
                         path=(StaticSegment("tasks"), ParamSegment("id"))
                         view=TaskDetailPage
@@ -83,6 +85,7 @@ fn AppLayout() -> impl IntoView {
             <span class="brand">"Offload"</span>
             <nav aria-label="Main">
                 <A href="/" exact=true>"Tasks"</A>
+                <A href="/history">"History"</A>
                 <A href="/dashboard">"Dashboard"</A>
             </nav>
         </header>

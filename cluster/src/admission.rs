@@ -110,7 +110,8 @@ impl Limits {
         }
     }
 
-    fn running_cap(&self, of: usize) -> usize {
+    /// The running cap per submitter when `of` tasks may run at once.
+    pub fn running_cap(&self, of: usize) -> usize {
         self.running_per_submitter
             .unwrap_or(of.saturating_sub(1))
             .max(1)

@@ -10,7 +10,7 @@ use model::form::FieldError;
 
 use crate::nats::{Observer, WorkerView};
 use crate::scheduler::{Core, Refusal};
-use crate::work::Reply;
+use crate::work::Ended;
 use crate::{
     Backend, ClusterEvent, ClusterStats, Registry, Submitter, Task, TaskError, TaskId, TaskInfo,
 };
@@ -182,6 +182,18 @@ impl Client {
         }
     }
 
+    /// What one submitter may have at once, now: (running, waiting). The running cap follows
+    /// the worker threads when no flag sets it. None for a process that only watches.
+    pub fn caps(&self) -> Option<(usize, usize)> {
+        match &self.backend {
+            Via::Scheduler(shared) => Some((
+                shared.limits.running_cap(shared.occupancy().slots),
+                shared.limits.queued_per_submitter,
+            )),
+            Via::Observer(_) | Via::Worker(_) => None,
+        }
+    }
+
     /// `submitter`'s queued and running tasks, in submission order.
     pub async fn unfinished(&self, submitter: &Submitter) -> Vec<TaskInfo> {
         match &self.backend {
@@ -256,7 +268,7 @@ impl Client {
 /// A submitted task: its id, its live progress and, once awaited, its result as JSON.
 pub struct Handle {
     id: TaskId,
-    reply: oneshot::Receiver<Reply>,
+    reply: oneshot::Receiver<Ended>,
     progress: watch::Receiver<f64>,
 }
 
@@ -273,9 +285,14 @@ impl Handle {
 
     /// Waits for the task to end.
     pub async fn result(self) -> Result<Value, TaskError> {
-        self.reply
-            .await
-            .map_err(|_| TaskError::Lost("the cluster dropped the task".into()))?
+        self.ended().await.outcome
+    }
+
+    /// Waits for the task to end: its outcome, and which worker ran it when.
+    pub async fn ended(self) -> Ended {
+        self.reply.await.unwrap_or_else(|_| {
+            Ended::unstarted(Err(TaskError::Lost("the cluster dropped the task".into())))
+        })
     }
 }
 
@@ -293,6 +310,11 @@ impl<T: Task> TaskHandle<T> {
     /// See [`Handle::progress`].
     pub fn progress(&self) -> watch::Receiver<f64> {
         self.handle.progress()
+    }
+
+    /// See [`Handle::ended`]: the outcome as JSON, and where the task ran.
+    pub async fn ended(self) -> Ended {
+        self.handle.ended().await
     }
 
     /// Waits for the task to end.

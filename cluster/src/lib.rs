@@ -73,6 +73,7 @@ pub use stats::{
     WorkerState, WorkerStats,
 };
 pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo, TaskType};
+pub use work::{Ended, Ran};
 
 /// Milliseconds since the Unix epoch: the timestamp every event and record carries, because it
 /// survives serialisation and means the same on every machine of a cluster.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::TaskContext;
 use crate::scheduler::{Core, Job, SpawnError, millis, spawn};
-use crate::work::{OutputLimit, record_duration, run_caught};
+use crate::work::{OutputLimit, Ran, record_duration, run_caught};
 
 /// Starts worker threads for slots `0..threads` of `core`; each runs until shutdown.
 pub(crate) fn start_threads(
@@ -31,6 +31,7 @@ pub(crate) fn start_threads(
 
 fn run(core: &Core, slot: usize, job: Job) {
     let started = Instant::now();
+    let ran = Ran::here(slot, crate::now_ms());
     let (outcome, output_bytes) = {
         let publish = |fraction: f64| core.progress(slot, &job, fraction);
         let ctx = TaskContext::new(job.cancel.as_atomic(), &publish);
@@ -46,7 +47,7 @@ fn run(core: &Core, slot: usize, job: Job) {
     };
     let compute_ms = millis(started.elapsed());
     record_duration(&job.name, compute_ms);
-    core.finish(slot, job, outcome, output_bytes, compute_ms);
+    core.finish(slot, job, outcome, Some(ran), output_bytes, compute_ms);
 }
 
 /// Stops tasks that run past `limit`, through the same flag as a cancel; the task then

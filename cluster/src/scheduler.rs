@@ -26,7 +26,7 @@ use tokio::sync::{Notify, broadcast, oneshot, watch};
 use crate::admission::{ClusterConfig, Cost, Limits, Occupancy, Running};
 use crate::probe::{ProcessProbe, this_process};
 use crate::queue::FairQueue;
-use crate::work::{Reply, json_len, why_stopped};
+use crate::work::{Ended, Ran, Reply, json_len, why_stopped};
 use crate::{
     ClusterEvent, ClusterStats, EventKind, FinishedTask, GroupStats, Registry, Submitter,
     TaskError, TaskId, TaskInfo, TaskState, Totals, WorkerProcess, WorkerState, WorkerStats,
@@ -81,7 +81,7 @@ pub(crate) struct Job {
     pub expected: Option<Duration>,
     pub cancel: Arc<CancelFlag>,
     progress: watch::Sender<f64>,
-    reply: oneshot::Sender<Reply>,
+    reply: oneshot::Sender<Ended>,
 }
 
 struct Live {
@@ -143,7 +143,7 @@ pub(crate) enum Refusal {
 
 pub(crate) struct Accepted {
     pub id: TaskId,
-    pub reply: oneshot::Receiver<Reply>,
+    pub reply: oneshot::Receiver<Ended>,
     pub progress: watch::Receiver<f64>,
 }
 
@@ -409,7 +409,7 @@ impl Core {
         group.cancelled += 1;
         self.record(&mut inner, &live.info, TaskState::Cancelled, None, 0);
         drop(inner);
-        let _ = job.reply.send(Err(TaskError::Cancelled));
+        let _ = job.reply.send(Ended::unstarted(Err(TaskError::Cancelled)));
         self.emit(
             id,
             &job.name,
@@ -574,13 +574,14 @@ impl Core {
         );
     }
 
-    /// `job` left `slot` with `outcome` (a result of `output_bytes`) after `compute_ms`: the
-    /// figures, the event, the reply.
+    /// `job` left `slot` with `outcome` (a result of `output_bytes`) after `compute_ms`, run
+    /// where `ran` says (unknown when no worker answered): the figures, the event, the reply.
     pub(crate) fn finish(
         &self,
         slot: usize,
         job: Job,
         outcome: Reply,
+        ran: Option<Ran>,
         output_bytes: usize,
         compute_ms: f64,
     ) {
@@ -661,7 +662,7 @@ impl Core {
         // again. A worker thread needs no wake-up: the one that finished looks itself.
         self.slot_ready.notify_one();
         // The submitter may have stopped waiting; the result is then simply dropped.
-        let _ = job.reply.send(outcome);
+        let _ = job.reply.send(Ended { outcome, ran });
     }
 
     /// Raises the cancel flag of every task that has run `limit` or longer, once; the task
@@ -696,9 +697,9 @@ impl Core {
             inner.queue.drain().collect()
         };
         for job in drained {
-            let _ = job.reply.send(Err(TaskError::Lost(
+            let _ = job.reply.send(Ended::unstarted(Err(TaskError::Lost(
                 "the cluster shut down before it ran".into(),
-            )));
+            ))));
         }
         self.wake(true);
     }

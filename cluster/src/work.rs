@@ -12,6 +12,42 @@ use crate::{Registry, TaskContext, TaskError, TaskId, WorkerState, WorkerStats};
 /// A task's outcome as a worker reports it.
 pub(crate) type Reply = Result<Value, TaskError>;
 
+/// Where and when a task ran, as its worker reported it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ran {
+    /// `host-pid/thread`: the worker process and its thread.
+    pub worker: String,
+    /// When the worker started it (its clock, ms since the Unix epoch).
+    pub started_at_ms: u64,
+    /// 1, or more when a worker died while running it and it was delivered again.
+    pub attempt: u32,
+}
+
+impl Ran {
+    /// Thread `slot` of this process, started at `started_at_ms`, first attempt.
+    pub(crate) fn here(slot: usize, started_at_ms: u64) -> Self {
+        Self {
+            worker: format!("{}/{slot}", crate::probe::this_process().name),
+            started_at_ms,
+            attempt: 1,
+        }
+    }
+}
+
+/// How a task ended, and where it ran if it did.
+#[derive(Debug)]
+pub struct Ended {
+    pub outcome: Reply,
+    /// None when it never started (cancelled while queued, or lost).
+    pub ran: Option<Ran>,
+}
+
+impl Ended {
+    pub(crate) fn unstarted(outcome: Reply) -> Self {
+        Self { outcome, ran: None }
+    }
+}
+
 /// How big a result may be, and what sets that bound (named in the failure's message).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OutputLimit {

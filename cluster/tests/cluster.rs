@@ -104,7 +104,19 @@ async fn results_are_exact_against_an_iterative_fibonacci() {
         ));
     }
     for (n, handle) in handles {
-        assert_eq!(handle.result().await, Ok(iterative(n as u32)), "n = {n}");
+        let submitted = cluster::now_ms();
+        let ended = handle.ended().await;
+        assert_eq!(ended.outcome, Ok(iterative(n as u32).into()), "n = {n}");
+        // Which of this process's four threads ran it, when, at the first attempt.
+        let ran = ended.ran.expect("a task that ran says where");
+        let (process, thread) = ran.worker.rsplit_once('/').unwrap();
+        assert!(
+            process.ends_with(&format!("-{}", std::process::id())),
+            "{ran:?}"
+        );
+        assert!(thread.parse::<usize>().unwrap() < 4, "{ran:?}");
+        assert_eq!(ran.attempt, 1);
+        assert!(ran.started_at_ms <= cluster::now_ms() && ran.started_at_ms + 60_000 > submitted);
     }
 }
 

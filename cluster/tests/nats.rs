@@ -89,7 +89,11 @@ async fn tasks_run_on_nats_workers_with_progress_and_cancel() {
     .map(Result::unwrap)
     .collect();
     for (n, handle) in (0..50).zip(handles) {
-        assert_eq!(handle.result().await.unwrap(), fib(n % 20));
+        let ended = handle.ended().await;
+        assert_eq!(ended.outcome, Ok(fib(n % 20).into()));
+        let ran = ended.ran.expect("a NATS worker says where it ran the task");
+        assert!(ran.worker.starts_with(worker.name()), "{ran:?}");
+        assert_eq!(ran.attempt, 1);
     }
 
     let long = client

@@ -120,3 +120,21 @@ test('the server validates too, and refuses cross-site submissions', async ({ re
   });
   expect(sameSite.status()).toBe(200);
 });
+
+// The caps are the server's flags (playwright.config.ts): 3 running, 100 queued per session.
+test('the quota line follows the queue, and a task held by the running cap says why', async ({ page }) => {
+  await openTaskPage(page);
+  const quota = page.getByLabel('Your quota');
+  await expect(quota).toHaveText('0 of 3 running · 0 of 100 queued');
+  for (const n of [60, 61, 62, 63]) await submit(page, n);
+  await expect(quota).toHaveText('3 of 3 running · 1 of 100 queued');
+  const held = page.getByRole('listitem').filter({ hasText: 'fibonacci(63)' });
+  await expect(held).toContainText('queued');
+  await expect(held).toContainText('waiting: you have 3 running, the most at once');
+  for (const n of [60, 61, 62]) {
+    await expect(page.getByRole('listitem').filter({ hasText: `fibonacci(${n})` })).not.toContainText('waiting');
+  }
+  for (const n of [63, 60, 61, 62]) await page.getByRole('button', { name: `Cancel fibonacci(${n})` }).click();
+  await expect(queueHeading(page)).toHaveText('Task queue: []');
+  await expect(quota).toHaveText('0 of 3 running · 0 of 100 queued');
+});

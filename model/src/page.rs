@@ -53,6 +53,18 @@ pub enum Outcome {
     Lost,
 }
 
+impl Outcome {
+    /// Its serde name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Lost => "lost",
+        }
+    }
+}
+
 /// One line of the results terminal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TerminalLine {
@@ -99,6 +111,53 @@ pub struct TaskPageView {
     pub lines: Vec<TerminalLine>,
     /// Why the last form post was refused, when the page comes back from one.
     pub error: Option<FieldError>,
+    /// The session's caps (its counts are those of `tasks`).
+    pub quota: Quota,
+}
+
+/// What one owner (a session or a token) may still do: its tasks against the caps that
+/// keep the cluster fair (`--max-running-per-session`, `--max-queued-per-session`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub running: usize,
+    pub max_running: usize,
+    pub queued: usize,
+    pub max_queued: usize,
+}
+
+impl Quota {
+    /// `3 of 3 running · 12 of 100 queued`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} of {} running · {} of {} queued",
+            self.running, self.max_running, self.queued, self.max_queued
+        )
+    }
+
+    /// Why a queued task waits: the owner's running cap, or the cluster.
+    pub fn waiting(&self) -> String {
+        if self.running >= self.max_running {
+            format!(
+                "waiting: you have {} running, the most at once",
+                self.running
+            )
+        } else {
+            "waiting for a free worker".to_owned()
+        }
+    }
+
+    /// This quota with the running and queued counts of `tasks` (an owner's unfinished ones).
+    pub fn of(self, tasks: &[QueuedTask]) -> Self {
+        let running = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Running)
+            .count();
+        Self {
+            running,
+            queued: tasks.len() - running,
+            ..self
+        }
+    }
 }
 
 /// The answer to a submission: the queued task, and what the form offers next.
@@ -130,7 +189,60 @@ pub struct TaskDetail {
     pub line: Option<String>,
     /// Server clock, ms since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// The worker's clock, recorded when it ended.
+    pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
+    /// `host-pid/thread`, and how many times a worker started it, once it ended.
+    pub worker: Option<String>,
+    pub attempts: Option<u32>,
+    /// The same task as commands: `offload submit …` and the API call with `curl`.
+    pub command: String,
+    pub curl: String,
+}
+
+/// What the history page was asked for: its query parameters as sent (the server checks them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    /// `type`: a task type's name.
+    pub kind: Option<String>,
+    /// `outcome`: one of [`OUTCOME_FILTERS`].
+    pub outcome: Option<String>,
+    /// `q`: text to find in the input or the result.
+    pub text: Option<String>,
+    /// `before`: the cursor, the last id of the previous page.
+    pub before: Option<String>,
+}
+
+/// The history's outcome filter: (value, label); `unfinished` is queued or running.
+pub const OUTCOME_FILTERS: [(&str, &str); 5] = [
+    ("finished", "Finished"),
+    ("failed", "Failed"),
+    ("cancelled", "Cancelled"),
+    ("lost", "Lost"),
+    ("unfinished", "Not finished"),
+];
+
+/// One page of the caller's tasks, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub query: HistoryQuery,
+    /// Every task type, (name, title), for the type filter.
+    pub types: Vec<(String, String)>,
+    pub rows: Vec<HistoryRow>,
+    /// The address of the next (older) page with the same filters, when there is one.
+    pub older: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub id: u64,
+    /// `primes(1000000)`.
+    pub call: String,
+    /// None while it is queued or running.
+    pub outcome: Option<Outcome>,
+    /// Its terminal line, once it ended.
+    pub summary: Option<String>,
+    pub submitted_at_ms: u64,
 }
 
 /// Most bytes of an output the detail page shows.

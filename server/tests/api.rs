@@ -218,6 +218,17 @@ async fn a_token_submits_follows_lists_and_retries_its_tasks_until_it_is_revoked
     assert_eq!(done["state"], "finished", "{done}");
     assert_eq!(done["output"], 6765);
     assert_eq!(done["progress"], 1.0);
+    // Where and when it ran: a thread of the server itself, at the first attempt.
+    let worker = done["worker"].as_str().unwrap();
+    assert!(
+        worker.contains(&format!("-{}/", server.pid())),
+        "{worker} is not a thread of {}",
+        server.pid()
+    );
+    assert_eq!(done["attempts"], 1);
+    let times =
+        ["submitted_at_ms", "started_at_ms", "finished_at_ms"].map(|t| done[t].as_u64().unwrap());
+    assert!(times.is_sorted(), "{done}");
     assert!(
         done["summary"]
             .as_str()
@@ -612,6 +623,7 @@ async fn the_openapi_document_passes_an_independent_validator_and_lists_every_ro
         .collect();
     let routes: BTreeSet<(String, String)> = [
         ("GET", "/api/v1/task-types"),
+        ("GET", "/api/v1/limits"),
         ("GET", "/api/v1/tasks"),
         ("POST", "/api/v1/tasks"),
         ("GET", "/api/v1/tasks/{id}"),
@@ -930,4 +942,62 @@ async fn an_event_stream_cut_off_mid_run_resumes_with_last_event_id_and_misses_n
         (Some("finished"), None)
     );
     assert!(ended.next().await.is_none());
+}
+
+/// The caps given by flags, as the API and the server-rendered page say them: three running,
+/// a fourth held back by the running cap, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_matches_the_flags_and_a_held_task_says_why() {
+    let server = Server::start(&[
+        "--workers",
+        "4",
+        "--max-running-per-session",
+        "3",
+        "--max-queued-per-session",
+        "7",
+    ])
+    .await;
+    let session = Session::new();
+    let me = Caller::session(&session);
+    // A session with no task yet: its caps, nothing used.
+    let (_, _, fresh) = me.call(&server, Method::GET, "/api/v1/limits", None).await;
+    assert_eq!(fresh["text"], "0 of 3 running · 0 of 7 queued", "{fresh}");
+    let mut ids = Vec::new();
+    for n in 60..64 {
+        ids.push(session.submit_ok(&server, n).await);
+    }
+    for id in &ids[..3] {
+        me.until_state(&server, *id, "running").await;
+    }
+    let (status, _, limits) = me.call(&server, Method::GET, "/api/v1/limits", None).await;
+    assert_eq!(status, 200, "{limits}");
+    assert_eq!(
+        limits,
+        json!({"running": 3, "max_running": 3, "queued": 1, "max_queued": 7,
+               "text": "3 of 3 running · 1 of 7 queued"})
+    );
+    let page = session
+        .request(Method::GET, server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("3 of 3 running · 1 of 7 queued"), "{page}");
+    assert_eq!(
+        page.matches("waiting: you have 3 running, the most at once")
+            .count(),
+        1,
+        "only the held row says so"
+    );
+    for id in ids {
+        me.call(
+            &server,
+            Method::POST,
+            &format!("/api/v1/tasks/{id}/cancel"),
+            None,
+        )
+        .await;
+    }
 }

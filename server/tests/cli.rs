@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Server, binary};
+use common::{PageStream, Server, binary};
 use serde_json::Value;
 
 fn token(server: &Server, name: &str) -> String {
@@ -228,4 +228,76 @@ async fn a_terminal_gets_a_progress_bar_and_ctrl_c_stops_only_the_waiting() {
     let (code, stdout, _) = out(&offload(&server, &me, &["watch", &id]));
     assert_eq!(code, 1);
     assert!(stdout.contains("fibonacci(92) cancelled after"), "{stdout}");
+}
+
+/// The text of the element labelled `label` on a server-rendered page, unescaped.
+fn labelled(html: &str, label: &str) -> String {
+    let start = html
+        .find(&format!("aria-label=\"{label}\""))
+        .unwrap_or_else(|| panic!("no {label} in {html}"));
+    let text = &html[start..];
+    let text = &text[text.find('>').unwrap() + 1..text.find("</").unwrap()];
+    text.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A task's detail page gives it as commands: a shell runs each, with a token, to the same
+/// result as the page's task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detail_pages_commands_run_the_same_task_from_a_shell() {
+    let server = Server::start(&[]).await;
+    let session = common::Session::new();
+    let id = session
+        .submit_form_ok(&server, "task=hash-chain&text=it's+%24HOME&rounds=2")
+        .await;
+    let mut events = session.events(&server).await;
+    let line = events.line(|l| l["task"] == id).await;
+    let result = line.split(" in ").next().unwrap().to_owned();
+    let page = session
+        .request(reqwest::Method::GET, server.url(&format!("/tasks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let secret = token(&server, "shell");
+    let bin = binary();
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let command = labelled(&page, "Command line");
+    assert!(command.starts_with("offload submit"), "{command}");
+    let ran = Command::new("sh")
+        .args(["-c", &command])
+        .env("PATH", &path)
+        .env("OFFLOAD_TOKEN", &secret)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = out(&ran);
+    assert_eq!(code, 0, "{command}: {stderr}");
+    assert!(
+        stdout.starts_with(&result),
+        "{command}: {stdout} is not {result}"
+    );
+
+    let curl = labelled(&page, "curl");
+    let posted = Command::new("sh")
+        .args(["-c", &curl])
+        .env("OFFLOAD_TOKEN", &secret)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = out(&posted);
+    assert_eq!(code, 0, "{curl}: {stderr}");
+    let task: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(task["input"]["text"], "it's $HOME", "{task}");
 }

@@ -353,6 +353,14 @@ async fn a_kill_9_loses_nothing_and_shows_every_result_once_in_completion_order(
             texts.iter().any(|t| t.ends_with("(rerun after a restart)")),
             "the rerun is marked: {texts:?}"
         );
+        // The API counts the restart as an attempt.
+        for (id, text) in seen.iter().zip(&texts) {
+            let record = session
+                .get_json(&server, &format!("/api/v1/tasks/{id}"))
+                .await;
+            let rerun = text.ends_with("(rerun after a restart)");
+            assert_eq!(record["attempts"], 1 + u32::from(rerun), "{record}");
+        }
 
         // A reload: the same history, in the same (completion) order.
         let mut again = session.events(&server).await;

@@ -179,6 +179,17 @@ async fn a_worker_killed_mid_run_loses_nothing_and_leaves_the_dashboard() {
     );
     let wanted = HashSet::from([long_id]);
     assert_exactly_once(&terminal(&server, &long).await, &wanted, "a reload");
+    // The API says so: the survivor ran it, at the second attempt.
+    let record = long
+        .get_json(&server, &format!("/api/v1/tasks/{long_id}"))
+        .await;
+    assert_eq!(record["attempts"], 2, "{record}");
+    let worker = record["worker"].as_str().unwrap();
+    assert!(
+        worker.contains(&format!("-{}/", survivor.pid())),
+        "{worker} is not a thread of the survivor {}",
+        survivor.pid()
+    );
 
     // Its heartbeat expires: the dashboard drops it while the survivor stays. (How soon is
     // the heartbeat's TTL, 5 s; a frame comes each second, so 60 frames only guard a hang.)

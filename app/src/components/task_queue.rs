@@ -4,17 +4,20 @@
 use leptos::prelude::*;
 
 use crate::live::LiveStore;
-use model::page::{QueuedTask, TaskStatus, one_decimal, queue_label};
+use model::page::{QueuedTask, Quota, TaskStatus, one_decimal, queue_label};
 
+/// `caps`: the session's caps; the counts come from the live queue.
 #[component]
-pub fn TaskQueue(store: LiveStore) -> impl IntoView {
+pub fn TaskQueue(store: LiveStore, #[prop(name = "quota")] caps: Quota) -> impl IntoView {
     let now_ms = clock(store);
+    let quota = Memo::new(move |_| store.tasks.with(|tasks| caps.of(tasks)));
     view! {
         <section class="queue" aria-labelledby="queue-heading">
             <h2 id="queue-heading">{move || store.tasks.with(|t| queue_label(t))}</h2>
+            <p class="quota" aria-label="Your quota">{move || quota.get().line()}</p>
             <ul class="task-rows" aria-label="Unfinished tasks">
                 <For each=move || store.tasks.get() key=|task| task.id let:task>
-                    <TaskRow id=task.id label=task.call() submitted_at_ms=task.submitted_at_ms store now_ms />
+                    <TaskRow id=task.id label=task.call() submitted_at_ms=task.submitted_at_ms store now_ms quota />
                 </For>
             </ul>
         </section>
@@ -46,6 +49,7 @@ fn TaskRow(
     submitted_at_ms: u64,
     store: LiveStore,
     now_ms: Signal<f64>,
+    quota: Memo<Quota>,
 ) -> impl IntoView {
     let current = move || {
         store
@@ -86,6 +90,9 @@ fn TaskRow(
         <li class="task-row" data-status=move || status().name()>
             <span class="task-name">{label.clone()}</span>
             <span class="task-status">{move || status().name()}</span>
+            <span class="task-waiting">
+                {move || (status() == TaskStatus::Queued).then(|| quota.get().waiting())}
+            </span>
             <div
                 class="bar"
                 role="progressbar"

@@ -1,6 +1,7 @@
 //! One module per route.
 
 pub mod dashboard;
+pub mod history;
 pub mod not_found;
 pub mod task_detail;
 pub mod tasks;

@@ -48,13 +48,7 @@ pub fn TaskDetailPage() -> impl IntoView {
 
 #[component]
 fn Detail(detail: TaskDetail) -> impl IntoView {
-    let outcome = match detail.outcome {
-        None => "not finished",
-        Some(Outcome::Finished) => "finished",
-        Some(Outcome::Failed) => "failed",
-        Some(Outcome::Cancelled) => "cancelled",
-        Some(Outcome::Lost) => "lost",
-    };
+    let outcome = detail.outcome.map_or("not finished", Outcome::name);
     let took = detail.finished_at_ms.map(|done| {
         format!(
             "{} s",
@@ -77,7 +71,13 @@ fn Detail(detail: TaskDetail) -> impl IntoView {
                     {utc(detail.submitted_at_ms)}
                 </time>
             </dd>
+            {detail.started_at_ms.map(|ms| view! {
+                <dt>"Started"</dt>
+                <dd><time data-ms=ms.to_string()>{utc(ms)}</time></dd>
+            })}
             {took.map(|took| view! { <dt>"Submit to end"</dt><dd>{took}</dd> })}
+            {detail.worker.map(|worker| view! { <dt>"Worker"</dt><dd class="mono">{worker}</dd> })}
+            {detail.attempts.map(|attempts| view! { <dt>"Attempts"</dt><dd>{attempts}</dd> })}
         </dl>
         <h2>"Input"</h2>
         <pre class="json" aria-label="Input">{detail.input}</pre>
@@ -105,12 +105,16 @@ fn Detail(detail: TaskDetail) -> impl IntoView {
             <input type="hidden" name="id" value=detail.id.to_string() />
             <button type="submit" class="primary">"Run again"</button>
         </form>
+        <h2>"As a command"</h2>
+        <p>"The same task from a shell, with a token in OFFLOAD_TOKEN ("<code>"offload token create NAME"</code>" on the server's machine):"</p>
+        <pre class="command" aria-label="Command line">{detail.command}</pre>
+        <pre class="command" aria-label="curl">{detail.curl}</pre>
     }
 }
 
 /// `2026-11-30 04:03:10 UTC`, without a date crate: the days-to-civil conversion of
 /// Howard Hinnant's `chrono`-compatible algorithm.
-fn utc(ms: u64) -> String {
+pub(crate) fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let z = days as i64 + 719_468;

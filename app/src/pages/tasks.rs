@@ -14,7 +14,7 @@ use crate::api::load_task_page;
 use crate::components::{ResultsTerminal, TaskQueue};
 use crate::live::{Connection, LiveStore};
 use model::form::{Field, FieldError, FieldKind, TaskForm, TaskTypeInfo, number_text};
-use model::page::{QueuedTask, TaskPageView, TerminalLine};
+use model::page::{QueuedTask, Quota, TaskPageView, TerminalLine};
 
 /// The page: its state comes from the server first (rendered into the HTML), then live.
 #[component]
@@ -51,6 +51,7 @@ pub fn TaskPage() -> impl IntoView {
                             tasks=view.tasks
                             lines=view.lines
                             error=form_error
+                            quota=view.quota
                         >
                             <FormFields form=view.form error=field_error />
                         </TaskPanel>
@@ -103,6 +104,8 @@ fn TaskPanel(
     lines: Vec<TerminalLine>,
     /// Why the last post was refused, when it was not about one field.
     error: Option<String>,
+    /// The session's caps, for the quota line (its counts follow the live queue).
+    quota: Quota,
     children: Children,
 ) -> impl IntoView {
     let store = LiveStore::new(tasks, lines);
@@ -145,7 +148,7 @@ fn TaskPanel(
         <p id="form-error" class="input-error" role="alert">
             {move || form_error.get()}
         </p>
-        <TaskQueue store />
+        <TaskQueue store quota />
         <ResultsTerminal store />
     }
 }

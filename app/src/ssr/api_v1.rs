@@ -38,6 +38,7 @@ pub const MAX_PAGE: usize = 100;
 pub fn router(state: &AppState) -> (axum::Router<AppState>, Value) {
     let (router, api) = OpenApiRouter::with_openapi(base_document())
         .routes(routes!(task_types))
+        .routes(routes!(limits))
         .routes(routes!(submit, list))
         .routes(routes!(show))
         .routes(routes!(output))
@@ -280,6 +281,44 @@ impl FromRequestParts<AppState> for Owner {
     }
 }
 
+/// What the caller may still do, against the caps that keep the cluster fair.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitsDoc {
+    /// The caller's tasks running now.
+    pub running: usize,
+    /// Most of the caller's tasks that run at once (`--max-running-per-session`; by default
+    /// one less than the worker threads): more wait in the queue.
+    pub max_running: usize,
+    /// The caller's tasks waiting.
+    pub queued: usize,
+    /// Most of the caller's tasks that may wait (`--max-queued-per-session`): a submission
+    /// beyond it is refused with 429.
+    pub max_queued: usize,
+    /// The same, as the task page says it: `3 of 3 running · 12 of 100 queued`.
+    pub text: String,
+}
+
+/// The caller's quota: what it runs and queues, and the most it may.
+#[utoipa::path(
+    get,
+    path = "/api/v1/limits",
+    tag = "limits",
+    responses(
+        (status = 200, description = "The caller's tasks against its caps", body = LimitsDoc),
+        (status = 401, description = "No token or session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn limits(owner: Owner, State(state): State<AppState>) -> Json<LimitsDoc> {
+    let quota = state.quota(&owner.0);
+    Json(LimitsDoc {
+        running: quota.running,
+        max_running: quota.max_running,
+        queued: quota.queued,
+        max_queued: quota.max_queued,
+        text: quota.line(),
+    })
+}
+
 /// A task type, as the API describes it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TaskTypeDoc {
@@ -411,8 +450,20 @@ pub struct TaskDoc {
     pub summary: Option<String>,
     /// Server clock, ms since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// When a worker started it: while it runs, as this server heard; once it ended, the
+    /// worker's own clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<u64>,
+    /// The worker that ran it (`host-pid/thread`), once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// 1, plus one each time it was run again: its NATS worker died while running it, or
+    /// the server restarted before it ended (whether or not it had started). Known once it
+    /// ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     /// The task this one runs again (`POST …/retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<u64>,
@@ -429,20 +480,26 @@ impl TaskDoc {
             output: None,
             output_media: None,
             finished_at_ms: None,
+            ran: None,
             ..record
         };
         serde_json::to_value(Self::from_record(record, None)).unwrap_or_default()
     }
 
-    fn from_record(record: TaskRecord, live: Option<(TaskStatus, f64)>) -> Self {
+    /// `live`: its status, progress and start, while this server follows it.
+    fn from_record(record: TaskRecord, live: Option<(TaskStatus, f64, Option<u64>)>) -> Self {
         let state = match (record.outcome, live) {
             (Some(outcome), _) => TaskState::ended(outcome),
-            (None, Some((TaskStatus::Running, _))) => TaskState::Running,
+            (None, Some((TaskStatus::Running, _, _))) => TaskState::Running,
             (None, _) => TaskState::Queued,
         };
         let progress = match state {
             TaskState::Finished => 1.0,
-            _ => live.map_or(0.0, |(_, p)| p),
+            _ => live.map_or(0.0, |(_, p, _)| p),
+        };
+        let started_at_ms = match &record.ran {
+            Some(ran) => Some(ran.started_at_ms),
+            None => live.and_then(|(_, _, started)| started),
         };
         let id = record.id;
         Self {
@@ -454,7 +511,10 @@ impl TaskDoc {
             output: record.output,
             summary: record.line,
             submitted_at_ms: record.submitted_at_ms,
+            started_at_ms,
             finished_at_ms: record.finished_at_ms,
+            worker: record.ran.as_ref().map(|ran| ran.worker.clone()),
+            attempts: record.ran.map(|ran| ran.attempt),
             retry_of: record.retry_of,
             links: TaskLinks {
                 this: format!("/api/v1/tasks/{id}"),
@@ -472,11 +532,10 @@ impl TaskDoc {
 /// The caller's task `id` as it is now.
 async fn task_doc(state: &AppState, owner: &SessionId, id: u64) -> Result<TaskDoc, ApiError> {
     let record = owned_record(state, owner, id).await?;
-    let live = state
-        .sessions
-        .get(owner)
-        .and_then(|s| s.live(id))
-        .map(|t| (t.status, t.progress));
+    let live = state.sessions.get(owner).and_then(|session| {
+        let task = session.live(id)?;
+        Some((task.status, task.progress, session.started_at_ms(id)))
+    });
     Ok(TaskDoc::from_record(record, live))
 }
 
@@ -581,6 +640,7 @@ async fn accept(
         output_media: None,
         finished_at_ms: None,
         retry_of,
+        ran: None,
     }))
 }
 
@@ -713,10 +773,9 @@ async fn list(
     };
     let session = state.sessions.get(&owner.0);
     let live = |id: u64| {
-        session
-            .as_ref()
-            .and_then(|s| s.live(id))
-            .map(|t| (t.status, t.progress))
+        let session = session.as_ref()?;
+        let task = session.live(id)?;
+        Some((task.status, task.progress, session.started_at_ms(id)))
     };
     let filter = TaskFilter {
         kind: query.kind,
@@ -728,6 +787,7 @@ async fn list(
             TaskState::Lost => Some(Outcome::Lost),
         }),
         before,
+        search: None,
         limit,
     };
     let (records, more) = state

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{Binary, Handle, Submitter, TaskError, TaskType};
+use cluster::{Binary, Ended, Handle, Ran, Submitter, TaskError, TaskType};
 use serde_json::Value;
 
 use crate::AppError;
@@ -151,7 +151,7 @@ pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, SavedTask)>) {
                     ),
                     image: false,
                 };
-                record(state, &session, line, None, None).await;
+                record(state, &session, line, None, None, None).await;
             }
         }
     }
@@ -174,9 +174,9 @@ async fn follow(state: AppState, session: Arc<Session>, followed: Followed, hand
     let started = Instant::now();
     let id = followed.task.id;
     let mut progress = handle.progress();
-    let result = handle.result();
+    let result = handle.ended();
     tokio::pin!(result);
-    let outcome = loop {
+    let Ended { outcome, ran } = loop {
         tokio::select! {
             outcome = &mut result => break outcome,
             changed = progress.changed() => match changed {
@@ -211,7 +211,12 @@ async fn follow(state: AppState, session: Arc<Session>, followed: Followed, hand
     line.image = binary
         .as_ref()
         .is_some_and(|binary| binary.media_type().starts_with("image/"));
-    record(&state, &session, line, output, binary).await;
+    let ran = ran.map(|ran| Ran {
+        // The run before the restart was an attempt too.
+        attempt: ran.attempt + u32::from(followed.rerun),
+        ..ran
+    });
+    record(&state, &session, line, output, binary, ran).await;
 }
 
 async fn record(
@@ -220,12 +225,14 @@ async fn record(
     line: TerminalLine,
     output: Option<Value>,
     binary: Option<Binary>,
+    ran: Option<Ran>,
 ) {
     let write = Write::Done {
         session: session.id().0.clone(),
         line: line.clone(),
         output,
         binary,
+        ran,
         finished_at_ms: cluster::now_ms(),
         keep_lines: state.sessions.config().max_lines,
     };

@@ -246,6 +246,8 @@ struct Entry {
     task: QueuedTask,
     /// The cluster's id for it, for cancelling.
     cluster: u64,
+    /// Once it runs (this server's clock: the worker's is recorded when it ends).
+    started_at_ms: Option<u64>,
 }
 
 impl Session {
@@ -343,6 +345,12 @@ impl Session {
         }
     }
 
+    /// Its unfinished tasks, oldest first.
+    pub fn unfinished(&self) -> Vec<QueuedTask> {
+        let state = self.state.lock();
+        state.tasks.values().map(|e| e.task.clone()).collect()
+    }
+
     /// What the form of task type `task` offers this session, if it has submitted one.
     pub fn next_input(&self, task: &str) -> Option<Value> {
         self.state.lock().next_inputs.get(task).cloned()
@@ -362,6 +370,11 @@ impl Session {
         self.state.lock().tasks.get(&task).map(|e| e.task.clone())
     }
 
+    /// When one of this session's unfinished tasks started running, as this server heard.
+    pub fn started_at_ms(&self, task: u64) -> Option<u64> {
+        self.state.lock().tasks.get(&task)?.started_at_ms
+    }
+
     /// The cluster's id for one of this session's unfinished tasks.
     pub fn cluster_id(&self, task: u64) -> Option<u64> {
         self.state.lock().tasks.get(&task).map(|e| e.cluster)
@@ -379,6 +392,7 @@ impl Session {
                 Entry {
                     task: task.clone(),
                     cluster,
+                    started_at_ms: None,
                 },
             );
         }
@@ -394,6 +408,7 @@ impl Session {
             };
             entry.task.status = TaskStatus::Running;
             entry.task.progress = entry.task.progress.max(fraction);
+            entry.started_at_ms.get_or_insert_with(cluster::now_ms);
             entry.task.clone()
         };
         self.send(PageUpdate::Task(update));

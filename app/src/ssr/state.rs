@@ -38,6 +38,20 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
+    /// What `owner` may still do: its unfinished tasks against the cluster's caps.
+    pub fn quota(&self, owner: &super::SessionId) -> model::page::Quota {
+        let (max_running, max_queued) = self.cluster.caps().unwrap_or_default();
+        let quota = model::page::Quota {
+            max_running,
+            max_queued,
+            ..Default::default()
+        };
+        match self.sessions.get(owner) {
+            Some(session) => quota.of(&session.unfinished()),
+            None => quota,
+        }
+    }
+
     /// The state inside a server function.
     pub fn from_context() -> Result<Self, AppError> {
         leptos::prelude::use_context::<Self>()

@@ -26,7 +26,7 @@ use rusqlite_migration::{HookError, M, Migrations};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use cluster::Binary;
+use cluster::{Binary, Ran};
 use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
 
 /// Writes that may wait for the writer before submitters are slowed down.
@@ -106,6 +106,8 @@ pub struct TaskRecord {
     pub finished_at_ms: Option<u64>,
     /// The task it runs again ("Run again", or the API's retry).
     pub retry_of: Option<u64>,
+    /// Which worker ran it, when it started, and at which attempt (recorded when it ended).
+    pub ran: Option<Ran>,
 }
 
 /// Which of an owner's tasks a list wants, newest first.
@@ -117,6 +119,8 @@ pub struct TaskFilter {
     pub ended: Option<Option<Outcome>>,
     /// Older than this task id (a cursor).
     pub before: Option<u64>,
+    /// Whose input or terminal line contains this text (ASCII letters in any case).
+    pub search: Option<String>,
     pub limit: usize,
 }
 
@@ -141,6 +145,8 @@ pub enum Write {
         line: TerminalLine,
         output: Option<Value>,
         binary: Option<Binary>,
+        /// Where it ran: its attempt counts the restarts it went through too.
+        ran: Option<Ran>,
         /// Server clock, ms since the Unix epoch.
         finished_at_ms: u64,
         keep_lines: usize,
@@ -472,6 +478,13 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
              CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (session, idempotency_key)
                  WHERE idempotency_key IS NOT NULL;",
         ),
+        // 5: where a task ran: the worker, when it started there (the worker's clock), and
+        // at which attempt.
+        M::up(
+            "ALTER TABLE tasks ADD COLUMN started_at_ms INTEGER;
+             ALTER TABLE tasks ADD COLUMN worker TEXT;
+             ALTER TABLE tasks ADD COLUMN attempts INTEGER;",
+        ),
     ])
 }
 
@@ -562,7 +575,7 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
 
 /// The columns [`task_record`] reads, in its order.
 const RECORD: &str = "id, task_type, input, args, submitted_at_ms, outcome, text, output,
-                      finished_at_ms, output_media, retry_of";
+                      finished_at_ms, output_media, retry_of, started_at_ms, worker, attempts";
 
 fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
@@ -581,6 +594,14 @@ fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         finished_at_ms: row.get::<_, Option<i64>>(8)?.map(|ms| ms as u64),
         output_media: row.get(9)?,
         retry_of: row.get::<_, Option<i64>>(10)?.map(|id| id as u64),
+        ran: match (row.get::<_, Option<i64>>(11)?, row.get(12)?, row.get(13)?) {
+            (Some(started_at_ms), Some(worker), Some(attempt)) => Some(Ran {
+                worker,
+                started_at_ms: started_at_ms as u64,
+                attempt,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -608,6 +629,7 @@ fn read_tasks(
                AND (?2 IS NULL OR task_type = ?2)
                AND (NOT ?3 OR outcome IS ?4)
                AND id < ?5
+               AND (?7 IS NULL OR input LIKE ?7 ESCAPE '\\' OR text LIKE ?7 ESCAPE '\\')
              ORDER BY id DESC LIMIT ?6"
         ))?
         .query_map(
@@ -618,7 +640,8 @@ fn read_tasks(
                 outcome,
                 filter.before.map_or(i64::MAX, |id| id as i64),
                 // One more than asked: whether there is a next page.
-                filter.limit as i64 + 1
+                filter.limit as i64 + 1,
+                filter.search.as_deref().map(like_pattern),
             ],
             task_record,
         )?
@@ -626,6 +649,20 @@ fn read_tasks(
     let more = records.len() > filter.limit;
     records.truncate(filter.limit);
     Ok((records, more))
+}
+
+/// `%text%`, its own `%`, `_` and `\` taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
@@ -699,6 +736,7 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 line,
                 output,
                 binary,
+                ran,
                 finished_at_ms,
                 keep_lines,
             } => {
@@ -706,7 +744,8 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                 // `done_seq IS NULL`: a result is recorded once, however often the task ran.
                 tx.prepare_cached(
                     "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
-                                      finished_at_ms = ?5, output_media = ?7, output_data = ?8
+                                      finished_at_ms = ?5, output_media = ?7, output_data = ?8,
+                                      started_at_ms = ?9, worker = ?10, attempts = ?11
                      WHERE id = ?6 AND done_seq IS NULL",
                 )?
                 .execute(params![
@@ -718,6 +757,9 @@ fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::R
                     line.task as i64,
                     binary.as_ref().map(Binary::media_type),
                     binary.as_ref().map(Binary::bytes),
+                    ran.as_ref().map(|ran| ran.started_at_ms as i64),
+                    ran.as_ref().map(|ran| &ran.worker),
+                    ran.as_ref().map(|ran| ran.attempt),
                 ])?;
                 tx.prepare_cached(
                     "DELETE FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL AND done_seq <=
@@ -806,6 +848,11 @@ mod tests {
             line: line(id),
             output: Some(json!(id * 10)),
             binary: None,
+            ran: Some(Ran {
+                worker: "h-1/0".into(),
+                started_at_ms: 1500 + id,
+                attempt: 2,
+            }),
             finished_at_ms: 2000 + id,
             keep_lines,
         }
@@ -834,6 +881,7 @@ mod tests {
                 },
                 output: None,
                 binary: None,
+                ran: None,
                 finished_at_ms: 3000,
                 keep_lines: 10,
             };
@@ -866,6 +914,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_search_finds_text_in_the_input_or_the_line_and_takes_wildcards_literally() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+        for id in 1..=12 {
+            store.write(accepted("a", id)).await.unwrap();
+        }
+        store.write(done("a", 3, 100)).await.unwrap();
+        let found = |search: &str| {
+            let store = store.clone();
+            let filter = TaskFilter {
+                search: Some(search.to_owned()),
+                limit: 100,
+                ..TaskFilter::default()
+            };
+            async move {
+                let (records, _) = store.tasks("a", filter).await.unwrap();
+                records.iter().map(|r| r.id).collect::<Vec<_>>()
+            }
+        };
+        // Inputs are {"n": id}: "1" is in 1, 10, 11 and 12.
+        assert_eq!(found("1").await, [12, 11, 10, 1]);
+        assert_eq!(found("LINE 3").await, [3], "the line, in any case");
+        assert_eq!(
+            found("%").await,
+            Vec::<u64>::new(),
+            "% is a character, not a wildcard"
+        );
+        assert_eq!(found("_").await, Vec::<u64>::new());
+        assert_eq!(
+            store
+                .tasks(
+                    "b",
+                    TaskFilter {
+                        search: Some("1".into()),
+                        limit: 9,
+                        ..TaskFilter::default()
+                    }
+                )
+                .await
+                .unwrap()
+                .0,
+            vec![],
+            "not b's"
+        );
+    }
+
+    #[tokio::test]
     async fn a_task_is_read_back_whole_and_only_by_its_session() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _writer, _, _) = Store::open(dir.path(), "odd").unwrap();
@@ -887,6 +982,11 @@ mod tests {
                 output_media: None,
                 finished_at_ms: Some(2001),
                 retry_of: None,
+                ran: Some(Ran {
+                    worker: "h-1/0".into(),
+                    started_at_ms: 1501,
+                    attempt: 2,
+                }),
             }
         );
         let running = store.task("a", 2).await.unwrap().unwrap();
@@ -912,6 +1012,7 @@ mod tests {
                 },
                 output: Some(json!({ "png": picture.stub() })),
                 binary: Some(picture),
+                ran: None,
                 finished_at_ms: 2001,
                 keep_lines: 2,
             };
@@ -1056,6 +1157,7 @@ mod migration_tests {
                 },
                 output: Some(serde_json::json!(1134903170u64)),
                 binary: None,
+                ran: None,
                 finished_at_ms: 4000,
                 keep_lines: 10,
             })
@@ -1070,7 +1172,7 @@ mod migration_tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 4, "every migration ran, once");
+        assert_eq!(version, 5, "every migration ran, once");
         let output: String = conn
             .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
             .unwrap();

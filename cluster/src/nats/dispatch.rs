@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::wire::{CancelItem, ProgressItem, ResultItem, ServerReport, WorkItem, task_key};
 use super::{Connection, Names, NatsError, RESULTS_KEPT, RETRY_EVERY, valid_token};
 use crate::scheduler::{CancelFlag, Core, Job, Scheduler, millis};
-use crate::work::{Reply, output_bytes};
+use crate::work::{Ended, output_bytes};
 use crate::{ClusterConfig, Registry, SpawnError, TaskError, TaskId, now_ms};
 
 /// How an app server reaches its NATS cluster.
@@ -141,7 +141,7 @@ struct Dispatch {
 
 /// A slot awaiting its task's result.
 struct Waiter {
-    done: oneshot::Sender<Reply>,
+    done: oneshot::Sender<Ended>,
     /// Only the latest figure matters: a flood of progress never queues.
     progress: watch::Sender<f64>,
 }
@@ -312,12 +312,19 @@ impl Dispatch {
     /// with its result, or as lost when none comes before the deadline.
     async fn run(self: Arc<Self>, core: Arc<Core>, slot: usize, job: Job) {
         let started = Instant::now();
-        let outcome = self.remote(&core, slot, &job, job.input.clone()).await;
+        let Ended { outcome, ran } = self.remote(&core, slot, &job, job.input.clone()).await;
         let output_bytes = output_bytes(&outcome);
-        core.finish(slot, job, outcome, output_bytes, millis(started.elapsed()));
+        core.finish(
+            slot,
+            job,
+            outcome,
+            ran,
+            output_bytes,
+            millis(started.elapsed()),
+        );
     }
 
-    async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Arc<Value>) -> Reply {
+    async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Arc<Value>) -> Ended {
         let (done, mut result) = oneshot::channel();
         let (progress, mut progress_rx) = watch::channel(0.0);
         self.waiting
@@ -325,7 +332,7 @@ impl Dispatch {
             .insert(job.id, Waiter { done, progress });
         if self.closed.load(Ordering::Acquire) {
             self.waiting.lock().remove(&job.id);
-            return Err(stopped());
+            return Ended::unstarted(Err(stopped()));
         }
         let item = WorkItem {
             server: self.server.clone(),
@@ -344,7 +351,7 @@ impl Dispatch {
         };
         if self.outbox.send(outgoing).is_err() {
             self.waiting.lock().remove(&job.id);
-            return Err(stopped());
+            return Ended::unstarted(Err(stopped()));
         }
         let deadline = tokio::time::sleep(self.deadline);
         tokio::pin!(deadline);
@@ -352,7 +359,7 @@ impl Dispatch {
         loop {
             tokio::select! {
                 biased;
-                outcome = &mut result => return outcome.unwrap_or_else(|_| Err(stopped())),
+                ended = &mut result => return ended.unwrap_or_else(|_| Ended::unstarted(Err(stopped()))),
                 () = job.cancel.raised(), if !cancel_sent => {
                     cancel_sent = true;
                     self.send_cancel(task_key(&self.server, self.boot, job.id)).await;
@@ -364,10 +371,10 @@ impl Dispatch {
                 () = &mut deadline => {
                     self.waiting.lock().remove(&job.id);
                     tracing::warn!(task = %job.id, name = %job.name, "no result before the deadline");
-                    return Err(TaskError::Lost(format!(
+                    return Ended::unstarted(Err(TaskError::Lost(format!(
                         "no worker answered within {} s of the hand-over (a worker may be stuck or gone)",
                         self.deadline.as_secs_f64()
-                    )));
+                    ))));
                 }
             }
         }
@@ -377,7 +384,7 @@ impl Dispatch {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for (_, waiter) in self.waiting.lock().drain() {
-            let _ = waiter.done.send(Err(stopped()));
+            let _ = waiter.done.send(Ended::unstarted(Err(stopped())));
         }
     }
 
@@ -432,7 +439,10 @@ impl Dispatch {
             waiting.retain(|outgoing| {
                 let cancelled = outgoing.cancel.is_raised();
                 if cancelled {
-                    self.deliver(outgoing.item.task, Err(TaskError::Cancelled));
+                    self.deliver(
+                        outgoing.item.task,
+                        Ended::unstarted(Err(TaskError::Cancelled)),
+                    );
                 }
                 !cancelled && self.waiting.lock().contains_key(&outgoing.item.task)
             });
@@ -479,7 +489,7 @@ impl Dispatch {
                 for outgoing in group {
                     self.deliver(
                         outgoing.item.task,
-                        Err(TaskError::Failed(format!("encoding: {error}"))),
+                        Ended::unstarted(Err(TaskError::Failed(format!("encoding: {error}")))),
                     );
                 }
                 return Ok(());
@@ -510,9 +520,9 @@ impl Dispatch {
 
     /// Ends the slot awaiting `task`, if one still does. A task that ran twice (its first
     /// worker was slow to ack) is answered once: the second result finds nobody waiting.
-    fn deliver(&self, task: TaskId, outcome: Reply) {
+    fn deliver(&self, task: TaskId, ended: Ended) {
         if let Some(waiter) = self.waiting.lock().remove(&task) {
-            let _ = waiter.done.send(outcome);
+            let _ = waiter.done.send(ended);
         }
     }
 
@@ -524,7 +534,11 @@ impl Dispatch {
             Ok(results) => {
                 for result in results.into_iter().filter(|r| r.boot == self.boot) {
                     tracing::debug!(task = %result.task, worker = %result.worker, "result");
-                    self.deliver(result.task, result.outcome);
+                    let ended = Ended {
+                        outcome: result.outcome,
+                        ran: result.ran,
+                    };
+                    self.deliver(result.task, ended);
                 }
             }
             Err(error) => match serde_json::from_slice::<Vec<Value>>(payload) {
@@ -538,13 +552,16 @@ impl Dispatch {
                         if boot != self.boot {
                             continue;
                         }
-                        let outcome = match serde_json::from_value::<ResultItem>(item) {
-                            Ok(result) => result.outcome,
-                            Err(error) => Err(TaskError::Failed(format!(
+                        let ended = match serde_json::from_value::<ResultItem>(item) {
+                            Ok(result) => Ended {
+                                outcome: result.outcome,
+                                ran: result.ran,
+                            },
+                            Err(error) => Ended::unstarted(Err(TaskError::Failed(format!(
                                 "its worker's result did not decode: {error}"
-                            ))),
+                            )))),
                         };
-                        self.deliver(TaskId(task), outcome);
+                        self.deliver(TaskId(task), ended);
                     }
                 }
                 Err(_) => {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::work::Ran;
 use crate::{FinishedTask, GroupStats, ProcessStats, TaskError, TaskId, Totals, WorkerStats};
 
 /// One task handed to the workers, on the work-queue stream.
@@ -53,6 +54,9 @@ pub(crate) struct ResultItem {
     pub outcome: Result<Value, TaskError>,
     /// The worker process that ran it.
     pub worker: String,
+    /// Its thread, when and which delivery (absent from workers older than this field).
+    #[serde(default)]
+    pub ran: Option<Ran>,
 }
 
 /// Progress of a running task, on plain NATS (it may be dropped).
@@ -167,10 +171,21 @@ mod tests {
             task: TaskId(42),
             outcome: Err(TaskError::Lost("its worker died 3 times".into())),
             worker: "h-1".into(),
+            ran: Some(Ran {
+                worker: "h-1/0".into(),
+                started_at_ms: 1_700_000_000_000,
+                attempt: 3,
+            }),
         };
         let back: ResultItem =
             serde_json::from_slice(&serde_json::to_vec(&result).unwrap()).unwrap();
         assert_eq!(back, result);
+        // A worker built before `ran` existed: its results still decode.
+        let older: ResultItem = serde_json::from_str(
+            r#"{"boot": 7, "task": 42, "outcome": {"Ok": 1}, "worker": "h-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(older.ran, None);
         let cancel = CancelItem::Restarted {
             server: "web-1".into(),
             boot: 8,

@@ -18,7 +18,7 @@ use super::{
     Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
 };
 use crate::probe::{ProcessProbe, this_process};
-use crate::work::{OutputLimit, record_duration, run_caught, why_stopped};
+use crate::work::{OutputLimit, Ran, record_duration, run_caught, why_stopped};
 use crate::{
     ClusterStats, Registry, TaskContext, TaskError, Totals, WorkerProcess, WorkerState,
     WorkerStats, now_ms,
@@ -480,14 +480,19 @@ impl State {
         let early_cancel = self.early_cancels.lock().1.remove(&key);
         // A task of an earlier start of its server: that server runs it again itself.
         let superseded = !self.newer_boot(&item.server, item.boot);
-        let outcome = match refusal(
+        let ran = Ran {
+            worker: format!("{}/{slot}", self.name),
+            started_at_ms: crate::now_ms(),
+            attempt: u32::try_from(delivery.delivered).unwrap_or(1),
+        };
+        let (outcome, ran) = match refusal(
             &item,
             &self.registry,
             delivery.delivered,
             early_cancel || superseded,
         ) {
-            Some(error) => Err(error),
-            None => self.run(slot, &item, &key).await,
+            Some(error) => (Err(error), None),
+            None => (self.run(slot, &item, &key).await, Some(ran)),
         };
         Finished {
             subject: self.conn.names.results_subject(&item.server),
@@ -497,6 +502,7 @@ impl State {
                 task: item.task,
                 outcome,
                 worker: self.name.clone(),
+                ran,
             },
             delivery,
         }
@@ -656,6 +662,7 @@ fn encode_result(result: &ResultItem, max_payload: usize) -> Vec<u8> {
             encoded.len()
         ))),
         worker: result.worker.clone(),
+        ran: result.ran.clone(),
         ..*result
     };
     serde_json::to_vec(&failed).unwrap_or_default()
@@ -762,6 +769,7 @@ mod tests {
             task: TaskId(7),
             outcome: Ok(serde_json::Value::String("x".repeat(2000))),
             worker: "w".into(),
+            ran: None,
         };
         let encoded = encode_result(&result, 1000);
         let sent: ResultItem = serde_json::from_slice(&encoded).unwrap();

@@ -186,6 +186,17 @@ impl Session {
         }
     }
 
+    /// `GET path` as this session, read as JSON (the API's answers).
+    pub async fn get_json(&self, server: &Server, path: &str) -> Value {
+        let response = self
+            .request(reqwest::Method::GET, server.url(path))
+            .send()
+            .await
+            .expect("the server answers");
+        let body = response.text().await.expect("a body");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
     /// Posts a form to a server function; returns the status and the body.
     pub async fn post(&self, server: &Server, path: &str, form: &str) -> (u16, String) {
         let response = self

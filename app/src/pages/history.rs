@@ -1,0 +1,111 @@
+//! The history page (`/history`): every task of the caller's, newest first, with filters by
+//! type and outcome, a text search over input and summary, and pages that stay put while new
+//! tasks arrive (the cursor is the last id shown). Rendered on the server only: its filters are
+//! a GET form and its pages links, so it works without JavaScript, and it adds nothing to the
+//! browser's bundle.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::load_history;
+use crate::pages::task_detail::utc;
+use model::page::{HistoryPage, HistoryQuery, OUTCOME_FILTERS};
+
+#[component]
+pub fn History() -> impl IntoView {
+    let query = use_query_map();
+    let page = Resource::new(
+        move || {
+            query.with(|q| HistoryQuery {
+                kind: q.get("type").filter(|t| !t.is_empty()),
+                outcome: q.get("outcome").filter(|o| !o.is_empty()),
+                text: q.get("q").filter(|t| !t.is_empty()),
+                before: q.get("before"),
+            })
+        },
+        load_history,
+    );
+    view! {
+        <Title text="History · Offload" />
+        <section class="history">
+            <h1>"History"</h1>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match page.await {
+                        Ok(page) => view! { <Results page /> }.into_any(),
+                        Err(error) => {
+                            #[cfg(feature = "ssr")]
+                            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                                response.set_status(axum::http::StatusCode::BAD_REQUEST);
+                            }
+                            view! {
+                                <p class="input-error" role="alert">{error.to_string()}</p>
+                                <p><a href="/history">"All your tasks"</a></p>
+                            }
+                            .into_any()
+                        }
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn Results(page: HistoryPage) -> impl IntoView {
+    let HistoryPage {
+        query,
+        types,
+        rows,
+        older,
+    } = page;
+    let type_options = types
+        .into_iter()
+        .map(|(name, title)| {
+            let selected = query.kind.as_deref() == Some(name.as_str());
+            view! { <option value=name selected=selected>{title}</option> }
+        })
+        .collect_view();
+    let outcome_options = OUTCOME_FILTERS
+        .iter()
+        .map(|(value, label)| {
+            let selected = query.outcome.as_deref() == Some(*value);
+            view! { <option value=*value selected=selected>{*label}</option> }
+        })
+        .collect_view();
+    let empty = rows.is_empty();
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            let outcome = row.outcome.map_or("not finished", |o| o.name());
+            view! {
+                <tr data-outcome=outcome>
+                    <td><a href=format!("/tasks/{}", row.id)>{row.call}</a></td>
+                    <td>{outcome}</td>
+                    <td class="mono">{row.summary}</td>
+                    <td><time data-ms=row.submitted_at_ms.to_string()>{utc(row.submitted_at_ms)}</time></td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <form class="history-filters" method="get" action="/history" role="search" aria-label="Filter your tasks">
+            <label>"Type " <select name="type"><option value="">"All types"</option>{type_options}</select></label>
+            <label>"Outcome " <select name="outcome"><option value="">"Any outcome"</option>{outcome_options}</select></label>
+            <label>"Search " <input type="search" name="q" value=query.text.clone().unwrap_or_default() placeholder="input or result" maxlength="200" /></label>
+            <button type="submit" class="primary">"Filter"</button>
+        </form>
+        {if empty {
+            view! { <p>"No task matches."</p> }.into_any()
+        } else {
+            view! {
+                <table class="history-table" aria-label="Your tasks">
+                    <thead><tr><th scope="col">"Task"</th><th scope="col">"Outcome"</th><th scope="col">"Result"</th><th scope="col">"Submitted"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            }.into_any()
+        }}
+        {older.map(|href| view! { <p><a href=href rel="next">"Older tasks"</a></p> })}
+    }
+}
