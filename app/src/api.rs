@@ -391,6 +391,8 @@ pub struct ViewerConfig {
     pub views: Vec<(String, String)>,
     /// True when the list came from the dashboard's own `/individual-plots.json`.
     pub from_dashboard: bool,
+    /// This app server's task database: its size, what it holds and what it keeps.
+    pub database: String,
 }
 
 #[server(endpoint = "dashboard-views")]
@@ -410,7 +412,31 @@ pub async fn dashboard_views() -> Result<ViewerConfig, AppError> {
         base_url: url.base(),
         views,
         from_dashboard,
+        database: database_line(state.sessions.store()),
     })
+}
+
+/// `1.2 MB in use · 12,345 tasks of 17 owners · ended tasks kept 30 days, at most 100,000 per
+/// owner · 12 pruned since start`.
+#[cfg(feature = "ssr")]
+fn database_line(store: &crate::ssr::store::Store) -> String {
+    let (bytes, tasks, owners, pruned) = store.figures().read();
+    let retention = store.retention();
+    let age = match retention.max_age {
+        None => "kept for ever".to_owned(),
+        Some(age) => {
+            let days = age.as_secs_f64() / 86_400.0;
+            format!("kept {}", model::count(days.round() as u64, "day", "days"))
+        }
+    };
+    format!(
+        "{:.1} MB in use · {} of {} · ended tasks {age}, at most {} per owner · {} pruned since start",
+        bytes as f64 / 1e6,
+        model::count(tasks, "task", "tasks"),
+        model::count(owners, "owner", "owners"),
+        retention.per_owner,
+        pruned,
+    )
 }
 
 #[cfg(feature = "ssr")]

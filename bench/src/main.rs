@@ -25,6 +25,22 @@ struct Cli {
 enum Command {
     /// Start the stacks, measure them, print the table and write the report (the default).
     Run(RunArgs),
+    /// The history at size: one owner with ROWS ended tasks, its pages timed with each filter
+    /// and with a search; added to the report.
+    History {
+        /// Ended tasks of the one owner.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Requests per page measured.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// The report to add the figures to (made if missing).
+        #[arg(long, default_value = "target/bench/latest.json")]
+        out: PathBuf,
+        /// The release offload binary.
+        #[arg(long, default_value = "target/release/offload")]
+        offload: PathBuf,
+    },
     /// Rewrite the README's figures table from a report.
     Readme {
         /// The report to read.
@@ -94,6 +110,12 @@ async fn main() -> ExitCode {
                 )
             }),
         Some(Command::Run(args)) => run(args).await,
+        Some(Command::History {
+            rows,
+            requests,
+            out,
+            offload,
+        }) => history(rows, requests, &absolute(&out), &absolute(&offload)).await,
         None => run(RunArgs::default()).await,
     };
     match result {
@@ -107,6 +129,74 @@ async fn main() -> ExitCode {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Result<(), BenchError> {
+    use bench::history::{NEWCOMER, OWNER, fill, measure, queries};
+    use serde_json::json;
+
+    let programs = Programs {
+        offload: offload.to_path_buf(),
+        nats_server: absolute(Path::new("target/nats/bin/nats-server")),
+        seed_python: PathBuf::new(),
+        seed_dir: PathBuf::new(),
+    };
+    programs.check_offload()?;
+    let logs = out.with_file_name("logs");
+    std::fs::create_dir_all(&logs).map_err(BenchError::io(&logs))?;
+    let data = tempfile::tempdir().map_err(BenchError::io(std::env::temp_dir()))?;
+    // A first start makes the database and its schema.
+    drop(Stack::embedded(&programs, data.path(), &logs).await?);
+    let db = data.path().join("embedded").join("offload.sqlite3");
+    println!(
+        "history: writing {rows} ended tasks of one owner into {}",
+        db.display()
+    );
+    let filled = tokio::task::spawn_blocking(move || fill(&db, rows))
+        .await
+        .expect("the filling thread")?;
+    println!(
+        "history: written in {:.1} s; starting offload on it",
+        filled.as_secs_f64()
+    );
+    let started = std::time::Instant::now();
+    let stack = Stack::embedded(&programs, data.path(), &logs).await?;
+    let start_s = started.elapsed().as_secs_f64();
+    let mut measured = Vec::new();
+    for query in queries(rows) {
+        let (p50, p99) = measure(&stack.url, OWNER, &query.path, requests).await?;
+        println!(
+            "history: {:<55} p50 {p50:7.2} ms, p99 {p99:7.2} ms",
+            query.label
+        );
+        measured
+            .push(json!({"key": query.key, "label": query.label, "p50_ms": p50, "p99_ms": p99}));
+    }
+    let (owner_p50, owner_p99) = measure(&stack.url, OWNER, "/", requests).await?;
+    let (new_p50, new_p99) = measure(&stack.url, NEWCOMER, "/", requests).await?;
+    println!(
+        "history: the task page: that owner p50 {owner_p50:.2} ms, p99 {owner_p99:.2} ms; a newcomer p50 {new_p50:.2} ms, p99 {new_p99:.2} ms"
+    );
+    drop(stack);
+    let mut report = match Report::read(out) {
+        Ok(report) => report,
+        Err(_) => Report::new(Machine::this(), false),
+    };
+    let at = Report::new(Machine::this(), false).at;
+    report.history = Some(json!({
+        "rows": rows,
+        "fill_s": filled.as_secs_f64(),
+        "start_s": start_s,
+        "at": at,
+        "queries": measured,
+        "task_page": {
+            "owner_p50_ms": owner_p50, "owner_p99_ms": owner_p99,
+            "newcomer_p50_ms": new_p50, "newcomer_p99_ms": new_p99,
+        },
+    }));
+    report.write(out)?;
+    println!("history: added to {}", out.display());
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> Result<(), BenchError> {

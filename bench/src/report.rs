@@ -146,6 +146,9 @@ pub struct Report {
     /// Whether it was a `--smoke` run (figures not to be quoted).
     pub smoke: bool,
     values: Map<String, Value>,
+    /// `offload-bench history`'s figures, when it ran: `{"rows", "fill_s", "start_s",
+    /// "queries": [{"key", "label", "p50_ms", "p99_ms"}], "task_page": {...}}`.
+    pub history: Option<Value>,
 }
 
 impl Report {
@@ -161,6 +164,7 @@ impl Report {
             at,
             smoke,
             values: Map::new(),
+            history: None,
         }
     }
 
@@ -190,6 +194,9 @@ impl Report {
         out.insert("machine".into(), json!(self.machine));
         out.insert("at".into(), json!(self.at));
         out.insert("smoke".into(), json!(self.smoke));
+        if let Some(history) = &self.history {
+            out.insert("history".into(), history.clone());
+        }
         Value::Object(out)
     }
 
@@ -209,6 +216,7 @@ impl Report {
             at,
             smoke: value["smoke"].as_bool().unwrap_or(false),
             values: Map::new(),
+            history: value.get("history").cloned(),
         };
         for figure in FIGURES {
             let entry = value
@@ -290,6 +298,9 @@ impl Report {
             self.machine.os,
         ));
         out.push_str(&format!("Run at {}.\n", self.at));
+        if let Some(history) = &self.history {
+            out.push_str(&history_markdown(history));
+        }
         out
     }
 
@@ -313,6 +324,43 @@ impl Report {
         let new = format!("{}\n{}{}", &text[..start], self.markdown(), &text[end..]);
         std::fs::write(readme, new).map_err(BenchError::io(readme))
     }
+}
+
+/// The history's table: each page's p50 and p99, from `offload-bench history`.
+fn history_markdown(history: &Value) -> String {
+    let ms = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "–".into(), |v| format!("{} ms", number(v)))
+    };
+    let rows = history["rows"].as_f64().unwrap_or(0.0);
+    let mut out = format!(
+        "\n| history page (`GET /history`, 50 rows), one owner with {} ended tasks of 4 types | p50 | p99 |\n|---|---|---|\n",
+        number(rows)
+    );
+    for query in history["queries"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            query["label"].as_str().unwrap_or_default(),
+            ms(&query["p50_ms"]),
+            ms(&query["p99_ms"]),
+        ));
+    }
+    let page = &history["task_page"];
+    out.push_str(&format!(
+        "| the task page `/` of that owner (its terminal: 1,000 lines) | {} | {} |\n\
+         | the task page `/` of a newcomer, same server | {} | {} |\n",
+        ms(&page["owner_p50_ms"]),
+        ms(&page["owner_p99_ms"]),
+        ms(&page["newcomer_p50_ms"]),
+        ms(&page["newcomer_p99_ms"]),
+    ));
+    out.push_str(&format!(
+        "\nThe million rows written in {} s (with their search indexes); the server then started in {} s. Run at {}.\n",
+        number(history["fill_s"].as_f64().unwrap_or(0.0)),
+        number(history["start_s"].as_f64().unwrap_or(0.0)),
+        history["at"].as_str().unwrap_or_default(),
+    ));
+    out
 }
 
 /// Three significant figures, thousands separated: 0.0281, 10.8, 1,001, 569,000.

@@ -76,3 +76,50 @@ fn a_smoke_run_measures_every_offload_figure() {
     assert!(report["at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(report["smoke"], true);
 }
+
+/// `offload-bench history` on a small history: every page answers, and the report gets its
+/// section beside the other figures (here, in a report of its own).
+#[test]
+fn a_small_history_run_measures_every_page() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("latest.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_offload-bench"))
+        .current_dir(&root)
+        .args(["history", "--rows", "4000", "--requests", "3", "--out"])
+        .arg(&out)
+        .output()
+        .expect("offload-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "offload-bench history failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let history = &report["history"];
+    assert_eq!(history["rows"], 4000);
+    let keys: Vec<&str> = history["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "all",
+            "type",
+            "outcome",
+            "type_outcome",
+            "search_rare",
+            "search_common",
+            "older"
+        ]
+    );
+    for query in history["queries"].as_array().unwrap() {
+        assert!(query["p50_ms"].as_f64().unwrap() > 0.0, "{query}");
+    }
+    assert!(history["task_page"]["owner_p50_ms"].as_f64().unwrap() > 0.0);
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use app::ssr::state::DashboardUrl;
 use app::ssr::status::{MAX_BODY_BYTES, error_status};
-use app::ssr::store::Store;
+use app::ssr::store::{Retention, Store};
 use app::ssr::stream::StreamLimits;
 use app::ssr::{
     AllowedHosts, AppState, SessionConfig, Sessions, Shutdown, allowed_host, output,
@@ -30,7 +30,7 @@ use cluster::nats::{
 };
 use cluster::{ClusterConfig, EmbeddedCluster, Scheduler, SpawnError};
 use dashboard::ssr::{
-    AppFigures, DashboardFeed, DashboardState, Metrics, OpsState, count_requests,
+    AppCounts, AppFigures, DashboardFeed, DashboardState, Metrics, OpsState, count_requests,
 };
 use leptos::config::get_configuration;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -42,6 +42,9 @@ use crate::serve::{ConnectionLimits, serve};
 
 /// Offload: a web UI that stays responsive while a worker cluster does the heavy work.
 ///
+/// How often the store is asked to prune what retention no longer keeps.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// Without a command, `offload` serves the app with its own embedded workers (`serve`).
 #[derive(Debug, Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
@@ -128,9 +131,16 @@ struct Args {
     /// Seconds after which a session with no open page and no unfinished task is forgotten.
     #[arg(long, env = "OFFLOAD_SESSION_IDLE_SECS", default_value_t = 1800)]
     session_idle_secs: u64,
-    /// Results-terminal lines kept per session.
+    /// Results-terminal lines kept per session (in memory; the history keeps more).
     #[arg(long, env = "OFFLOAD_TERMINAL_LINES", default_value_t = 1000)]
     terminal_lines: usize,
+    /// Days an ended task stays on record (history, API, detail page); 0: it leaves at the
+    /// next pruning (at start, then every minute). Unfinished tasks never leave.
+    #[arg(long, env = "OFFLOAD_RETENTION_DAYS", default_value_t = 30.0)]
+    retention_days: f64,
+    /// Ended tasks kept per owner (a session or a token); the oldest leave first.
+    #[arg(long, env = "OFFLOAD_MAX_HISTORY_PER_OWNER", default_value_t = 100_000)]
+    max_history_per_owner: usize,
     /// Live streams open at once, all sessions together; past it new ones get 503.
     #[arg(long, env = "OFFLOAD_MAX_STREAMS", default_value_t = 2_000)]
     max_streams: usize,
@@ -287,6 +297,8 @@ enum StartError {
     DashboardUrl(String),
     #[error("{flag} must be a number of seconds, 0 or more (got {value})")]
     Seconds { flag: &'static str, value: f64 },
+    #[error("{flag} must be a number of days, 0 or more (got {value})")]
+    Days { flag: &'static str, value: f64 },
     #[error(transparent)]
     Store(#[from] app::ssr::store::StoreError),
     #[error(transparent)]
@@ -361,7 +373,33 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     let metrics = Metrics::install()?;
     let registry = tasks::registry();
     let legacy_type = registry.first().map_or("", |t| t.name());
-    let (store, writer, saved, next_task) = Store::open(&args.data_dir, legacy_type)?;
+    let retention = Retention {
+        max_age: Some(
+            Duration::try_from_secs_f64(args.retention_days * 86_400.0).map_err(|_| {
+                StartError::Days {
+                    flag: "--retention-days",
+                    value: args.retention_days,
+                }
+            })?,
+        ),
+        per_owner: args.max_history_per_owner.max(1),
+        terminal_lines: args.terminal_lines,
+        ..Retention::default()
+    };
+    let (store, writer, saved, next_task) = Store::open(&args.data_dir, legacy_type, retention)?;
+    let pruning = tokio::spawn({
+        let store = store.clone();
+        async move {
+            // The first tick is at once, but the writer prunes at start anyway.
+            let mut ticks = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = store.prune().await {
+                    tracing::error!(%error, "could not prune old tasks");
+                }
+            }
+        }
+    });
     let config = ClusterConfig {
         max_output_bytes: args.max_output_bytes,
         workers: args.workers,
@@ -511,6 +549,7 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     let _ = stop_serving.send(true);
     let _ = servers.await;
     expiry.abort();
+    pruning.abort();
     drop(state);
     // Queued and still-running tasks end as lost by the shutdown; they stay recorded as
     // accepted and run again after the next start.
@@ -532,10 +571,21 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The app's own figures, for the ops endpoints: sessions held and live streams open.
+/// The app's own figures, for the ops endpoints: sessions held, live streams open and the
+/// task database.
 fn app_figures(state: &AppState) -> AppFigures {
     let (sessions, streams) = (state.sessions.clone(), state.streams.clone());
-    AppFigures::new(move || (sessions.len(), streams.open_count()))
+    AppFigures::new(move || {
+        let (db_bytes, db_tasks, db_owners, db_pruned) = sessions.store().figures().read();
+        AppCounts {
+            sessions: sessions.len(),
+            streams: streams.open_count(),
+            db_bytes,
+            db_tasks,
+            db_owners,
+            db_pruned,
+        }
+    })
 }
 
 /// `/metrics`, `/health` and `/json/*.json` alone, behind the host check.

@@ -133,3 +133,115 @@ async fn metrics_pass_promtool_and_show_the_tasks_and_the_json_and_workers_pages
     let (status, health) = get(server.dashboard_url("/health")).await;
     assert_eq!((status, health.as_str()), (200, "ok"));
 }
+
+/// The value of the metric line that starts with `name ` in `scrape`.
+fn metric(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{scrape}"))
+        .parse()
+        .unwrap()
+}
+
+/// Retention 0: at the next start every ended task leaves the database, the unfinished one
+/// stays (and runs again), and the database's size drops on the dashboard and in /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_retention_ended_tasks_leave_and_unfinished_ones_stay() {
+    let server = Server::start(&["--workers", "2"]).await;
+    let session = Session::new();
+    let mut events = session.events(&server).await;
+    events.next().await.expect("a snapshot first");
+    // 40 ended tasks with 8 KB of input each; then one that will not end before the crash.
+    let text = "x".repeat(8_000);
+    let mut ended = Vec::new();
+    for i in 0..40 {
+        let form = format!("task=hash-chain&text={text}{i}&rounds=1");
+        ended.push(session.submit_form_ok(&server, &form).await);
+    }
+    for id in &ended {
+        events.line(|l| l["task"] == *id).await;
+    }
+    let unfinished = session.submit_ok(&server, 60).await;
+    let families = ["offload_db_bytes", "offload_db_tasks", "offload_db_owners"];
+    let before = scrape(server.dashboard_url("/metrics"), &families).await;
+    assert_eq!(metric(&before, "offload_db_tasks"), 41.0);
+    assert_eq!(metric(&before, "offload_db_owners"), 1.0);
+    let bytes = metric(&before, "offload_db_bytes");
+    assert!(bytes > 320_000.0, "40 × 8 KB of input: {bytes} bytes");
+
+    let server = server
+        .crash_and_restart_with(&["--retention-days", "0"])
+        .await;
+    let after = scrape(server.dashboard_url("/metrics"), &families).await;
+    assert_eq!(metric(&after, "offload_db_tasks"), 1.0, "{after}");
+    assert_eq!(metric(&after, "offload_db_owners"), 0.0);
+    assert_eq!(metric(&after, "offload_db_pruned_total"), 40.0);
+    let shrunk = metric(&after, "offload_db_bytes");
+    assert!(
+        shrunk < bytes / 4.0,
+        "{shrunk} bytes in use, {bytes} before"
+    );
+
+    // The history has only the unfinished task; the dashboard page says what the store holds.
+    let history = session
+        .request(reqwest::Method::GET, server.url("/history"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        history.contains(&format!("/tasks/{unfinished}")),
+        "{history}"
+    );
+    assert!(
+        !history.contains(&format!("/tasks/{}", ended[0])),
+        "{history}"
+    );
+    let page = session
+        .request(reqwest::Method::GET, server.url("/dashboard"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("1 task of 0 owners · ended tasks kept 0 days, at most 100000 per owner · 40 pruned since start"),
+        "{page}"
+    );
+    let record = session
+        .get_json(&server, &format!("/api/v1/tasks/{unfinished}"))
+        .await;
+    assert!(
+        matches!(record["state"].as_str(), Some("queued" | "running")),
+        "{record}"
+    );
+    session
+        .request(
+            reqwest::Method::POST,
+            server.url(&format!("/api/v1/tasks/{unfinished}/cancel")),
+        )
+        .header("origin", server.url(""))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Nonsense retention flags stop the start with the flag's name.
+#[test]
+fn a_negative_retention_is_refused_at_start() {
+    let out = std::process::Command::new(common::binary())
+        .args(["--retention-days=-1", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("--retention-days must be a number of days, 0 or more (got -1)"),
+        "{said}"
+    );
+}

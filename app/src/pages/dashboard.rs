@@ -73,6 +73,7 @@ fn Viewer(config: ViewerConfig, requested: Option<String>) -> impl IntoView {
             <a href=config.status_url target="_blank" rel="noopener">"Cluster dashboard"</a>
             <span class="muted">{format!(" · {count} views from {source}")}</span>
         </p>
+        <p class="muted" aria-label="Task database">{format!("Task database: {}", config.database)}</p>
     }
 }
 

@@ -234,7 +234,6 @@ async fn record(
         binary,
         ran,
         finished_at_ms: cluster::now_ms(),
-        keep_lines: state.sessions.config().max_lines,
     };
     if let Err(error) = state.sessions.store().write(write).await {
         // Shown all the same; unrecorded, the task runs again after a restart.

@@ -458,7 +458,7 @@ mod tests {
 
     fn sessions(config: SessionConfig) -> (Sessions, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _writer, _, next) = Store::open(dir.path(), "t").unwrap();
+        let (store, _writer, _, next) = Store::open(dir.path(), "t", Default::default()).unwrap();
         (Sessions::new(config, store, next), dir)
     }
 

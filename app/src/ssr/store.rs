@@ -11,8 +11,13 @@
 //! WAL with `synchronous = NORMAL`: a commit survives the process being killed (the case this
 //! store exists for), though not a power cut before the next checkpoint.
 //!
-//! Reads happen once, at start-up ([`Store::open`]); afterwards the in-memory sessions are the
-//! truth and this file follows them.
+//! The sessions' state is read once, at start-up ([`Store::open`]); afterwards the in-memory
+//! sessions are the truth and this file follows them. Task records are read on demand (a
+//! task's detail, the API, the history).
+//!
+//! Ended tasks are kept as [`Retention`] says, and pruned by the writer thread itself: by age in
+//! chunks between batches of writes (at start, then whenever [`Store::prune`] asks), and per
+//! owner as each task ends past the cap. No request ever waits for a whole pruning pass.
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -33,6 +38,62 @@ use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
 const CHANNEL: usize = 4_096;
 /// Most writes in one transaction.
 const BATCH: usize = 1_024;
+/// Most rows one pruning transaction deletes: writes that arrive meanwhile wait at most that
+/// long.
+const PRUNE_CHUNK: usize = 1_000;
+
+/// What the store keeps of ended tasks, and what it loads at start.
+#[derive(Clone)]
+pub struct Retention {
+    /// Ended tasks leave this long after they ended (None: kept for ever).
+    pub max_age: Option<std::time::Duration>,
+    /// Most ended tasks kept per owner (a session or a token); the oldest leave first.
+    pub per_owner: usize,
+    /// Lines of each session's terminal loaded at start.
+    pub terminal_lines: usize,
+    /// Now, in ms since the Unix epoch: the system's clock, or a test's.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Some(std::time::Duration::from_secs(30 * 86_400)),
+            per_owner: 100_000,
+            terminal_lines: 1_000,
+            clock: Arc::new(cluster::now_ms),
+        }
+    }
+}
+
+/// The database's size and contents, kept by the writer as it goes: read at any time for free.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Bytes of the file in use (pages that hold data; freed pages are reused).
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// Task rows: unfinished and ended.
+    pub tasks: std::sync::atomic::AtomicU64,
+    /// Owners with ended tasks on record.
+    pub owners: std::sync::atomic::AtomicU64,
+    /// Ended tasks pruned since start (by age or the per-owner cap).
+    pub pruned: std::sync::atomic::AtomicU64,
+}
+
+impl Figures {
+    fn get(field: &std::sync::atomic::AtomicU64) -> u64 {
+        field.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// (bytes, tasks, owners, pruned).
+    pub fn read(&self) -> (u64, u64, u64, u64) {
+        (
+            Self::get(&self.bytes),
+            Self::get(&self.tasks),
+            Self::get(&self.owners),
+            Self::get(&self.pruned),
+        )
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -139,7 +200,7 @@ pub enum Write {
         idempotency: Option<(String, Vec<u8>)>,
     },
     /// A task ended with this line (and this output, when it produced one, with its bytes
-    /// apart); keep at most `keep_lines` lines for the session.
+    /// apart).
     Done {
         session: String,
         line: TerminalLine,
@@ -149,10 +210,12 @@ pub enum Write {
         ran: Option<Ran>,
         /// Server clock, ms since the Unix epoch.
         finished_at_ms: u64,
-        keep_lines: usize,
     },
-    /// The session expired or was evicted.
+    /// The session expired or was evicted: its forms' suggestions go; its tasks stay on
+    /// record (its history) until retention removes them.
     Forget { session: String },
+    /// Prune what retention no longer keeps, a chunk at a time between other writes.
+    Prune,
 }
 
 struct Op {
@@ -170,6 +233,10 @@ pub struct Store {
     /// Checks API tokens: one indexed read of a few microseconds, done in place on every API
     /// request, so it has its own connection and never waits behind a task read.
     tokens: Arc<parking_lot::Mutex<Connection>>,
+    /// Kept by the writer.
+    figures: Arc<Figures>,
+    /// What the writer keeps.
+    retention: Retention,
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that nothing queued is lost
@@ -211,6 +278,7 @@ impl Store {
     pub fn open(
         dir: &Path,
         legacy_type: &str,
+        retention: Retention,
     ) -> Result<(Self, WriterThread, Vec<SavedSession>, u64), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_owned(),
@@ -232,7 +300,8 @@ impl Store {
             Ok(conn)
         };
         let (reader, tokens) = (read_only()?, read_only()?);
-        let saved = load(&conn)?;
+        let saved = load(&conn, retention.terminal_lines)?;
+        let figures = Arc::new(Figures::default());
         let next_id: u64 = conn.query_row(
             "SELECT max(coalesce((SELECT max(id) FROM tasks), 0),
                         coalesce((SELECT value FROM meta WHERE key = 'last_task_id'), 0))",
@@ -241,18 +310,21 @@ impl Store {
         )? as u64
             + 1;
         let (ops, rx) = mpsc::channel(CHANNEL);
+        let mut writer = Writer::new(conn, retention.clone(), figures.clone())?;
         let thread = std::thread::Builder::new()
             .name("offload-store".into())
             .spawn(move || {
                 // Held, and so the directory locked, while the writer runs.
                 let _lock = lock;
-                writer(conn, rx);
+                writer.run(rx);
             })
             .map_err(StoreError::Thread)?;
         let store = Self {
             ops,
             reader: Arc::new(std::sync::Mutex::new(reader)),
             tokens: Arc::new(parking_lot::Mutex::new(tokens)),
+            figures,
+            retention,
         };
         Ok((store, WriterThread(Some(thread)), saved, next_id))
     }
@@ -335,6 +407,23 @@ impl Store {
             .optional()
         })
         .await
+    }
+
+    /// The database's size and contents, as of the writer's last write.
+    pub fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    /// What the store keeps of ended tasks.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// Has the writer prune what retention no longer keeps (it also does at start): returns
+    /// once the first chunk of [`PRUNE_CHUNK`] tasks is gone; the rest go a chunk at a time
+    /// between other writes.
+    pub async fn prune(&self) -> Result<(), StoreError> {
+        self.write(Write::Prune).await
     }
 
     /// Queues `write` and returns once it is committed.
@@ -485,6 +574,38 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
              ALTER TABLE tasks ADD COLUMN worker TEXT;
              ALTER TABLE tasks ADD COLUMN attempts INTEGER;",
         ),
+        // 6: the history. Retention by age reads ended tasks by when they ended (the first
+        // release's rows had no end time: their submission stands in for it); an owner's
+        // tasks are listed newest first, whole or by type or outcome, each from its own
+        // index; the search finds text in the input or the line through trigram indexes
+        // (contentless: they hold no copy of the text).
+        M::up(
+            "UPDATE tasks SET finished_at_ms = submitted_at_ms
+                 WHERE done_seq IS NOT NULL AND finished_at_ms IS NULL;
+             CREATE INDEX tasks_by_end ON tasks (finished_at_ms) WHERE done_seq IS NOT NULL;
+             CREATE INDEX tasks_by_owner ON tasks (session, id);
+             CREATE INDEX tasks_by_owner_type ON tasks (session, task_type, id);
+             CREATE INDEX tasks_by_owner_outcome ON tasks (session, outcome, id);
+             CREATE VIRTUAL TABLE tasks_input USING fts5(
+                 input, content='', contentless_delete=1, tokenize='trigram');
+             CREATE VIRTUAL TABLE tasks_line USING fts5(
+                 text, content='', contentless_delete=1, tokenize='trigram');
+             INSERT INTO tasks_input (rowid, input) SELECT id, input FROM tasks;
+             INSERT INTO tasks_line (rowid, text) SELECT id, text FROM tasks
+                 WHERE text IS NOT NULL;
+             CREATE TRIGGER tasks_input_insert AFTER INSERT ON tasks BEGIN
+                 INSERT INTO tasks_input (rowid, input) VALUES (new.id, new.input);
+             END;
+             -- A task's line is written once, when it ends.
+             CREATE TRIGGER tasks_line_insert AFTER UPDATE OF text ON tasks
+                 WHEN old.text IS NULL AND new.text IS NOT NULL BEGIN
+                 INSERT INTO tasks_line (rowid, text) VALUES (new.id, new.text);
+             END;
+             CREATE TRIGGER tasks_text_delete AFTER DELETE ON tasks BEGIN
+                 DELETE FROM tasks_input WHERE rowid = old.id;
+                 DELETE FROM tasks_line WHERE rowid = old.id;
+             END;",
+        ),
     ])
 }
 
@@ -513,7 +634,9 @@ pub fn open_shared(dir: &Path, legacy_type: &str) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
-fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
+/// The sessions on record: their unfinished tasks, and the last `lines` lines of each one's
+/// terminal (the rest stays on record, for the history, without being held in memory).
+fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>, rusqlite::Error> {
     let mut sessions: Vec<SavedSession> = conn
         .prepare("SELECT id, next_inputs FROM sessions ORDER BY id")?
         .query_map([], |row| {
@@ -534,11 +657,16 @@ fn load(conn: &Connection) -> Result<Vec<SavedSession>, rusqlite::Error> {
         .map(|(i, s)| (s.id.clone(), i))
         .collect();
     let mut rows = conn.prepare(
-        "SELECT session, id, task_type, input, args, submitted_at_ms, outcome, text,
-                coalesce(output_media LIKE 'image/%', 0)
-         FROM tasks ORDER BY done_seq IS NOT NULL, done_seq, id",
+        "SELECT session, id, task_type, input, args, submitted_at_ms, outcome, text, image
+         FROM (SELECT session, id, task_type, input, args, submitted_at_ms, outcome, text,
+                      done_seq, coalesce(output_media LIKE 'image/%', 0) AS image,
+                      row_number() OVER (PARTITION BY session, done_seq IS NULL
+                                         ORDER BY done_seq DESC) AS newest
+               FROM tasks WHERE session IN (SELECT id FROM sessions))
+         WHERE done_seq IS NULL OR newest <= ?1
+         ORDER BY done_seq IS NOT NULL, done_seq, id",
     )?;
-    let mut rows = rows.query([])?;
+    let mut rows = rows.query([lines as i64])?;
     while let Some(row) = rows.next()? {
         let session: String = row.get(0)?;
         let Some(&i) = index.get(&session) else {
@@ -613,38 +741,67 @@ fn read_task(conn: &Connection, session: &str, id: u64) -> rusqlite::Result<Opti
     .optional()
 }
 
+/// Searches this short find no trigram: they scan the owner's tasks instead.
+const TRIGRAM: usize = 3;
+
 fn read_tasks(
     conn: &Connection,
     session: &str,
     filter: &TaskFilter,
 ) -> rusqlite::Result<(Vec<TaskRecord>, bool)> {
-    let (by_state, outcome) = match filter.ended {
-        None => (false, None),
-        Some(outcome) => (true, outcome.map(outcome_name)),
-    };
+    use rusqlite::ToSql;
+    // Only the filters asked for are in the query, so that SQLite picks the index made for
+    // them: (owner, id), (owner, type, id) or (owner, outcome, id), newest first.
+    let mut conditions = vec!["session = :session", "id < :before"];
+    let before = filter.before.map_or(i64::MAX, |id| id as i64);
+    // One more than asked: whether there is a next page.
+    let limit = filter.limit as i64 + 1;
+    let mut params: Vec<(&str, &dyn ToSql)> = vec![
+        (":session", &session),
+        (":before", &before),
+        (":limit", &limit),
+    ];
+    if let Some(kind) = &filter.kind {
+        conditions.push("task_type = :kind");
+        params.push((":kind", kind));
+    }
+    let outcome = filter.ended.map(|ended| ended.map(outcome_name));
+    match &outcome {
+        None => {}
+        Some(None) => conditions.push("outcome IS NULL"),
+        Some(Some(name)) => {
+            conditions.push("outcome = :outcome");
+            params.push((":outcome", name));
+        }
+    }
+    let search = filter.search.as_deref().map(|text| {
+        if text.chars().count() >= TRIGRAM {
+            // A phrase of the trigram tokenizer: the text anywhere, in any case.
+            (true, format!("\"{}\"", text.replace('"', "\"\"")))
+        } else {
+            (false, like_pattern(text))
+        }
+    });
+    match &search {
+        None => {}
+        Some((true, phrase)) => {
+            conditions.push(
+                "(id IN (SELECT rowid FROM tasks_input WHERE tasks_input MATCH :phrase)
+                  OR id IN (SELECT rowid FROM tasks_line WHERE tasks_line MATCH :phrase))",
+            );
+            params.push((":phrase", phrase));
+        }
+        Some((false, pattern)) => {
+            conditions.push("(input LIKE :pattern ESCAPE '\\' OR text LIKE :pattern ESCAPE '\\')");
+            params.push((":pattern", pattern));
+        }
+    }
     let mut records = conn
         .prepare_cached(&format!(
-            "SELECT {RECORD} FROM tasks
-             WHERE session = ?1
-               AND (?2 IS NULL OR task_type = ?2)
-               AND (NOT ?3 OR outcome IS ?4)
-               AND id < ?5
-               AND (?7 IS NULL OR input LIKE ?7 ESCAPE '\\' OR text LIKE ?7 ESCAPE '\\')
-             ORDER BY id DESC LIMIT ?6"
+            "SELECT {RECORD} FROM tasks WHERE {} ORDER BY id DESC LIMIT :limit",
+            conditions.join(" AND ")
         ))?
-        .query_map(
-            params![
-                session,
-                filter.kind,
-                by_state,
-                outcome,
-                filter.before.map_or(i64::MAX, |id| id as i64),
-                // One more than asked: whether there is a next page.
-                filter.limit as i64 + 1,
-                filter.search.as_deref().map(like_pattern),
-            ],
-            task_record,
-        )?
+        .query_map(params.as_slice(), task_record)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let more = records.len() > filter.limit;
     records.truncate(filter.limit);
@@ -665,126 +822,314 @@ fn like_pattern(text: &str) -> String {
     pattern
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
-    let mut done_seq: i64 = conn
-        .query_row("SELECT coalesce(max(done_seq), 0) FROM tasks", [], |r| {
+/// The writer thread's state: the connection, where the terminal's order is, and what it
+/// knows of the rows, so that pruning and the figures never scan the table.
+struct Writer {
+    conn: Connection,
+    done_seq: i64,
+    retention: Retention,
+    figures: Arc<Figures>,
+    /// Ended tasks on record per owner.
+    ended: std::collections::HashMap<String, usize>,
+    /// Rows by age remain to be pruned.
+    pruning: bool,
+}
+
+impl Writer {
+    fn new(
+        conn: Connection,
+        retention: Retention,
+        figures: Arc<Figures>,
+    ) -> rusqlite::Result<Self> {
+        let done_seq = conn.query_row("SELECT coalesce(max(done_seq), 0) FROM tasks", [], |r| {
             r.get(0)
-        })
-        .unwrap_or(0);
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+        })?;
+        let mut writer = Self {
+            conn,
+            done_seq,
+            retention,
+            figures,
+            ended: Default::default(),
+            // Once at start: a server that was down for a while has ages to catch up on.
+            pruning: true,
+        };
+        writer.recount()?;
+        // The first chunk before the server answers: what it shows at start is already pruned.
+        writer.prune_chunk();
+        Ok(writer)
+    }
+
+    /// Counts the rows once (at start, and should a transaction fail).
+    fn recount(&mut self) -> rusqlite::Result<()> {
+        self.ended = self
+            .conn
+            .prepare(
+                "SELECT session, count(*) FROM tasks WHERE done_seq IS NOT NULL GROUP BY session",
+            )?
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as usize)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let tasks: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?;
+        self.figures
+            .tasks
+            .store(tasks as u64, std::sync::atomic::Ordering::Relaxed);
+        self.measure();
+        Ok(())
+    }
+
+    /// The bytes in use and the owners, after a change.
+    fn measure(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let pragma = |name: &str| -> u64 {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .unwrap_or(0) as u64
+        };
+        let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
+        self.figures
+            .bytes
+            .store(used * pragma("page_size"), Relaxed);
+        self.figures.owners.store(self.ended.len() as u64, Relaxed);
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<Op>) {
+        loop {
+            let first = if self.pruning {
+                match rx.try_recv() {
+                    Ok(op) => op,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.prune_chunk();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match rx.blocking_recv() {
+                    Some(op) => op,
+                    None => return,
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
             }
-        }
-        let result = apply(&mut conn, &batch, &mut done_seq).map_err(|e| e.to_string());
-        if let Err(error) = &result {
-            tracing::error!(%error, writes = batch.len(), "could not commit session records");
-        }
-        for op in batch {
-            if let Some(ack) = op.ack {
-                let _ = ack.send(result.clone());
+            let result = self.apply(&batch).map_err(|e| e.to_string());
+            if let Err(error) = &result {
+                tracing::error!(%error, writes = batch.len(), "could not commit session records");
+                if let Err(error) = self.recount() {
+                    tracing::error!(%error, "could not count the session records again");
+                }
+            }
+            if batch
+                .iter()
+                .any(|op| matches!(op.write, Some(Write::Prune)))
+            {
+                // Its caller hears back once the first chunk is gone.
+                self.prune_chunk();
+            }
+            self.measure();
+            for op in batch {
+                if let Some(ack) = op.ack {
+                    let _ = ack.send(result.clone());
+                }
             }
         }
     }
-}
 
-fn apply(conn: &mut Connection, batch: &[Op], done_seq: &mut i64) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    let mut last_id = 0u64;
-    for write in batch.iter().filter_map(|op| op.write.as_ref()) {
-        match write {
-            Write::Accepted {
-                session,
-                task,
-                input,
-                next_input,
-                retry_of,
-                idempotency,
-            } => {
-                // Type names are [a-z-]; quoted in the path all the same.
-                tx.prepare_cached(
-                    "INSERT INTO sessions (id, next_inputs)
+    /// Deletes up to [`PRUNE_CHUNK`] tasks that ended longer ago than retention keeps; pruning
+    /// goes on (between writes) while chunks come back full.
+    fn prune_chunk(&mut self) {
+        let Some(max_age) = self.retention.max_age else {
+            self.pruning = false;
+            return;
+        };
+        let cutoff = (self.retention.clock)().saturating_sub(max_age.as_millis() as u64);
+        let pruned = (|| -> rusqlite::Result<Vec<String>> {
+            let tx = self.conn.transaction()?;
+            let gone = tx
+                .prepare_cached(
+                    "DELETE FROM tasks WHERE id IN
+                       (SELECT id FROM tasks WHERE done_seq IS NOT NULL AND finished_at_ms < ?1
+                        ORDER BY finished_at_ms LIMIT ?2)
+                     RETURNING session",
+                )?
+                .query_map(params![cutoff as i64, PRUNE_CHUNK as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            tx.commit()?;
+            Ok(gone)
+        })();
+        match pruned {
+            Ok(gone) => {
+                self.pruning = gone.len() == PRUNE_CHUNK;
+                for session in &gone {
+                    self.forget_ended(session, 1);
+                }
+                self.count_pruned(gone.len());
+                if !gone.is_empty() {
+                    tracing::debug!(tasks = gone.len(), "pruned tasks past the retention");
+                }
+                self.measure();
+            }
+            Err(error) => {
+                self.pruning = false;
+                tracing::error!(%error, "could not prune old tasks");
+            }
+        }
+    }
+
+    fn forget_ended(&mut self, session: &str, n: usize) {
+        if let Some(count) = self.ended.get_mut(session) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.ended.remove(session);
+            }
+        }
+    }
+
+    fn count_pruned(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.figures.tasks.fetch_sub(n as u64, Relaxed);
+        self.figures.pruned.fetch_add(n as u64, Relaxed);
+    }
+
+    fn apply(&mut self, batch: &[Op]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        let done_seq = &mut self.done_seq;
+        let mut last_id = 0u64;
+        // Applied to the counts once the transaction commits.
+        let (mut added, mut removed) = (0usize, 0usize);
+        // Each owner's ended tasks as this batch leaves them, and those trimmed by the cap.
+        let mut ended: std::collections::HashMap<&str, usize> = Default::default();
+        let mut trimmed = 0usize;
+        for write in batch.iter().filter_map(|op| op.write.as_ref()) {
+            match write {
+                Write::Accepted {
+                    session,
+                    task,
+                    input,
+                    next_input,
+                    retry_of,
+                    idempotency,
+                } => {
+                    // Type names are [a-z-]; quoted in the path all the same.
+                    tx.prepare_cached(
+                        "INSERT INTO sessions (id, next_inputs)
                      VALUES (?1, json_object(?2, json(?3)))
                      ON CONFLICT (id) DO UPDATE
                      SET next_inputs = json_set(next_inputs, '$.\"' || ?2 || '\"', json(?3))",
-                )?
-                .execute(params![session, task.task, next_input.to_string()])?;
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args,
+                    )?
+                    .execute(params![
+                        session,
+                        task.task,
+                        next_input.to_string()
+                    ])?;
+                    added += tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args,
                                                   submitted_at_ms, retry_of, idempotency_key,
                                                   request_sha256)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
-                    task.id as i64,
+                        )?
+                        .execute(params![
+                            task.id as i64,
+                            session,
+                            task.task,
+                            input.to_string(),
+                            task.args,
+                            task.submitted_at_ms as i64,
+                            retry_of.map(|id| id as i64),
+                            idempotency.as_ref().map(|(key, _)| key),
+                            idempotency.as_ref().map(|(_, hash)| hash)
+                        ])?;
+                    last_id = last_id.max(task.id);
+                }
+                Write::Done {
                     session,
-                    task.task,
-                    input.to_string(),
-                    task.args,
-                    task.submitted_at_ms as i64,
-                    retry_of.map(|id| id as i64),
-                    idempotency.as_ref().map(|(key, _)| key),
-                    idempotency.as_ref().map(|(_, hash)| hash)
-                ])?;
-                last_id = last_id.max(task.id);
-            }
-            Write::Done {
-                session,
-                line,
-                output,
-                binary,
-                ran,
-                finished_at_ms,
-                keep_lines,
-            } => {
-                *done_seq += 1;
-                // `done_seq IS NULL`: a result is recorded once, however often the task ran.
-                tx.prepare_cached(
-                    "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
+                    line,
+                    output,
+                    binary,
+                    ran,
+                    finished_at_ms,
+                } => {
+                    *done_seq += 1;
+                    // `done_seq IS NULL`: a result is recorded once, however often the task ran.
+                    let changed = tx
+                        .prepare_cached(
+                            "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
                                       finished_at_ms = ?5, output_media = ?7, output_data = ?8,
                                       started_at_ms = ?9, worker = ?10, attempts = ?11
                      WHERE id = ?6 AND done_seq IS NULL",
-                )?
-                .execute(params![
-                    *done_seq,
-                    outcome_name(line.outcome),
-                    line.text,
-                    output.as_ref().map(Value::to_string),
-                    *finished_at_ms as i64,
-                    line.task as i64,
-                    binary.as_ref().map(Binary::media_type),
-                    binary.as_ref().map(Binary::bytes),
-                    ran.as_ref().map(|ran| ran.started_at_ms as i64),
-                    ran.as_ref().map(|ran| &ran.worker),
-                    ran.as_ref().map(|ran| ran.attempt),
-                ])?;
-                tx.prepare_cached(
-                    "DELETE FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL AND done_seq <=
-                       (SELECT done_seq FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL
-                        ORDER BY done_seq DESC LIMIT 1 OFFSET ?2)",
-                )?
-                .execute(params![session, *keep_lines as i64])?;
-            }
-            Write::Forget { session } => {
-                tx.prepare_cached("DELETE FROM tasks WHERE session = ?1")?
-                    .execute(params![session])?;
-                tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
-                    .execute(params![session])?;
+                        )?
+                        .execute(params![
+                            *done_seq,
+                            outcome_name(line.outcome),
+                            line.text,
+                            output.as_ref().map(Value::to_string),
+                            *finished_at_ms as i64,
+                            line.task as i64,
+                            binary.as_ref().map(Binary::media_type),
+                            binary.as_ref().map(Binary::bytes),
+                            ran.as_ref().map(|ran| ran.started_at_ms as i64),
+                            ran.as_ref().map(|ran| &ran.worker),
+                            ran.as_ref().map(|ran| ran.attempt),
+                        ])?;
+                    if changed == 0 {
+                        continue;
+                    }
+                    let now = ended
+                        .entry(session)
+                        .or_insert_with(|| self.ended.get(session.as_str()).copied().unwrap_or(0));
+                    *now += 1;
+                    if *now > self.retention.per_owner {
+                        // The owner's oldest ended tasks make room: one per task past the cap.
+                        let over = *now - self.retention.per_owner;
+                        let gone = tx
+                            .prepare_cached(
+                                "DELETE FROM tasks WHERE id IN
+                               (SELECT id FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL
+                                ORDER BY done_seq LIMIT ?2)",
+                            )?
+                            .execute(params![session, over as i64])?;
+                        *now -= gone;
+                        trimmed += gone;
+                    }
+                }
+                Write::Forget { session } => {
+                    // Forgotten only with nothing unfinished; should a task be left, it could
+                    // never run again.
+                    removed += tx
+                        .prepare_cached(
+                            "DELETE FROM tasks WHERE session = ?1 AND done_seq IS NULL",
+                        )?
+                        .execute(params![session])?;
+                    tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+                        .execute(params![session])?;
+                }
+                Write::Prune => {}
             }
         }
-    }
-    if last_id > 0 {
-        // Task ids are never reused, even after the rows that held them are gone.
-        tx.prepare_cached(
-            "INSERT INTO meta (key, value) VALUES ('last_task_id', ?1)
+        if last_id > 0 {
+            // Task ids are never reused, even after the rows that held them are gone.
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('last_task_id', ?1)
              ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-        )?
-        .execute(params![last_id as i64])?;
+            )?
+            .execute(params![last_id as i64])?;
+        }
+        tx.commit()?;
+        let tasks = &self.figures.tasks;
+        tasks.fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
+        tasks.fetch_sub(removed as u64, std::sync::atomic::Ordering::Relaxed);
+        for (session, count) in ended {
+            self.ended.insert(session.to_owned(), count);
+        }
+        self.count_pruned(trimmed);
+        Ok(())
     }
-    tx.commit()
 }
 
 fn outcome_name(outcome: Outcome) -> &'static str {
@@ -842,7 +1187,15 @@ mod tests {
         }
     }
 
-    fn done(session: &str, id: u64, keep_lines: usize) -> Write {
+    /// Every ended task kept, whatever its age: the tests' tasks ended in 1970.
+    pub(super) fn keep_all() -> Retention {
+        Retention {
+            max_age: None,
+            ..Retention::default()
+        }
+    }
+
+    fn done(session: &str, id: u64) -> Write {
         Write::Done {
             session: session.into(),
             line: line(id),
@@ -854,7 +1207,6 @@ mod tests {
                 attempt: 2,
             }),
             finished_at_ms: 2000 + id,
-            keep_lines,
         }
     }
 
@@ -862,7 +1214,8 @@ mod tests {
     async fn what_was_written_comes_back_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (store, writer, saved, next_id) = Store::open(dir.path(), "odd").unwrap();
+            let (store, writer, saved, next_id) =
+                Store::open(dir.path(), "odd", keep_all()).unwrap();
             assert!(saved.is_empty());
             assert_eq!(next_id, 1);
             for id in 1..=5 {
@@ -871,7 +1224,7 @@ mod tests {
             store.write(accepted("b", 6)).await.unwrap();
             // Completion order, not submission order; a second result for 3 is ignored.
             for id in [4, 2, 3] {
-                store.write(done("a", id, 10)).await.unwrap();
+                store.write(done("a", id)).await.unwrap();
             }
             let again = Write::Done {
                 session: "a".into(),
@@ -883,13 +1236,12 @@ mod tests {
                 binary: None,
                 ran: None,
                 finished_at_ms: 3000,
-                keep_lines: 10,
             };
             store.write(again).await.unwrap();
             drop(store);
             writer.join();
         }
-        let (_store, _writer, saved, next_id) = Store::open(dir.path(), "odd").unwrap();
+        let (_store, _writer, saved, next_id) = Store::open(dir.path(), "odd", keep_all()).unwrap();
         assert_eq!(next_id, 7);
         let a = &saved[0];
         assert_eq!(a.id, "a");
@@ -916,11 +1268,11 @@ mod tests {
     #[tokio::test]
     async fn a_search_finds_text_in_the_input_or_the_line_and_takes_wildcards_literally() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+        let (store, _writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
         for id in 1..=12 {
             store.write(accepted("a", id)).await.unwrap();
         }
-        store.write(done("a", 3, 100)).await.unwrap();
+        store.write(done("a", 3)).await.unwrap();
         let found = |search: &str| {
             let store = store.clone();
             let filter = TaskFilter {
@@ -936,6 +1288,12 @@ mod tests {
         // Inputs are {"n": id}: "1" is in 1, 10, 11 and 12.
         assert_eq!(found("1").await, [12, 11, 10, 1]);
         assert_eq!(found("LINE 3").await, [3], "the line, in any case");
+        assert_eq!(
+            found("\"N\":1").await,
+            [12, 11, 10, 1],
+            "quotes are text, not the index's syntax"
+        );
+        assert_eq!(found("ine 1").await, Vec::<u64>::new(), "only 3 has a line");
         assert_eq!(
             found("%").await,
             Vec::<u64>::new(),
@@ -963,10 +1321,10 @@ mod tests {
     #[tokio::test]
     async fn a_task_is_read_back_whole_and_only_by_its_session() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+        let (store, _writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
         store.write(accepted("a", 1)).await.unwrap();
         store.write(accepted("a", 2)).await.unwrap();
-        store.write(done("a", 1, 10)).await.unwrap();
+        store.write(done("a", 1)).await.unwrap();
         let finished = store.task("a", 1).await.unwrap().unwrap();
         assert_eq!(
             finished,
@@ -996,10 +1354,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_binary_output_is_stored_once_for_its_session_and_leaves_with_its_line() {
+    async fn a_binary_output_is_stored_once_for_its_session_and_leaves_with_its_task() {
         let dir = tempfile::tempdir().unwrap();
+        let two = || Retention {
+            per_owner: 2,
+            ..keep_all()
+        };
         {
-            let (store, writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+            let (store, writer, _, _) = Store::open(dir.path(), "odd", two()).unwrap();
             for id in 1..=3 {
                 store.write(accepted("a", id)).await.unwrap();
             }
@@ -1014,7 +1376,6 @@ mod tests {
                 binary: Some(picture),
                 ran: None,
                 finished_at_ms: 2001,
-                keep_lines: 2,
             };
             store.write(done_with_picture).await.unwrap();
             let png = Some(("image/png".to_owned(), b"\x89PNG".to_vec()));
@@ -1030,7 +1391,7 @@ mod tests {
                 record.output,
                 Some(json!({"png": {"media_type": "image/png", "bytes": 4}}))
             );
-            store.write(done("a", 2, 2)).await.unwrap();
+            store.write(done("a", 2)).await.unwrap();
             assert_eq!(
                 store.output("a", 2).await.unwrap(),
                 None,
@@ -1039,22 +1400,29 @@ mod tests {
             drop(store);
             writer.join();
         }
-        let (store, _writer, saved, _) = Store::open(dir.path(), "odd").unwrap();
+        let (store, _writer, saved, _) = Store::open(dir.path(), "odd", two()).unwrap();
         let images: Vec<(u64, bool)> = saved[0].lines.iter().map(|l| (l.task, l.image)).collect();
         assert_eq!(images, [(1, true), (2, false)]);
-        // Trimmed with its line: two lines kept, and 3 ends last.
-        store.write(done("a", 3, 2)).await.unwrap();
+        // Pruned with its task: two ended tasks kept per owner, and 3 ends last.
+        store.write(done("a", 3)).await.unwrap();
         assert_eq!(store.output("a", 1).await.unwrap(), None);
     }
 
     #[tokio::test]
-    async fn lines_are_trimmed_and_forgotten_sessions_leave_nothing_but_their_ids() {
+    async fn the_per_owner_cap_drops_the_oldest_and_a_forgotten_sessions_history_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+        let retention = || Retention {
+            per_owner: 3,
+            terminal_lines: 2,
+            ..keep_all()
+        };
+        let (store, writer, _, _) = Store::open(dir.path(), "odd", retention()).unwrap();
         for id in 1..=5 {
             store.write(accepted("a", id)).await.unwrap();
-            store.write(done("a", id, 2)).await.unwrap();
+            store.write(done("a", id)).await.unwrap();
         }
+        store.write(accepted("gone", 8)).await.unwrap();
+        store.write(done("gone", 8)).await.unwrap();
         store.write(accepted("gone", 9)).await.unwrap();
         store
             .write(Write::Forget {
@@ -1062,22 +1430,83 @@ mod tests {
             })
             .await
             .unwrap();
-        store.flush().await.unwrap();
+        let ids = |owner: &'static str| {
+            let store = store.clone();
+            async move {
+                let filter = TaskFilter {
+                    limit: 100,
+                    ..TaskFilter::default()
+                };
+                let (records, _) = store.tasks(owner, filter).await.unwrap();
+                records.iter().map(|r| r.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ids("a").await, [5, 4, 3], "the three newest");
+        assert_eq!(
+            ids("gone").await,
+            [8],
+            "its history, without the unfinished task"
+        );
+        let (_, tasks, owners, pruned) = store.figures().read();
+        assert_eq!((tasks, owners, pruned), (4, 2, 2));
         drop(store);
         writer.join();
-        let (_store, _writer, saved, next_id) = Store::open(dir.path(), "odd").unwrap();
-        assert_eq!(saved.len(), 1);
+        let (_store, _writer, saved, next_id) =
+            Store::open(dir.path(), "odd", retention()).unwrap();
+        assert_eq!(saved.len(), 1, "the forgotten session's forms are gone");
         let kept: Vec<u64> = saved[0].lines.iter().map(|l| l.task).collect();
-        assert_eq!(kept, [4, 5]);
+        assert_eq!(kept, [4, 5], "the terminal's last two lines, oldest first");
         assert_eq!(next_id, 10, "the forgotten task's id is not reused");
+    }
+
+    #[tokio::test]
+    async fn retention_prunes_ended_tasks_by_age_on_the_writers_clock_and_never_unfinished_ones() {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(AtomicU64::new(2_000));
+        let clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Relaxed))
+        };
+        let retention = Retention {
+            max_age: Some(std::time::Duration::from_millis(100)),
+            clock,
+            ..Retention::default()
+        };
+        let (store, _writer, _, _) = Store::open(dir.path(), "odd", retention).unwrap();
+        // Tasks 1 to 3 end at 2001 to 2003; 4 never ends.
+        for id in 1..=4 {
+            store.write(accepted("a", id)).await.unwrap();
+        }
+        for id in 1..=3 {
+            store.write(done("a", id)).await.unwrap();
+        }
+        let left = || async {
+            let filter = TaskFilter {
+                limit: 100,
+                ..TaskFilter::default()
+            };
+            let (records, _) = store.tasks("a", filter).await.unwrap();
+            records.iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        store.prune().await.unwrap();
+        assert_eq!(left().await, [4, 3, 2, 1], "none is 100 ms old yet");
+        now.store(2_103, Relaxed);
+        store.prune().await.unwrap();
+        assert_eq!(left().await, [4, 3], "1 and 2 ended over 100 ms ago");
+        now.store(u64::MAX / 2, Relaxed);
+        store.prune().await.unwrap();
+        assert_eq!(left().await, [4], "the unfinished task stays, however old");
+        let (_, tasks, owners, pruned) = store.figures().read();
+        assert_eq!((tasks, owners, pruned), (1, 0, 3));
     }
 
     #[tokio::test]
     async fn a_second_store_on_the_same_directory_is_refused_until_the_first_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, writer, _, _) = Store::open(dir.path(), "odd").unwrap();
+        let (store, writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
         store.write(accepted("a", 1)).await.unwrap();
-        let refused = Store::open(dir.path(), "odd")
+        let refused = Store::open(dir.path(), "odd", keep_all())
             .err()
             .expect("the directory is in use");
         let message = refused.to_string();
@@ -1089,13 +1518,14 @@ mod tests {
         store.write(accepted("a", 2)).await.unwrap();
         drop(store);
         writer.join();
-        let (_store, _writer, saved, _) = Store::open(dir.path(), "odd").unwrap();
+        let (_store, _writer, saved, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
         assert_eq!(saved[0].unfinished.len(), 2);
     }
 }
 
 #[cfg(test)]
 mod migration_tests {
+    use super::tests::keep_all;
     use super::*;
 
     /// A data directory written by the first release's `offload` binary: n = 10 and 20
@@ -1108,7 +1538,7 @@ mod migration_tests {
     async fn a_first_release_data_directory_opens_migrated_with_everything_it_held() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("offload.sqlite3"), FIRST_RELEASE).unwrap();
-        let (store, writer, saved, next_id) = Store::open(dir.path(), "seed").unwrap();
+        let (store, writer, saved, next_id) = Store::open(dir.path(), "seed", keep_all()).unwrap();
         assert_eq!(next_id, 5, "ids are not reused");
         assert_eq!(saved.len(), 1);
         let session = &saved[0];
@@ -1159,20 +1589,19 @@ mod migration_tests {
                 binary: None,
                 ran: None,
                 finished_at_ms: 4000,
-                keep_lines: 10,
             })
             .await
             .unwrap();
         drop(store);
         writer.join();
-        let (_store, _writer, saved, _) = Store::open(dir.path(), "seed").unwrap();
+        let (_store, _writer, saved, _) = Store::open(dir.path(), "seed", keep_all()).unwrap();
         assert_eq!(saved[0].lines.len(), 3);
         assert_eq!(saved[0].unfinished.len(), 1);
         let conn = Connection::open(dir.path().join("offload.sqlite3")).unwrap();
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 5, "every migration ran, once");
+        assert_eq!(version, 6, "every migration ran, once");
         let output: String = conn
             .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
             .unwrap();

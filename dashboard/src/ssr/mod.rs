@@ -63,18 +63,33 @@ impl FromRef<DashboardState> for LeptosOptions {
     }
 }
 
-/// The app's own figures, for `/metrics` and `/json/counts.json`: sessions held and live page
-/// streams open. The dashboard knows nothing of sessions; the binary says how to count them.
+/// The app's own figures, for `/metrics` and `/json/counts.json`: sessions held, live page
+/// streams open, and its task database. The dashboard knows nothing of sessions; the binary
+/// says how to count them.
 #[derive(Clone)]
-pub struct AppFigures(Arc<dyn Fn() -> (usize, usize) + Send + Sync>);
+pub struct AppFigures(Arc<dyn Fn() -> AppCounts + Send + Sync>);
+
+/// What [`AppFigures`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AppCounts {
+    pub sessions: usize,
+    pub streams: usize,
+    /// Bytes of the task database in use.
+    pub db_bytes: u64,
+    /// Task records, unfinished and ended.
+    pub db_tasks: u64,
+    /// Owners with ended tasks on record.
+    pub db_owners: u64,
+    /// Ended tasks pruned since start (retention by age or per owner).
+    pub db_pruned: u64,
+}
 
 impl AppFigures {
-    pub fn new(count: impl Fn() -> (usize, usize) + Send + Sync + 'static) -> Self {
+    pub fn new(count: impl Fn() -> AppCounts + Send + Sync + 'static) -> Self {
         Self(Arc::new(count))
     }
 
-    /// (sessions, open streams).
-    pub fn get(&self) -> (usize, usize) {
+    pub fn get(&self) -> AppCounts {
         (self.0)()
     }
 }

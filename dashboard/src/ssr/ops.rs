@@ -131,6 +131,23 @@ fn describe() {
         "offload_open_streams",
         "Live page streams open on this app server."
     );
+    describe_gauge!(
+        "offload_db_bytes",
+        Unit::Bytes,
+        "Bytes of the task database in use."
+    );
+    describe_gauge!(
+        "offload_db_tasks",
+        "Task records in the database, unfinished and ended."
+    );
+    describe_gauge!(
+        "offload_db_owners",
+        "Owners (sessions and tokens) with ended tasks on record."
+    );
+    describe_counter!(
+        "offload_db_pruned_total",
+        "Ended tasks pruned by retention (age or the per-owner cap)."
+    );
     describe_counter!(
         "offload_http_requests_total",
         "HTTP requests answered, by route and status."
@@ -180,9 +197,13 @@ pub async fn metrics(State(state): State<OpsState>) -> Response {
         gauge!("offload_worker_memory_bytes", "process" => name).set(process.memory_bytes as f64);
     }
     if let Some(app) = &state.app {
-        let (sessions, streams) = app.get();
-        gauge!("offload_sessions").set(sessions as f64);
-        gauge!("offload_open_streams").set(streams as f64);
+        let app = app.get();
+        gauge!("offload_sessions").set(app.sessions as f64);
+        gauge!("offload_open_streams").set(app.streams as f64);
+        gauge!("offload_db_bytes").set(app.db_bytes as f64);
+        gauge!("offload_db_tasks").set(app.db_tasks as f64);
+        gauge!("offload_db_owners").set(app.db_owners as f64);
+        counter!("offload_db_pruned_total").absolute(app.db_pruned);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -241,8 +262,8 @@ pub async fn counts(State(state): State<OpsState>) -> Json<Counts> {
         failed: stats.totals.failed,
         cancelled: stats.totals.cancelled,
         lost: stats.totals.lost,
-        sessions: app.map(|(sessions, _)| sessions),
-        streams: app.map(|(_, streams)| streams),
+        sessions: app.map(|app| app.sessions),
+        streams: app.map(|app| app.streams),
     })
 }
 

@@ -109,11 +109,18 @@ impl Server {
     }
 
     /// `kill -9`, then the same server (data directory, flags) started again on new ports.
-    pub async fn crash_and_restart(mut self) -> Self {
+    pub async fn crash_and_restart(self) -> Self {
+        self.crash_and_restart_with(&[]).await
+    }
+
+    /// `kill -9`, then the same server started again with `more` flags.
+    pub async fn crash_and_restart_with(mut self, more: &[&str]) -> Self {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
         let dir = self._dir.take();
-        let mut again = Self::spawn(self.data.clone(), self.args.clone()).await;
+        let mut args = self.args.clone();
+        args.extend(more.iter().map(|a| a.to_string()));
+        let mut again = Self::spawn(self.data.clone(), args).await;
         again._dir = dir;
         again
     }
