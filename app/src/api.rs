@@ -226,6 +226,13 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         .then(|| records.last())
         .flatten()
         .map(|last| history_href(&query, last.id));
+    let newest = state
+        .sessions
+        .store()
+        .newest_task(&owner.0)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .unwrap_or(0);
     let rows = records
         .into_iter()
         .map(|record| HistoryRow {
@@ -241,6 +248,7 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         types,
         rows,
         older,
+        newest,
     })
 }
 

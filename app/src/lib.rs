@@ -8,6 +8,7 @@ mod error;
 #[cfg(feature = "hydrate")]
 mod form_dom;
 pub mod live;
+mod nav;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
@@ -102,5 +103,6 @@ fn AppLayout() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
+    nav::install();
     leptos::mount::hydrate_islands();
 }

@@ -27,6 +27,16 @@ impl LiveStore {
         }
     }
 
+    /// The whole state as a snapshot, for a store that joins late.
+    #[cfg(feature = "hydrate")]
+    fn snapshot(&self) -> PageUpdate {
+        PageUpdate::Snapshot {
+            server_now_ms: (js_sys_now() + self.clock_offset_ms.get_untracked()) as u64,
+            tasks: self.tasks.get_untracked(),
+            lines: self.lines.get_untracked(),
+        }
+    }
+
     /// Applies one update from the server; `browser_now_ms` is the page's clock.
     pub fn apply(&self, update: PageUpdate, browser_now_ms: f64) {
         match update {
@@ -75,39 +85,119 @@ impl LiveStore {
     }
 }
 
-/// Opens the task page's stream and keeps it open for the life of the calling component.
+/// Shows the page's one live stream in `store`: the stream opens with the first page that
+/// shows it and stays open while the app moves between its pages ([`crate::nav`]), so a page
+/// that comes back joins it (catching up from what the stream has seen) instead of opening
+/// another.
 #[cfg(feature = "hydrate")]
 pub fn connect(store: LiveStore) {
-    store.connection.set(Connection::Connecting);
-    follow(
-        "/api/events",
-        store.connection,
-        move |text| match serde_json::from_str::<PageUpdate>(&text) {
-            Ok(update) => store.apply(update, js_sys_now()),
-            Err(error) => leptos::logging::warn!("unreadable update: {error}"),
-        },
-    );
+    shared::join(store);
 }
 
-/// Follows the server-sent events at `url` for the life of the calling component, handing
-/// each message to `on_message` and its state to `connection`.
 #[cfg(feature = "hydrate")]
-fn follow(
-    url: &'static str,
-    connection: RwSignal<Connection>,
-    on_message: impl Fn(String) + 'static,
-) {
-    let on_state = move |state| {
-        // "Restarting" says more than "disconnected" until the next server answers.
-        if !(matches!(state, Connection::Retrying(_))
-            && connection.get_untracked() == Connection::Restarting)
-        {
-            connection.set(state);
+mod shared {
+    use std::cell::RefCell;
+
+    use leptos::prelude::*;
+    use model::page::PageUpdate;
+    use model::stream::{Connection, Follower};
+
+    use super::{LiveStore, js_sys_now};
+
+    thread_local! {
+        static STREAM: RefCell<Option<Stream>> = const { RefCell::new(None) };
+    }
+
+    struct Stream {
+        _follower: Follower,
+        /// Everything the stream has said, applied: what a page that joins later catches up
+        /// from. Its signals belong to a root that lives as long as the page.
+        seen: LiveStore,
+        /// The stores of the pages showing the stream now.
+        showing: Vec<LiveStore>,
+    }
+
+    pub(super) fn join(store: LiveStore) {
+        let joined = STREAM.with_borrow_mut(|stream| match stream {
+            Some(stream) => {
+                stream.showing.push(store);
+                Some(stream.seen)
+            }
+            None => None,
+        });
+        match joined {
+            // After hydration: the page's DOM is what the server rendered, then it catches up.
+            Some(seen) => {
+                Effect::new(move |_| {
+                    store.apply(seen.snapshot(), js_sys_now());
+                    store.connection.set(seen.connection.get_untracked());
+                });
+            }
+            None => open(store),
         }
-    };
-    let follower = send_wrapper::SendWrapper::new(model::stream::follow(url, on_state, on_message));
-    on_cleanup(move || drop(follower));
+    }
+
+    /// The app left the page whose stores show the stream; the next page's join.
+    pub fn left_page() {
+        STREAM.with_borrow_mut(|stream| {
+            if let Some(stream) = stream {
+                stream.showing.clear();
+            }
+        });
+    }
+
+    fn each(f: impl Fn(&LiveStore)) {
+        STREAM.with_borrow(|stream| {
+            if let Some(stream) = stream {
+                f(&stream.seen);
+                stream.showing.iter().for_each(f);
+            }
+        });
+    }
+
+    fn open(first: LiveStore) {
+        // A root of its own, so that `seen` lives as long as the page, whatever becomes of the
+        // island that opened the stream. Making a root makes it the current owner: the
+        // island's is put back.
+        let island = Owner::current();
+        let root = Owner::new_root(None);
+        let seen =
+            root.with(|| LiveStore::new(first.tasks.get_untracked(), first.lines.get_untracked()));
+        std::mem::forget(root);
+        if let Some(island) = island {
+            island.set();
+        }
+        first.connection.set(Connection::Connecting);
+        let on_state = |state| {
+            each(|store| {
+                // "Restarting" says more than "disconnected" until the next server answers.
+                if !(matches!(state, Connection::Retrying(_))
+                    && store.connection.get_untracked() == Connection::Restarting)
+                {
+                    store.connection.set(state);
+                }
+            })
+        };
+        let on_message = |text: String| match serde_json::from_str::<PageUpdate>(&text) {
+            Ok(update) => {
+                let now = js_sys_now();
+                each(|store| store.apply(update.clone(), now));
+            }
+            Err(error) => leptos::logging::warn!("unreadable update: {error}"),
+        };
+        let follower = model::stream::follow("/api/events", on_state, on_message);
+        STREAM.with_borrow_mut(|stream| {
+            *stream = Some(Stream {
+                _follower: follower,
+                seen,
+                showing: vec![first],
+            })
+        });
+    }
 }
+
+#[cfg(feature = "hydrate")]
+pub use shared::left_page;
 
 /// The browser's clock, ms since the Unix epoch.
 #[cfg(feature = "hydrate")]

@@ -95,3 +95,20 @@ test('sixty tasks of three types and outcomes: filters, search and pages find ex
   expect(bad?.status()).toBe(400);
   await expect(page.getByRole('alert')).toContainText('there is no outcome "exploded"');
 });
+
+test('once hydrated, the first page offers the tasks submitted or ended since it was loaded', async ({ page }) => {
+  await openTaskPage(page);
+  await post(page, '/api/submit', { task: 'fibonacci', n: '11' });
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'History' }).click();
+  await expect(rows(page)).toHaveCount(1);
+  const newer = page.getByRole('link', { name: /newer task/ });
+  await expect(newer).toHaveCount(0);
+  // Submitted elsewhere (another tab, a script): the page hears of it on the live stream.
+  await post(page, '/api/submit', { task: 'fibonacci', n: '12' });
+  await post(page, '/api/submit', { task: 'primes', n: '100' });
+  await expect(newer).toHaveText('2 newer tasks since this page was loaded: show');
+  await newer.click();
+  await expect(rows(page)).toHaveCount(3);
+  await expect(rows(page).first()).toContainText('primes(100)');
+  await expect(newer).toHaveCount(0);
+});

@@ -231,6 +231,8 @@ pub struct HistoryPage {
     pub rows: Vec<HistoryRow>,
     /// The address of the next (older) page with the same filters, when there is one.
     pub older: Option<String>,
+    /// The id of the owner's newest task when the page was made, whatever the filters.
+    pub newest: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 //! The history page (`/history`): every task of the caller's, newest first, with filters by
 //! type and outcome, a text search over input and summary, and pages that stay put while new
-//! tasks arrive (the cursor is the last id shown). Rendered on the server only: its filters are
-//! a GET form and its pages links, so it works without JavaScript, and it adds nothing to the
-//! browser's bundle.
+//! tasks arrive (the cursor is the last id shown). Rendered on the server: its filters are a
+//! GET form and its pages links, so it works without JavaScript. Once hydrated, the first page
+//! is live: a small island follows the session's live stream and offers the tasks submitted
+//! or ended since the page was loaded.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -59,6 +60,7 @@ fn Results(page: HistoryPage) -> impl IntoView {
         types,
         rows,
         older,
+        newest,
     } = page;
     let type_options = types
         .into_iter()
@@ -75,6 +77,8 @@ fn Results(page: HistoryPage) -> impl IntoView {
         })
         .collect_view();
     let empty = rows.is_empty();
+    // Only the first page shows what is newer than it.
+    let newest = query.before.is_none().then_some(newest);
     let rows = rows
         .into_iter()
         .map(|row| {
@@ -107,5 +111,42 @@ fn Results(page: HistoryPage) -> impl IntoView {
             }.into_any()
         }}
         {older.map(|href| view! { <p><a href=href rel="next">"Older tasks"</a></p> })}
+        {newest.map(|newest| view! { <NewerTasks newest /> })}
+    }
+}
+
+/// How many of the session's tasks are newer than the newest when the page was made
+/// (`newest`), live once hydrated, with a link that shows them.
+#[island]
+fn NewerTasks(newest: u64) -> impl IntoView {
+    let store = crate::live::LiveStore::new(Vec::new(), Vec::new());
+    #[cfg(feature = "hydrate")]
+    crate::live::connect(store);
+    let newer = move || {
+        let queued = store
+            .tasks
+            .with(|tasks| tasks.iter().filter(|t| t.id > newest).count());
+        let ended = store
+            .lines
+            .with(|lines| lines.iter().filter(|l| l.task > newest).count());
+        queued + ended
+    };
+    view! {
+        <p class="history-newer" aria-live="polite">
+            {move || {
+                let n = newer();
+                (n > 0)
+                    .then(|| {
+                        view! {
+                            <a href="">
+                                {format!(
+                                    "{} since this page was loaded: show",
+                                    model::count(n as u64, "newer task", "newer tasks"),
+                                )}
+                            </a>
+                        }
+                    })
+            }}
+        </p>
     }
 }

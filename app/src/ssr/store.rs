@@ -389,6 +389,17 @@ impl Store {
             .await
     }
 
+    /// The id of `session`'s newest task on record.
+    pub async fn newest_task(&self, session: &str) -> Result<Option<u64>, StoreError> {
+        let session = session.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT max(id) FROM tasks WHERE session = ?1")?
+                .query_row([session], |row| row.get::<_, Option<i64>>(0))
+                .map(|id| id.map(|id| id as u64))
+        })
+        .await
+    }
+
     /// The binary output of task `id` (media type and bytes), if it is `session`'s.
     pub async fn output(
         &self,
@@ -577,8 +588,8 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
         // 6: the history. Retention by age reads ended tasks by when they ended (the first
         // release's rows had no end time: their submission stands in for it); an owner's
         // tasks are listed newest first, whole or by type or outcome, each from its own
-        // index; the search finds text in the input or the line through trigram indexes
-        // (contentless: they hold no copy of the text).
+        // index; the search finds text in the input or the line through a trigram index
+        // (contentless: it holds no copy of the text).
         M::up(
             "UPDATE tasks SET finished_at_ms = submitted_at_ms
                  WHERE done_seq IS NOT NULL AND finished_at_ms IS NULL;
@@ -586,24 +597,20 @@ fn migrations(legacy_type: &str) -> Migrations<'static> {
              CREATE INDEX tasks_by_owner ON tasks (session, id);
              CREATE INDEX tasks_by_owner_type ON tasks (session, task_type, id);
              CREATE INDEX tasks_by_owner_outcome ON tasks (session, outcome, id);
-             CREATE VIRTUAL TABLE tasks_input USING fts5(
-                 input, content='', contentless_delete=1, tokenize='trigram');
-             CREATE VIRTUAL TABLE tasks_line USING fts5(
-                 text, content='', contentless_delete=1, tokenize='trigram');
-             INSERT INTO tasks_input (rowid, input) SELECT id, input FROM tasks;
-             INSERT INTO tasks_line (rowid, text) SELECT id, text FROM tasks
-                 WHERE text IS NOT NULL;
-             CREATE TRIGGER tasks_input_insert AFTER INSERT ON tasks BEGIN
-                 INSERT INTO tasks_input (rowid, input) VALUES (new.id, new.input);
+             CREATE VIRTUAL TABLE tasks_text USING fts5(
+                 input, text, content='', contentless_delete=1, tokenize='trigram');
+             INSERT INTO tasks_text (rowid, input, text) SELECT id, input, text FROM tasks;
+             CREATE TRIGGER tasks_text_insert AFTER INSERT ON tasks BEGIN
+                 INSERT INTO tasks_text (rowid, input, text) VALUES (new.id, new.input, new.text);
              END;
              -- A task's line is written once, when it ends.
-             CREATE TRIGGER tasks_line_insert AFTER UPDATE OF text ON tasks
-                 WHEN old.text IS NULL AND new.text IS NOT NULL BEGIN
-                 INSERT INTO tasks_line (rowid, text) VALUES (new.id, new.text);
+             CREATE TRIGGER tasks_text_update AFTER UPDATE OF text ON tasks
+                 WHEN new.text IS NOT old.text BEGIN
+                 DELETE FROM tasks_text WHERE rowid = old.id;
+                 INSERT INTO tasks_text (rowid, input, text) VALUES (new.id, new.input, new.text);
              END;
              CREATE TRIGGER tasks_text_delete AFTER DELETE ON tasks BEGIN
-                 DELETE FROM tasks_input WHERE rowid = old.id;
-                 DELETE FROM tasks_line WHERE rowid = old.id;
+                 DELETE FROM tasks_text WHERE rowid = old.id;
              END;",
         ),
     ])
@@ -702,8 +709,9 @@ fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>, rusqlite::
 }
 
 /// The columns [`task_record`] reads, in its order.
-const RECORD: &str = "id, task_type, input, args, submitted_at_ms, outcome, text, output,
-                      finished_at_ms, output_media, retry_of, started_at_ms, worker, attempts";
+const RECORD: &str = "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
+                      tasks.text, output, finished_at_ms, output_media, retry_of, started_at_ms,
+                      worker, attempts";
 
 fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
@@ -752,7 +760,7 @@ fn read_tasks(
     use rusqlite::ToSql;
     // Only the filters asked for are in the query, so that SQLite picks the index made for
     // them: (owner, id), (owner, type, id) or (owner, outcome, id), newest first.
-    let mut conditions = vec!["session = :session", "id < :before"];
+    let mut conditions = vec!["session = :session", "tasks.id < :before"];
     let before = filter.before.map_or(i64::MAX, |id| id as i64);
     // One more than asked: whether there is a next page.
     let limit = filter.limit as i64 + 1;
@@ -774,31 +782,32 @@ fn read_tasks(
             params.push((":outcome", name));
         }
     }
-    let search = filter.search.as_deref().map(|text| {
-        if text.chars().count() >= TRIGRAM {
-            // A phrase of the trigram tokenizer: the text anywhere, in any case.
-            (true, format!("\"{}\"", text.replace('"', "\"\"")))
-        } else {
-            (false, like_pattern(text))
+    let phrase;
+    let pattern;
+    let (from, newest) = match filter.search.as_deref() {
+        None => ("tasks", "tasks.id"),
+        Some(text) if text.chars().count() >= TRIGRAM => {
+            // A phrase of the trigram tokenizer: the text anywhere in the input or the line,
+            // in any case. The index hands over its matches newest first, so a page stops
+            // after 50 of them, however many there are.
+            phrase = format!("\"{}\"", text.replace('"', "\"\""));
+            conditions.push("tasks_text MATCH :phrase AND tasks_text.rowid < :before");
+            params.push((":phrase", &phrase));
+            (
+                "tasks_text JOIN tasks ON tasks.id = tasks_text.rowid",
+                "tasks_text.rowid",
+            )
         }
-    });
-    match &search {
-        None => {}
-        Some((true, phrase)) => {
-            conditions.push(
-                "(id IN (SELECT rowid FROM tasks_input WHERE tasks_input MATCH :phrase)
-                  OR id IN (SELECT rowid FROM tasks_line WHERE tasks_line MATCH :phrase))",
-            );
-            params.push((":phrase", phrase));
-        }
-        Some((false, pattern)) => {
+        Some(text) => {
+            pattern = like_pattern(text);
             conditions.push("(input LIKE :pattern ESCAPE '\\' OR text LIKE :pattern ESCAPE '\\')");
-            params.push((":pattern", pattern));
+            params.push((":pattern", &pattern));
+            ("tasks", "tasks.id")
         }
-    }
+    };
     let mut records = conn
         .prepare_cached(&format!(
-            "SELECT {RECORD} FROM tasks WHERE {} ORDER BY id DESC LIMIT :limit",
+            "SELECT {RECORD} FROM {from} WHERE {} ORDER BY {newest} DESC LIMIT :limit",
             conditions.join(" AND ")
         ))?
         .query_map(params.as_slice(), task_record)?
