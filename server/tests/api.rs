@@ -976,14 +976,7 @@ async fn the_quota_matches_the_flags_and_a_held_task_says_why() {
         json!({"running": 3, "max_running": 3, "queued": 1, "max_queued": 7,
                "text": "3 of 3 running · 1 of 7 queued"})
     );
-    let page = session
-        .request(Method::GET, server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = session.get_text(&server, "/").await;
     assert!(page.contains("3 of 3 running · 1 of 7 queued"), "{page}");
     assert_eq!(
         page.matches("waiting: you have 3 running, the most at once")

@@ -257,14 +257,7 @@ async fn the_detail_pages_commands_run_the_same_task_from_a_shell() {
     let mut events = session.events(&server).await;
     let line = events.line(|l| l["task"] == id).await;
     let result = line.split(" in ").next().unwrap().to_owned();
-    let page = session
-        .request(reqwest::Method::GET, server.url(&format!("/tasks/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = session.get_text(&server, &format!("/tasks/{id}")).await;
     let secret = token(&server, "shell");
     let bin = binary();
     let path = format!(

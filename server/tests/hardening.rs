@@ -110,14 +110,7 @@ async fn streams_past_the_cap_get_503_and_the_rest_of_the_service_carries_on() {
     fresh.submit_ok(&server, 20).await;
     let mut shown = false;
     for _ in 0..100 {
-        let page = fresh
-            .request(reqwest::Method::GET, server.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = fresh.get_text(&server, "/").await;
         if page.contains("fibonacci(20)=6765 in") {
             shown = true;
             break;

@@ -626,14 +626,7 @@ async fn a_2048_square_picture_travels_over_nats_and_is_served_to_its_owner_only
     assert_eq!((side(16), side(20)), (2048, 2048), "IHDR width and height");
 
     // The detail page shows it and keeps only its size in the JSON.
-    let detail = session
-        .request(reqwest::Method::GET, server.url(&format!("/tasks/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let detail = session.get_text(&server, &format!("/tasks/{id}")).await;
     assert!(
         detail.contains(&format!("src=\"/tasks/{id}/output\"")),
         "{detail}"

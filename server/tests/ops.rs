@@ -184,14 +184,7 @@ async fn with_no_retention_ended_tasks_leave_and_unfinished_ones_stay() {
     );
 
     // The history has only the unfinished task; the dashboard page says what the store holds.
-    let history = session
-        .request(reqwest::Method::GET, server.url("/history"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let history = session.get_text(&server, "/history").await;
     assert!(
         history.contains(&format!("/tasks/{unfinished}")),
         "{history}"
@@ -200,14 +193,7 @@ async fn with_no_retention_ended_tasks_leave_and_unfinished_ones_stay() {
         !history.contains(&format!("/tasks/{}", ended[0])),
         "{history}"
     );
-    let page = session
-        .request(reqwest::Method::GET, server.url("/dashboard"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = session.get_text(&server, "/dashboard").await;
     assert!(
         page.contains("1 task of 0 owners · ended tasks kept 0 days, at most 100000 per owner · 40 pruned since start"),
         "{page}"

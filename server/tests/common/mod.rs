@@ -193,14 +193,20 @@ impl Session {
         }
     }
 
-    /// `GET path` as this session, read as JSON (the API's answers).
-    pub async fn get_json(&self, server: &Server, path: &str) -> Value {
-        let response = self
-            .request(reqwest::Method::GET, server.url(path))
+    /// `GET path` as this session: the body (a page's HTML).
+    pub async fn get_text(&self, server: &Server, path: &str) -> String {
+        self.request(reqwest::Method::GET, server.url(path))
             .send()
             .await
-            .expect("the server answers");
-        let body = response.text().await.expect("a body");
+            .expect("the server answers")
+            .text()
+            .await
+            .expect("a body")
+    }
+
+    /// `GET path` as this session, read as JSON (the API's answers).
+    pub async fn get_json(&self, server: &Server, path: &str) -> Value {
+        let body = self.get_text(server, path).await;
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
