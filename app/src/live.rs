@@ -137,11 +137,14 @@ mod shared {
         }
     }
 
-    /// The app left the page whose stores show the stream; the next page's join.
+    /// The app left the page whose stores show the stream; the next page's join. The stores
+    /// left behind show what they last had, as a page without a stream does.
     pub fn left_page() {
         STREAM.with_borrow_mut(|stream| {
             if let Some(stream) = stream {
-                stream.showing.clear();
+                for store in stream.showing.drain(..) {
+                    store.connection.set(Connection::AsLoaded);
+                }
             }
         });
     }

@@ -24,14 +24,21 @@ pub fn TaskQueue(store: LiveStore, #[prop(name = "quota")] caps: Quota) -> impl 
     }
 }
 
-/// The server's "now" in ms, ticking ten times a second in the browser.
+/// The server's "now" in ms, ticking ten times a second in the browser while the page shows
+/// the live stream (a page the app's in-page navigation left is no longer shown: its timer
+/// fires to no effect).
 fn clock(store: LiveStore) -> Signal<f64> {
     let now = RwSignal::new(0.0);
     #[cfg(feature = "hydrate")]
     {
-        let tick =
+        let set =
             move || now.set(crate::live::js_sys_now() + store.clock_offset_ms.get_untracked());
-        tick();
+        set();
+        let tick = move || {
+            if store.connection.get_untracked() != crate::live::Connection::AsLoaded {
+                set();
+            }
+        };
         if let Ok(handle) = set_interval_with_handle(tick, std::time::Duration::from_millis(100)) {
             on_cleanup(move || handle.clear());
         }
