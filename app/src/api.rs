@@ -175,23 +175,13 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
     let ended = match query.outcome.as_deref() {
         None => None,
         Some("unfinished") => Some(None),
-        Some(name) => Some(Some(
-            [
-                Outcome::Finished,
-                Outcome::Failed,
-                Outcome::Cancelled,
-                Outcome::Lost,
-            ]
-            .into_iter()
-            .find(|o| o.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = OUTCOME_FILTERS.iter().map(|(v, _)| *v).collect();
-                AppError::invalid(format!(
-                    "there is no outcome {name:?}: choose one of {}",
-                    names.join(", ")
-                ))
-            })?,
-        )),
+        Some(name) => Some(Some(Outcome::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = OUTCOME_FILTERS.iter().map(|(v, _)| *v).collect();
+            AppError::invalid(format!(
+                "there is no outcome {name:?}: choose one of {}",
+                names.join(", ")
+            ))
+        })?)),
     };
     if let Some(text) = &query.text
         && text.chars().count() > SEARCH_MAX

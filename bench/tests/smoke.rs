@@ -22,15 +22,10 @@ const FIGURES: [&str; 11] = [
     "idle_rss_mb",
 ];
 
-#[test]
-fn a_smoke_run_measures_every_offload_figure() {
+/// Runs `offload-bench ARGS --out REPORT` from the workspace's root: what it printed, and
+/// the report it wrote.
+fn bench(args: &[&str]) -> (String, Value) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let offload = root.join("target/release/offload");
-    assert!(
-        offload.exists(),
-        "{} is missing: run `make build` first",
-        offload.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("latest.json");
     let output = Command::new(env!("CARGO_BIN_EXE_offload-bench"))
@@ -44,20 +39,34 @@ fn a_smoke_run_measures_every_offload_figure() {
                 std::env::var("PATH").unwrap_or_default()
             ),
         )
-        .args(["run", "--smoke", "--no-seed", "--out"])
+        .args(args)
+        .arg("--out")
         .arg(&out)
         .output()
         .expect("offload-bench runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "offload-bench --smoke failed: {}\n{stdout}\n{}",
+        "offload-bench {args:?} failed: {}\n{stdout}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    let report = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    (stdout, report)
+}
+
+#[test]
+fn a_smoke_run_measures_every_offload_figure() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let offload = root.join("target/release/offload");
+    assert!(
+        offload.exists(),
+        "{} is missing: run `make build` first",
+        offload.display()
+    );
+    let (stdout, report) = bench(&["run", "--smoke", "--no-seed"]);
     assert!(stdout.contains("| figure |"), "no table printed:\n{stdout}");
 
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     for key in FIGURES {
         let entry = report[key]
             .as_object()
@@ -81,23 +90,7 @@ fn a_smoke_run_measures_every_offload_figure() {
 /// section beside the other figures (here, in a report of its own).
 #[test]
 fn a_small_history_run_measures_every_page() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("latest.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_offload-bench"))
-        .current_dir(&root)
-        .args(["history", "--rows", "4000", "--requests", "3", "--out"])
-        .arg(&out)
-        .output()
-        .expect("offload-bench runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "offload-bench history failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let (_, report) = bench(&["history", "--rows", "4000", "--requests", "3"]);
     let history = &report["history"];
     assert_eq!(history["rows"], 4000);
     let keys: Vec<&str> = history["queries"]

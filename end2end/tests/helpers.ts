@@ -16,3 +16,10 @@ export async function submit(page: Page, n: number | string) {
   await nInput(page).fill(String(n));
   await submitButton(page).click();
 }
+
+/** Posts `form` to a server function as the page's session, as a script would; returns the answer's JSON. */
+export async function postForm(page: Page, path: string, form: Record<string, string>) {
+  const response = await page.request.post(path, { form, headers: { Accept: 'application/json' } });
+  expect(response.status(), await response.text()).toBe(200);
+  return response.json();
+}

@@ -1,14 +1,8 @@
 import { type Page, expect, test } from '@playwright/test';
-import { openTaskPage, queueHeading } from './helpers';
+import { openTaskPage, postForm as post, queueHeading } from './helpers';
 
 // The history: every task of the session, filtered, searched and paged on the server, so the
 // same links and forms work with JavaScript off.
-
-async function post(page: Page, path: string, form: Record<string, string>) {
-  const response = await page.request.post(path, { form, headers: { Accept: 'application/json' } });
-  expect(response.status(), await response.text()).toBe(200);
-  return response.json();
-}
 
 const rows = (page: Page) => page.getByRole('table', { name: 'Your tasks' }).locator('tbody tr');
 

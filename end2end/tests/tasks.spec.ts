@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { nInput, openTaskPage, queueHeading, submit, submitButton, terminal } from './helpers';
+import { nInput, openTaskPage, postForm, queueHeading, submit, submitButton, terminal } from './helpers';
 
 test('the seed journey: four quick submits, four lines, the input shows 4', async ({ page }) => {
   await openTaskPage(page);
@@ -127,13 +127,7 @@ test('the quota line follows the queue, and a task held by the running cap says 
   const quota = page.getByLabel('Your quota');
   await expect(quota).toHaveText('0 of 3 running · 0 of 100 queued');
   // Posted one after the other (the page hears of each on its stream), so that 63 is last.
-  for (const n of [60, 61, 62, 63]) {
-    const posted = await page.request.post('/api/submit', {
-      form: { task: 'fibonacci', n: String(n) },
-      headers: { Accept: 'application/json' },
-    });
-    expect(posted.status()).toBe(200);
-  }
+  for (const n of [60, 61, 62, 63]) await postForm(page, '/api/submit', { task: 'fibonacci', n: String(n) });
   await expect(quota).toHaveText('3 of 3 running · 1 of 100 queued');
   const held = page.getByRole('listitem').filter({ hasText: 'fibonacci(63)' });
   await expect(held).toContainText('queued');

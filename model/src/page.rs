@@ -54,6 +54,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Self; 4] = [Self::Finished, Self::Failed, Self::Cancelled, Self::Lost];
+
+    /// The outcome called `name` (its serde name), if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
     /// Its serde name.
     pub fn name(self) -> &'static str {
         match self {

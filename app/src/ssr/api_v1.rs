@@ -532,10 +532,7 @@ impl TaskDoc {
 /// The caller's task `id` as it is now.
 async fn task_doc(state: &AppState, owner: &SessionId, id: u64) -> Result<TaskDoc, ApiError> {
     let record = owned_record(state, owner, id).await?;
-    let live = state.sessions.get(owner).and_then(|session| {
-        let task = session.live(id)?;
-        Some((task.status, task.progress, session.started_at_ms(id)))
-    });
+    let live = state.sessions.get(owner).and_then(|s| s.standing(id));
     Ok(TaskDoc::from_record(record, live))
 }
 
@@ -772,11 +769,7 @@ async fn list(
         })?),
     };
     let session = state.sessions.get(&owner.0);
-    let live = |id: u64| {
-        let session = session.as_ref()?;
-        let task = session.live(id)?;
-        Some((task.status, task.progress, session.started_at_ms(id)))
-    };
+    let live = |id: u64| session.as_ref()?.standing(id);
     let filter = TaskFilter {
         kind: query.kind,
         ended: query.state.map(|s| match s {

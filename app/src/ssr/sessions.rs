@@ -365,14 +365,12 @@ impl Session {
         }
     }
 
-    /// Task `task` as the queue shows it, while it has not ended.
-    pub fn live(&self, task: u64) -> Option<QueuedTask> {
-        self.state.lock().tasks.get(&task).map(|e| e.task.clone())
-    }
-
-    /// When one of this session's unfinished tasks started running, as this server heard.
-    pub fn started_at_ms(&self, task: u64) -> Option<u64> {
-        self.state.lock().tasks.get(&task)?.started_at_ms
+    /// One of this session's unfinished tasks as it stands: its status, its progress and when
+    /// it started running (as this server heard).
+    pub fn standing(&self, task: u64) -> Option<(TaskStatus, f64, Option<u64>)> {
+        let state = self.state.lock();
+        let entry = state.tasks.get(&task)?;
+        Some((entry.task.status, entry.task.progress, entry.started_at_ms))
     }
 
     /// The cluster's id for one of this session's unfinished tasks.

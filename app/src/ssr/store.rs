@@ -681,7 +681,7 @@ fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>, rusqlite::
         };
         let id = row.get::<_, i64>(1)? as u64;
         let outcome: Option<String> = row.get(6)?;
-        match outcome.as_deref().and_then(outcome_from) {
+        match outcome.as_deref().and_then(Outcome::from_name) {
             None => {
                 let input: String = row.get(3)?;
                 sessions[i].unfinished.push(SavedTask {
@@ -724,7 +724,7 @@ fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         outcome: row
             .get::<_, Option<String>>(5)?
             .as_deref()
-            .and_then(outcome_from),
+            .and_then(Outcome::from_name),
         line: row.get(6)?,
         output: json(row.get(7)?),
         finished_at_ms: row.get::<_, Option<i64>>(8)?.map(|ms| ms as u64),
@@ -773,7 +773,7 @@ fn read_tasks(
         conditions.push("task_type = :kind");
         params.push((":kind", kind));
     }
-    let outcome = filter.ended.map(|ended| ended.map(outcome_name));
+    let outcome = filter.ended.map(|ended| ended.map(Outcome::name));
     match &outcome {
         None => {}
         Some(None) => conditions.push("outcome IS NULL"),
@@ -892,7 +892,8 @@ impl Writer {
         use std::sync::atomic::Ordering::Relaxed;
         let pragma = |name: &str| -> u64 {
             self.conn
-                .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .prepare_cached(&format!("PRAGMA {name}"))
+                .and_then(|mut pragma| pragma.query_row([], |r| r.get::<_, i64>(0)))
                 .unwrap_or(0) as u64
         };
         let used = pragma("page_count").saturating_sub(pragma("freelist_count"));
@@ -1075,7 +1076,7 @@ impl Writer {
                         )?
                         .execute(params![
                             *done_seq,
-                            outcome_name(line.outcome),
+                            line.outcome.name(),
                             line.text,
                             output.as_ref().map(Value::to_string),
                             *finished_at_ms as i64,
@@ -1139,25 +1140,6 @@ impl Writer {
         self.count_pruned(trimmed);
         Ok(())
     }
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Finished => "finished",
-        Outcome::Failed => "failed",
-        Outcome::Cancelled => "cancelled",
-        Outcome::Lost => "lost",
-    }
-}
-
-fn outcome_from(name: &str) -> Option<Outcome> {
-    Some(match name {
-        "finished" => Outcome::Finished,
-        "failed" => Outcome::Failed,
-        "cancelled" => Outcome::Cancelled,
-        "lost" => Outcome::Lost,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -534,11 +534,7 @@ impl Dispatch {
             Ok(results) => {
                 for result in results.into_iter().filter(|r| r.boot == self.boot) {
                     tracing::debug!(task = %result.task, worker = %result.worker, "result");
-                    let ended = Ended {
-                        outcome: result.outcome,
-                        ran: result.ran,
-                    };
-                    self.deliver(result.task, ended);
+                    self.deliver(result.task, result.into());
                 }
             }
             Err(error) => match serde_json::from_slice::<Vec<Value>>(payload) {
@@ -553,10 +549,7 @@ impl Dispatch {
                             continue;
                         }
                         let ended = match serde_json::from_value::<ResultItem>(item) {
-                            Ok(result) => Ended {
-                                outcome: result.outcome,
-                                ran: result.ran,
-                            },
+                            Ok(result) => result.into(),
                             Err(error) => Ended::unstarted(Err(TaskError::Failed(format!(
                                 "its worker's result did not decode: {error}"
                             )))),

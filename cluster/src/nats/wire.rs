@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::work::Ran;
+use crate::work::{Ended, Ran};
 use crate::{FinishedTask, GroupStats, ProcessStats, TaskError, TaskId, Totals, WorkerStats};
 
 /// One task handed to the workers, on the work-queue stream.
@@ -57,6 +57,15 @@ pub(crate) struct ResultItem {
     /// Its thread, when and which delivery (absent from workers older than this field).
     #[serde(default)]
     pub ran: Option<Ran>,
+}
+
+impl From<ResultItem> for Ended {
+    fn from(result: ResultItem) -> Self {
+        Self {
+            outcome: result.outcome,
+            ran: result.ran,
+        }
+    }
 }
 
 /// Progress of a running task, on plain NATS (it may be dropped).
