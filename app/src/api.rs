@@ -211,7 +211,7 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         .store()
         .tasks(&owner.0, filter)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        .map_err(AppError::from)?;
     let older = more
         .then(|| records.last())
         .flatten()
@@ -221,7 +221,7 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         .store()
         .newest_task(&owner.0)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .map_err(AppError::from)?
         .unwrap_or(0);
     let rows = records
         .into_iter()
@@ -357,7 +357,7 @@ mod request {
     pub async fn host() -> Result<String, AppError> {
         let headers = leptos_axum::extract::<axum::http::HeaderMap>()
             .await
-            .map_err(|e| AppError::Unavailable(e.to_string()))?;
+            .map_err(|e| AppError::internal(&e))?;
         Ok(headers
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())

@@ -1,7 +1,9 @@
-//! The error every server function returns. Messages are written for the person at the page:
-//! each says what happened and what to do. Each kind has its HTTP status ([`AppError::status`]),
-//! applied on the way out by the server's error-status layer, so that scripts and load
-//! balancers can tell a bad request from a full server without reading the text.
+//! The error every server function and API handler returns. Messages are written for the
+//! person at the page: each says what happened and what to do. Each kind has its HTTP status
+//! ([`AppError::status`]), applied on the way out by the server's error-status layer, so that
+//! scripts and load balancers can tell a bad request from a full server without reading the
+//! text. A failure inside the server (its database, say) is [`AppError::Internal`]: logged
+//! with an id, and the person is told the id, never the cause.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -27,6 +29,9 @@ pub enum AppError {
     /// The request body is larger than server functions accept. (413)
     #[error("{0}")]
     TooLarge(String),
+    /// The request body is not of the media type the endpoint reads. (415)
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// One of this session's own limits is reached. (429)
     #[error("{0}")]
     LimitReached(String),
@@ -36,6 +41,10 @@ pub enum AppError {
     /// The server cannot take work right now: too many sessions, shutting down. (503)
     #[error("{0}")]
     Unavailable(String),
+    /// Something failed inside the server; the message names the id it was logged under.
+    /// (500)
+    #[error("{0}")]
+    Internal(String),
     /// Transport or encoding failures from the server-function layer.
     #[error("{0}")]
     ServerFn(ServerFnErrorErr),
@@ -63,6 +72,7 @@ impl AppError {
             Self::Conflict(_) => 409,
             Self::Unprocessable(_) => 422,
             Self::TooLarge(_) => 413,
+            Self::UnsupportedMediaType(_) => 415,
             Self::LimitReached(_) => 429,
             Self::Busy(_) | Self::Unavailable(_) => 503,
             // Arguments that do not decode are the caller's mistake, not the server's.
@@ -71,7 +81,34 @@ impl AppError {
                 | ServerFnErrorErr::MissingArg(_)
                 | ServerFnErrorErr::Deserialization(_),
             ) => 400,
-            Self::ServerFn(_) => 500,
+            Self::Internal(_) | Self::ServerFn(_) => 500,
+        }
+    }
+
+    /// A failure inside the server: `cause` is logged under a new id, and the error says only
+    /// the id (a database's or a library's text helps nobody at the page, and tells an
+    /// attacker what runs here).
+    #[cfg(feature = "ssr")]
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..12];
+        tracing::error!(error_id = id, error = %cause, "internal error");
+        Self::Internal(format!(
+            "something went wrong on the server (error {id}); it is logged there under that \
+             id: try again, and if it happens again, give the id to whoever runs this server"
+        ))
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::ssr::store::StoreError> for AppError {
+    fn from(error: crate::ssr::store::StoreError) -> Self {
+        match error {
+            crate::ssr::store::StoreError::Stopped => Self::Unavailable(
+                "the server is stopping and records nothing more: try again in a few seconds"
+                    .into(),
+            ),
+            error => Self::internal(&error),
         }
     }
 }
@@ -112,6 +149,8 @@ mod tests {
             (AppError::Conflict(text()), 409),
             (AppError::Unprocessable(text()), 422),
             (AppError::TooLarge(text()), 413),
+            (AppError::UnsupportedMediaType(text()), 415),
+            (AppError::Internal(text()), 500),
             (AppError::LimitReached(text()), 429),
             (AppError::Busy(text()), 503),
             (AppError::Unavailable(text()), 503),
@@ -128,5 +167,21 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(error.status(), status, "{error:?}");
         }
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn a_store_failure_says_only_where_it_was_logged() {
+        let cause = crate::ssr::store::StoreError::Sql(rusqlite::Error::InvalidQuery);
+        let error = AppError::from(cause);
+        assert_eq!(error.status(), 500);
+        let text = error.to_string();
+        assert!(
+            text.starts_with("something went wrong on the server (error "),
+            "{text}"
+        );
+        assert!(!text.to_lowercase().contains("query"), "{text}");
+        let stopped = AppError::from(crate::ssr::store::StoreError::Stopped);
+        assert_eq!(stopped.status(), 503);
     }
 }

@@ -16,7 +16,9 @@ pub mod ssr;
 pub use error::AppError;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, provide_meta_context};
+#[cfg(feature = "ssr")]
+use leptos_meta::MetaTags;
+use leptos_meta::{Stylesheet, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
@@ -27,17 +29,22 @@ use crate::pages::not_found::NotFound;
 use crate::pages::task_detail::TaskDetailPage;
 use crate::pages::tasks::TaskPage;
 
-/// The HTML document around the app.
-pub fn shell(options: LeptosOptions) -> impl IntoView {
-    document(options, App)
+/// The HTML document around the app, sent with the app listener's `policy`.
+#[cfg(feature = "ssr")]
+pub fn shell(options: LeptosOptions, policy: &ssr::Policy) -> impl IntoView + use<> {
+    document(options, policy, App)
 }
 
 /// The site's HTML document around `body`: the app's pages here, and the dashboard's (the
-/// binary hands this to the dashboard's routes), each with the bundle `options` name.
-pub fn document<V: IntoView + 'static>(
+/// binary hands this to the dashboard's routes), each with the bundle `options` name and its
+/// listener's content security `policy` (its scripts carry the response's nonce).
+#[cfg(feature = "ssr")]
+pub fn document<V: IntoView + 'static, F: FnOnce() -> V>(
     options: LeptosOptions,
-    body: impl FnOnce() -> V,
-) -> impl IntoView {
+    policy: &ssr::Policy,
+    body: F,
+) -> impl IntoView + use<V, F> {
+    policy.send_with_page();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -63,9 +70,14 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <ParentRoute path=StaticSegment("") view=AppLayout>
-                    // Rendered whole before it is sent: the page must work without WASM.
+                    // Each rendered whole before it is sent: the pages must work without WASM
+                    // (streamed out of order, what a page awaits needs a script to appear).
                     <Route path=StaticSegment("") view=TaskPage ssr=SsrMode::Async />
-                    <Route path=StaticSegment("dashboard") view=DashboardViewer />
+                    <Route
+                        path=StaticSegment("dashboard")
+                        view=DashboardViewer
+                        ssr=SsrMode::Async
+                    />
                     <Route path=StaticSegment("history") view=History ssr=SsrMode::Async />
                     <Route
                         path=(StaticSegment("tasks"), ParamSegment("id"))

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test, type Page } from './fixtures';
 import { DASHBOARD_PORT, MODE } from '../playwright.config';
-import { openTaskPage, submit, terminal } from './helpers';
+import { holdWasm, openTaskPage, submit, terminal } from './helpers';
 
 const DASHBOARD = `http://127.0.0.1:${DASHBOARD_PORT}`;
 
@@ -111,6 +111,37 @@ test('the viewer: select changes the iframe and the URL, link opens /status', as
   await expect(link).toHaveAttribute('target', '_blank');
   await page.getByRole('link', { name: 'Tasks' }).click();
   await expect(page.getByRole('heading', { name: 'Fibonacci Tasks' })).toBeVisible();
+});
+
+test('the viewer: a view chosen before hydration is shown once the page is hydrated', async ({ page }) => {
+  const wasm = await holdWasm(page);
+  await page.goto('/dashboard');
+  const frame = page.getByTitle('Dashboard view');
+  await page.getByRole('listbox', { name: 'View' }).selectOption('task-stream');
+  // Nothing has applied it yet: the iframe still shows the default.
+  await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-cpu`);
+  wasm.release();
+  await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-task-stream`);
+  await expect(page).toHaveURL(/\/dashboard\?view=task-stream$/);
+  // Hydrated: a later choice is applied in place too.
+  await page.getByRole('listbox', { name: 'View' }).selectOption('workers');
+  await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-workers`);
+  // Scripts run, so the form's button is not there.
+  await expect(page.getByRole('button', { name: 'Show' })).toHaveCount(0);
+});
+
+test.describe('the viewer without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+  test('the picker is a form: the chosen view shows after its request', async ({ page }) => {
+    await page.goto('/dashboard');
+    const frame = page.getByTitle('Dashboard view');
+    await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-cpu`);
+    await page.getByRole('listbox', { name: 'View' }).selectOption('task-stream');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await expect(page).toHaveURL(/\/dashboard\?view=task-stream$/);
+    await expect(frame).toHaveAttribute('src', `${DASHBOARD}/individual-task-stream`);
+    await expect(page.getByRole('listbox', { name: 'View' })).toHaveValue('task-stream');
+  });
 });
 
 test('the viewer refuses a view that is not in the list', async ({ page, request }) => {

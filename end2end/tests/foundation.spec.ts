@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { openTaskPage } from './helpers';
 
 test('the page is server-rendered with its title', async ({ request }) => {

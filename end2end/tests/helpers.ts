@@ -23,3 +23,17 @@ export async function postForm(page: Page, path: string, form: Record<string, st
   expect(response.status(), await response.text()).toBe(200);
   return response.json();
 }
+
+/**
+ * Holds the page's WASM back until `release()` is called and at least 1.5 s have passed, so
+ * whatever the test does meanwhile happens before hydration, however fast this machine is.
+ */
+export async function holdWasm(page: Page): Promise<{ release: () => void }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  await page.route('**/pkg/*.wasm', async (route) => {
+    await Promise.all([released, new Promise((resolve) => setTimeout(resolve, 1_500))]);
+    await route.continue();
+  });
+  return { release };
+}

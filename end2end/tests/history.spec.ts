@@ -1,4 +1,4 @@
-import { type Page, expect, test } from '@playwright/test';
+import { type Page, expect, test } from './fixtures';
 import { openTaskPage, postForm as post, queueHeading } from './helpers';
 
 // The history: every task of the session, filtered, searched and paged on the server, so the

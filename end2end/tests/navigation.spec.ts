@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { openTaskPage, submit, terminal } from './helpers';
 
 // One app in the browser: moving between Tasks, History, a task's detail and back swaps the

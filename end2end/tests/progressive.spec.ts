@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { nInput, queueHeading, submitButton, terminal } from './helpers';
 
 test.describe('without JavaScript', () => {

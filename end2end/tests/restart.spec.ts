@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { DASHBOARD_PORT } from '../playwright.config';
 
 // This journey needs a server it can stop, so it starts its own on separate ports, with a

@@ -1,5 +1,5 @@
-import { type Page, expect, test } from '@playwright/test';
-import { openTaskPage, queueHeading, terminal } from './helpers';
+import { type Page, expect, test } from './fixtures';
+import { holdWasm, openTaskPage, queueHeading, terminal } from './helpers';
 
 // Journeys of the task types besides the seed's fibonacci (tasks.spec.ts has those): each
 // from the picker, from its generated form, with its summary in the terminal.
@@ -273,6 +273,23 @@ test.describe('mandelbrot', () => {
     await expect(terminal(page)).toContainText('=64×48 PNG');
     await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
     await expect(terminal(page).getByText('=64×48 PNG', { exact: false })).toHaveCount(1);
+  });
+
+  test('fields changed before hydration are kept and posted once hydrated', async ({ page }) => {
+    const wasm = await holdWasm(page);
+    await page.goto('/?task=mandelbrot');
+    await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
+    await page.getByLabel('Width', { exact: true }).fill('40');
+    await page.getByLabel('Height', { exact: true }).fill('30');
+    await page.getByLabel('Smooth colouring', { exact: true }).uncheck();
+    wasm.release();
+    await expect(page.getByRole('status')).toHaveText('Live');
+    await expect(page.getByLabel('Width', { exact: true })).toHaveValue('40');
+    await expect(page.getByLabel('Smooth colouring', { exact: true })).not.toBeChecked();
+    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    const line = terminal(page).getByRole('link', { name: /^mandelbrot\(-0\.5\+0i, zoom 1\)=40×30 PNG/ });
+    await line.click();
+    await expect(page.getByRole('heading', { level: 1 })).toHaveText(/width=40, height=30, max_iterations=1000, smooth=false\)$/);
   });
 
   test.describe('without JavaScript', () => {

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { nInput, openTaskPage, postForm, queueHeading, submit, submitButton, terminal } from './helpers';
 
 test('the seed journey: four quick submits, four lines, the input shows 4', async ({ page }) => {

@@ -4,6 +4,7 @@
 //! crates.
 
 mod cli;
+mod routes;
 mod serve;
 
 use std::net::SocketAddr;
@@ -12,32 +13,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::ssr::state::DashboardUrl;
-use app::ssr::status::{MAX_BODY_BYTES, error_status};
 use app::ssr::store::{Retention, Store};
 use app::ssr::stream::StreamLimits;
 use app::ssr::{
-    AllowedHosts, AppState, SessionConfig, Sessions, Shutdown, allowed_host, output,
-    refuse_cross_site, runner, session_cookie, stream,
+    AllowedHosts, AppState, CookiePolicy, Policy, SessionConfig, Sessions, Shutdown, runner,
+    url_host,
 };
-use app::{App, shell};
-use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::get;
 use clap::{Parser, Subcommand};
 use cluster::nats::{
     ConnectError, LocalNats, NatsCluster, NatsConfig, NatsError, NatsObserver, NatsWorker,
     ServerError, WorkerConfig, host_name, redacted, token,
 };
 use cluster::{ClusterConfig, EmbeddedCluster, Scheduler, SpawnError};
-use dashboard::ssr::{
-    AppCounts, AppFigures, DashboardFeed, DashboardState, Metrics, OpsState, count_requests,
-};
+use dashboard::ssr::{AppCounts, AppFigures, DashboardFeed, DashboardState, Metrics, OpsState};
 use leptos::config::get_configuration;
-use leptos_axum::{LeptosRoutes, generate_route_list};
-use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tracing_subscriber::EnvFilter;
 
+use crate::routes::{app_router, dashboard_router, ops_router};
 use crate::serve::{ConnectionLimits, serve};
 
 /// Offload: a web UI that stays responsive while a worker cluster does the heavy work.
@@ -58,7 +50,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the app (the default).
-    Serve(Args),
+    Serve(Box<Args>),
     /// Run a NATS cluster: workers and the cluster dashboard, and a local nats-server unless
     /// --nats names one (the seed's `python cluster.py`).
     Cluster(ClusterArgs),
@@ -157,6 +149,15 @@ struct Args {
     /// addresses they listen on (comma-separated).
     #[arg(long, env = "OFFLOAD_ALLOWED_HOSTS", value_delimiter = ',')]
     allowed_hosts: Vec<String>,
+    /// The address people open the app by, when it is not the listen address (behind a
+    /// proxy): with `https://`, the session cookie is `Secure` (named `__Host-offload_session`).
+    /// Its host is answered to as if named in --allowed-hosts.
+    #[arg(long, env = "OFFLOAD_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Proxies (IP addresses or networks, comma-separated) whose `X-Forwarded-Proto: https`
+    /// is believed: the session cookie of such a request is `Secure`.
+    #[arg(long, env = "OFFLOAD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Where the session database lives.
     #[arg(long, env = "OFFLOAD_DATA_DIR", default_value = "offload-data")]
     data_dir: PathBuf,
@@ -295,6 +296,8 @@ enum StartError {
     },
     #[error("{0}")]
     DashboardUrl(String),
+    #[error("{0}")]
+    Flag(String),
     #[error("{flag} must be a number of seconds, 0 or more (got {value})")]
     Seconds { flag: &'static str, value: f64 },
     #[error("{flag} must be a number of days, 0 or more (got {value})")]
@@ -344,7 +347,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ran = match cli.command {
         None => serve_app(cli.serve).await,
-        Some(Command::Serve(args)) => serve_app(args).await,
+        Some(Command::Serve(args)) => serve_app(*args).await,
         Some(Command::Cluster(args)) => run_cluster(args).await,
         Some(Command::Worker(args)) => run_worker(args).await,
         Some(Command::Token(args)) => return manage_tokens(args),
@@ -361,6 +364,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve_app(args: Args) -> Result<(), StartError> {
     let dashboard_url = args.dashboard_url()?;
+    let cookies = CookiePolicy::new(args.public_url.as_deref(), &args.trusted_proxies)
+        .map_err(StartError::Flag)?;
     let time_limit = Args::seconds(args.task_time_limit, "--task-time-limit")?;
     let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
     let mut leptos_options = get_configuration(None)?.leptos_options;
@@ -459,28 +464,19 @@ async fn serve_app(args: Args) -> Result<(), StartError> {
     runner::rerun(&state, rerun).await;
 
     let dashboard_addr = args.dashboard_addr;
+    let public_host = args.public_url.as_deref().and_then(url_host);
     let hosts = AllowedHosts::new(
-        args.allowed_hosts.iter().map(String::as_str),
+        args.allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .chain(public_host),
         [addr, dashboard_addr],
     );
-    // Innermost first: the error statuses are read back before anything compresses them.
-    let app = Router::new()
-        .leptos_routes(&state, generate_route_list(App), {
-            let options = state.leptos_options.clone();
-            move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .route("/api/events", get(stream::events))
-        .route("/tasks/{id}/output", get(output::task_output))
-        .merge(app::ssr::api_v1::router(&state).0)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(from_fn(error_status))
-        .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))
-        .layer(from_fn(session_cookie))
-        .layer(CompressionLayer::new())
-        .layer(from_fn(count_requests))
-        .layer(from_fn_with_state(hosts.clone(), allowed_host))
-        .with_state(state.clone());
+    let policy = Arc::new(Policy::app(
+        state.dashboard_url.status(),
+        &state.leptos_options,
+    ));
+    let app = app_router(&state, hosts.clone(), cookies, policy);
     // With NATS workers the dashboard is the cluster's, but this process's own figures and
     // health are served here, on the app's listener.
     let app = match &cluster {
@@ -586,24 +582,6 @@ fn app_figures(state: &AppState) -> AppFigures {
             db_pruned,
         }
     })
-}
-
-/// `/metrics`, `/health` and `/json/*.json` alone, behind the host check.
-fn ops_router(ops: OpsState, hosts: AllowedHosts) -> Router {
-    dashboard::ssr::ops::routes()
-        .with_state(ops)
-        .layer(CompressionLayer::new())
-        .layer(from_fn(count_requests))
-        .layer(from_fn_with_state(hosts, allowed_host))
-}
-
-/// The cluster dashboard's listener: its own routes, behind the same host check as the app's.
-fn dashboard_router(state: &DashboardState, hosts: AllowedHosts) -> Router {
-    let shell = |options| app::document(options, dashboard::Dashboard);
-    dashboard::ssr::routes(state, Arc::from(hosts.frame_ancestors()), shell)
-        .layer(CompressionLayer::new())
-        .layer(from_fn(count_requests))
-        .layer(from_fn_with_state(hosts, allowed_host))
 }
 
 /// `offload cluster`: a local NATS unless one is named, this process's workers, and the

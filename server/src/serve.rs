@@ -4,6 +4,7 @@
 //! logged and retried shortly instead of ending the server.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 /// Limits that apply to each connection of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -46,10 +48,10 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(listener = name, %error, "accept failed; retrying shortly");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -66,7 +68,7 @@ pub async fn serve(
         let connection = builder
             .serve_connection_with_upgrades(
                 TokioIo::new(stream),
-                TowerToHyperService::new(app.clone()),
+                TowerToHyperService::new(app.clone().map_request(with_peer(peer))),
             )
             .into_owned();
         let connection = graceful.watch(connection);
@@ -84,5 +86,18 @@ pub async fn serve(
         () = tokio::time::sleep(limits.drain) => {
             tracing::info!(listener = name, "closed the connections still open");
         }
+    }
+}
+
+/// Tells each request of a connection who is at its other end (`ConnectInfo`, as axum's own
+/// server does): a trusted proxy's forwarded headers are believed only from its address.
+fn with_peer<B>(
+    peer: SocketAddr,
+) -> impl Fn(axum::http::Request<B>) -> axum::http::Request<B> + Clone {
+    move |mut request| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
     }
 }

@@ -100,16 +100,15 @@ fn TaskRow(
             <span class="task-waiting">
                 {move || (status() == TaskStatus::Queued).then(|| quota.get().waiting())}
             </span>
-            <div
+            // A `<progress>`, not a styled div: a width set in a `style` attribute is an inline
+            // style, which the pages' content security policy refuses.
+            <progress
                 class="bar"
-                role="progressbar"
                 aria-label=format!("{label} progress")
-                aria-valuemin="0"
-                aria-valuemax="100"
+                max="100"
+                value=move || one_decimal(percent())
                 aria-valuenow=move || one_decimal(percent())
-            >
-                <div class="fill" style:width=move || format!("{}%", one_decimal(percent()))></div>
-            </div>
+            ></progress>
             <span class="task-percent">{move || format!("{}%", one_decimal(percent()))}</span>
             <span class="task-elapsed">{elapsed}</span>
             <form class="cancel-form" method="post" action="/api/cancel" on:submit=cancel>

@@ -68,6 +68,14 @@ fn Viewer(config: ViewerConfig, requested: Option<String>) -> impl IntoView {
     let count = config.views.len();
     let labels = config.views.into_iter().map(|(label, _)| label).collect();
     view! {
+        // The picker's form for a browser that runs no script: the select names it, and its
+        // button exists only then. It stays outside the island, whose hydration would not
+        // find a `<noscript>`'s children where scripts run.
+        <form id=PICKER_FORM method="get" action="/dashboard">
+            <noscript>
+                <button type="submit" class="primary">"Show"</button>
+            </noscript>
+        </form>
         <ViewPicker base=config.base_url labels chosen refusal />
         <p class="viewer-link">
             <a href=config.status_url target="_blank" rel="noopener">"Cluster dashboard"</a>
@@ -77,9 +85,14 @@ fn Viewer(config: ViewerConfig, requested: Option<String>) -> impl IntoView {
     }
 }
 
+/// The `id` of the picker's form (`/dashboard?view=…`), which works without JavaScript.
+const PICKER_FORM: &str = "view-picker";
+
 /// The select and the iframe: the page's island, so choosing a view needs no page load. The
 /// choice is kept in the URL (`?view=`) without leaving the page. A view's page is
-/// `individual-<label>` on every dashboard (see `parse_plots`).
+/// `individual-<label>` on every dashboard (see `parse_plots`). The select is never set from
+/// the island's state: what it holds is the person's, so a view chosen before the WASM had
+/// loaded is still there at hydration, and shown then.
 #[island]
 fn ViewPicker(
     base: String,
@@ -87,15 +100,24 @@ fn ViewPicker(
     chosen: String,
     refusal: Option<String>,
 ) -> impl IntoView {
-    let label = RwSignal::new(chosen);
+    let label = RwSignal::new(chosen.clone());
     let refusal = RwSignal::new(refusal);
-    let on_change = move |ev: leptos::ev::Event| {
-        let chosen = event_target_value(&ev);
+    let show = move |chosen: String| {
         #[cfg(feature = "hydrate")]
         replace_url(&format!("/dashboard?view={chosen}"));
         refusal.set(None);
         label.set(chosen);
     };
+    let select = NodeRef::<leptos::html::Select>::new();
+    // Runs once hydrated (effects never run on the server): a choice made before is applied.
+    Effect::new(move || {
+        if let Some(select) = select.get() {
+            let held = select.value();
+            if held != label.get_untracked() {
+                show(held);
+            }
+        }
+    });
     view! {
         <p class="input-error" role="alert">{move || refusal.get()}</p>
         <div class="viewer-body">
@@ -106,12 +128,19 @@ fn ViewPicker(
             ></iframe>
             <label class="viewer-select">
                 <span class="field-label">"View"</span>
-                <select size="25" on:change=on_change prop:value=move || label.get()>
+                <select
+                    name="view"
+                    form=PICKER_FORM
+                    size="25"
+                    node_ref=select
+                    on:change=move |ev| show(event_target_value(&ev))
+                >
                     {labels
                         .into_iter()
                         .map(|l| {
+                            let selected = l == chosen;
                             let text = l.clone();
-                            view! { <option value=l>{text}</option> }
+                            view! { <option value=l selected=selected>{text}</option> }
                         })
                         .collect_view()}
                 </select>

@@ -259,7 +259,7 @@ impl FromRequestParts<AppState> for Owner {
                 .sessions
                 .store()
                 .token_owner(presented)
-                .map_err(|e| AppError::Unavailable(e.to_string()))?
+                .map_err(AppError::from)?
                 .ok_or_else(|| {
                     ApiError::Unauthorized(
                         "that token is not valid: it was revoked or mistyped (`offload token \
@@ -547,7 +547,7 @@ pub(crate) async fn owned_record(
         .store()
         .task(&owner.0, id)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .map_err(AppError::from)?
         .ok_or_else(|| not_found(id))
 }
 
@@ -664,7 +664,7 @@ async fn idempotent_submit(
         .store()
         .by_idempotency_key(&owner.0, key)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        .map_err(AppError::from)?;
     match earlier {
         Some((_, first)) if first != request => Err(reused().into()),
         Some((id, _)) => {
@@ -788,7 +788,7 @@ async fn list(
         .store()
         .tasks(&owner.0.0, filter)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+        .map_err(AppError::from)?;
     let next_cursor = more
         .then(|| records.last().map(|r| r.id.to_string()))
         .flatten();

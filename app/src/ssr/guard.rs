@@ -1,6 +1,7 @@
 //! Request guards: only allowed `Host` names are answered (against DNS rebinding), every
-//! request gets a session id from an HttpOnly, SameSite=Lax cookie, and state-changing requests
-//! from another origin are refused before any server function runs.
+//! request gets a session id from an HttpOnly, SameSite=Lax cookie (`Secure` and `__Host-` when
+//! the page is served over HTTPS: [`CookiePolicy`]), and state-changing requests from another
+//! origin are refused before any server function runs.
 
 use std::sync::Arc;
 
@@ -10,7 +11,11 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "offload_session";
+/// Its name over HTTPS: browsers keep a `__Host-` cookie only if it is `Secure`, has `Path=/`
+/// and no `Domain`, so no other host and no plain-HTTP page can set or overwrite it.
+pub const SECURE_COOKIE: &str = "__Host-offload_session";
 
 /// The browser session a request belongs to, put into request extensions by [`session_cookie`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,14 +44,15 @@ impl SessionId {
             .then(|| Self(raw.to_ascii_lowercase()))
     }
 
-    fn from_headers(headers: &axum::http::HeaderMap) -> Option<Self> {
+    /// The session named by the cookie called `cookie`.
+    fn from_headers(headers: &axum::http::HeaderMap, cookie: &str) -> Option<Self> {
         headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
+            .find(|(name, _)| *name == cookie)
             .and_then(|(_, value)| Self::parse(value))
     }
 }
@@ -56,10 +62,91 @@ impl SessionId {
 #[derive(Debug, Clone, Copy)]
 pub struct FreshSession;
 
+/// When the session cookie is `Secure` (and so named [`SECURE_COOKIE`]): always when the
+/// public address is HTTPS, else for requests a trusted proxy says came over HTTPS.
+#[derive(Debug, Clone, Default)]
+pub struct CookiePolicy {
+    /// The public address is `https://` (`--public-url`): every cookie is `Secure`.
+    https: bool,
+    /// Peers whose `X-Forwarded-Proto` is believed (`--trusted-proxies`).
+    trusted_proxies: Arc<[ipnet::IpNet]>,
+}
+
+impl CookiePolicy {
+    /// `public_url` is the address people open, if it was given; `trusted_proxies` are IP
+    /// addresses or CIDR networks (`10.0.0.0/8`).
+    pub fn new(public_url: Option<&str>, trusted_proxies: &[String]) -> Result<Self, String> {
+        let https = match public_url.map(str::trim) {
+            None | Some("") => false,
+            Some(url) => {
+                let lower = url.to_ascii_lowercase();
+                if lower.starts_with("https://") {
+                    true
+                } else if lower.starts_with("http://") {
+                    false
+                } else {
+                    return Err(format!(
+                        "--public-url must start with http:// or https:// (got {url:?})"
+                    ));
+                }
+            }
+        };
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .map(|raw| raw.trim())
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                raw.parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!(
+                            "--trusted-proxies takes IP addresses or networks such as \
+                             10.0.0.0/8 (got {raw:?})"
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            https,
+            trusted_proxies,
+        })
+    }
+
+    /// Whether `request` reached the browser over HTTPS, as far as this server can know.
+    fn secure(&self, request: &Request) -> bool {
+        if self.https {
+            return true;
+        }
+        let from_trusted_proxy = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|peer| {
+                self.trusted_proxies
+                    .iter()
+                    .any(|net| net.contains(&peer.ip()))
+            });
+        // The first value is the one the proxy nearest the browser wrote.
+        from_trusted_proxy
+            && request
+                .headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    }
+}
+
 /// Middleware: attaches the request's [`SessionId`], issuing a new cookie when there is none.
-/// Issuing a cookie creates nothing on the server: a session exists from its first submit.
-pub async fn session_cookie(mut request: Request, next: Next) -> Response {
-    let existing = SessionId::from_headers(request.headers());
+/// Issuing a cookie creates nothing on the server: a session exists from its first submit. Over
+/// HTTPS only the `__Host-` cookie names a session, so a cookie planted over plain HTTP cannot.
+pub async fn session_cookie(
+    State(policy): State<CookiePolicy>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let secure = policy.secure(&request);
+    let name = if secure { SECURE_COOKIE } else { COOKIE };
+    let existing = SessionId::from_headers(request.headers(), name);
     let id = existing.clone().unwrap_or_else(SessionId::generate);
     request.extensions_mut().insert(id.clone());
     if existing.is_none() {
@@ -67,7 +154,11 @@ pub async fn session_cookie(mut request: Request, next: Next) -> Response {
     }
     let mut response = next.run(request).await;
     if existing.is_none() {
-        let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", id.0);
+        let cookie = if secure {
+            format!("{name}={}; Secure; HttpOnly; SameSite=Lax; Path=/", id.0)
+        } else {
+            format!("{name}={}; Path=/; HttpOnly; SameSite=Lax", id.0)
+        };
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
@@ -129,6 +220,17 @@ impl AllowedHosts {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// The host an absolute URL names: `https://user@Offload.example.org:8443/x` →
+/// `Offload.example.org`.
+pub fn url_host(url: &str) -> Option<&str> {
+    let (_, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    Some(host_of(authority)).filter(|host| !host.is_empty())
 }
 
 /// `host:port` → `host`; `[::1]:3000` → `[::1]`.
@@ -310,13 +412,71 @@ mod tests {
             HeaderValue::from_static("a=b; offload_session=0123456789abcdef0123456789ABCDEF"),
         );
         assert_eq!(
-            SessionId::from_headers(&headers),
+            SessionId::from_headers(&headers, COOKIE),
             Some(SessionId("0123456789abcdef0123456789abcdef".into()))
         );
+        // Over HTTPS only the __Host- cookie counts.
+        assert_eq!(SessionId::from_headers(&headers, SECURE_COOKIE), None);
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("offload_session=<script>"),
         );
-        assert_eq!(SessionId::from_headers(&headers), None);
+        assert_eq!(SessionId::from_headers(&headers, COOKIE), None);
+    }
+
+    fn through(peer: &str, proto: Option<&str>) -> Request<Body> {
+        let mut request = Request::builder().uri("/");
+        if let Some(proto) = proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
+    }
+
+    #[test]
+    fn https_is_believed_from_the_public_url_or_a_trusted_proxy_only() {
+        let plain = CookiePolicy::new(None, &[]).unwrap();
+        assert!(!plain.secure(&through("127.0.0.1:5000", Some("https"))));
+        let public = CookiePolicy::new(Some("https://offload.example.org"), &[]).unwrap();
+        assert!(public.secure(&through("127.0.0.1:5000", None)));
+        let proxied = CookiePolicy::new(None, &["10.0.0.0/8".into(), " 127.0.0.1".into()]).unwrap();
+        assert!(proxied.secure(&through("127.0.0.1:5000", Some("HTTPS"))));
+        assert!(proxied.secure(&through("10.1.2.3:5000", Some("https, http"))));
+        assert!(!proxied.secure(&through("10.1.2.3:5000", Some("http"))));
+        assert!(!proxied.secure(&through("10.1.2.3:5000", None)));
+        // Anyone else may write the header: it is not believed.
+        assert!(!proxied.secure(&through("192.0.2.7:5000", Some("https"))));
+        assert!(!proxied.secure(&post(&[("x-forwarded-proto", "https")])));
+    }
+
+    #[test]
+    fn a_urls_host_is_found_without_port_or_user() {
+        assert_eq!(
+            url_host("https://user@Offload.example.org:8443/x?y"),
+            Some("Offload.example.org")
+        );
+        assert_eq!(url_host("http://[::1]:3000/"), Some("[::1]"));
+        assert_eq!(url_host("https://"), None);
+        assert_eq!(url_host("offload.example.org"), None);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_reason() {
+        let error = CookiePolicy::new(Some("offload.example.org"), &[]).unwrap_err();
+        assert!(error.contains("--public-url must start with"), "{error}");
+        let error = CookiePolicy::new(None, &["10.0.0.0/33".into()]).unwrap_err();
+        assert!(
+            error.contains("--trusted-proxies takes IP addresses"),
+            "{error}"
+        );
+        assert!(
+            !CookiePolicy::new(Some("http://offload.example.org"), &[])
+                .unwrap()
+                .https
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod api_v1;
 pub mod guard;
 pub mod output;
 pub mod runner;
+pub mod security;
 pub mod sessions;
 pub mod state;
 pub mod status;
@@ -14,6 +15,10 @@ pub mod store;
 pub mod stream;
 pub mod tokens;
 
-pub use guard::{AllowedHosts, SessionId, allowed_host, refuse_cross_site, session_cookie};
+pub use guard::{
+    AllowedHosts, CookiePolicy, SessionId, allowed_host, refuse_cross_site, session_cookie,
+    url_host,
+};
+pub use security::{Policy, security_headers};
 pub use sessions::{SessionConfig, Sessions};
 pub use state::{AppState, Shutdown};

@@ -1,6 +1,8 @@
 //! `GET /tasks/{id}/output` (and the API's `/api/v1/tasks/{id}/output`): a task's binary
 //! output (a picture), to the owner that submitted it. Stored once when the task ended; the
-//! page's live stream and the detail page only link to it.
+//! page's live stream and the detail page only link to it. Whatever a task wrote runs no
+//! script as this origin: like every response that is not a page, it goes out with a
+//! sandboxing policy and `nosniff` ([`crate::ssr::security`]).
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -45,7 +47,7 @@ pub async fn owned_output(
         .store()
         .output(&owner.0, task)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
+        .map_err(AppError::from)?
         .ok_or_else(|| AppError::NotFound(no_output(&task.to_string())))?;
     let disposition = if SHOWN.contains(&media_type.as_str()) {
         "inline".to_owned()
@@ -60,12 +62,6 @@ pub async fn owned_output(
             (
                 header::CACHE_CONTROL,
                 "private, max-age=31536000, immutable".to_owned(),
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-            // Whatever a task wrote, it runs no script as this origin.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; sandbox".to_owned(),
             ),
         ],
         bytes,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -330,35 +330,18 @@ fn plots_json() -> serde_json::Map<String, serde_json::Value> {
         .collect()
 }
 
-/// What the dashboard listener refuses, and who may frame its pages.
-#[derive(Clone)]
-pub struct ListenerRules {
-    /// The paths of every server function in the binary: Leptos registers them on every
-    /// router it builds, and none of them is the dashboard's.
-    pub server_fns: Arc<HashSet<&'static str>>,
-    /// The `frame-ancestors` sources: pages of the allowed hosts only.
-    pub frame_ancestors: Arc<str>,
-}
-
-/// Middleware for the dashboard listener: the app's server functions are not there (404),
-/// and its pages may be framed only by pages of the allowed hosts.
+/// Middleware for the dashboard listener: the app's server functions, which Leptos registers
+/// on every router it builds (`server_fns`: all their paths), are not there (404).
 pub async fn dashboard_only(
-    State(rules): State<ListenerRules>,
+    State(server_fns): State<Arc<HashSet<&'static str>>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let mut response = if rules.server_fns.contains(request.uri().path()) {
+    if server_fns.contains(request.uri().path()) {
         (StatusCode::NOT_FOUND, "not a dashboard path").into_response()
     } else {
         next.run(request).await
-    };
-    let frame_ancestors = &rules.frame_ancestors;
-    if let Ok(csp) = HeaderValue::from_str(&format!("frame-ancestors {frame_ancestors}")) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    response
 }
 
 #[cfg(test)]

@@ -96,12 +96,11 @@ impl AppFigures {
 
 /// The dashboard listener's routes: its pages, their frames, the site's files and the ops
 /// endpoints. The app's server functions, which Leptos registers on every router it builds,
-/// are refused there; any other path is the router's 404. Pages may be framed by
-/// `frame_ancestors` only.
-/// `shell` is the site's HTML document around [`Dashboard`], with the dashboard's bundle.
+/// are refused there; any other path is the router's 404.
+/// `shell` is the site's HTML document around [`Dashboard`], with the dashboard's bundle (and
+/// the listener's content security policy: the binary's to choose).
 pub fn routes<IV: IntoView + 'static>(
     state: &DashboardState,
-    frame_ancestors: Arc<str>,
     shell: impl Fn(LeptosOptions) -> IV + Clone + Send + Sync + 'static,
 ) -> Router {
     Router::new()
@@ -118,14 +117,11 @@ pub fn routes<IV: IntoView + 'static>(
             shell,
         ))
         .layer(from_fn_with_state(
-            feed::ListenerRules {
-                server_fns: Arc::new(
-                    leptos::server_fn::axum::server_fn_paths()
-                        .map(|(path, _)| path)
-                        .collect(),
-                ),
-                frame_ancestors,
-            },
+            Arc::new(
+                leptos::server_fn::axum::server_fn_paths()
+                    .map(|(path, _)| path)
+                    .collect(),
+            ),
             feed::dashboard_only,
         ))
         .with_state(state.clone())
