@@ -321,7 +321,7 @@ async fn own_task(
     id: u64,
 ) -> Result<crate::ssr::store::TaskRecord, AppError> {
     let session = request::session_id().await?;
-    crate::ssr::api_v1::owned_record(state, &session, id).await
+    crate::ssr::api::owned_record(state, &session, id).await
 }
 
 /// The app's version and the cluster's size, for the footer.

@@ -24,6 +24,7 @@ pub fn state_colour(state: TaskState) -> Rgb {
         TaskState::Cancelled => ORANGE,
         TaskState::Running => BLUE,
         TaskState::Queued => GREY,
+        TaskState::Lost => PURPLE,
     }
 }
 

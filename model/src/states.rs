@@ -2,8 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a task is in its life.
+use crate::page::Outcome;
+
+/// Where a task is in its life: the cluster's events, the dashboard and the API say it alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     Queued,
@@ -11,6 +14,9 @@ pub enum TaskState {
     Finished,
     Failed,
     Cancelled,
+    /// Ended without a result: its worker was never heard from again. (The cluster counts it
+    /// among the failed, with a flag; the app's record says it.)
+    Lost,
 }
 
 impl TaskState {
@@ -26,6 +32,29 @@ impl TaskState {
             Self::Finished => "finished",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Lost => "lost",
+        }
+    }
+
+    /// How a task in this state ended, if it has.
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            Self::Queued | Self::Running => None,
+            Self::Finished => Some(Outcome::Finished),
+            Self::Failed => Some(Outcome::Failed),
+            Self::Cancelled => Some(Outcome::Cancelled),
+            Self::Lost => Some(Outcome::Lost),
+        }
+    }
+}
+
+impl From<Outcome> for TaskState {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Finished => Self::Finished,
+            Outcome::Failed => Self::Failed,
+            Outcome::Cancelled => Self::Cancelled,
+            Outcome::Lost => Self::Lost,
         }
     }
 }

@@ -40,7 +40,7 @@ pub fn app_router(
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(page))
         .route("/api/events", get(stream::events))
         .route("/tasks/{id}/output", get(output::task_output))
-        .merge(app::ssr::api_v1::router(state).0)
+        .merge(app::ssr::api::router(state).0)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(from_fn(error_status))
         .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))

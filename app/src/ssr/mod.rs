@@ -2,8 +2,7 @@
 //! their durable store, each task's journey, the live update stream and the request guards.
 //! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
-pub mod api_events;
-pub mod api_v1;
+pub mod api;
 pub mod guard;
 pub mod output;
 pub mod runner;

@@ -28,7 +28,7 @@ pub struct AppState {
     pub dashboard_url: DashboardUrl,
     /// API submissions under an `Idempotency-Key` that are in progress, one at a time per
     /// owner and key.
-    pub idempotency: Arc<crate::ssr::api_v1::IdempotencyLocks>,
+    pub idempotency: Arc<crate::ssr::api::IdempotencyLocks>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -58,7 +58,7 @@ fn too_large(api: bool) -> Response {
         MAX_BODY_BYTES / 1024
     ));
     if api {
-        return crate::ssr::api_v1::problem(413, error.to_string(), None);
+        return crate::ssr::api::problem(413, error.to_string(), None);
     }
     let body = serde_json::to_string(&error).unwrap_or_default();
     (

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,11 +18,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
 use utoipa::ToSchema;
 
+use super::extract::{Owner, TaskIdPath};
+use super::problem::{ApiError, Problem};
+use super::tasks::owned_record;
 use crate::AppError;
 use crate::ssr::AppState;
-use crate::ssr::api_v1::{ApiError, Owner, Problem, TaskState};
 use crate::ssr::sessions::{Resume, Session};
 use crate::ssr::stream::StreamPermit;
+use model::TaskState;
 use model::page::{Outcome, PageUpdate, QueuedTask, TaskStatus, TerminalLine};
 
 /// A task's state as an event carries it (`event: task`).
@@ -66,7 +69,7 @@ impl From<&TerminalLine> for TaskEvent {
         Self {
             id: line.task,
             kind: None,
-            state: TaskState::ended(line.outcome),
+            state: TaskState::from(line.outcome),
             progress: if line.outcome == Outcome::Finished {
                 1.0
             } else {
@@ -89,7 +92,7 @@ impl From<&TerminalLine> for TaskEvent {
         (status = 503, description = "Too many streams are open (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn events(
+pub(super) async fn events(
     owner: Owner,
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -114,20 +117,19 @@ pub async fn events(
         (status = 503, description = "Too many streams are open (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn task_events(
+pub(super) async fn task_events(
     owner: Owner,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    TaskIdPath(id): TaskIdPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = crate::ssr::api_v1::task_id(&id)?;
-    let record = crate::ssr::api_v1::owned_record(&state, &owner.0, id).await?;
+    let record = owned_record(&state, &owner.0, id).await?;
     if let Some(outcome) = record.outcome {
         // Ended already: its last event, and the stream ends.
         let last = TaskEvent {
             id,
             kind: Some(record.task_type),
-            state: TaskState::ended(outcome),
+            state: TaskState::from(outcome),
             progress: if outcome == Outcome::Finished {
                 1.0
             } else {
