@@ -58,6 +58,7 @@ mod scheduler;
 mod schema;
 mod stats;
 mod task;
+mod watchdog;
 mod work;
 
 pub use admission::{ClusterConfig, MAX_OUTPUT_BYTES};

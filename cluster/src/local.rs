@@ -1,10 +1,9 @@
 //! The first way to run a released task: on a worker OS thread of this process, never on
-//! tokio's threads. Also the watchdog thread, which stops tasks past the time limit for
-//! either way.
+//! tokio's threads.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::TaskContext;
 use crate::scheduler::{Core, Job, SpawnError, millis, spawn};
@@ -48,18 +47,4 @@ fn run(core: &Core, slot: usize, job: Job) {
     let compute_ms = millis(started.elapsed());
     record_duration(&job.name, compute_ms);
     core.finish(slot, job, outcome, Some(ran), output_bytes, compute_ms);
-}
-
-/// Stops tasks that run past `limit`, through the same flag as a cancel; the task then
-/// reports the time limit. Scanning the running tasks a few times a second costs nothing
-/// measurable and needs no wake-up on every task start.
-pub(crate) fn watchdog(core: &Weak<Core>, limit: Duration) {
-    let tick = (limit / 10).clamp(Duration::from_millis(10), Duration::from_millis(100));
-    loop {
-        std::thread::sleep(tick);
-        let Some(core) = core.upgrade() else { return };
-        if !core.stop_overdue(limit) {
-            return;
-        }
-    }
 }

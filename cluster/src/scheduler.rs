@@ -229,7 +229,11 @@ impl Scheduler {
             Some(limit) => {
                 let watched = Arc::downgrade(&core);
                 Some(spawn("offload-watchdog".into(), move || {
-                    crate::local::watchdog(&watched, limit);
+                    crate::watchdog::watch(limit, |limit| {
+                        watched
+                            .upgrade()
+                            .is_some_and(|core| core.stop_overdue(limit))
+                    });
                 })?)
             }
             None => None,

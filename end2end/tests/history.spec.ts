@@ -106,3 +106,19 @@ test('once hydrated, the first page offers the tasks submitted or ended since it
   await expect(rows(page).first()).toContainText('primes(100)');
   await expect(newer).toHaveCount(0);
 });
+
+test('a long unbroken result wraps: the history fits a 1,280 and a 390 pixel window', async ({ page }) => {
+  await openTaskPage(page);
+  // A text as long as the form takes, its digest and the call both single unbroken runs.
+  const text = 'x'.repeat(300);
+  await post(page, '/api/submit', { task: 'hash-chain', text, algorithm: 'blake3', rounds: '1' });
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.goto('/history?type=hash-chain');
+    await expect(rows(page).first()).toContainText(/blake3×1\("x+…?"\)=[0-9a-f]{64}/);
+    const sideways = await page.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
+    expect(sideways, `pixels of sideways scroll at ${width} px`).toBeLessThanOrEqual(0);
+  }
+});

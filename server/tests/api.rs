@@ -750,8 +750,9 @@ async fn one_idempotency_key_makes_one_task_however_many_copies_arrive_at_once()
 
     // Remembered across a restart, with the task's record.
     let server = server.crash_and_restart().await;
+    // (A post with no JSON body at all is refused as not JSON.)
     let (status, _, after) = bot.call(&server, Method::POST, "/api/v1/tasks", None).await;
-    assert_eq!(status.as_u16(), 400, "{after}");
+    assert_eq!(status.as_u16(), 415, "{after}");
     let replay = with_json(
         bot.request(&server, Method::POST, "/api/v1/tasks")
             .header("idempotency-key", "order-7"),
@@ -993,4 +994,43 @@ async fn the_quota_matches_the_flags_and_a_held_task_says_why() {
         )
         .await;
     }
+}
+
+/// Issue 26: a type this server no longer runs stays findable, the same on `/history` and
+/// through the API; a name no task ever had finds nothing on either (not a refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_no_longer_run_here_stays_findable_on_the_history_and_the_api() {
+    let server = Server::start(&["--workers", "2"]).await;
+    let session = Session::new();
+    let id = session.submit_ok(&server, 7).await;
+    common::line_of(&server, &session, 7).await;
+    // As a later build would find it: the row's type is one its registry lacks.
+    let conn = app::ssr::store::open_shared(&server.data, tasks::FIRST_RELEASE).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute(
+        "UPDATE tasks SET task_type = 'retired' WHERE id = ?1",
+        [id as i64],
+    )
+    .unwrap();
+
+    let response = session
+        .request(Method::GET, server.url("/history?type=retired"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(&format!("href=\"/tasks/{id}\"")), "{html}");
+    assert!(html.contains("retired (no longer run here)"), "{html}");
+    let page = session
+        .get_json(&server, "/api/v1/tasks?type=retired")
+        .await;
+    assert_eq!(page["tasks"][0]["id"], id, "{page}");
+
+    let html = session.get_text(&server, "/history?type=never-was").await;
+    assert!(html.contains("No task matches."), "{html}");
+    let page = session
+        .get_json(&server, "/api/v1/tasks?type=never-was")
+        .await;
+    assert_eq!(page["tasks"], json!([]), "{page}");
 }

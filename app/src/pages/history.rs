@@ -62,6 +62,15 @@ fn Results(page: HistoryPage) -> impl IntoView {
         older,
         newest,
     } = page;
+    // A type this server no longer runs, asked for by a link or an older page: still a choice.
+    let retired = query
+        .kind
+        .clone()
+        .filter(|kind| !types.iter().any(|(name, _)| name == kind))
+        .map(|kind| {
+            let label = format!("{kind} (no longer run here)");
+            view! { <option value=kind selected=true>{label}</option> }
+        });
     let type_options = types
         .into_iter()
         .map(|(name, title)| {
@@ -95,7 +104,7 @@ fn Results(page: HistoryPage) -> impl IntoView {
         .collect_view();
     view! {
         <form class="history-filters" method="get" action="/history" role="search" aria-label="Filter your tasks">
-            <label>"Type " <select name="type"><option value="">"All types"</option>{type_options}</select></label>
+            <label>"Type " <select name="type"><option value="">"All types"</option>{type_options}{retired}</select></label>
             <label>"Outcome " <select name="outcome"><option value="">"Any outcome"</option>{outcome_options}</select></label>
             <label>"Search " <input type="search" name="q" value=query.text.clone().unwrap_or_default() placeholder="input or result" maxlength="200" /></label>
             <button type="submit" class="primary">"Filter"</button>

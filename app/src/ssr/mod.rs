@@ -12,7 +12,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod stream;
-pub mod tokens;
+pub use store::tokens;
 
 pub use guard::{
     AllowedHosts, CookiePolicy, SessionId, allowed_host, refuse_cross_site, session_cookie,

@@ -5,7 +5,7 @@
 //! Each frame is encoded once and published on a `watch` channel: a page that is slow simply
 //! skips to the newest frame, and the cost does not grow with the number of open views.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,24 +16,16 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use cluster::WorkerState;
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 use model::View;
-use model::frame::{
-    DashboardFrame, ExceptionRow, GpuRow, HISTORY, Profiles, Sample, TaskBar, TaskGroup, Transfer,
-    WorkerRow,
-};
-use model::{TaskState, Totals};
+use model::frame::Profiles;
 
 use crate::ssr::DashboardState;
+use crate::ssr::frame::{HostSample, Sampler};
 use crate::ssr::profiler::Profiler;
-
-/// How far back the task stream looks.
-const TASK_STREAM_WINDOW_MS: u64 = 60_000;
-const TASK_STREAM_MAX: usize = 500;
 
 pub struct DashboardFeed {
     /// None until the first sample.
@@ -82,8 +74,8 @@ impl HostProbe {
         }
     }
 
-    /// (memory used, memory total, net rx, net tx, disk read, disk write) since the last call.
-    fn sample(&mut self) -> (u64, u64, u64, u64, u64, u64) {
+    /// Memory now, and the bytes moved since the last call.
+    fn sample(&mut self) -> HostSample {
         self.system.refresh_memory();
         self.networks.refresh(true);
         let (rx, tx) = self.networks.values().fold((0, 0), |(rx, tx), n| {
@@ -100,17 +92,18 @@ impl HostProbe {
                 (usage.read_bytes, usage.written_bytes)
             })
         });
-        (
-            self.system.used_memory(),
-            self.system.total_memory(),
-            rx,
-            tx,
-            read,
-            written,
-        )
+        HostSample {
+            memory_used: self.system.used_memory(),
+            memory_total: self.system.total_memory(),
+            net_rx: rx,
+            net_tx: tx,
+            disk_read: read,
+            disk_written: written,
+        }
     }
 }
 
+/// Takes a frame of `client`'s stats every `period` and publishes it, encoded once.
 async fn sample(
     client: cluster::Client,
     frames: watch::Sender<Option<Arc<str>>>,
@@ -120,168 +113,17 @@ async fn sample(
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut host = HostProbe::new();
-    let mut history: VecDeque<Sample> = VecDeque::with_capacity(HISTORY);
-    let mut last_busy: HashMap<usize, f64> = HashMap::new();
-    let mut last_at = cluster::now_ms();
+    let mut sampler = Sampler::default();
     loop {
         ticks.tick().await;
-        let stats = client.stats();
-        let now = stats.at_ms;
-        let dt_ms = (now.saturating_sub(last_at)).max(1) as f64;
-        last_at = now;
-        let (mem_used, mem_total, rx, tx, read, written) = host.sample();
-        let per_sec = |bytes: u64| bytes as f64 * 1000.0 / dt_ms;
-
-        let workers: Vec<WorkerRow> = stats
-            .workers
-            .iter()
-            .map(|w| {
-                let running_ms = w
-                    .current_started_at_ms
-                    .map_or(0.0, |s| now.saturating_sub(s) as f64);
-                let busy = w.busy_ms + running_ms;
-                let before = last_busy.insert(w.id, busy).unwrap_or(busy);
-                WorkerRow {
-                    id: w.id,
-                    process: w.process.as_deref().map(str::to_owned),
-                    state: w.state,
-                    current: w
-                        .current
-                        .zip(w.current_task.as_ref())
-                        .map(|(id, name)| format!("{name} #{id}")),
-                    tasks_done: w.tasks_done,
-                    busy_percent: ((busy - before) / dt_ms * 100.0).clamp(0.0, 100.0),
-                    processing: usize::from(w.state == WorkerState::Busy),
-                    cpu_percent: f64::from(stats.process.cpu_percent),
-                    memory_bytes: stats.process.memory_bytes,
-                }
-            })
-            .collect();
-
-        let mut recent: Vec<TaskBar> = stats
-            .recent
-            .iter()
-            .filter(|t| t.ended_at_ms + TASK_STREAM_WINDOW_MS >= now)
-            .filter_map(|t| {
-                Some(TaskBar {
-                    id: t.id.0,
-                    name: t.name.to_string(),
-                    worker: t.worker?,
-                    state: t.state,
-                    start_ms: t.started_at_ms?,
-                    end_ms: t.ended_at_ms,
-                })
-            })
-            .collect();
-        recent.extend(stats.workers.iter().filter_map(|w| {
-            Some(TaskBar {
-                id: w.current?.0,
-                name: w.current_task.as_deref()?.to_owned(),
-                worker: w.id,
-                state: TaskState::Running,
-                start_ms: w.current_started_at_ms?,
-                end_ms: now,
-            })
-        }));
-        let skip = recent.len().saturating_sub(TASK_STREAM_MAX);
-        recent.drain(..skip);
-
-        if history.len() == HISTORY {
-            history.pop_front();
-        }
-        history.push_back(Sample {
-            at_ms: now,
-            process_cpu: f64::from(stats.process.cpu_percent),
-            process_memory: stats.process.memory_bytes,
-            host_memory_used: mem_used,
-            host_memory_total: mem_total,
-            net_rx: per_sec(rx),
-            net_tx: per_sec(tx),
-            disk_read: per_sec(read),
-            disk_write: per_sec(written),
-            worker_busy: workers.iter().map(|w| w.busy_percent).collect(),
-            queued: stats.totals.queued,
-            running: stats.totals.running,
-        });
-
-        let groups: Vec<TaskGroup> = stats
-            .groups
-            .iter()
-            .map(|g| TaskGroup {
-                name: g.name.to_string(),
-                counts: Totals {
-                    submitted: g.queued + g.running + g.finished + g.failed + g.cancelled,
-                    queued: g.queued,
-                    running: g.running,
-                    finished: g.finished,
-                    failed: g.failed,
-                    cancelled: g.cancelled,
-                    lost: g.lost,
-                },
-                wait_ms: g.wait_ms,
-                compute_ms: g.compute_ms,
-                output_bytes: g.output_bytes,
-                p50_ms: g.percentile(0.5),
-                p99_ms: g.percentile(0.99),
-            })
-            .collect();
-        let frame = DashboardFrame {
-            at_ms: now,
-            backend: client.backend(),
-            cores: stats.process.cores,
-            totals: stats.totals,
-            queue_capacity: stats.queue_capacity,
-            recent,
-            exceptions: stats
-                .failures
-                .iter()
-                .map(|t| ExceptionRow {
-                    at_ms: t.ended_at_ms,
-                    id: t.id.0,
-                    name: t.name.to_string(),
-                    worker: t.worker,
-                    error: t.error.clone().unwrap_or_default(),
-                })
-                .collect(),
-            history: history.iter().cloned().collect(),
-            bandwidth: vec![
-                Transfer {
-                    kind: "task inputs".into(),
-                    bytes: stats.groups.iter().map(|g| g.input_bytes).sum(),
-                },
-                Transfer {
-                    kind: "task results".into(),
-                    bytes: stats.groups.iter().map(|g| g.output_bytes).sum(),
-                },
-            ],
-            bandwidth_by_worker: stats
-                .workers
-                .iter()
-                .map(|w| (w.id, w.output_bytes))
-                .collect(),
-            in_process: client.backend() == cluster::Backend::Embedded,
-            gpus: (!stats.gpus.is_empty()).then(|| {
-                stats
-                    .gpus
-                    .iter()
-                    .map(|g| GpuRow {
-                        name: g.name.clone(),
-                        utilization: g.utilization_percent,
-                        memory_used: g.memory_used_bytes,
-                        memory_total: g.memory_total_bytes,
-                    })
-                    .collect()
-            }),
-            profiles: profiler.as_ref().map_or_else(
-                || Profiles {
-                    disabled: true,
-                    ..Profiles::default()
-                },
-                |p| p.latest(),
-            ),
-            workers,
-            groups,
-        };
+        let profiles = profiler.as_ref().map_or_else(
+            || Profiles {
+                disabled: true,
+                ..Profiles::default()
+            },
+            |p| p.latest(),
+        );
+        let frame = sampler.frame(&client.stats(), host.sample(), client.backend(), profiles);
         match serde_json::to_string(&frame) {
             Ok(json) => {
                 frames.send_replace(Some(Arc::from(json)));
@@ -347,6 +189,7 @@ pub async fn dashboard_only(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::frame::DashboardFrame;
 
     #[test]
     fn plots_json_lists_all_27_with_dask_titles() {

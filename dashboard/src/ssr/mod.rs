@@ -3,6 +3,7 @@
 //! listener's route table ([`routes`]).
 
 pub mod feed;
+mod frame;
 pub mod ops;
 pub mod profiler;
 

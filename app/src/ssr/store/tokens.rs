@@ -29,7 +29,7 @@ pub enum TokenError {
     #[error("the token database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
-    Store(#[from] super::store::StoreError),
+    Store(#[from] super::StoreError),
 }
 
 /// A token as `offload token list` shows it (never its secret).
@@ -52,7 +52,7 @@ impl Tokens {
     /// Opens the database of `data_dir` (creating and migrating it if needed).
     pub fn open(data_dir: &Path, legacy_type: &str) -> Result<Self, TokenError> {
         Ok(Self {
-            conn: super::store::open_shared(data_dir, legacy_type)?,
+            conn: super::schema::open_shared(data_dir, legacy_type)?,
         })
     }
 

@@ -1,0 +1,93 @@
+use super::tests::keep_all;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::schema::migrations;
+use super::*;
+use model::page::{Outcome, TerminalLine};
+
+/// A data directory written by the first release's `offload` binary: n = 10 and 20
+/// finished, then the server was killed with SIGKILL while n = 45 ran and n = 46 waited;
+/// the session's form offered 47.
+const FIRST_RELEASE: &[u8] =
+    include_bytes!("../../../tests/fixtures/first-release/offload.sqlite3");
+
+#[tokio::test]
+async fn a_first_release_data_directory_opens_migrated_with_everything_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("offload.sqlite3"), FIRST_RELEASE).unwrap();
+    let (store, writer, saved, next_id) = Store::open(dir.path(), "seed", keep_all()).unwrap();
+    assert_eq!(next_id, 5, "ids are not reused");
+    assert_eq!(saved.len(), 1);
+    let session = &saved[0];
+    assert_eq!(
+        session.next_inputs,
+        BTreeMap::from([("seed".to_owned(), serde_json::json!({"n": 47}))])
+    );
+    let lines: Vec<(u64, &str)> = session
+        .lines
+        .iter()
+        .map(|l| (l.task, l.text.as_str()))
+        .collect();
+    assert!(
+        matches!(lines.as_slice(), [(1, a), (2, b)]
+            if a.ends_with("(10)=55 in 0.000sec") && b.ends_with("(20)=6765 in 0.000sec")),
+        "{lines:?}"
+    );
+    let unfinished: Vec<(u64, &str, &str, &Value)> = session
+        .unfinished
+        .iter()
+        .map(|t| {
+            (
+                t.task.id,
+                t.task.task.as_str(),
+                t.task.args.as_str(),
+                &t.input,
+            )
+        })
+        .collect();
+    assert_eq!(
+        unfinished,
+        [
+            (3, "seed", "45", &serde_json::json!({"n": 45})),
+            (4, "seed", "46", &serde_json::json!({"n": 46}))
+        ]
+    );
+    // The migrated file takes new rows and opens again without migrating twice.
+    store
+        .write(Write::Done {
+            session: session.id.clone(),
+            line: TerminalLine {
+                task: 3,
+                outcome: Outcome::Finished,
+                text: "45: 1134903170".into(),
+                image: false,
+            },
+            output: Some(serde_json::json!(1134903170u64)),
+            binary: None,
+            ran: None,
+            finished_at_ms: 4000,
+        })
+        .await
+        .unwrap();
+    drop(store);
+    writer.join();
+    let (_store, _writer, saved, _) = Store::open(dir.path(), "seed", keep_all()).unwrap();
+    assert_eq!(saved[0].lines.len(), 3);
+    assert_eq!(saved[0].unfinished.len(), 1);
+    let conn = Connection::open(dir.path().join("offload.sqlite3")).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 6, "every migration ran, once");
+    let output: String = conn
+        .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(output, "1134903170");
+}
+
+#[test]
+fn the_migrations_are_valid() {
+    migrations("seed").validate().unwrap();
+}

@@ -1,0 +1,127 @@
+//! What goes into the store and comes out of it: the writes it takes, the sessions and tasks it
+//! gives back, and what it keeps ([`Retention`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use cluster::{Binary, Ran};
+use model::page::{Outcome, QueuedTask, TerminalLine};
+
+/// What the store keeps of ended tasks, and what it loads at start.
+#[derive(Clone)]
+pub struct Retention {
+    /// Ended tasks leave this long after they ended (None: kept for ever).
+    pub max_age: Option<std::time::Duration>,
+    /// Most ended tasks kept per owner (a session or a token); the oldest leave first.
+    pub per_owner: usize,
+    /// Lines of each session's terminal loaded at start.
+    pub terminal_lines: usize,
+    /// Now, in ms since the Unix epoch: the system's clock, or a test's.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Some(std::time::Duration::from_secs(30 * 86_400)),
+            per_owner: 100_000,
+            terminal_lines: 1_000,
+            clock: Arc::new(cluster::now_ms),
+        }
+    }
+}
+
+/// What one session looked like when the server last stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedSession {
+    pub id: String,
+    /// What each task type's form offers next, by type name.
+    pub next_inputs: BTreeMap<String, Value>,
+    /// Accepted, not finished: to be run again.
+    pub unfinished: Vec<SavedTask>,
+    /// Oldest first.
+    pub lines: Vec<TerminalLine>,
+}
+
+/// An accepted task and its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedTask {
+    pub task: QueuedTask,
+    pub input: Value,
+}
+
+/// One task as the record holds it, for its detail page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: u64,
+    pub task_type: String,
+    pub input: Value,
+    pub args: String,
+    pub submitted_at_ms: u64,
+    /// Once it ended.
+    pub outcome: Option<Outcome>,
+    pub line: Option<String>,
+    pub output: Option<Value>,
+    /// The media type of its binary output, if it has one ([`Store::output`]).
+    pub output_media: Option<String>,
+    pub finished_at_ms: Option<u64>,
+    /// The task it runs again ("Run again", or the API's retry).
+    pub retry_of: Option<u64>,
+    /// Which worker ran it, when it started, and at which attempt (recorded when it ended).
+    pub ran: Option<Ran>,
+}
+
+/// Which of an owner's tasks a list wants, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Of this type only.
+    pub kind: Option<String>,
+    /// `Some(Some(o))`: ended as `o`; `Some(None)`: not ended yet.
+    pub ended: Option<Option<Outcome>>,
+    /// Older than this task id (a cursor).
+    pub before: Option<u64>,
+    /// Whose input or terminal line contains this text (ASCII letters in any case).
+    pub search: Option<String>,
+    pub limit: usize,
+}
+
+/// One change to the record.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A task was accepted for `session`; its type's form now offers `next_input`.
+    Accepted {
+        session: String,
+        task: QueuedTask,
+        input: Value,
+        next_input: Value,
+        /// The task it runs again.
+        retry_of: Option<u64>,
+        /// The API's `Idempotency-Key` and the SHA-256 of the request it came with.
+        idempotency: Option<(String, Vec<u8>)>,
+    },
+    /// A task ended with this line (and this output, when it produced one, with its bytes
+    /// apart).
+    Done {
+        session: String,
+        line: TerminalLine,
+        output: Option<Value>,
+        binary: Option<Binary>,
+        /// Where it ran: its attempt counts the restarts it went through too.
+        ran: Option<Ran>,
+        /// Server clock, ms since the Unix epoch.
+        finished_at_ms: u64,
+    },
+    /// The session expired or was evicted: its forms' suggestions go; its tasks stay on
+    /// record (its history) until retention removes them.
+    Forget { session: String },
+    /// Prune what retention no longer keeps, a chunk at a time between other writes.
+    Prune,
+}
+
+pub(super) struct Op {
+    pub(super) write: Option<Write>,
+    pub(super) ack: Option<oneshot::Sender<Result<(), String>>>,
+}

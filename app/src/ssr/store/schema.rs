@@ -1,0 +1,171 @@
+//! The database file's schema and its history: numbered migrations, run in one transaction at
+//! start (a file written by an older release opens with everything it held), and how every
+//! connection to it is opened.
+
+use std::path::Path;
+
+use rusqlite::{Connection, Transaction};
+use rusqlite_migration::{HookError, M, Migrations};
+
+use super::error::StoreError;
+
+/// The schema's history, oldest first: a migration is never edited once released, only
+/// followed by another. SQLite's `user_version` says how many have run.
+pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
+    let legacy_type = legacy_type.to_owned();
+    Migrations::new(vec![
+        // 1: the first release's schema, exactly (`IF NOT EXISTS`: its files predate
+        // `user_version`, and already hold these tables).
+        M::up(
+            "CREATE TABLE IF NOT EXISTS sessions (
+                 id TEXT PRIMARY KEY,
+                 next_n INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS tasks (
+                 id INTEGER PRIMARY KEY,
+                 session TEXT NOT NULL,
+                 n INTEGER NOT NULL,
+                 submitted_at_ms INTEGER NOT NULL,
+                 done_seq INTEGER,
+                 outcome TEXT,
+                 text TEXT
+             );
+             CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks (session, done_seq);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        ),
+        // 2: task types. A task is its type, its input and its output as JSON; a session
+        // keeps each type's next input. The first release's rows all ran `legacy_type` with
+        // the input {"n": n}.
+        M::up_with_hook(
+            "CREATE TABLE tasks_v2 (
+                 id INTEGER PRIMARY KEY,
+                 session TEXT NOT NULL,
+                 task_type TEXT NOT NULL,
+                 -- JSON
+                 input TEXT NOT NULL,
+                 -- The input in brief, as the queue shows it.
+                 args TEXT NOT NULL,
+                 submitted_at_ms INTEGER NOT NULL,
+                 -- Orders the terminal lines; set once, when the task ends.
+                 done_seq INTEGER,
+                 outcome TEXT,
+                 text TEXT,
+                 -- JSON, for finished tasks.
+                 output TEXT,
+                 finished_at_ms INTEGER
+             );
+             CREATE TABLE sessions_v2 (
+                 id TEXT PRIMARY KEY,
+                 -- JSON: {task type: its form's next input}
+                 next_inputs TEXT NOT NULL
+             );",
+            move |tx: &Transaction| -> Result<(), HookError> {
+                tx.execute(
+                    "INSERT INTO tasks_v2 (id, session, task_type, input, args, submitted_at_ms,
+                                           done_seq, outcome, text)
+                     SELECT id, session, ?1, json_object('n', n), CAST(n AS TEXT),
+                            submitted_at_ms, done_seq, outcome, text FROM tasks",
+                    [&legacy_type],
+                )?;
+                tx.execute(
+                    "INSERT INTO sessions_v2 (id, next_inputs)
+                     SELECT id, json_object(?1, json_object('n', next_n)) FROM sessions",
+                    [&legacy_type],
+                )?;
+                tx.execute_batch(
+                    "DROP TABLE tasks;
+                     ALTER TABLE tasks_v2 RENAME TO tasks;
+                     CREATE INDEX tasks_by_session ON tasks (session, done_seq);
+                     DROP TABLE sessions;
+                     ALTER TABLE sessions_v2 RENAME TO sessions;",
+                )?;
+                Ok(())
+            },
+        ),
+        // 3: binary outputs (a picture), stored once beside the JSON output, which keeps
+        // their media type and size in their place.
+        M::up(
+            "ALTER TABLE tasks ADD COLUMN output_media TEXT;
+             ALTER TABLE tasks ADD COLUMN output_data BLOB;",
+        ),
+        // 4: API tokens (the SHA-256 of each secret, never the secret), and which task a
+        // task runs again.
+        M::up(
+            "CREATE TABLE tokens (
+                 -- Public: the part of the token between offload_ and the secret.
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
+                 secret_sha256 BLOB NOT NULL,
+                 created_at_ms INTEGER NOT NULL,
+                 revoked_at_ms INTEGER
+             );
+             ALTER TABLE tasks ADD COLUMN retry_of INTEGER;
+             -- An API submission's Idempotency-Key and the SHA-256 of its request: a retry
+             -- with the same key and request gets the same task.
+             ALTER TABLE tasks ADD COLUMN idempotency_key TEXT;
+             ALTER TABLE tasks ADD COLUMN request_sha256 BLOB;
+             CREATE UNIQUE INDEX tasks_by_idempotency_key ON tasks (session, idempotency_key)
+                 WHERE idempotency_key IS NOT NULL;",
+        ),
+        // 5: where a task ran: the worker, when it started there (the worker's clock), and
+        // at which attempt.
+        M::up(
+            "ALTER TABLE tasks ADD COLUMN started_at_ms INTEGER;
+             ALTER TABLE tasks ADD COLUMN worker TEXT;
+             ALTER TABLE tasks ADD COLUMN attempts INTEGER;",
+        ),
+        // 6: the history. Retention by age reads ended tasks by when they ended (the first
+        // release's rows had no end time: their submission stands in for it); an owner's
+        // tasks are listed newest first, whole or by type or outcome, each from its own
+        // index; the search finds text in the input or the line through a trigram index
+        // (contentless: it holds no copy of the text).
+        M::up(
+            "UPDATE tasks SET finished_at_ms = submitted_at_ms
+                 WHERE done_seq IS NOT NULL AND finished_at_ms IS NULL;
+             CREATE INDEX tasks_by_end ON tasks (finished_at_ms) WHERE done_seq IS NOT NULL;
+             CREATE INDEX tasks_by_owner ON tasks (session, id);
+             CREATE INDEX tasks_by_owner_type ON tasks (session, task_type, id);
+             CREATE INDEX tasks_by_owner_outcome ON tasks (session, outcome, id);
+             CREATE VIRTUAL TABLE tasks_text USING fts5(
+                 input, text, content='', contentless_delete=1, tokenize='trigram');
+             INSERT INTO tasks_text (rowid, input, text) SELECT id, input, text FROM tasks;
+             CREATE TRIGGER tasks_text_insert AFTER INSERT ON tasks BEGIN
+                 INSERT INTO tasks_text (rowid, input, text) VALUES (new.id, new.input, new.text);
+             END;
+             -- A task's line is written once, when it ends.
+             CREATE TRIGGER tasks_text_update AFTER UPDATE OF text ON tasks
+                 WHEN new.text IS NOT old.text BEGIN
+                 DELETE FROM tasks_text WHERE rowid = old.id;
+                 INSERT INTO tasks_text (rowid, input, text) VALUES (new.id, new.input, new.text);
+             END;
+             CREATE TRIGGER tasks_text_delete AFTER DELETE ON tasks BEGIN
+                 DELETE FROM tasks_text WHERE rowid = old.id;
+             END;",
+        ),
+    ])
+}
+
+/// Opens (creating and migrating) `dir/offload.sqlite3` for a writer: the server's, or a
+/// token command's beside it. WAL lets them share the file.
+pub fn open_shared(dir: &Path, legacy_type: &str) -> Result<Connection, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join("offload.sqlite3");
+    let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA busy_timeout = 5000;
+         -- Writes touch few pages; 512 KB of page cache bounds the store's memory.
+         PRAGMA cache_size = -512;",
+    )?;
+    migrations(legacy_type)
+        .to_latest(&mut conn)
+        .map_err(|source| StoreError::Migrate { path, source })?;
+    Ok(conn)
+}

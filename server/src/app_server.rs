@@ -1,0 +1,329 @@
+//! `offload serve`: the app server. Three steps, one function each: [`start`] builds its state
+//! (the record, the cluster, the sessions, and the tasks that run again), [`listen`] opens the
+//! app's listener (and, with embedded workers, the dashboard's), and [`stop`] is the graceful
+//! shutdown that follows a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::ssr::store::{Retention, Store, WriterThread};
+use app::ssr::stream::StreamLimits;
+use app::ssr::{
+    AllowedHosts, AppState, CookiePolicy, Policy, SessionConfig, Sessions, Shutdown, runner,
+    url_host,
+};
+use cluster::nats::{NatsCluster, NatsConfig, host_name, token};
+use cluster::{ClusterConfig, EmbeddedCluster, Scheduler};
+use dashboard::ssr::{AppCounts, AppFigures, DashboardFeed, DashboardState, Metrics, OpsState};
+use leptos::config::get_configuration;
+use tokio::task::JoinHandle;
+
+use crate::args::{Args, StartError};
+use crate::routes::{app_router, dashboard_router, ops_router};
+use crate::serve::{ConnectionLimits, serve};
+use crate::{bind, raise_open_files_limit, release_freed_memory, shutdown_signal};
+
+/// How often the store is asked to prune what retention no longer keeps.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Whatever runs this app server's tasks.
+enum Workers {
+    Embedded(EmbeddedCluster),
+    Nats(NatsCluster),
+}
+
+impl Workers {
+    /// Both have one scheduler; only what runs its tasks differs.
+    fn scheduler(&self) -> &Scheduler {
+        match self {
+            Self::Embedded(cluster) => cluster.scheduler(),
+            Self::Nats(cluster) => cluster.scheduler(),
+        }
+    }
+}
+
+/// A started app server: what [`stop`] takes down, in order.
+struct Started {
+    state: AppState,
+    cluster: Workers,
+    store: Store,
+    writer: WriterThread,
+    metrics: Metrics,
+    /// The store's periodic pruning and the sessions' expiry.
+    chores: [JoinHandle<()>; 2],
+}
+
+/// Serves the app until SIGTERM or Ctrl-C, then stops gracefully.
+pub async fn serve_app(args: Args) -> Result<(), StartError> {
+    let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
+    let cookies = CookiePolicy::new(args.public_url.as_deref(), &args.trusted_proxies)
+        .map_err(StartError::Flag)?;
+    let started = start(&args).await?;
+    let (stop_serving, servers) = listen(&args, &started, cookies).await?;
+    shutdown_signal().await;
+    stop(started, grace, stop_serving, servers).await;
+    Ok(())
+}
+
+/// Opens the record, starts the cluster and the sessions, and runs again what had not ended.
+async fn start(args: &Args) -> Result<Started, StartError> {
+    let dashboard_url = args.dashboard_url()?;
+    let time_limit = Args::seconds(args.task_time_limit, "--task-time-limit")?;
+    let mut leptos_options = get_configuration(None)?.leptos_options;
+    if let Some(addr) = args.addr {
+        leptos_options.site_addr = addr;
+    }
+    raise_open_files_limit();
+    let metrics = Metrics::install()?;
+    let (store, writer, saved, next_task) =
+        Store::open(&args.data_dir, tasks::FIRST_RELEASE, retention(args)?)?;
+    let pruning = tokio::spawn(prune_every(store.clone(), PRUNE_EVERY));
+    let cluster = start_cluster(args, time_limit, leptos_options.site_addr.port()).await?;
+    let sessions = Arc::new(Sessions::new(
+        SessionConfig {
+            idle_timeout: Duration::from_secs(args.session_idle_secs),
+            max_lines: args.terminal_lines,
+            max_sessions: args.max_sessions,
+        },
+        store.clone(),
+        next_task,
+    ));
+    let rerun = sessions.restore(saved);
+    tracing::info!(
+        sessions = sessions.len(),
+        unfinished = rerun.len(),
+        data_dir = %args.data_dir.display(),
+        "session records loaded"
+    );
+    let expiry = tokio::spawn(
+        sessions
+            .clone()
+            .expire_every(Duration::from_secs(10), release_freed_memory),
+    );
+    let state = AppState {
+        leptos_options,
+        cluster: cluster.scheduler().client(),
+        sessions,
+        streams: StreamLimits::new(args.max_streams_per_session, args.max_streams),
+        shutdown: Shutdown::default(),
+        dashboard_url,
+        idempotency: Default::default(),
+    };
+    runner::rerun(&state, rerun).await;
+    Ok(Started {
+        state,
+        cluster,
+        store,
+        writer,
+        metrics,
+        chores: [pruning, expiry],
+    })
+}
+
+/// What the record keeps, from the flags.
+fn retention(args: &Args) -> Result<Retention, StartError> {
+    let max_age = Duration::try_from_secs_f64(args.retention_days * 86_400.0).map_err(|_| {
+        StartError::Days {
+            flag: "--retention-days",
+            value: args.retention_days,
+        }
+    })?;
+    Ok(Retention {
+        max_age: Some(max_age),
+        per_owner: args.max_history_per_owner.max(1),
+        terminal_lines: args.terminal_lines,
+        ..Retention::default()
+    })
+}
+
+/// Asks the store to prune every `period` (the writer also prunes at start).
+async fn prune_every(store: Store, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = store.prune().await {
+            tracing::error!(%error, "could not prune old tasks");
+        }
+    }
+}
+
+/// The embedded workers, or a NATS cluster's (`--cluster`), named after this server's port
+/// unless `--server-id` names it.
+async fn start_cluster(
+    args: &Args,
+    time_limit: Duration,
+    port: u16,
+) -> Result<Workers, StartError> {
+    let config = ClusterConfig {
+        max_output_bytes: args.max_output_bytes,
+        workers: args.workers,
+        queue_capacity: args.queue_capacity,
+        task_time_limit: (!time_limit.is_zero()).then_some(time_limit),
+        max_queued_per_submitter: args.max_queued_per_session,
+        max_running_per_submitter: args.max_running_per_session,
+        ..ClusterConfig::default()
+    };
+    let registry = tasks::registry();
+    Ok(match &args.cluster {
+        None => Workers::Embedded(EmbeddedCluster::start(config, registry)?),
+        Some(url) => {
+            let server = args
+                .server_id
+                .clone()
+                .unwrap_or_else(|| token(&format!("{}-{port}", host_name())));
+            let nats = NatsConfig {
+                in_flight_per_thread: args.in_flight_per_thread,
+                max_in_flight: args.max_in_flight,
+                result_grace: Args::seconds(args.result_grace, "--result-grace")?,
+                ..NatsConfig::new(url.clone(), args.nats.nats_prefix.clone(), server)
+            };
+            Workers::Nats(NatsCluster::connect(nats, config, registry).await?)
+        }
+    })
+}
+
+/// Opens the app's listener (with this process's ops endpoints when the workers are NATS's)
+/// and, with embedded workers, the dashboard's; they serve until told to stop.
+async fn listen(
+    args: &Args,
+    started: &Started,
+    cookies: CookiePolicy,
+) -> Result<(tokio::sync::watch::Sender<bool>, JoinHandle<()>), StartError> {
+    let Started {
+        state,
+        cluster,
+        metrics,
+        ..
+    } = started;
+    let (addr, dashboard_addr) = (state.leptos_options.site_addr, args.dashboard_addr);
+    let public_host = args.public_url.as_deref().and_then(url_host);
+    let hosts = AllowedHosts::new(
+        args.allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .chain(public_host),
+        [addr, dashboard_addr],
+    );
+    let policy = Arc::new(Policy::app(
+        state.dashboard_url.status(),
+        &state.leptos_options,
+    ));
+    let app = app_router(state, hosts.clone(), cookies, policy);
+    let ops = || {
+        OpsState::new(
+            state.cluster.clone(),
+            metrics.clone(),
+            Some(app_figures(state)),
+        )
+    };
+    // With NATS workers the dashboard is the cluster's (`offload cluster` serves it), but this
+    // process's own figures and health are served here, on the app's listener.
+    let (app, dashboard) = match cluster {
+        Workers::Embedded(_) => {
+            let feed =
+                DashboardFeed::start(state.cluster.clone(), Duration::from_secs(1), args.profiler);
+            let dashboard = DashboardState::new(
+                state.leptos_options.clone(),
+                state.cluster.clone(),
+                feed,
+                metrics.clone(),
+                Some(app_figures(state)),
+            );
+            let listener = bind(dashboard_addr).await?;
+            (app, Some((listener, dashboard_router(&dashboard, hosts))))
+        }
+        Workers::Nats(_) => (app.merge(ops_router(ops(), hosts)), None),
+    };
+    let listener = bind(addr).await?;
+    tracing::info!("Offload is serving on http://{addr}");
+    if dashboard.is_some() {
+        tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
+    }
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        max_connections: args.max_connections,
+        drain: Duration::from_secs(2),
+    };
+    let (stop_serving, serving) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut serving = serving.clone();
+        async move {
+            let _ = serving.wait_for(|stop| *stop).await;
+        }
+    };
+    let servers = tokio::spawn(async move {
+        let dashboard = async {
+            if let Some((listener, router)) = dashboard {
+                serve("dashboard", listener, router, limits, stopped()).await;
+            }
+        };
+        tokio::join!(serve("app", listener, app, limits, stopped()), dashboard);
+    });
+    Ok((stop_serving, servers))
+}
+
+/// The graceful stop: pages are told and submissions refused at once; the listeners keep
+/// answering (503) while running tasks get their `grace`; then everything recorded is written
+/// before the process ends.
+async fn stop(
+    started: Started,
+    grace: Duration,
+    stop_serving: tokio::sync::watch::Sender<bool>,
+    servers: JoinHandle<()>,
+) {
+    let Started {
+        state,
+        cluster,
+        store,
+        writer,
+        chores,
+        ..
+    } = started;
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "stopping: waiting for running tasks"
+    );
+    state.shutdown.begin();
+    cluster.scheduler().drain();
+    if !cluster.scheduler().wait_idle(grace).await {
+        tracing::info!("tasks still running: they will run again after the next start");
+    }
+    let _ = stop_serving.send(true);
+    let _ = servers.await;
+    chores.iter().for_each(JoinHandle::abort);
+    drop(state);
+    // Queued and still-running tasks end as lost by the shutdown; they stay recorded as
+    // accepted and run again after the next start.
+    drop(cluster);
+    if let Err(error) = store.flush().await {
+        tracing::error!(%error, "the last session records may not be saved");
+    }
+    drop(store);
+    // The writer ends once the last handle is gone; a connection task that outlived the
+    // drain may still hold one, and everything is committed already, so do not wait for ever.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(Duration::from_secs(2), joined)
+        .await
+        .is_err()
+    {
+        tracing::info!("left the session database's writer to the exit");
+    }
+    tracing::info!("stopped");
+}
+
+/// The app's own figures, for the ops endpoints: sessions held, live streams open and the
+/// task database.
+fn app_figures(state: &AppState) -> AppFigures {
+    let (sessions, streams) = (state.sessions.clone(), state.streams.clone());
+    AppFigures::new(move || {
+        let (db_bytes, db_tasks, db_owners, db_pruned) = sessions.store().figures().read();
+        AppCounts {
+            sessions: sessions.len(),
+            streams: streams.open_count(),
+            db_bytes,
+            db_tasks,
+            db_owners,
+            db_pruned,
+        }
+    })
+}
