@@ -26,19 +26,3 @@ test.describe('without JavaScript', () => {
     await expect(terminal(page)).toBeEmpty();
   });
 });
-
-test('a click while the WASM is still loading is submitted exactly once', async ({ page }) => {
-  // The WASM arrives 2 s late: the server-rendered form is all there is until then.
-  await page.route('**/pkg/*.wasm', async (route) => {
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-    await route.continue();
-  });
-  await page.goto('/');
-  await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
-  await nInput(page).fill('21');
-  await submitButton(page).click();
-  await expect(terminal(page)).toContainText(/fibonacci\(21\)=10946 in/);
-  await expect(page.getByRole('status')).toHaveText('Live', { timeout: 20_000 });
-  await expect(page.getByText(/^fibonacci\(21\)=10946 in/)).toHaveCount(1);
-  await expect(nInput(page)).toHaveValue('22');
-});

@@ -123,28 +123,24 @@ impl Caller {
     /// Reads task `id` until it is in `state`.
     async fn until_state(&self, server: &Server, id: u64, state: &str) {
         let path = format!("/api/v1/tasks/{id}");
-        for _ in 0..600 {
+        let what = format!("task {id} is {state}");
+        common::eventually(&what, Duration::from_secs(12), || async {
             let (_, _, body) = self.call(server, Method::GET, &path, None).await;
-            if body["state"] == state {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("task {id} never {state}");
+            (body["state"] == state).then_some(())
+        })
+        .await;
     }
 
     /// Reads task `id` until it has ended.
     async fn ended(&self, server: &Server, id: u64) -> Value {
         let path = format!("/api/v1/tasks/{id}");
-        for _ in 0..600 {
+        let what = format!("task {id} ends");
+        common::eventually(&what, Duration::from_secs(30), || async {
             let (status, _, body) = self.call(server, Method::GET, &path, None).await;
             assert_eq!(status, 200, "{body}");
-            if !matches!(body["state"].as_str(), Some("queued" | "running")) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("task {id} did not end within 30 s");
+            (!matches!(body["state"].as_str(), Some("queued" | "running"))).then_some(body)
+        })
+        .await
     }
 }
 

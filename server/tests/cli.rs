@@ -195,13 +195,10 @@ async fn a_terminal_gets_a_progress_bar_and_ctrl_c_stops_only_the_waiting() {
             })
             .is_some_and(|mask| mask & (1 << (2 - 1)) != 0)
     };
-    for _ in 0..200 {
-        if catches_sigint() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(catches_sigint(), "watch never listened for Ctrl-C");
+    common::eventually("watch listens for Ctrl-C", Duration::from_secs(10), || {
+        std::future::ready(catches_sigint().then_some(()))
+    })
+    .await;
     assert!(watch.try_wait().unwrap().is_none(), "watch ended early");
     let interrupted = Command::new("kill")
         .args(["-INT", &watch.id().to_string()])

@@ -108,16 +108,15 @@ async fn streams_past_the_cap_get_503_and_the_rest_of_the_service_carries_on() {
     // A fresh session submits and, with no stream to spare, sees its line on the page itself.
     let fresh = Session::new();
     fresh.submit_ok(&server, 20).await;
-    let mut shown = false;
-    for _ in 0..100 {
-        let page = fresh.get_text(&server, "/").await;
-        if page.contains("fibonacci(20)=6765 in") {
-            shown = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(shown, "the result reached the page");
+    common::eventually(
+        "the result reached the page",
+        Duration::from_secs(2),
+        || async {
+            let page = fresh.get_text(&server, "/").await;
+            page.contains("fibonacci(20)=6765 in").then_some(())
+        },
+    )
+    .await;
     drop(open);
 }
 
@@ -270,20 +269,15 @@ async fn every_refusal_has_its_status_and_a_message() {
 
     // While the server stops, submissions are refused and say why.
     server.terminate();
-    let mut refused = None;
-    for _ in 0..100 {
-        match s.submit(&server, 1).await {
-            (503, body) if body.contains("restarting") => {
-                refused = Some(body);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    assert!(
-        refused.is_some(),
-        "a stopping server answers 503 with a reason"
-    );
+    common::eventually(
+        "a stopping server answers 503 with a reason",
+        Duration::from_secs(2),
+        || async {
+            let (status, body) = s.submit(&server, 1).await;
+            (status == 503 && body.contains("restarting")).then_some(())
+        },
+    )
+    .await;
     // After the grace (5 s) for the running task, both listeners drain and it exits cleanly.
     let status = server.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");

@@ -50,15 +50,15 @@ fn dashboard(nats: &Nats, data: &tempfile::TempDir) -> (Proc, u16) {
 /// The dashboard's frames, as its pages receive them.
 async fn frames(port: u16) -> Events {
     let url = format!("http://127.0.0.1:{port}/dashboard/stream");
-    for _ in 0..300 {
-        if let Ok(response) = reqwest::get(&url).await
-            && response.status().is_success()
-        {
-            return Events::new(response);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the cluster dashboard did not answer on port {port}");
+    let what = format!("the cluster dashboard answers on port {port}");
+    common::eventually(&what, Duration::from_secs(15), || async {
+        let response = reqwest::get(&url).await.ok()?;
+        response
+            .status()
+            .is_success()
+            .then(|| Events::new(response))
+    })
+    .await
 }
 
 /// The worker processes (`host-pid`) the dashboard lists in a frame.
@@ -324,18 +324,16 @@ async fn one_session_cannot_wedge_a_nats_cluster_either() {
 
 /// Waits until the app server counts `n` worker threads (from the workers' heartbeats).
 async fn wait_for_threads(server: &Server, n: usize) {
-    for attempt in 0.. {
+    let what = format!("the app server counts {n} worker threads");
+    common::eventually(&what, Duration::from_secs(30), || async {
         let (status, body) = Session::cookieless()
             .post(server, "/api/cluster-info", "")
             .await;
         assert_eq!(status, 200, "{body}");
         let info: Value = serde_json::from_str(&body).unwrap();
-        if info["workers"].as_u64() == Some(n as u64) {
-            return;
-        }
-        assert!(attempt < 300, "workers never joined: {info}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (info["workers"].as_u64() == Some(n as u64)).then_some(())
+    })
+    .await;
 }
 
 #[test]
@@ -446,13 +444,11 @@ async fn a_task_whose_app_server_died_stops_at_its_time_limit_on_the_worker() {
 
 /// Waits until `health` answers 200.
 async fn until_healthy(health: &str) {
-    for attempt in 0.. {
-        if reqwest::get(health).await.unwrap().status() == 200 {
-            return;
-        }
-        assert!(attempt < 300, "a worker joined but {health} stays 503");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{health} answers 200 once a worker joined");
+    common::eventually(&what, Duration::from_secs(30), || async {
+        (reqwest::get(health).await.unwrap().status() == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

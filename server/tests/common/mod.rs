@@ -13,14 +13,75 @@ use load::free_port;
 use serde_json::Value;
 
 /// The binary under test: the release build, which `make test` makes before it runs this.
+/// A binary older than any of its sources is refused: after an edit, `cargo test` alone would
+/// test what was there before.
 pub fn binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/offload");
-    assert!(
-        path.exists(),
-        "{} is missing: run `make build` (or `make test`) first",
-        path.display()
-    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = root.join("target/release/offload");
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `make build` (or `make test`) first",
+                path.display()
+            )
+        });
+    if let Some((source, _)) = newest_source(&root).filter(|(_, at)| *at > built) {
+        panic!(
+            "{} is older than {}: run `make build` (or `make test`) to test what the sources say",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// The most recently changed file the release binary is built from (what `make build`
+/// watches), and when it changed.
+fn newest_source(root: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    fn walk(dir: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                // Tests (and build output) are not what the binary is built from.
+                if path
+                    .file_name()
+                    .is_some_and(|n| n == "target" || n == "tests" || n == "benches")
+                {
+                    continue;
+                }
+                walk(&path, newest);
+            } else if let Ok(at) = entry.metadata().and_then(|m| m.modified())
+                && newest.as_ref().is_none_or(|(_, n)| at > *n)
+            {
+                *newest = Some((path, at));
+            }
+        }
+    }
+    let mut newest = None;
+    for dir in [
+        "model",
+        "tasks",
+        "app",
+        "dashboard",
+        "cluster",
+        "server/src",
+        "style",
+    ] {
+        walk(&root.join(dir), &mut newest);
+    }
+    for file in ["Cargo.toml", "Cargo.lock", "server/Cargo.toml"] {
+        let path = root.join(file);
+        if let Ok(at) = std::fs::metadata(&path).and_then(|m| m.modified())
+            && newest.as_ref().is_none_or(|(_, n)| at > *n)
+        {
+            newest = Some((path, at));
+        }
+    }
+    newest
 }
 
 /// The binary, run from the workspace root, quiet but for warnings and errors.
@@ -33,6 +94,27 @@ fn offload() -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     command
+}
+
+/// Asks `check` again and again until it answers (`Some`), and returns the answer; fails with
+/// `what` after `within`. The one way these tests wait for what another process does (they
+/// cannot hear its events), asking often enough that a test waits no longer than it must.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(answer) = check().await {
+            return answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never, within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub struct Server {
@@ -80,15 +162,14 @@ impl Server {
 
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = client.get(self.url("/api/events")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("offload did not answer on port {} within 15 s", self.port);
+        let what = format!("offload answers on port {}", self.port);
+        eventually(&what, Duration::from_secs(15), || async {
+            let answered = client.get(self.url("/api/events")).send().await;
+            answered
+                .is_ok_and(|r| r.status().is_success())
+                .then_some(())
+        })
+        .await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -136,17 +217,11 @@ impl Server {
 
     /// Waits for the process to exit (after [`Server::terminate`]).
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still running after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let child = &mut self.child;
+        eventually("the server exits", within, || {
+            std::future::ready(child.try_wait().expect("try_wait"))
+        })
+        .await
     }
 }
 
