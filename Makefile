@@ -16,7 +16,7 @@ WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/
 NODE_STAMP := end2end/node_modules/.package-lock.json
 BINARY := target/release/offload
 # What the release build is made from: make decides whether a build is needed at all.
-SOURCES := $(shell find model tasks app dashboard cluster server style -type f -not -path '*/target/*') \
+SOURCES := $(shell find model task tasks app dashboard cluster server style -type f -not -path '*/target/*') \
 	Cargo.toml Cargo.lock
 
 # Flags for `make run`, e.g. `make run ARGS="--addr 0.0.0.0:8080 --workers 8"`.

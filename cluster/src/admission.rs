@@ -39,9 +39,6 @@ pub struct ClusterConfig {
     pub max_output_bytes: usize,
 }
 
-/// The default [`ClusterConfig::max_output_bytes`]: 4 MB.
-pub const MAX_OUTPUT_BYTES: usize = 4 << 20;
-
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
@@ -54,7 +51,7 @@ impl Default for ClusterConfig {
             max_running_per_submitter: None,
             short_task: Duration::from_secs(1),
             tiny_task: Duration::from_millis(20),
-            max_output_bytes: MAX_OUTPUT_BYTES,
+            max_output_bytes: offload_task::MAX_OUTPUT_BYTES,
         }
     }
 }

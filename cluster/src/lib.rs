@@ -46,7 +46,6 @@
 //! ```
 
 mod admission;
-mod binary;
 mod client;
 mod embedded;
 mod event;
@@ -55,25 +54,26 @@ pub mod nats;
 mod probe;
 mod queue;
 mod scheduler;
-mod schema;
 mod stats;
 mod task;
 mod watchdog;
 mod work;
 
-pub use admission::{ClusterConfig, MAX_OUTPUT_BYTES};
-pub use binary::Binary;
+pub use admission::ClusterConfig;
 pub use client::{CancelError, Client, Handle, SubmitError, TaskHandle};
 pub use embedded::EmbeddedCluster;
 pub use event::{ClusterEvent, EventKind, TaskState};
 pub use model::Backend;
+pub use offload_task::MAX_OUTPUT_BYTES;
+pub use offload_task::{
+    Binary, Registry, Task, TaskContext, TaskError, TaskType, input_from_fields,
+};
 pub use scheduler::{Scheduler, SpawnError};
-pub use schema::input_from_fields;
 pub use stats::{
     ClusterStats, FinishedTask, GpuStats, GroupStats, ProcessStats, Totals, WorkerProcess,
     WorkerState, WorkerStats,
 };
-pub use task::{Registry, Submitter, Task, TaskContext, TaskError, TaskId, TaskInfo, TaskType};
+pub use task::{Submitter, TaskId, TaskInfo};
 pub use work::{Ended, Ran};
 
 /// Milliseconds since the Unix epoch: the timestamp every event and record carries, because it

@@ -5,7 +5,7 @@
 //! their exact call count is added from a table afterwards. So progress is exact, cancellation is
 //! noticed every few tens of microseconds, and the hot path pays nothing for either.
 
-use cluster::{Task, TaskContext, TaskError};
+use offload_task::{Task, TaskContext, TaskError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -146,8 +146,7 @@ impl Walk<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
+    use offload_task::testing::Recorder;
 
     fn iterative(n: u32) -> u128 {
         let (mut a, mut b) = (0u128, 1u128);
@@ -196,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_form_states_the_bound_and_the_seed_line_is_kept() {
-        let registry = cluster::Registry::empty().register::<Fibonacci>();
+        let registry = offload_task::Registry::empty().register::<Fibonacci>();
         let fibonacci = registry.first().unwrap();
         let form = fibonacci.form(None);
         assert_eq!(form.fields[0].label, "n");
@@ -224,19 +223,18 @@ mod tests {
 
     #[test]
     fn instrumented_walk_is_exact_and_counts_every_call() {
-        let flag = AtomicBool::new(false);
-        let seen = Mutex::new(Vec::new());
-        let publish = |f: f64| seen.lock().unwrap().push(f);
+        let recorder = Recorder::new();
         for n in 0..=30u32 {
-            let ctx = TaskContext::new(&flag, &publish);
-            let mut walk = Walk {
-                ctx: &ctx,
-                done: 0,
-                total: calls(n),
-                cancelled: false,
-            };
-            assert_eq!(walk.fib(n) as u128, iterative(n), "n = {n}");
-            assert_eq!(walk.done, walk.total, "n = {n}");
+            recorder.run(|ctx| {
+                let mut walk = Walk {
+                    ctx,
+                    done: 0,
+                    total: calls(n),
+                    cancelled: false,
+                };
+                assert_eq!(walk.fib(n) as u128, iterative(n), "n = {n}");
+                assert_eq!(walk.done, walk.total, "n = {n}");
+            });
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cluster::{Task, TaskContext, TaskError};
+use offload_task::{Task, TaskContext, TaskError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -151,18 +151,18 @@ fn brief(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use offload_task::testing::Recorder;
 
     fn run(text: &str, algorithm: Algorithm, rounds: u64) -> String {
-        let flag = AtomicBool::new(false);
-        let publish = |_: f64| {};
-        let ctx = TaskContext::new(&flag, &publish);
         let input = Input {
             text: text.into(),
             algorithm,
             rounds,
         };
-        HashChain::run(input, &ctx).unwrap().digest
+        Recorder::new()
+            .run(|ctx| HashChain::run(input, ctx))
+            .unwrap()
+            .digest
     }
 
     #[test]
@@ -198,21 +198,20 @@ mod tests {
 
     #[test]
     fn a_cancelled_chain_stops_at_its_next_check() {
-        let flag = AtomicBool::new(true);
-        let publish = |_: f64| {};
-        let ctx = TaskContext::new(&flag, &publish);
         let input = Input {
             text: "x".into(),
             algorithm: Algorithm::Sha256,
             rounds: MAX_ROUNDS,
         };
-        assert_eq!(HashChain::run(input, &ctx), Err(TaskError::Cancelled));
-        flag.store(false, Ordering::Relaxed);
+        assert_eq!(
+            Recorder::cancelled().run(|ctx| HashChain::run(input, ctx)),
+            Err(TaskError::Cancelled)
+        );
     }
 
     #[test]
     fn the_form_has_text_a_choice_and_a_bounded_number_with_defaults() {
-        let registry = cluster::Registry::empty().register::<HashChain>();
+        let registry = offload_task::Registry::empty().register::<HashChain>();
         let chain = registry.first().unwrap();
         let form = chain.form(None);
         let labels: Vec<&str> = form.fields.iter().map(|f| f.label.as_str()).collect();

@@ -15,7 +15,7 @@ pub use hash_chain::HashChain;
 pub use mandelbrot::Mandelbrot;
 pub use primes::Primes;
 
-use cluster::{Registry, Task};
+use offload_task::{Registry, Task};
 
 /// The task type of every task the first release recorded (it ran no other): a database it
 /// wrote opens with its rows of this type. Fixed for good, whatever [`registry`]'s order: the

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cluster::{Binary, Task, TaskContext, TaskError};
+use offload_task::{Binary, Task, TaskContext, TaskError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -252,8 +252,7 @@ fn encode(width: u32, height: u32, pixels: &[u8]) -> Result<Vec<u8>, png::Encodi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
+    use offload_task::testing::Recorder;
 
     fn input(width: u32, height: u32, max_iterations: u32) -> Input {
         Input {
@@ -268,9 +267,9 @@ mod tests {
     }
 
     fn run(input: Input) -> Output {
-        let flag = AtomicBool::new(false);
-        let publish = |_: f64| {};
-        Mandelbrot::run(input, &TaskContext::new(&flag, &publish)).unwrap()
+        Recorder::new()
+            .run(|ctx| Mandelbrot::run(input, ctx))
+            .unwrap()
     }
 
     /// The picture's size and its pixels as palette indexes.
@@ -369,33 +368,31 @@ mod tests {
     fn the_largest_picture_fits_the_default_output_bound() {
         let out = run(input(MAX_SIDE, MAX_SIDE, 200));
         let json = serde_json::to_vec(&out).unwrap().len();
-        assert!(json < cluster::MAX_OUTPUT_BYTES, "{json} bytes of JSON");
+        assert!(
+            json < offload_task::MAX_OUTPUT_BYTES,
+            "{json} bytes of JSON"
+        );
     }
 
     #[test]
     fn progress_rises_row_by_row_and_a_cancel_stops_it() {
-        let seen = Mutex::new(Vec::new());
-        let publish = |f: f64| seen.lock().unwrap().push(f);
-        let flag = AtomicBool::new(false);
-        render(&input(400, 2000, 2_000), &TaskContext::new(&flag, &publish)).unwrap();
-        let seen = seen.into_inner().unwrap();
+        let recorder = Recorder::new();
+        recorder
+            .run(|ctx| render(&input(400, 2000, 2_000), ctx))
+            .unwrap();
+        let seen = recorder.progress();
         assert_eq!(seen.last(), Some(&1.0));
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
 
-        let cancelled = AtomicBool::new(true);
-        let none = |_: f64| {};
         assert_eq!(
-            render(
-                &input(2048, 2048, 100_000),
-                &TaskContext::new(&cancelled, &none)
-            ),
+            Recorder::cancelled().run(|ctx| render(&input(2048, 2048, 100_000), ctx)),
             Err(TaskError::Cancelled)
         );
     }
 
     #[test]
     fn the_form_bounds_the_picture_and_the_line_reads_well() {
-        let registry = cluster::Registry::empty().register::<Mandelbrot>();
+        let registry = offload_task::Registry::empty().register::<Mandelbrot>();
         let mandelbrot = registry.first().unwrap();
         assert_eq!(
             mandelbrot.form(None).values,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cluster::{Task, TaskContext, TaskError};
+use offload_task::{Task, TaskContext, TaskError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -145,13 +145,10 @@ fn small_primes(limit: u64) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
+    use offload_task::testing::Recorder;
 
     fn count(n: u64) -> Output {
-        let flag = AtomicBool::new(false);
-        let publish = |_: f64| {};
-        sieve(n, &TaskContext::new(&flag, &publish)).unwrap()
+        Recorder::new().run(|ctx| sieve(n, ctx)).unwrap()
     }
 
     #[test]
@@ -230,25 +227,21 @@ mod tests {
 
     #[test]
     fn progress_rises_to_one_and_cancellation_stops_the_sieve() {
-        let flag = AtomicBool::new(false);
-        let seen = Mutex::new(Vec::new());
-        let publish = |f: f64| seen.lock().unwrap().push(f);
-        sieve(50_000_000, &TaskContext::new(&flag, &publish)).unwrap();
-        let seen = seen.into_inner().unwrap();
+        let recorder = Recorder::new();
+        recorder.run(|ctx| sieve(50_000_000, ctx)).unwrap();
+        let seen = recorder.progress();
         assert_eq!(seen.last(), Some(&1.0));
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
 
-        let cancelled = AtomicBool::new(true);
-        let none = |_: f64| {};
         assert_eq!(
-            sieve(MAX_N, &TaskContext::new(&cancelled, &none)),
+            Recorder::cancelled().run(|ctx| sieve(MAX_N, ctx)),
             Err(TaskError::Cancelled)
         );
     }
 
     #[test]
     fn the_form_bounds_n_and_the_line_reads_well() {
-        let registry = cluster::Registry::empty().register::<Primes>();
+        let registry = offload_task::Registry::empty().register::<Primes>();
         let primes = registry.first().unwrap();
         assert_eq!(primes.form(None).values, ["10000000"]);
         let too_big = primes.from_form([("n", "100000000001")]).unwrap_err();

@@ -31,7 +31,7 @@ pub(crate) struct WorkItem {
 }
 
 fn default_max_output() -> usize {
-    crate::admission::MAX_OUTPUT_BYTES
+    offload_task::MAX_OUTPUT_BYTES
 }
 
 impl WorkItem {
