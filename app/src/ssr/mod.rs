@@ -3,8 +3,11 @@
 //! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
 pub mod api;
+pub mod commands;
 pub mod guard;
+pub mod history;
 pub mod output;
+pub mod request;
 pub mod runner;
 pub mod security;
 pub mod sessions;
@@ -12,6 +15,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod viewer;
 pub use store::tokens;
 
 pub use guard::{

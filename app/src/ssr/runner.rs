@@ -29,6 +29,22 @@ pub fn task_type(state: &AppState, name: &str) -> Result<Arc<TaskType>, AppError
     })
 }
 
+/// The type called `task`, or the registry's first for an empty name.
+pub fn chosen_type(
+    state: &AppState,
+    task: &str,
+) -> Result<std::sync::Arc<cluster::TaskType>, AppError> {
+    if task.is_empty() {
+        state
+            .cluster
+            .registry()
+            .and_then(|r| r.first().cloned())
+            .ok_or_else(|| AppError::Unavailable("this server runs no task type".into()))
+    } else {
+        task_type(state, task)
+    }
+}
+
 /// Queues a task of type `kind` with `input` (checked by the cluster) for the session `id`,
 /// creating the session if this is its first task.
 pub async fn submit(
