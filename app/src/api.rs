@@ -131,8 +131,7 @@ pub async fn load_task_detail(id: u64) -> Result<TaskDetail, AppError> {
 /// A page of the caller's tasks, newest first, filtered as `query` says.
 #[server(endpoint = "history")]
 pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> {
-    use crate::ssr::store::TaskFilter;
-    use model::page::{HistoryRow, OUTCOME_FILTERS, Outcome};
+    use model::page::HistoryRow;
 
     let state = crate::ssr::AppState::from_context()?;
     let registry = state
@@ -144,51 +143,8 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         .iter()
         .map(|t| (t.name().to_owned(), t.title().to_owned()))
         .collect();
-    // A type this build no longer runs stays findable (as through the API): any name is a
-    // filter, and one no task ever had finds nothing.
-    if let Some(kind) = &query.kind
-        && kind.len() > crate::ssr::history::TYPE_NAME_MAX
-    {
-        return Err(AppError::invalid(format!(
-            "a task type's name is at most {} characters",
-            crate::ssr::history::TYPE_NAME_MAX
-        )));
-    }
-    let ended = match query.outcome.as_deref() {
-        None => None,
-        Some("unfinished") => Some(None),
-        Some(name) => Some(Some(Outcome::from_name(name).ok_or_else(|| {
-            let names: Vec<&str> = OUTCOME_FILTERS.iter().map(|(v, _)| *v).collect();
-            AppError::invalid(format!(
-                "there is no outcome {name:?}: choose one of {}",
-                names.join(", ")
-            ))
-        })?)),
-    };
-    if let Some(text) = &query.text
-        && text.chars().count() > crate::ssr::history::SEARCH_MAX
-    {
-        return Err(AppError::invalid(format!(
-            "search for at most {} characters",
-            crate::ssr::history::SEARCH_MAX
-        )));
-    }
-    let before = match query.before.as_deref() {
-        None => None,
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-            AppError::invalid(format!(
-                "{raw:?} is not a page of your history: follow the \"Older tasks\" link"
-            ))
-        })?),
-    };
+    let filter = crate::ssr::history::filter(&query)?;
     let owner = crate::ssr::request::session_id().await?;
-    let filter = TaskFilter {
-        kind: query.kind.clone(),
-        ended,
-        before,
-        search: query.text.clone(),
-        limit: crate::ssr::history::HISTORY_PAGE,
-    };
     let (records, more) = state
         .sessions
         .store()

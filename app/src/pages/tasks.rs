@@ -183,110 +183,15 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
     } else {
         error_id.clone()
     };
-    let invalid = message.is_some().to_string();
-    let expects = field.expects();
-    let required = field.required;
-    let control = match field.kind {
-        FieldKind::Integer { .. } | FieldKind::Number { .. } => {
-            // Whole numbers step by 1 (a fraction is a step mismatch); numbers by anything.
-            let (min, max, step, mode) = match field.kind {
-                FieldKind::Integer { min, max } => (
-                    min.map(|m| m.to_string()),
-                    max.map(|m| m.to_string()),
-                    "1",
-                    "numeric",
-                ),
-                FieldKind::Number { min, max } => {
-                    (min.map(number_text), max.map(number_text), "any", "decimal")
-                }
-                _ => unreachable!("matched above"),
-            };
-            view! {
-                <input
-                    type="number"
-                    name=name.clone()
-                    id=id.clone()
-                    min=min
-                    max=max
-                    step=step
-                    inputmode=mode
-                    autocomplete="off"
-                    required=required
-                    data-expects=expects
-                    aria-invalid=invalid
-                    aria-describedby=described
-                    value=value
-                />
-            }
-            .into_any()
-        }
-        FieldKind::Text {
-            max_len,
-            multiline: true,
-        } => view! {
-            <textarea
-                name=name.clone()
-                id=id.clone()
-                maxlength=max_len.map(|m| m.to_string())
-                rows="3"
-                data-expects=expects
-                aria-invalid=invalid
-                aria-describedby=described
-            >
-                {value}
-            </textarea>
-        }
-        .into_any(),
-        FieldKind::Text {
-            max_len,
-            multiline: false,
-        } => view! {
-            <input
-                type="text"
-                name=name.clone()
-                id=id.clone()
-                maxlength=max_len.map(|m| m.to_string())
-                autocomplete="off"
-                data-expects=expects
-                aria-invalid=invalid
-                aria-describedby=described
-                value=value
-            />
-        }
-        .into_any(),
-        FieldKind::Choice { options } => {
-            let options = options
-                .into_iter()
-                .map(|(option, label)| {
-                    let selected = option == value;
-                    view! { <option value=option selected=selected>{label}</option> }
-                })
-                .collect_view();
-            view! {
-                <select
-                    name=name.clone()
-                    id=id.clone()
-                    aria-invalid=invalid
-                    aria-describedby=described
-                >
-                    {options}
-                </select>
-            }
-            .into_any()
-        }
-        FieldKind::Toggle => view! {
-            <input
-                type="checkbox"
-                name=name.clone()
-                id=id.clone()
-                value="true"
-                checked=value == "true"
-                aria-invalid=invalid
-                aria-describedby=described
-            />
-        }
-        .into_any(),
+    let attrs = ControlAttrs {
+        name: name.clone(),
+        id: id.clone(),
+        described,
+        invalid: message.is_some().to_string(),
+        expects: field.expects(),
+        required: field.required,
     };
+    let control = control(field.kind, attrs, value);
     view! {
         <div class="field-group">
             <div class="field">
@@ -301,6 +206,154 @@ fn FormField(field: Field, value: String, message: Option<String>) -> impl IntoV
             </p>
         </div>
     }
+}
+
+/// What every control of a field carries, whatever its kind.
+struct ControlAttrs {
+    name: String,
+    id: String,
+    /// `aria-describedby`: its error line, and its help when it has some.
+    described: String,
+    /// `aria-invalid`: whether the last post was refused at this field.
+    invalid: String,
+    /// `data-expects`: the limits the island checks before posting.
+    expects: String,
+    required: bool,
+}
+
+/// The control for a field of `kind`, showing `value`.
+fn control(kind: FieldKind, attrs: ControlAttrs, value: String) -> AnyView {
+    match kind {
+        // Whole numbers step by 1 (a fraction is a step mismatch); numbers by anything.
+        FieldKind::Integer { min, max } => {
+            let bounds = (min.map(|m| m.to_string()), max.map(|m| m.to_string()));
+            number_input(bounds, ("1", "numeric"), attrs, value)
+        }
+        FieldKind::Number { min, max } => {
+            let bounds = (min.map(number_text), max.map(number_text));
+            number_input(bounds, ("any", "decimal"), attrs, value)
+        }
+        FieldKind::Text { max_len, multiline } => text_input(max_len, multiline, attrs, value),
+        FieldKind::Choice { options } => choice(options, attrs, value),
+        FieldKind::Toggle => toggle(attrs, value),
+    }
+}
+
+/// A number input between `(min, max)`, stepping and typed as `(step, inputmode)`.
+fn number_input(
+    (min, max): (Option<String>, Option<String>),
+    (step, mode): (&'static str, &'static str),
+    attrs: ControlAttrs,
+    value: String,
+) -> AnyView {
+    let ControlAttrs {
+        name,
+        id,
+        described,
+        invalid,
+        expects,
+        required,
+    } = attrs;
+    view! {
+        <input
+            type="number"
+            name=name
+            id=id
+            min=min
+            max=max
+            step=step
+            inputmode=mode
+            autocomplete="off"
+            required=required
+            data-expects=expects
+            aria-invalid=invalid
+            aria-describedby=described
+            value=value
+        />
+    }
+    .into_any()
+}
+
+/// A text input, or a text area for long text.
+fn text_input(
+    max_len: Option<u64>,
+    multiline: bool,
+    attrs: ControlAttrs,
+    value: String,
+) -> AnyView {
+    let ControlAttrs {
+        name,
+        id,
+        described,
+        invalid,
+        expects,
+        ..
+    } = attrs;
+    let maxlength = max_len.map(|m| m.to_string());
+    if multiline {
+        view! {
+            <textarea
+                name=name
+                id=id
+                maxlength=maxlength
+                rows="3"
+                data-expects=expects
+                aria-invalid=invalid
+                aria-describedby=described
+            >
+                {value}
+            </textarea>
+        }
+        .into_any()
+    } else {
+        view! {
+            <input
+                type="text"
+                name=name
+                id=id
+                maxlength=maxlength
+                autocomplete="off"
+                data-expects=expects
+                aria-invalid=invalid
+                aria-describedby=described
+                value=value
+            />
+        }
+        .into_any()
+    }
+}
+
+/// A select of `options` (value, label), `value` selected.
+fn choice(options: Vec<(String, String)>, attrs: ControlAttrs, value: String) -> AnyView {
+    let options = options
+        .into_iter()
+        .map(|(option, label)| {
+            let selected = option == value;
+            view! { <option value=option selected=selected>{label}</option> }
+        })
+        .collect_view();
+    view! {
+        <select name=attrs.name id=attrs.id aria-invalid=attrs.invalid aria-describedby=attrs.described>
+            {options}
+        </select>
+    }
+    .into_any()
+}
+
+/// A checkbox, on when `value` is `true`.
+fn toggle(attrs: ControlAttrs, value: String) -> AnyView {
+    view! {
+        <input
+            type="checkbox"
+            name=attrs.name
+            id=attrs.id
+            value="true"
+            checked=value == "true"
+            aria-invalid=attrs.invalid
+            aria-describedby=attrs.described
+        />
+    }
+    .into_any()
 }
 
 #[component]

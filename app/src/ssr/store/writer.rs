@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -205,76 +205,13 @@ impl Writer {
         let mut trimmed = 0usize;
         for write in batch.iter().filter_map(|op| op.write.as_ref()) {
             match write {
-                Write::Accepted {
-                    session,
-                    task,
-                    input,
-                    next_input,
-                    retry_of,
-                    idempotency,
-                } => {
-                    // Type names are [a-z-]; quoted in the path all the same.
-                    tx.prepare_cached(
-                        "INSERT INTO sessions (id, next_inputs)
-                     VALUES (?1, json_object(?2, json(?3)))
-                     ON CONFLICT (id) DO UPDATE
-                     SET next_inputs = json_set(next_inputs, '$.\"' || ?2 || '\"', json(?3))",
-                    )?
-                    .execute(params![
-                        session,
-                        task.task,
-                        next_input.to_string()
-                    ])?;
-                    added += tx
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args,
-                                                  submitted_at_ms, retry_of, idempotency_key,
-                                                  request_sha256)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                        )?
-                        .execute(params![
-                            task.id as i64,
-                            session,
-                            task.task,
-                            input.to_string(),
-                            task.args,
-                            task.submitted_at_ms as i64,
-                            retry_of.map(|id| id as i64),
-                            idempotency.as_ref().map(|(key, _)| key),
-                            idempotency.as_ref().map(|(_, hash)| hash)
-                        ])?;
+                Write::Accepted { task, .. } => {
+                    added += insert_accepted(&tx, write)?;
                     last_id = last_id.max(task.id);
                 }
-                Write::Done {
-                    session,
-                    line,
-                    output,
-                    binary,
-                    ran,
-                    finished_at_ms,
-                } => {
+                Write::Done { session, .. } => {
                     *done_seq += 1;
-                    // `done_seq IS NULL`: a result is recorded once, however often the task ran.
-                    let changed = tx
-                        .prepare_cached(
-                            "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
-                                      finished_at_ms = ?5, output_media = ?7, output_data = ?8,
-                                      started_at_ms = ?9, worker = ?10, attempts = ?11
-                     WHERE id = ?6 AND done_seq IS NULL",
-                        )?
-                        .execute(params![
-                            *done_seq,
-                            line.outcome.name(),
-                            line.text,
-                            output.as_ref().map(Value::to_string),
-                            *finished_at_ms as i64,
-                            line.task as i64,
-                            binary.as_ref().map(Binary::media_type),
-                            binary.as_ref().map(Binary::bytes),
-                            ran.as_ref().map(|ran| ran.started_at_ms as i64),
-                            ran.as_ref().map(|ran| &ran.worker),
-                            ran.as_ref().map(|ran| ran.attempt),
-                        ])?;
+                    let changed = update_done(&tx, *done_seq, write)?;
                     if changed == 0 {
                         continue;
                     }
@@ -284,14 +221,7 @@ impl Writer {
                     *now += 1;
                     if *now > self.retention.per_owner {
                         // The owner's oldest ended tasks make room: one per task past the cap.
-                        let over = *now - self.retention.per_owner;
-                        let gone = tx
-                            .prepare_cached(
-                                "DELETE FROM tasks WHERE id IN
-                               (SELECT id FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL
-                                ORDER BY done_seq LIMIT ?2)",
-                            )?
-                            .execute(params![session, over as i64])?;
+                        let gone = trim_oldest(&tx, session, *now - self.retention.per_owner)?;
                         *now -= gone;
                         trimmed += gone;
                     }
@@ -328,4 +258,89 @@ impl Writer {
         self.count_pruned(trimmed);
         Ok(())
     }
+}
+
+/// Records an accepted task (`write` is a [`Write::Accepted`]) and what its type's form offers
+/// next; 1 when the task is new, 0 when it was recorded already.
+fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
+    let Write::Accepted {
+        session,
+        task,
+        input,
+        next_input,
+        retry_of,
+        idempotency,
+    } = write
+    else {
+        return Ok(0);
+    };
+    // Type names are [a-z-]; quoted in the path all the same.
+    tx.prepare_cached(
+        "INSERT INTO sessions (id, next_inputs)
+         VALUES (?1, json_object(?2, json(?3)))
+         ON CONFLICT (id) DO UPDATE
+         SET next_inputs = json_set(next_inputs, '$.\"' || ?2 || '\"', json(?3))",
+    )?
+    .execute(params![session, task.task, next_input.to_string()])?;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args, submitted_at_ms,
+                                      retry_of, idempotency_key, request_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        task.id as i64,
+        session,
+        task.task,
+        input.to_string(),
+        task.args,
+        task.submitted_at_ms as i64,
+        retry_of.map(|id| id as i64),
+        idempotency.as_ref().map(|(key, _)| key),
+        idempotency.as_ref().map(|(_, hash)| hash)
+    ])
+}
+
+/// Records how a task ended (`write` is a [`Write::Done`]) as the terminal's line `done_seq`;
+/// 0 when its result was recorded already (`done_seq IS NULL`: once, however often it ran).
+fn update_done(tx: &Transaction, done_seq: i64, write: &Write) -> rusqlite::Result<usize> {
+    let Write::Done {
+        line,
+        output,
+        binary,
+        ran,
+        finished_at_ms,
+        ..
+    } = write
+    else {
+        return Ok(0);
+    };
+    tx.prepare_cached(
+        "UPDATE tasks SET done_seq = ?1, outcome = ?2, text = ?3, output = ?4,
+                          finished_at_ms = ?5, output_media = ?7, output_data = ?8,
+                          started_at_ms = ?9, worker = ?10, attempts = ?11
+         WHERE id = ?6 AND done_seq IS NULL",
+    )?
+    .execute(params![
+        done_seq,
+        line.outcome.name(),
+        line.text,
+        output.as_ref().map(Value::to_string),
+        *finished_at_ms as i64,
+        line.task as i64,
+        binary.as_ref().map(Binary::media_type),
+        binary.as_ref().map(Binary::bytes),
+        ran.as_ref().map(|ran| ran.started_at_ms as i64),
+        ran.as_ref().map(|ran| &ran.worker),
+        ran.as_ref().map(|ran| ran.attempt),
+    ])
+}
+
+/// Deletes `session`'s `count` oldest ended tasks; how many went.
+fn trim_oldest(tx: &Transaction, session: &str, count: usize) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "DELETE FROM tasks WHERE id IN
+           (SELECT id FROM tasks WHERE session = ?1 AND done_seq IS NOT NULL
+            ORDER BY done_seq LIMIT ?2)",
+    )?
+    .execute(params![session, count as i64])
 }
