@@ -199,6 +199,41 @@ async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Resu
     Ok(())
 }
 
+/// How much one run measures: the smoke run's few, or the real run's.
+struct Plan {
+    offload: Sizes,
+    seed: Sizes,
+    rounds: usize,
+    clicks: usize,
+    loads: usize,
+    /// How long the stacks settle before their idle memory is read.
+    settle: Duration,
+}
+
+impl Plan {
+    fn of(args: &RunArgs) -> Self {
+        if args.smoke {
+            Self {
+                offload: Sizes::SMOKE,
+                seed: Sizes::SMOKE,
+                rounds: 1,
+                clicks: 5,
+                loads: 2,
+                settle: Duration::from_millis(500),
+            }
+        } else {
+            Self {
+                offload: Sizes::OFFLOAD,
+                seed: Sizes::SEED,
+                rounds: args.rounds.max(1),
+                clicks: 50,
+                loads: 10,
+                settle: Duration::from_secs(3),
+            }
+        }
+    }
+}
+
 async fn run(args: RunArgs) -> Result<(), BenchError> {
     let programs = Programs {
         offload: absolute(&args.offload),
@@ -210,25 +245,7 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
     if !args.no_seed {
         programs.check_seed()?;
     }
-    let (sizes_offload, sizes_seed, rounds, clicks, loads, settle) = if args.smoke {
-        (
-            Sizes::SMOKE,
-            Sizes::SMOKE,
-            1,
-            5,
-            2,
-            Duration::from_millis(500),
-        )
-    } else {
-        (
-            Sizes::OFFLOAD,
-            Sizes::SEED,
-            args.rounds.max(1),
-            50,
-            10,
-            Duration::from_secs(3),
-        )
-    };
+    let plan = Plan::of(&args);
     let out = absolute(&args.out);
     let logs = out.with_file_name("logs");
     std::fs::create_dir_all(&logs).map_err(BenchError::io(&logs))?;
@@ -244,17 +261,62 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         logs.display()
     );
     let mut report = Report::new(machine, args.smoke);
+    let stacks = start_stacks(&args, &programs, data.path(), &logs).await?;
 
+    // Idle memory first, before any work has grown a heap or a cache.
+    tokio::time::sleep(plan.settle).await;
+    for stack in &stacks {
+        let mb = stack.rss_bytes() as f64 / 1e6;
+        println!(
+            "{}: idle resident memory {:.1} MB ({})",
+            stack.key,
+            mb,
+            stack.process_names().join(", ")
+        );
+        report.set("idle_rss_mb", stack.key, mb);
+    }
+    cluster_rounds(&args, &programs, &stacks, &plan, &mut report).await?;
+    api_round_trips(&programs, &stacks, &plan, &mut report).await?;
+    if args.no_browser {
+        drop(stacks);
+        println!("\n{}\n(no browser figures, not written)", report.markdown());
+        return Ok(());
+    }
+    browser_figures(&args, &stacks, &plan, &out, &mut report).await?;
+    drop(stacks);
+    report.write(&out)?;
+    println!("\n{}\nwritten to {}", report.markdown(), out.display());
+    Ok(())
+}
+
+/// The seed's stack (unless left out), Offload embedded and Offload on NATS, each started.
+async fn start_stacks(
+    args: &RunArgs,
+    programs: &Programs,
+    data: &Path,
+    logs: &Path,
+) -> Result<Vec<Stack>, BenchError> {
     let mut stacks = Vec::new();
     if !args.no_seed {
         println!("starting the seed: python cluster.py, panel serve app.py");
-        stacks.push(Stack::seed(&programs, &logs).await?);
+        stacks.push(Stack::seed(programs, logs).await?);
     }
     println!("starting Offload embedded: offload");
-    stacks.push(Stack::embedded(&programs, data.path(), &logs).await?);
+    stacks.push(Stack::embedded(programs, data, logs).await?);
     println!("starting Offload on NATS: offload cluster, offload worker, offload serve --cluster");
-    stacks.push(Stack::nats(&programs, data.path(), &logs).await?);
+    stacks.push(Stack::nats(programs, data, logs).await?);
+    Ok(stacks)
+}
 
+/// Each cluster's round trip, throughput and timings, `plan.rounds` times, the stacks taking
+/// turns; the median round of each is reported.
+async fn cluster_rounds(
+    args: &RunArgs,
+    programs: &Programs,
+    stacks: &[Stack],
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<(), BenchError> {
     let embedded =
         EmbeddedCluster::start(figures::cluster_config(), tasks::registry()).map_err(|e| {
             BenchError::Measure {
@@ -267,20 +329,7 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         _ => None,
     });
     let nats = connect_nats(nats_url.as_deref().expect("the NATS stack")).await?;
-
-    // Idle memory first, before any work has grown a heap or a cache.
-    tokio::time::sleep(settle).await;
-    for stack in &stacks {
-        let mb = stack.rss_bytes() as f64 / 1e6;
-        println!(
-            "{}: idle resident memory {:.1} MB ({})",
-            stack.key,
-            mb,
-            stack.process_names().join(", ")
-        );
-        report.set("idle_rss_mb", stack.key, mb);
-    }
-
+    let (rounds, sizes_offload, sizes_seed) = (plan.rounds, plan.offload, plan.seed);
     let mut measured: Vec<(&str, Vec<ClusterFigures>)> =
         stacks.iter().map(|s| (s.key, Vec::new())).collect();
     for round in 1..=rounds {
@@ -328,11 +377,20 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
             }
         }
     }
+    Ok(())
+}
 
+/// The JSON API's round trip on each Offload stack, with a token of its own.
+async fn api_round_trips(
+    programs: &Programs,
+    stacks: &[Stack],
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<(), BenchError> {
     for stack in stacks.iter().filter(|s| s.data_dir.is_some()) {
         let token = stack.token(&programs.offload)?;
         let base = stack.url.trim_end_matches('/');
-        let (p50, p99) = figures::api_round_trips(base, &token, sizes_offload.trips).await?;
+        let (p50, p99) = figures::api_round_trips(base, &token, plan.offload.trips).await?;
         println!(
             "{}: API round trip p50 {p50:.3} ms, p99 {p99:.3} ms",
             stack.key
@@ -340,13 +398,18 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         report.set("api_roundtrip_p50_ms", stack.key, p50);
         report.set("api_roundtrip_p99_ms", stack.key, p99);
     }
+    Ok(())
+}
 
-    if args.no_browser {
-        drop(nats);
-        drop(stacks);
-        println!("\n{}\n(no browser figures, not written)", report.markdown());
-        return Ok(());
-    }
+/// Clicks and cold loads in chromium, the apps alternating.
+async fn browser_figures(
+    args: &RunArgs,
+    stacks: &[Stack],
+    plan: &Plan,
+    out: &Path,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let (clicks, loads) = (plan.clicks, plan.loads);
     println!("browser: {clicks} clicks and {loads} cold loads per app, the apps alternating");
     let targets: Vec<Target> = stacks
         .iter()
@@ -369,10 +432,5 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         report.set("page_dom_loaded_ms", key, page.dom_loaded_ms);
         report.set("page_interactive_ms", key, page.interactive_ms);
     }
-
-    drop(nats);
-    drop(stacks);
-    report.write(&out)?;
-    println!("\n{}\nwritten to {}", report.markdown(), out.display());
     Ok(())
 }
