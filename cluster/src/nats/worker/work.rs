@@ -68,37 +68,9 @@ impl State {
                 Some(slot) = freed.recv() => idle.push(slot),
                 Some(answer) = answers.next() => {
                     open.pop_front();
-                    // A status (408: the request expired) answers a request without a task.
-                    if answer.status.is_some() || answer.reply.is_none() {
-                        continue;
+                    if let Some((delivery, items)) = self.delivery(answer, stopping).await {
+                        waiting.extend(items.into_iter().map(|item| (delivery.clone(), item)));
                     }
-                    let message = Message { message: answer, context: self.conn.js.clone() };
-                    if stopping {
-                        // Straight back to the queue for another worker.
-                        let _ = message.ack_with(AckKind::Nak(None)).await;
-                        continue;
-                    }
-                    let items: Vec<WorkItem> = match serde_json::from_slice(&message.payload) {
-                        Ok(items) => items,
-                        Err(error) => {
-                            tracing::warn!(%error, "work that does not decode: dropped");
-                            let _ = message.ack_with(AckKind::Term).await;
-                            continue;
-                        }
-                    };
-                    if items.is_empty() {
-                        let _ = message.ack().await;
-                        continue;
-                    }
-                    let delivery = Arc::new(Delivery {
-                        delivered: message.info().map_or(1, |info| info.delivered),
-                        unfinished: AtomicUsize::new(items.len()),
-                        tasks: items.len(),
-                        ran: Mutex::new(Vec::new()),
-                        message,
-                    });
-                    tokio::spawn(delivery.clone().keep_in_progress());
-                    waiting.extend(items.into_iter().map(|item| (delivery.clone(), item)));
                 }
                 _ = tick.tick() => {
                     let now = tokio::time::Instant::now();
@@ -108,6 +80,49 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The tasks a pull request's `answer` brought, as one delivery kept in progress while
+    /// they run; None for an answer without any (an expiry, work that does not decode) or
+    /// while `stopping` (the message goes straight back to the queue for another worker).
+    async fn delivery(
+        &self,
+        answer: async_nats::Message,
+        stopping: bool,
+    ) -> Option<(Arc<Delivery>, Vec<WorkItem>)> {
+        // A status (408: the request expired) answers a request without a task.
+        if answer.status.is_some() || answer.reply.is_none() {
+            return None;
+        }
+        let message = Message {
+            message: answer,
+            context: self.conn.js.clone(),
+        };
+        if stopping {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+            return None;
+        }
+        let items: Vec<WorkItem> = match serde_json::from_slice(&message.payload) {
+            Ok(items) => items,
+            Err(error) => {
+                tracing::warn!(%error, "work that does not decode: dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+                return None;
+            }
+        };
+        if items.is_empty() {
+            let _ = message.ack().await;
+            return None;
+        }
+        let delivery = Arc::new(Delivery {
+            delivered: message.info().map_or(1, |info| info.delivered),
+            unfinished: AtomicUsize::new(items.len()),
+            tasks: items.len(),
+            ran: Mutex::new(Vec::new()),
+            message,
+        });
+        tokio::spawn(delivery.clone().keep_in_progress());
+        Some((delivery, items))
     }
 
     pub(super) async fn handle(
