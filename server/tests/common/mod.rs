@@ -64,6 +64,7 @@ fn newest_source(root: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
     let mut newest = None;
     for dir in [
         "model",
+        "task",
         "tasks",
         "app",
         "dashboard",
