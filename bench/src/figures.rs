@@ -154,20 +154,7 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
 
     let mut rates = Vec::new();
     for _ in 0..sizes.tiny_runs {
-        let start = Instant::now();
-        let mut handles = Vec::with_capacity(sizes.tiny);
-        for i in 0..sizes.tiny {
-            handles.push(
-                client
-                    .submit::<Fibonacci>(Fibonacci::n(i as i64 % 10), who)
-                    .await
-                    .map_err(failed)?,
-            );
-        }
-        for handle in handles {
-            handle.result().await.map_err(failed)?;
-        }
-        rates.push(sizes.tiny as f64 / start.elapsed().as_secs_f64());
+        rates.push(tiny_tasks_per_s(client, who, sizes.tiny).await?);
     }
 
     let mut fib32 = Vec::new();
@@ -189,22 +176,7 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
 
     let mut cancels = Vec::new();
     for _ in 0..sizes.cancels {
-        let handle = client
-            .submit::<Fibonacci>(Fibonacci::n(60), who)
-            .await
-            .map_err(failed)?;
-        // Under way: its first progress report past 0.
-        let mut progress = handle.progress();
-        progress
-            .wait_for(|p| *p > 0.0)
-            .await
-            .map_err(|_| failed("fibonacci(60) ended before it reported progress"))?;
-        let start = Instant::now();
-        client.cancel(handle.id()).await.map_err(failed)?;
-        match handle.result().await {
-            Err(cluster::TaskError::Cancelled) => cancels.push(ms(start.elapsed())),
-            other => return Err(failed(format!("fibonacci(60) cancelled: {other:?}"))),
-        }
+        cancels.push(cancel_ms(client, who).await?);
     }
 
     Ok(ClusterFigures {
@@ -215,6 +187,49 @@ pub async fn offload(client: &Client, sizes: Sizes) -> Result<ClusterFigures, Be
         fib30x8_ms: median(fib30x8).unwrap_or(0.0),
         cancel_ms: median(cancels),
     })
+}
+
+/// `tiny` fibonacci(0..9) submitted at once, per second from the first submission to the last
+/// result.
+async fn tiny_tasks_per_s(
+    client: &Client,
+    who: &Submitter,
+    tiny: usize,
+) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(tiny);
+    for i in 0..tiny {
+        handles.push(
+            client
+                .submit::<Fibonacci>(Fibonacci::n(i as i64 % 10), who)
+                .await
+                .map_err(failed)?,
+        );
+    }
+    for handle in handles {
+        handle.result().await.map_err(failed)?;
+    }
+    Ok(tiny as f64 / start.elapsed().as_secs_f64())
+}
+
+/// From cancelling a running fibonacci(60) (once it reported progress) to its end, in ms.
+async fn cancel_ms(client: &Client, who: &Submitter) -> Result<f64, BenchError> {
+    let handle = client
+        .submit::<Fibonacci>(Fibonacci::n(60), who)
+        .await
+        .map_err(failed)?;
+    // Under way: its first progress report past 0.
+    let mut progress = handle.progress();
+    progress
+        .wait_for(|p| *p > 0.0)
+        .await
+        .map_err(|_| failed("fibonacci(60) ended before it reported progress"))?;
+    let start = Instant::now();
+    client.cancel(handle.id()).await.map_err(failed)?;
+    match handle.result().await {
+        Err(cluster::TaskError::Cancelled) => Ok(ms(start.elapsed())),
+        other => Err(failed(format!("fibonacci(60) cancelled: {other:?}"))),
+    }
 }
 
 /// Figures 1–4 on the seed's Dask cluster, from a fresh Python process with Dask's client.

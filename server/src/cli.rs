@@ -167,27 +167,7 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
             limit,
             json,
             ..
-        } => {
-            let mut pairs = vec![("limit", limit.to_string())];
-            pairs.extend(state.map(|s| ("state", s)));
-            pairs.extend(task_type.map(|t| ("type", t)));
-            let query = query(&pairs);
-            let page = api
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/v1/tasks?{query}"),
-                    None,
-                )
-                .await?;
-            if json {
-                println!("{}", page["tasks"]);
-            } else {
-                for task in page["tasks"].as_array().into_iter().flatten() {
-                    println!("{}", one_line(task));
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => list_tasks(api, state, task_type, limit, json).await,
         Client::Show { id, json, .. } => {
             let task = api.task(id).await?;
             print_task(&task, json);
@@ -220,6 +200,35 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
             finish(api, task, wait, json).await
         }
     }
+}
+
+/// `offload tasks`: a page of the caller's tasks, one line each (or their JSON).
+async fn list_tasks(
+    api: &Api,
+    state: Option<String>,
+    task_type: Option<String>,
+    limit: usize,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let mut pairs = vec![("limit", limit.to_string())];
+    pairs.extend(state.map(|s| ("state", s)));
+    pairs.extend(task_type.map(|t| ("type", t)));
+    let query = query(&pairs);
+    let page = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/tasks?{query}"),
+            None,
+        )
+        .await?;
+    if json {
+        println!("{}", page["tasks"]);
+    } else {
+        for task in page["tasks"].as_array().into_iter().flatten() {
+            println!("{}", one_line(task));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// After a submission: print it, or follow it to its end first.

@@ -18,22 +18,7 @@ use crate::{bind, shutdown_signal};
 pub(crate) async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
     let prefix = args.nats_names.nats_prefix.clone();
-    let local = match &args.nats {
-        Some(_) => None,
-        None => {
-            let store = args.data_dir.join("nats");
-            std::fs::create_dir_all(&store).map_err(|source| StartError::DataDir {
-                path: store.clone(),
-                source,
-            })?;
-            Some(LocalNats::start(&args.nats_server, args.nats_port, &store).await?)
-        }
-    };
-    let url = match (&args.nats, &local) {
-        (Some(url), _) => url.clone(),
-        (None, Some(local)) => local.url(),
-        (None, None) => unreachable!("a local NATS starts when none is named"),
-    };
+    let (local, url) = nats_of(&args).await?;
     let worker = if args.workers > 0 {
         let config = WorkerConfig {
             url: url.clone(),
@@ -95,6 +80,22 @@ pub(crate) async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The NATS the cluster runs on: the one `--nats` names, or one started here (returned, to
+/// be stopped with the cluster); and its URL.
+async fn nats_of(args: &ClusterArgs) -> Result<(Option<LocalNats>, String), StartError> {
+    if let Some(url) = &args.nats {
+        return Ok((None, url.clone()));
+    }
+    let store = args.data_dir.join("nats");
+    std::fs::create_dir_all(&store).map_err(|source| StartError::DataDir {
+        path: store.clone(),
+        source,
+    })?;
+    let local = LocalNats::start(&args.nats_server, args.nats_port, &store).await?;
+    let url = local.url();
+    Ok((Some(local), url))
 }
 
 /// `offload worker`: runs tasks for a NATS cluster until stopped.

@@ -246,28 +246,20 @@ fn number_input(
     attrs: ControlAttrs,
     value: String,
 ) -> AnyView {
-    let ControlAttrs {
-        name,
-        id,
-        described,
-        invalid,
-        expects,
-        required,
-    } = attrs;
     view! {
         <input
             type="number"
-            name=name
-            id=id
+            name=attrs.name
+            id=attrs.id
             min=min
             max=max
             step=step
             inputmode=mode
             autocomplete="off"
-            required=required
-            data-expects=expects
-            aria-invalid=invalid
-            aria-describedby=described
+            required=attrs.required
+            data-expects=attrs.expects
+            aria-invalid=attrs.invalid
+            aria-describedby=attrs.described
             value=value
         />
     }
@@ -281,25 +273,17 @@ fn text_input(
     attrs: ControlAttrs,
     value: String,
 ) -> AnyView {
-    let ControlAttrs {
-        name,
-        id,
-        described,
-        invalid,
-        expects,
-        ..
-    } = attrs;
     let maxlength = max_len.map(|m| m.to_string());
     if multiline {
         view! {
             <textarea
-                name=name
-                id=id
+                name=attrs.name
+                id=attrs.id
                 maxlength=maxlength
                 rows="3"
-                data-expects=expects
-                aria-invalid=invalid
-                aria-describedby=described
+                data-expects=attrs.expects
+                aria-invalid=attrs.invalid
+                aria-describedby=attrs.described
             >
                 {value}
             </textarea>
@@ -309,13 +293,13 @@ fn text_input(
         view! {
             <input
                 type="text"
-                name=name
-                id=id
+                name=attrs.name
+                id=attrs.id
                 maxlength=maxlength
                 autocomplete="off"
-                data-expects=expects
-                aria-invalid=invalid
-                aria-describedby=described
+                data-expects=attrs.expects
+                aria-invalid=attrs.invalid
+                aria-describedby=attrs.described
                 value=value
             />
         }

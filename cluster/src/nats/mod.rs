@@ -162,49 +162,55 @@ struct Connection {
     workers: kv::Store,
 }
 
+/// A client of the NATS at `url`, waiting up to [`CONNECT_PATIENCE`] for it to answer
+/// (processes of a cluster may start in any order); refused credentials fail at once.
+async fn connect(url: &str, role: &str) -> Result<async_nats::Client, NatsError> {
+    let addr: async_nats::ServerAddr = url.parse().map_err(|e| NatsError::Connect {
+        url: redacted(url),
+        reason: format!("{e}: expected nats://[USER:PASSWORD@]HOST:PORT"),
+    })?;
+    // Processes of a cluster may start in any order: wait a while for NATS to come up.
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        let options = match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            }
+            _ => async_nats::ConnectOptions::new(),
+        };
+        let connected = options
+            .name(format!("offload {role}"))
+            // After the first connection, keep trying for ever: NATS may restart.
+            .max_reconnects(None)
+            .connect(addr.clone())
+            .await;
+        let error = match connected {
+            Ok(client) => return Ok(client),
+            Err(error) => error,
+        };
+        let refused = matches!(
+            error.kind(),
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
+        );
+        if refused || tokio::time::Instant::now() >= deadline {
+            let tried = if refused {
+                String::new()
+            } else {
+                format!(" (tried for {} s)", CONNECT_PATIENCE.as_secs())
+            };
+            return Err(NatsError::Connect {
+                url: redacted(url),
+                reason: format!("{error}{tried}"),
+            });
+        }
+        tracing::warn!(url = %redacted(url), %error, "NATS does not answer yet: retrying");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 impl Connection {
     async fn open(url: &str, names: Names, role: &str) -> Result<Self, NatsError> {
-        let addr: async_nats::ServerAddr = url.parse().map_err(|e| NatsError::Connect {
-            url: redacted(url),
-            reason: format!("{e}: expected nats://[USER:PASSWORD@]HOST:PORT"),
-        })?;
-        // Processes of a cluster may start in any order: wait a while for NATS to come up.
-        let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
-        let client = loop {
-            let options = match (addr.username(), addr.password()) {
-                (Some(user), Some(password)) => {
-                    async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
-                }
-                _ => async_nats::ConnectOptions::new(),
-            };
-            let connected = options
-                .name(format!("offload {role}"))
-                // After the first connection, keep trying for ever: NATS may restart.
-                .max_reconnects(None)
-                .connect(addr.clone())
-                .await;
-            let error = match connected {
-                Ok(client) => break client,
-                Err(error) => error,
-            };
-            let refused = matches!(
-                error.kind(),
-                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
-            );
-            if refused || tokio::time::Instant::now() >= deadline {
-                let tried = if refused {
-                    String::new()
-                } else {
-                    format!(" (tried for {} s)", CONNECT_PATIENCE.as_secs())
-                };
-                return Err(NatsError::Connect {
-                    url: redacted(url),
-                    reason: format!("{error}{tried}"),
-                });
-            }
-            tracing::warn!(url = %redacted(url), %error, "NATS does not answer yet: retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        };
+        let client = connect(url, role).await?;
         let js = jetstream::new(client.clone());
         // Created, or updated from a release that had one subject for every worker.
         js.create_or_update_stream(stream::Config {

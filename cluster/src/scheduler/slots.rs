@@ -175,37 +175,8 @@ impl Core {
             let error = outcome.as_ref().err().map(ToString::to_string);
             self.record(&mut inner, &live.info, state, error, output_bytes);
         }
-        match state {
-            TaskState::Finished => inner.totals.finished += 1,
-            TaskState::Cancelled => inner.totals.cancelled += 1,
-            _ => inner.totals.failed += 1,
-        }
-        inner.totals.lost += u64::from(lost);
-        let group = inner.group(&job.name);
-        group.running = group.running.saturating_sub(1);
-        group.compute_ms += compute_ms;
-        group.sample(compute_ms);
-        group.output_bytes += output_bytes as u64;
-        match state {
-            TaskState::Finished => group.finished += 1,
-            TaskState::Cancelled => group.cancelled += 1,
-            _ => group.failed += 1,
-        }
-        group.lost += u64::from(lost);
-        if let Some(mine) = inner.running_by.get_mut(&job.submitter) {
-            mine.all -= 1;
-            mine.not_tiny -= usize::from(!job.cost.tiny);
-            if mine.all == 0 {
-                inner.running_by.remove(&job.submitter);
-            }
-        }
-        inner.occupancy.busy -= 1;
-        inner.occupancy.tiny_busy -= usize::from(job.cost.tiny);
-        inner.running[slot] = None;
-        if slot < inner.occupancy.slots {
-            inner.idle.insert(slot);
-        }
-        inner.slots[slot].end(compute_ms, output_bytes);
+        inner.count_end(&job, state, lost, compute_ms, output_bytes);
+        inner.free(slot, &job, compute_ms, output_bytes);
         drop(inner);
         match &outcome {
             Ok(_) => {
@@ -238,5 +209,55 @@ impl Core {
             }
         }
         true
+    }
+}
+
+impl Inner {
+    /// Counts a task of `job`'s type that ended in `state` (and whether it was `lost`), in the
+    /// totals and in its type's group.
+    fn count_end(
+        &mut self,
+        job: &Job,
+        state: TaskState,
+        lost: bool,
+        compute_ms: f64,
+        output_bytes: usize,
+    ) {
+        match state {
+            TaskState::Finished => self.totals.finished += 1,
+            TaskState::Cancelled => self.totals.cancelled += 1,
+            _ => self.totals.failed += 1,
+        }
+        self.totals.lost += u64::from(lost);
+        let group = self.group(&job.name);
+        group.running = group.running.saturating_sub(1);
+        group.compute_ms += compute_ms;
+        group.sample(compute_ms);
+        group.output_bytes += output_bytes as u64;
+        match state {
+            TaskState::Finished => group.finished += 1,
+            TaskState::Cancelled => group.cancelled += 1,
+            _ => group.failed += 1,
+        }
+        group.lost += u64::from(lost);
+    }
+
+    /// Frees `slot`, which ran `job`: its submitter's count of running tasks, the occupancy
+    /// admission reads, and the slot's own figures.
+    fn free(&mut self, slot: usize, job: &Job, compute_ms: f64, output_bytes: usize) {
+        if let Some(mine) = self.running_by.get_mut(&job.submitter) {
+            mine.all -= 1;
+            mine.not_tiny -= usize::from(!job.cost.tiny);
+            if mine.all == 0 {
+                self.running_by.remove(&job.submitter);
+            }
+        }
+        self.occupancy.busy -= 1;
+        self.occupancy.tiny_busy -= usize::from(job.cost.tiny);
+        self.running[slot] = None;
+        if slot < self.occupancy.slots {
+            self.idle.insert(slot);
+        }
+        self.slots[slot].end(compute_ms, output_bytes);
     }
 }

@@ -182,6 +182,29 @@ struct Outgoing {
     cancel: Arc<CancelFlag>,
 }
 
+/// This server's durable consumer of its results (so results wait for it across a restart of
+/// its connection).
+async fn results_consumer(
+    conn: &Connection,
+    server: &str,
+) -> Result<consumer::PullConsumer, NatsError> {
+    conn.js
+        .get_stream(conn.names.results_stream())
+        .await
+        .map_err(|e| super::setup_error(conn.names.results_stream(), e))?
+        .get_or_create_consumer(
+            &format!("results-{server}"),
+            consumer::pull::Config {
+                durable_name: Some(format!("results-{server}")),
+                filter_subject: conn.names.results_subject(server),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| super::setup_error("this server's results consumer".into(), e))
+}
+
 impl NatsCluster {
     /// Connects and starts following the workers; tasks start once a worker has joined.
     pub async fn connect(
@@ -194,22 +217,7 @@ impl NatsCluster {
         }
         let names = Names::new(&nats.prefix)?;
         let conn = Connection::open(&nats.url, names, "app server").await?;
-        let results = conn
-            .js
-            .get_stream(conn.names.results_stream())
-            .await
-            .map_err(|e| super::setup_error(conn.names.results_stream(), e))?
-            .get_or_create_consumer(
-                &format!("results-{}", nats.server),
-                consumer::pull::Config {
-                    durable_name: Some(format!("results-{}", nats.server)),
-                    filter_subject: conn.names.results_subject(&nats.server),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| super::setup_error("this server's results consumer".into(), e))?;
+        let results = results_consumer(&conn, &nats.server).await?;
         let progress = conn
             .client
             .subscribe(conn.names.progress_subject(&nats.server))
@@ -237,19 +245,7 @@ impl NatsCluster {
             closed: AtomicBool::new(false),
             outbox,
         });
-        // Workers drop what an earlier start of this server left running or queued: it runs
-        // those tasks again itself.
-        let restarted = CancelItem::Restarted {
-            server: dispatch.server.clone(),
-            boot: dispatch.boot,
-        };
-        if let Ok(payload) = serde_json::to_vec(&restarted) {
-            let _ = dispatch
-                .conn
-                .client
-                .publish(dispatch.conn.names.cancel_subject(), payload.into())
-                .await;
-        }
+        dispatch.announce_restart().await;
         let scheduler = Scheduler::start(&config, registry, Backend::Nats)?;
         let core = Arc::downgrade(scheduler.core());
         let tasks = vec![
@@ -290,6 +286,22 @@ impl Drop for NatsCluster {
 }
 
 impl Dispatch {
+    /// Tells the workers this server started again: they drop what an earlier start of it
+    /// left running or queued, which it runs again itself.
+    async fn announce_restart(&self) {
+        let restarted = CancelItem::Restarted {
+            server: self.server.clone(),
+            boot: self.boot,
+        };
+        if let Ok(payload) = serde_json::to_vec(&restarted) {
+            let _ = self
+                .conn
+                .client
+                .publish(self.conn.names.cancel_subject(), payload.into())
+                .await;
+        }
+    }
+
     /// Gives each free slot the task admission lets take it, whenever work arrives or a slot
     /// frees; ends at shutdown.
     async fn fill_slots(self: Arc<Self>, core: Weak<Core>) {
