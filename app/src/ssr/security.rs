@@ -30,6 +30,8 @@ pub struct Policy {
     /// Whether scripts may set `style` attributes (`style-src-attr 'unsafe-inline'`): never a
     /// script, and never a stylesheet, only an element's own style.
     style_attributes: bool,
+    /// [`Policy::other`], made once: it goes out with every response that is not a page.
+    other: HeaderValue,
 }
 
 impl Policy {
@@ -41,12 +43,12 @@ impl Policy {
             // An address CSP cannot name (an IPv6 literal): any http(s) page rather than none.
             None => "'self' http: https:".to_owned(),
         };
-        Self {
+        Self::new(
             frame_src,
-            frame_ancestors: "'self'".to_owned(),
-            connect_src: reload_socket(options),
-            style_attributes: false,
-        }
+            "'self'".to_owned(),
+            reload_socket(options),
+            false,
+        )
     }
 
     /// The dashboard's listener: its pages frame nothing and may be framed by the pages of
@@ -54,11 +56,32 @@ impl Policy {
     /// text is measured in a `<span>` that plotters styles with `setAttribute("style", …)`:
     /// refused, every label would be measured wrong and every refusal logged.
     pub fn dashboard(frame_ancestors: &str) -> Self {
+        Self::new(
+            "'none'".to_owned(),
+            frame_ancestors.to_owned(),
+            String::new(),
+            true,
+        )
+    }
+
+    fn new(
+        frame_src: String,
+        frame_ancestors: String,
+        connect_src: String,
+        style_attributes: bool,
+    ) -> Self {
+        let other = format!(
+            "default-src 'none'; frame-ancestors {frame_ancestors}; object-src 'none'; \
+             base-uri 'none'; form-action 'none'; sandbox"
+        );
         Self {
-            frame_src: "'none'".to_owned(),
-            frame_ancestors: frame_ancestors.to_owned(),
-            connect_src: String::new(),
-            style_attributes: true,
+            frame_src,
+            frame_ancestors,
+            connect_src,
+            style_attributes,
+            // Its sources come from the allowed hosts, which are plain host names.
+            other: HeaderValue::from_str(&other)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; sandbox")),
         }
     }
 
@@ -69,6 +92,7 @@ impl Policy {
             frame_ancestors,
             connect_src,
             style_attributes,
+            ..
         } = self;
         let style_attributes = if *style_attributes {
             " style-src-attr 'unsafe-inline';"
@@ -86,12 +110,8 @@ impl Policy {
 
     /// The policy of any other response: nothing in it may run, load or submit, even if a
     /// browser is made to show it as a document.
-    pub fn other(&self) -> String {
-        format!(
-            "default-src 'none'; frame-ancestors {}; object-src 'none'; base-uri 'none'; \
-             form-action 'none'; sandbox",
-            self.frame_ancestors
-        )
+    pub fn other(&self) -> &str {
+        self.other.to_str().unwrap_or_default()
     }
 
     /// Puts this policy, with the response's nonce, on the page being rendered. Called by the
@@ -157,10 +177,8 @@ pub async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    if !headers.contains_key(header::CONTENT_SECURITY_POLICY)
-        && let Ok(value) = HeaderValue::from_str(&policy.other())
-    {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy.other.clone());
     }
     response
 }

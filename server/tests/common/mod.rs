@@ -16,6 +16,12 @@ use serde_json::Value;
 /// A binary older than any of its sources is refused: after an edit, `cargo test` alone would
 /// test what was there before.
 pub fn binary() -> PathBuf {
+    // Checked once per test binary: every server a test starts asks.
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(checked_binary).clone()
+}
+
+fn checked_binary() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let path = root.join("target/release/offload");
     let built = std::fs::metadata(&path)

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::ApiError;
+use super::problem::ApiError;
 use crate::AppError;
 use crate::ssr::guard::FreshSession;
 use crate::ssr::{AppState, SessionId};

@@ -23,11 +23,9 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use extract::Owner;
 pub use idempotency::IdempotencyLocks;
-pub use problem::{ApiError, Problem, problem};
+pub use problem::problem;
 pub(crate) use tasks::owned_record;
-pub use tasks::{MAX_PAGE, NewTask, TaskDoc, TaskPage};
 
 use crate::ssr::AppState;
 
