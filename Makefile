@@ -153,10 +153,11 @@ size: build
 	    "$$(stat -c %s $$f)" "$$(gzip -9 -c $$f | wc -c)"; \
 	done
 
-## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the history at a million tasks, and the dashboard's cost
+## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the history at a million tasks, the memory on a million owners' record, and the dashboard's cost
 bench: build nats chromium node bench-seed
 	cargo run --release -p bench -- run
 	cargo run --release -p bench -- history
+	cargo run --release -p bench -- owners
 	cargo bench -p dashboard --features ssr --bench dashboard_overhead
 
 ## bench-readme: rewrite the README's figures table from target/bench/latest.json

@@ -166,6 +166,7 @@ pub fn fill(db: &Path, rows: u64) -> Result<Duration, BenchError> {
                     .map_err(|e| failed("a row", e))?;
             }
         }
+        load::owners::index_noted(&tx).map_err(|e| failed("the search index", e))?;
         tx.commit().map_err(|e| failed("a commit", e))?;
     }
     conn.execute(

@@ -41,6 +41,23 @@ enum Command {
         #[arg(long, default_value = "target/release/offload")]
         offload: PathBuf,
     },
+    /// Memory against the owners on record: the embedded server started on OWNERS ended
+    /// tasks of as many owners, then after a round of VISITORS new visitors; added to the
+    /// report.
+    Owners {
+        /// Owners on record, one ended task each.
+        #[arg(long, default_value_t = 1_000_000)]
+        owners: u64,
+        /// New visitors in the round, five tiny tasks each.
+        #[arg(long, default_value_t = 1_000)]
+        visitors: usize,
+        /// The report to add the figures to (made if missing).
+        #[arg(long, default_value = "target/bench/latest.json")]
+        out: PathBuf,
+        /// The release offload binary.
+        #[arg(long, default_value = "target/release/offload")]
+        offload: PathBuf,
+    },
     /// Rewrite the README's figures table from a report.
     Readme {
         /// The report to read.
@@ -116,6 +133,12 @@ async fn main() -> ExitCode {
             out,
             offload,
         }) => history(rows, requests, &absolute(&out), &absolute(&offload)).await,
+        Some(Command::Owners {
+            owners,
+            visitors,
+            out,
+            offload,
+        }) => many_owners(owners, visitors, &absolute(&out), &absolute(&offload)).await,
         None => run(RunArgs::default()).await,
     };
     match result {
@@ -196,6 +219,72 @@ async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Resu
     }));
     report.write(out)?;
     println!("history: added to {}", out.display());
+    Ok(())
+}
+
+async fn many_owners(
+    owners: u64,
+    visitors: usize,
+    out: &Path,
+    offload: &Path,
+) -> Result<(), BenchError> {
+    let failed = |what: &str, detail: String| BenchError::Measure {
+        what: format!("the record of many owners: {what}"),
+        detail,
+    };
+    let config = load::LoadConfig {
+        server: offload.to_path_buf(),
+        sessions: visitors,
+        ..load::LoadConfig::default()
+    };
+    let data = tempfile::tempdir().map_err(BenchError::io(std::env::temp_dir()))?;
+    let start = || async {
+        load::Target::start_in(&config, data.path())
+            .await
+            .map_err(|e| failed("starting offload", e.to_string()))
+    };
+    // A first start makes the database and its schema.
+    start().await?.stop().await;
+    let db = data.path().join("offload.sqlite3");
+    println!("owners: writing {owners} ended tasks of as many owners");
+    let filled = tokio::task::spawn_blocking(move || load::owners::fill(&db, owners))
+        .await
+        .expect("the filling thread")
+        .map_err(|e| failed("writing", e.to_string()))?;
+    let started = std::time::Instant::now();
+    let target = start().await?;
+    let start_s = started.elapsed().as_secs_f64();
+    let rss = |target: &load::Target| {
+        target
+            .rss_kb()
+            .map(|kb| kb as f64 / 1024.0)
+            .map_err(|e| failed("memory", e.to_string()))
+    };
+    let rss_start = rss(&target)?;
+    let round = load::round(&target, &config, &[]).await;
+    if round.errors > 0 {
+        return Err(failed("the round", format!("{} errors", round.errors)));
+    }
+    load::rss_after_expiry(&target, &config)
+        .await
+        .map_err(|e| failed("memory", e.to_string()))?;
+    let rss_after = rss(&target)?;
+    target.stop().await;
+    let ms = |q| round.percentile(q).as_secs_f64() * 1e3;
+    println!(
+        "owners: written in {:.1} s, started in {start_s:.2} s; resident memory at start {rss_start:.1} MB, after {visitors} new visitors {rss_after:.1} MB (their p50 {:.2} ms, p99 {:.2} ms)",
+        filled.as_secs_f64(),
+        ms(0.5),
+        ms(0.99)
+    );
+    let mut report = Report::read(out).unwrap_or_else(|_| Report::new(Machine::this(), false));
+    report.owners = Some(serde_json::json!({
+        "owners": owners, "fill_s": filled.as_secs_f64(), "start_s": start_s,
+        "rss_start_mb": rss_start, "rss_after_mb": rss_after, "visitors": visitors,
+        "p50_ms": ms(0.5), "p99_ms": ms(0.99), "at": Report::new(Machine::this(), false).at,
+    }));
+    report.write(out)?;
+    println!("owners: added to {}", out.display());
     Ok(())
 }
 

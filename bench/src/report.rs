@@ -149,6 +149,9 @@ pub struct Report {
     /// `offload-bench history`'s figures, when it ran: `{"rows", "fill_s", "start_s",
     /// "queries": [{"key", "label", "p50_ms", "p99_ms"}], "task_page": {...}}`.
     pub history: Option<Value>,
+    /// `offload-bench owners`'s figures, when it ran: `{"owners", "fill_s", "start_s",
+    /// "rss_start_mb", "rss_after_mb", "visitors", "p50_ms", "p99_ms", "at"}`.
+    pub owners: Option<Value>,
 }
 
 impl Report {
@@ -165,6 +168,7 @@ impl Report {
             smoke,
             values: Map::new(),
             history: None,
+            owners: None,
         }
     }
 
@@ -197,6 +201,9 @@ impl Report {
         if let Some(history) = &self.history {
             out.insert("history".into(), history.clone());
         }
+        if let Some(owners) = &self.owners {
+            out.insert("owners".into(), owners.clone());
+        }
         Value::Object(out)
     }
 
@@ -217,6 +224,7 @@ impl Report {
             smoke: value["smoke"].as_bool().unwrap_or(false),
             values: Map::new(),
             history: value.get("history").cloned(),
+            owners: value.get("owners").cloned(),
         };
         for figure in FIGURES {
             let entry = value
@@ -301,6 +309,9 @@ impl Report {
         if let Some(history) = &self.history {
             out.push_str(&history_markdown(history));
         }
+        if let Some(owners) = &self.owners {
+            out.push_str(&owners_markdown(owners));
+        }
         out
     }
 
@@ -361,6 +372,27 @@ fn history_markdown(history: &Value) -> String {
         history["at"].as_str().unwrap_or_default(),
     ));
     out
+}
+
+/// The memory of a server whose record holds many owners, from `offload-bench owners`.
+fn owners_markdown(owners: &Value) -> String {
+    let figure = |key: &str| number(owners[key].as_f64().unwrap_or(0.0));
+    format!(
+        "\n| embedded server on a record of {} ended tasks of {} different owners | resident memory (goal ≤ 40 MB) |\n|---|---|\n\
+         | started on it | {} MB |\n\
+         | after a round of {} new visitors (× 5 tiny tasks: p50 {} ms, p99 {} ms), their sessions expired | {} MB |\n\
+         \nThe rows written in {} s; the server then started in {} s. Run at {}.\n",
+        figure("owners"),
+        figure("owners"),
+        figure("rss_start_mb"),
+        figure("visitors"),
+        figure("p50_ms"),
+        figure("p99_ms"),
+        figure("rss_after_mb"),
+        figure("fill_s"),
+        figure("start_s"),
+        owners["at"].as_str().unwrap_or_default(),
+    )
 }
 
 /// Three significant figures, thousands separated: 0.0281, 10.8, 1,001, 569,000.

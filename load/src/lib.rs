@@ -9,7 +9,10 @@
 //! talks to nothing but 127.0.0.1. Every run is bounded in count (sessions × tasks) and in
 //! time (`max_wait` per result, `soak` for the whole).
 
-use std::path::PathBuf;
+pub mod owners;
+pub mod soak;
+
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +85,20 @@ pub struct Round {
 }
 
 impl Round {
+    /// One line of its figures.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} results, {} errors in {:.1} s; submit→result p50 {}, p99 {}, max {}; RSS peak {}",
+            self.results,
+            self.errors,
+            self.took.as_secs_f64(),
+            ms(self.percentile(0.5)),
+            ms(self.percentile(0.99)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+            mb(self.rss_peak_kb)
+        )
+    }
+
     pub fn percentile(&self, p: f64) -> Duration {
         if self.latencies.is_empty() {
             return Duration::ZERO;
@@ -97,25 +114,35 @@ pub struct Target {
     pid: u32,
     base: String,
     server: PathBuf,
-    data: tempfile::TempDir,
+    data: PathBuf,
+    /// The data directory, when the target made it (removed with the target).
+    _made: Option<tempfile::TempDir>,
 }
 
 impl Target {
-    /// Starts `config.server` on a free loopback port.
+    /// Starts `config.server` on a free loopback port, with a data directory of its own.
     pub async fn start(config: &LoadConfig) -> Result<Self, LoadError> {
-        let port = free_port();
-        let dashboard = free_port();
-        let data = tempfile::tempdir().map_err(|source| LoadError::Spawn {
+        let made = tempfile::tempdir().map_err(|source| LoadError::Spawn {
             path: config.server.clone(),
             source,
         })?;
+        let mut target = Self::start_in(config, made.path()).await?;
+        target._made = Some(made);
+        Ok(target)
+    }
+
+    /// Starts `config.server` on a free loopback port, on the data directory `data` (which a
+    /// test or a benchmark may have filled).
+    pub async fn start_in(config: &LoadConfig, data: &Path) -> Result<Self, LoadError> {
+        let port = free_port();
+        let dashboard = free_port();
         let child = tokio::process::Command::new(&config.server)
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--dashboard-addr")
             .arg(format!("127.0.0.1:{dashboard}"))
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data)
             .arg("--session-idle-secs")
             .arg(config.session_idle_secs.to_string())
             .env(
@@ -135,7 +162,8 @@ impl Target {
             pid,
             base: format!("http://127.0.0.1:{port}"),
             server: config.server.clone(),
-            data,
+            data: data.to_owned(),
+            _made: None,
         };
         let http = reqwest::Client::new();
         for _ in 0..300 {
@@ -160,7 +188,7 @@ impl Target {
             .arg("create")
             .args(&names)
             .arg("--data-dir")
-            .arg(self.data.path())
+            .arg(&self.data)
             .stdin(Stdio::null())
             .output()
             .await
@@ -180,6 +208,11 @@ impl Target {
     /// The server's resident memory.
     pub fn rss_kb(&self) -> Result<u64, LoadError> {
         rss_kb(self.pid)
+    }
+
+    /// Its data directory.
+    pub fn data(&self) -> &Path {
+        &self.data
     }
 
     pub async fn stop(mut self) {
@@ -443,9 +476,9 @@ impl Events {
 
 /// Waits until idle sessions have had time to expire on `target`, then returns its memory.
 /// The server notices a closed stream at its next keep-alive (15 s), the session then idles
-/// for `session_idle_secs`, and the expiry sweep runs every 10 s.
+/// for `session_idle_secs`, and the expiry sweep runs every 2 s.
 pub async fn rss_after_expiry(target: &Target, config: &LoadConfig) -> Result<u64, LoadError> {
-    tokio::time::sleep(Duration::from_secs(15 + config.session_idle_secs + 10 + 3)).await;
+    tokio::time::sleep(Duration::from_secs(15 + config.session_idle_secs + 2 + 3)).await;
     target.rss_kb()
 }
 

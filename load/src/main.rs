@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
+use load::soak::{Bounds, soak};
 use load::{LoadConfig, Target, mb, ms, round, rss_after_expiry};
 
 /// Many concurrent browser sessions against an Offload server it starts on 127.0.0.1.
@@ -26,9 +27,16 @@ struct Args {
     /// Seconds over which the sessions start.
     #[arg(long, default_value_t = 2.0)]
     ramp_secs: f64,
-    /// Repeat rounds for this many minutes and print the server's memory each minute.
+    /// Repeat rounds for this many minutes, print the server's memory each minute, and fail
+    /// when the bounds below are broken.
     #[arg(long)]
     soak: Option<u64>,
+    /// Soak: most the memory after the last minute may exceed the first minute's, in percent.
+    #[arg(long, default_value_t = 15.0)]
+    max_growth_percent: f64,
+    /// Soak: most any round's p99 (submit → result) may be, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    max_p99_ms: u64,
     /// Owners are API tokens driving /api/v1 (events and JSON posts), not browser sessions.
     #[arg(long)]
     api: bool,
@@ -46,9 +54,13 @@ async fn main() -> ExitCode {
         api: args.api,
         ..LoadConfig::default()
     };
-    match run(&config, args.soak).await {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
+    let bounds = Bounds {
+        max_growth_percent: args.max_growth_percent,
+        max_p99: Duration::from_millis(args.max_p99_ms),
+    };
+    match run(&config, args.soak, &bounds).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("offload-load: {error}");
             ExitCode::FAILURE
@@ -56,7 +68,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::LoadError> {
+/// Runs the warm-up and one round, or the soak; whether it held.
+async fn run(
+    config: &LoadConfig,
+    soak_minutes: Option<u64>,
+    bounds: &Bounds,
+) -> Result<bool, load::LoadError> {
     let target = Target::start(config).await?;
     let tokens = if config.api {
         target.tokens(config.sessions).await?
@@ -91,33 +108,34 @@ async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::Load
         config.ramp.as_secs_f64(),
         mb(before)
     );
-    let mut errors = w.errors;
-    let soak_until = soak.map(|m| Instant::now() + Duration::from_secs(m * 60));
-    let started = Instant::now();
-    let mut next_minute = 1;
-    loop {
-        let r = round(&target, config, &tokens).await;
-        errors += r.errors;
-        println!(
-            "round: {} results, {} errors in {:.1} s; submit→result p50 {}, p99 {}, max {}; RSS peak {}",
-            r.results,
-            r.errors,
-            r.took.as_secs_f64(),
-            ms(r.percentile(0.5)),
-            ms(r.percentile(0.99)),
-            ms(r.latencies.last().copied().unwrap_or_default()),
-            mb(r.rss_peak_kb)
-        );
-        match soak_until {
-            Some(until) if Instant::now() < until => {
-                while started.elapsed() >= Duration::from_secs(next_minute * 60) {
-                    println!("minute {next_minute}: RSS {}", mb(target.rss_kb()?));
-                    next_minute += 1;
-                }
-            }
-            _ => break,
+    let held = match soak_minutes {
+        None => {
+            let r = round(&target, config, &tokens).await;
+            println!("round: {}", r.summary());
+            w.errors + r.errors == 0
         }
-    }
+        Some(minutes) => {
+            let s = soak(&target, config, &tokens, minutes, bounds).await?;
+            println!(
+                "soak: {} rounds, {} results, {} errors; worst round's p99 {} (round {}), {} rounds over {}; memory first minute {}, last {} ({:+.1} %)",
+                s.rounds,
+                s.results,
+                s.errors,
+                ms(s.worst_p99.0),
+                s.worst_p99.1,
+                s.slow_rounds,
+                ms(bounds.max_p99),
+                mb(s.minutes_kb.first().copied().unwrap_or_default()),
+                mb(s.minutes_kb.last().copied().unwrap_or_default()),
+                s.growth_percent().unwrap_or_default()
+            );
+            let broke = s.breaches(bounds);
+            for breach in &broke {
+                println!("soak failed: {breach}");
+            }
+            w.errors == 0 && broke.is_empty()
+        }
+    };
     let after = rss_after_expiry(&target, config).await?;
     let change = (after as f64 - before as f64) / before as f64 * 100.0;
     println!(
@@ -126,5 +144,5 @@ async fn run(config: &LoadConfig, soak: Option<u64>) -> Result<usize, load::Load
         mb(after)
     );
     target.stop().await;
-    Ok(errors)
+    Ok(held)
 }

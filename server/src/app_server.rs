@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::args::{Args, StartError};
 use crate::routes::{app_router, dashboard_router, ops_router};
 use crate::serve::{ConnectionLimits, serve};
-use crate::{bind, raise_open_files_limit, release_freed_memory, shutdown_signal};
+use crate::{bind, raise_open_files_limit, release_freed_memory, stop};
 
 /// How often the store is asked to prune what retention no longer keeps.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -53,14 +53,14 @@ struct Started {
     chores: [JoinHandle<()>; 2],
 }
 
-/// Serves the app until SIGTERM or Ctrl-C, then stops gracefully.
+/// Serves the app until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
 pub async fn serve_app(args: Args) -> Result<(), StartError> {
     let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
     let cookies = CookiePolicy::new(args.public_url.as_deref(), &args.trusted_proxies)
         .map_err(StartError::Flag)?;
     let started = start(&args).await?;
     let (stop_serving, servers) = listen(&args, &started, cookies).await?;
-    shutdown_signal().await;
+    stop::requested(grace).await;
     stop(started, grace, stop_serving, servers).await;
     Ok(())
 }
@@ -98,7 +98,7 @@ async fn start(args: &Args) -> Result<Started, StartError> {
     let expiry = tokio::spawn(
         sessions
             .clone()
-            .expire_every(Duration::from_secs(10), release_freed_memory),
+            .expire_every(Duration::from_secs(2), release_freed_memory),
     );
     let state = AppState {
         leptos_options,
@@ -302,7 +302,7 @@ async fn stop(
     // The writer ends once the last handle is gone; a connection task that outlived the
     // drain may still hold one, and everything is committed already, so do not wait for ever.
     let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(Duration::from_secs(2), joined)
+    if tokio::time::timeout(Duration::from_secs(1), joined)
         .await
         .is_err()
     {

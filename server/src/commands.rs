@@ -11,7 +11,7 @@ use leptos::config::get_configuration;
 use crate::args::{Args, ClusterArgs, StartError, TokenAction, TokenArgs, WorkerArgs};
 use crate::routes::{dashboard_router, ops_router};
 use crate::serve::{ConnectionLimits, serve};
-use crate::{bind, shutdown_signal};
+use crate::{bind, stop};
 
 /// `offload cluster`: a local NATS unless one is named, this process's workers, and the
 /// cluster's dashboard, which shows every worker and every app server of the cluster.
@@ -66,7 +66,7 @@ pub(crate) async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     println!("  start the app with:   offload serve --cluster {url}");
     println!("  add workers with:     offload worker --cluster {url}");
 
-    shutdown_signal().await;
+    stop::requested(grace).await;
     tracing::info!("stopping the cluster");
     if let Some(worker) = worker {
         worker.stop(grace).await;
@@ -94,6 +94,9 @@ async fn nats_of(args: &ClusterArgs) -> Result<(Option<LocalNats>, String), Star
         source,
     })?;
     let local = LocalNats::start(&args.nats_server, args.nats_port, &store).await?;
+    if let Some(pid) = local.pid() {
+        stop::along_with_me(pid);
+    }
     let url = local.url();
     Ok((Some(local), url))
 }
@@ -139,7 +142,7 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
         worker.name(),
         redacted(&args.cluster)
     );
-    shutdown_signal().await;
+    stop::requested(grace).await;
     worker.stop(grace).await;
     let _ = stop_serving.send(true);
     if let Some(ops) = ops {

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod routes;
 mod serve;
+mod stop;
 
 use std::net::SocketAddr;
 
@@ -48,12 +49,35 @@ async fn main() -> std::process::ExitCode {
 /// peak although nothing uses it.
 pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's own heap to the kernel;
-    // it takes the allocator's locks itself and touches no memory in use.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        // Sessions expire every few seconds under a crowd: trimming as often would walk the
+        // allocator's heaps, under their locks, for little.
+        static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < TRIM_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        drop(last);
+        let started = std::time::Instant::now();
+        // SAFETY: malloc_trim only returns free pages of the allocator's own heap to the
+        // kernel; it takes the allocator's locks itself and touches no memory in use.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        let took_ms = started.elapsed().as_secs_f64() * 1e3;
+        if took_ms > SLOW_MS {
+            tracing::warn!(took_ms, "giving freed memory back to the system was slow");
+        }
     }
 }
+
+/// Least time between two trims of the allocator's heaps.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// A pause on the tasks' path longer than this is logged as a warning.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const SLOW_MS: f64 = 50.0;
 
 /// Every connection and stream needs a file descriptor: the soft limit (often 1,024) would cap
 /// them long before memory does, so it is raised to the hard limit.
@@ -68,25 +92,4 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, St
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })
-}
-
-pub(crate) async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
 }

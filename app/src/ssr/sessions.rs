@@ -178,12 +178,14 @@ impl Sessions {
             }
             expired
         };
-        for id in &expired {
-            self.store.write_later(Write::Forget {
-                session: id.0.clone(),
-            });
-        }
-        expired.len()
+        let count = expired.len();
+        self.store.write_all_later(
+            expired
+                .into_iter()
+                .map(|id| Write::Forget { session: id.0 })
+                .collect(),
+        );
+        count
     }
 
     /// Runs [`Sessions::expire_idle`] every `period`, for ever; `released` runs after each

@@ -377,6 +377,32 @@ impl Proc {
         Self { child }
     }
 
+    /// In a process group of its own, as a terminal starts a command: a Ctrl-C there is
+    /// SIGINT to the whole group ([`signal_group`]), children too.
+    pub fn spawn_group(args: &[&str]) -> Self {
+        use std::os::unix::process::CommandExt;
+        let child = offload()
+            .args(args)
+            .process_group(0)
+            .spawn()
+            .expect("starting offload");
+        Self { child }
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        eventually("the process exits", within, || {
+            std::future::ready(child.try_wait().expect("try_wait"))
+        })
+        .await
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -393,6 +419,33 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (`INT`, `STOP`, …) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Sends `signal` to the process group `pgid`, as a terminal's Ctrl-C does (`INT`).
+pub fn signal_group(pgid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} -- -{pgid}");
+}
+
+/// Whether any process of group `pgid` is left.
+pub fn group_alive(pgid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// The pinned nats-server that `make nats` installs; a missing one fails the test.
@@ -424,6 +477,11 @@ impl Nats {
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The nats-server's process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().and_then(cluster::nats::LocalNats::pid)
     }
 
     /// SIGTERM, and waits for the exit.

@@ -80,11 +80,53 @@ async fn a_first_release_data_directory_opens_migrated_with_everything_it_held()
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6, "every migration ran, once");
+    assert_eq!(version, 8, "every migration ran, once");
     let output: String = conn
         .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
         .unwrap();
     assert_eq!(output, "1134903170");
+}
+
+#[test]
+fn migration_7_counts_each_owners_ended_tasks_and_the_triggers_keep_counting() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    let migrations = migrations("seed");
+    migrations.to_version(&mut conn, 6).unwrap();
+    conn.execute_batch(
+        "INSERT INTO tasks (id, session, task_type, input, args, submitted_at_ms, done_seq)
+         VALUES (1, 'a', 'seed', '{}', '', 0, 1), (2, 'a', 'seed', '{}', '', 0, 2),
+                (3, 'b', 'seed', '{}', '', 0, 3), (4, 'b', 'seed', '{}', '', 0, NULL),
+                (5, 'c', 'seed', '{}', '', 0, NULL);",
+    )
+    .unwrap();
+    migrations.to_latest(&mut conn).unwrap();
+    let counts = |conn: &Connection| -> (Vec<(String, i64)>, i64) {
+        let owners = conn
+            .prepare("SELECT session, ended FROM owners ORDER BY session")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let total = conn
+            .query_row("SELECT value FROM meta WHERE key = 'owners'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        (owners, total)
+    };
+    assert_eq!(counts(&conn), (vec![("a".into(), 2), ("b".into(), 1)], 2));
+    // c's first task ends, b's ended one goes, a's unfinished one arrives and goes.
+    conn.execute_batch(
+        "UPDATE tasks SET done_seq = 4 WHERE id = 5;
+         DELETE FROM tasks WHERE id = 3;
+         INSERT INTO tasks (id, session, task_type, input, args, submitted_at_ms)
+             VALUES (6, 'a', 'seed', '{}', '', 0);
+         DELETE FROM tasks WHERE id = 6;
+         UPDATE tasks SET done_seq = 9 WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(counts(&conn), (vec![("a".into(), 2), ("c".into(), 1)], 2));
 }
 
 #[test]

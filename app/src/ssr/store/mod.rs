@@ -6,7 +6,8 @@
 //!
 //! One writer thread owns the connection. Writes arrive on a bounded channel and are committed
 //! in batches (group commit): whatever queued up while the previous transaction ran goes into
-//! the next one, so a burst of submissions costs one commit, not one each. A caller that must
+//! the next one, so a burst of submissions costs one commit, not one each; under load commits
+//! are at least 2 ms apart, so that each gathers more writes. A caller that must
 //! not go on before its write is durable awaits the write's acknowledgement. The journal is
 //! WAL with `synchronous = NORMAL`: a commit survives the process being killed (the case this
 //! store exists for), though not a power cut before the next checkpoint.
@@ -17,7 +18,9 @@
 //!
 //! Ended tasks are kept as [`Retention`] says, and pruned by the writer thread itself: by age in
 //! chunks between batches of writes (at start, then whenever [`Store::prune`] asks), and per
-//! owner as each task ends past the cap. No request ever waits for a whole pruning pass.
+//! owner as each task ends past the cap. No request ever waits for a whole pruning pass. The
+//! search index is brought up to date the same way, a second's worth of changed tasks at a
+//! time, and whole before a search reads it.
 
 mod error;
 mod figures;
@@ -67,12 +70,12 @@ pub struct Store {
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that nothing queued is lost
-/// on a clean exit.
-pub struct WriterThread(Option<JoinHandle<()>>);
+/// on a clean exit, then the checkpointing thread, which ends with it.
+pub struct WriterThread(Vec<JoinHandle<()>>);
 
 impl WriterThread {
-    pub fn join(mut self) {
-        if let Some(thread) = self.0.take() {
+    pub fn join(self) {
+        for thread in self.0 {
             let _ = thread.join();
         }
     }
@@ -153,7 +156,7 @@ impl Store {
             figures,
             retention,
         };
-        Ok((store, WriterThread(Some(thread)), saved, next_id))
+        Ok((store, WriterThread(vec![thread]), saved, next_id))
     }
 
     /// Task `id`, if it is `session`'s and still recorded (committed writes only).
@@ -211,6 +214,10 @@ impl Store {
         session: &str,
         filter: TaskFilter,
     ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
+        if filter.search.is_some() {
+            // The index is kept up to date in bulk (migration 8): catch up before reading it.
+            self.write(Write::IndexText).await?;
+        }
         let session = session.to_owned();
         self.read(move |conn| read_tasks(conn, &session, &filter))
             .await
@@ -271,14 +278,22 @@ impl Store {
 
     /// Queues `write` without waiting for it (for records whose loss only means a rerun).
     pub fn write_later(&self, write: Write) {
+        self.write_all_later(vec![write]);
+    }
+
+    /// Queues `writes`, in order, without waiting for them.
+    pub fn write_all_later(&self, writes: Vec<Write>) {
         let ops = self.ops.clone();
         tokio::spawn(async move {
-            let _ = ops
-                .send(Op {
+            for write in writes {
+                let op = Op {
                     write: Some(write),
                     ack: None,
-                })
-                .await;
+                };
+                if ops.send(op).await.is_err() {
+                    return;
+                }
+            }
         });
     }
 

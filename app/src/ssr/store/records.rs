@@ -114,11 +114,14 @@ pub enum Write {
         /// Server clock, ms since the Unix epoch.
         finished_at_ms: u64,
     },
-    /// The session expired or was evicted: its forms' suggestions go; its tasks stay on
-    /// record (its history) until retention removes them.
+    /// The session expired or was evicted: its forms' suggestions go (unless a task of it is
+    /// unfinished on record: then it came back meanwhile, or its task is to run again after
+    /// a restart); its tasks stay on record (its history) until retention removes them.
     Forget { session: String },
     /// Prune what retention no longer keeps, a chunk at a time between other writes.
     Prune,
+    /// Bring the search index up to date now (a search is about to read it).
+    IndexText,
 }
 
 pub(super) struct Op {

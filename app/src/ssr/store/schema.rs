@@ -142,6 +142,63 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
                  DELETE FROM tasks_text WHERE rowid = old.id;
              END;",
         ),
+        // 7: each owner's count of ended tasks (the per-owner cap) and how many owners have
+        // any, kept by triggers in the file rather than in the server's memory, which must
+        // not grow with the owners on record. Every path that ends or deletes a task keeps
+        // them, a benchmark writing rows directly too.
+        M::up(
+            "CREATE TABLE owners (
+                 session TEXT PRIMARY KEY,
+                 ended INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             INSERT INTO owners (session, ended)
+                 SELECT session, count(*) FROM tasks WHERE done_seq IS NOT NULL
+                 GROUP BY session;
+             INSERT INTO meta (key, value) VALUES ('owners', (SELECT count(*) FROM owners))
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+             CREATE TRIGGER owners_new AFTER INSERT ON owners BEGIN
+                 UPDATE meta SET value = value + 1 WHERE key = 'owners';
+             END;
+             CREATE TRIGGER owners_gone AFTER DELETE ON owners BEGIN
+                 UPDATE meta SET value = value - 1 WHERE key = 'owners';
+             END;
+             CREATE TRIGGER owners_task_ends AFTER UPDATE OF done_seq ON tasks
+                 WHEN old.done_seq IS NULL AND new.done_seq IS NOT NULL BEGIN
+                 INSERT INTO owners (session, ended) VALUES (new.session, 1)
+                     ON CONFLICT (session) DO UPDATE SET ended = ended + 1;
+             END;
+             CREATE TRIGGER owners_task_ended AFTER INSERT ON tasks
+                 WHEN new.done_seq IS NOT NULL BEGIN
+                 INSERT INTO owners (session, ended) VALUES (new.session, 1)
+                     ON CONFLICT (session) DO UPDATE SET ended = ended + 1;
+             END;
+             CREATE TRIGGER owners_task_gone AFTER DELETE ON tasks
+                 WHEN old.done_seq IS NOT NULL BEGIN
+                 UPDATE owners SET ended = ended - 1 WHERE session = old.session;
+                 DELETE FROM owners WHERE session = old.session AND ended <= 0;
+             END;",
+        ),
+        // 8: the search index is kept off the tasks' path. Migration 6's triggers indexed
+        // each task when it was accepted and again when it ended, so every commit added a
+        // segment to the index and its merges stalled commits for hundreds of milliseconds
+        // under load. Now a task whose text changed is only noted; the writer indexes the
+        // noted tasks in bulk (see `writer::Writer::index_text`), at most a second later and
+        // always before a search reads the index.
+        M::up(
+            "DROP TRIGGER tasks_text_insert;
+             DROP TRIGGER tasks_text_update;
+             CREATE TABLE text_pending (id INTEGER PRIMARY KEY);
+             CREATE TRIGGER text_pending_insert AFTER INSERT ON tasks BEGIN
+                 INSERT OR IGNORE INTO text_pending (id) VALUES (new.id);
+             END;
+             CREATE TRIGGER text_pending_update AFTER UPDATE OF text ON tasks
+                 WHEN new.text IS NOT old.text BEGIN
+                 INSERT OR IGNORE INTO text_pending (id) VALUES (new.id);
+             END;
+             CREATE TRIGGER text_pending_delete AFTER DELETE ON tasks BEGIN
+                 DELETE FROM text_pending WHERE id = old.id;
+             END;",
+        ),
     ])
 }
 

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 use cluster::{Binary, Ran};
 use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
+use rusqlite::Connection;
 use serde_json::json;
 
 fn task(id: u64) -> QueuedTask {
@@ -167,6 +168,61 @@ async fn a_search_finds_text_in_the_input_or_the_line_and_takes_wildcards_litera
 }
 
 #[tokio::test]
+async fn the_search_index_catches_up_in_bulk_before_every_search_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = || Connection::open(dir.path().join("offload.sqlite3")).unwrap();
+    let count = |sql: &str| -> i64 { file().query_row(sql, [], |r| r.get(0)).unwrap() };
+    let indexed = |phrase: &str| -> i64 {
+        file()
+            .query_row(
+                "SELECT count(*) FROM tasks_text WHERE tasks_text MATCH ?1",
+                [format!("\"{phrase}\"")],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let search = |store: &Store, text: &str| {
+        let (store, text) = (store.clone(), text.to_owned());
+        async move {
+            let filter = TaskFilter {
+                search: Some(text),
+                limit: 10,
+                ..TaskFilter::default()
+            };
+            let (records, _) = store.tasks("a", filter).await.unwrap();
+            records.iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    {
+        let (store, writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
+        for id in 1..=3 {
+            store.write(accepted("a", id)).await.unwrap();
+        }
+        store.write(done("a", 2)).await.unwrap();
+        // Noted, not yet indexed: no commit of a task touches the index.
+        assert_eq!(count("SELECT count(*) FROM text_pending"), 3);
+        assert_eq!(indexed("line 2"), 0);
+        assert_eq!(
+            search(&store, "line 2").await,
+            [2],
+            "a search catches up first"
+        );
+        assert_eq!(count("SELECT count(*) FROM text_pending"), 0);
+        store.write(done("a", 3)).await.unwrap();
+        drop(store);
+        writer.join();
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM text_pending"),
+        1,
+        "3's new line"
+    );
+    let (_store, _writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
+    assert_eq!(indexed("line 3"), 1, "indexed as the store opens");
+    assert_eq!(indexed("line 2"), 1, "once, whatever was noted twice");
+}
+
+#[tokio::test]
 async fn a_task_is_read_back_whole_and_only_by_its_session() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
@@ -256,8 +312,19 @@ async fn a_binary_output_is_stored_once_for_its_session_and_leaves_with_its_task
     assert_eq!(store.output("a", 1).await.unwrap(), None);
 }
 
+/// `owner`'s task ids on record, newest first.
+async fn ids(store: &Store, owner: &str) -> Vec<u64> {
+    let filter = TaskFilter {
+        limit: 100,
+        ..TaskFilter::default()
+    };
+    let (records, _) = store.tasks(owner, filter).await.unwrap();
+    records.iter().map(|r| r.id).collect()
+}
+
 #[tokio::test]
-async fn the_per_owner_cap_drops_the_oldest_and_a_forgotten_sessions_history_stays() {
+async fn the_per_owner_cap_drops_the_oldest_a_forgotten_sessions_history_stays_and_one_that_came_back_keeps_its_task()
+ {
     let dir = tempfile::tempdir().unwrap();
     let retention = || Retention {
         per_owner: 3,
@@ -271,39 +338,37 @@ async fn the_per_owner_cap_drops_the_oldest_and_a_forgotten_sessions_history_sta
     }
     store.write(accepted("gone", 8)).await.unwrap();
     store.write(done("gone", 8)).await.unwrap();
-    store.write(accepted("gone", 9)).await.unwrap();
-    store
-        .write(Write::Forget {
-            session: "gone".into(),
-        })
-        .await
-        .unwrap();
-    let ids = |owner: &'static str| {
-        let store = store.clone();
-        async move {
-            let filter = TaskFilter {
-                limit: 100,
-                ..TaskFilter::default()
-            };
-            let (records, _) = store.tasks(owner, filter).await.unwrap();
-            records.iter().map(|r| r.id).collect::<Vec<_>>()
-        }
+    let forget = |session: &str| Write::Forget {
+        session: session.into(),
     };
-    assert_eq!(ids("a").await, [5, 4, 3], "the three newest");
-    assert_eq!(
-        ids("gone").await,
-        [8],
-        "its history, without the unfinished task"
-    );
+    store.write(forget("gone")).await.unwrap();
+    // Idle when its forgetting was queued, then back with a task before it was written.
+    store.write(accepted("back", 9)).await.unwrap();
+    store.write(forget("back")).await.unwrap();
+    assert_eq!(ids(&store, "a").await, [5, 4, 3], "the three newest");
+    assert_eq!(ids(&store, "gone").await, [8], "its history");
+    assert_eq!(ids(&store, "back").await, [9], "its unfinished task");
     let (_, tasks, owners, pruned) = store.figures().read();
-    assert_eq!((tasks, owners, pruned), (4, 2, 2));
+    assert_eq!((tasks, owners, pruned), (5, 2, 2));
     drop(store);
     writer.join();
-    let (_store, _writer, saved, next_id) = Store::open(dir.path(), "odd", retention()).unwrap();
-    assert_eq!(saved.len(), 1, "the forgotten session's forms are gone");
+    let (store, _writer, saved, next_id) = Store::open(dir.path(), "odd", retention()).unwrap();
+    let saved_ids: Vec<&str> = saved.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        saved_ids,
+        ["a", "back"],
+        "the forgotten session's forms are gone"
+    );
+    let rerun: Vec<u64> = saved[1].unfinished.iter().map(|t| t.task.id).collect();
+    assert_eq!(rerun, [9], "the session that came back runs its task again");
     let kept: Vec<u64> = saved[0].lines.iter().map(|l| l.task).collect();
     assert_eq!(kept, [4, 5], "the terminal's last two lines, oldest first");
-    assert_eq!(next_id, 10, "the forgotten task's id is not reused");
+    assert_eq!(next_id, 10);
+    // The counts are the file's, not the last run's memory: the cap holds after a restart.
+    assert_eq!(store.figures().read().2, 2);
+    store.write(accepted("a", 10)).await.unwrap();
+    store.write(done("a", 10)).await.unwrap();
+    assert_eq!(ids(&store, "a").await, [10, 5, 4]);
 }
 
 #[tokio::test]

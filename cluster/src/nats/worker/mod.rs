@@ -47,6 +47,9 @@ const PULL_EXPIRES: Duration = Duration::from_secs(5);
 
 /// Cancels that arrived before their task, remembered in case it is still on its way.
 const EARLY_CANCELS_KEPT: usize = 10_000;
+/// Longest a stopping worker waits for NATS to take its leave (its entry in the worker list
+/// deleted, its last messages flushed).
+const LEAVE_WITHIN: Duration = Duration::from_secs(2);
 
 /// A worker process's part of a cluster. Stop it with [`NatsWorker::stop`].
 pub struct NatsWorker {
@@ -239,14 +242,26 @@ impl NatsWorker {
                 .await
                 .is_err()
         {
-            tracing::info!("a task was still running: another worker will run it");
+            tracing::info!(
+                "the grace period ended first: what this worker held runs again elsewhere"
+            );
         }
         self.heartbeat.abort();
         self.cancels.abort();
         self.storing.abort();
-        let _ = self.state.conn.workers.delete(&self.state.name).await;
-        let _ = self.state.conn.client.flush().await;
-        tracing::info!(worker = %self.state.name, "worker left the cluster");
+        // With NATS gone (a Ctrl-C in a terminal stops the cluster's own nats-server too),
+        // the delete and the flush would wait for a reconnection that never comes.
+        let leave = async {
+            let _ = self.state.conn.workers.delete(&self.state.name).await;
+            let _ = self.state.conn.client.flush().await;
+        };
+        if tokio::time::timeout(LEAVE_WITHIN, leave).await.is_err() {
+            tracing::info!(
+                "NATS did not answer: the worker list drops this worker once its heartbeat is stale"
+            );
+        } else {
+            tracing::info!(worker = %self.state.name, "worker left the cluster");
+        }
     }
 }
 
