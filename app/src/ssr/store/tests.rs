@@ -199,26 +199,31 @@ async fn the_search_index_catches_up_in_bulk_before_every_search_and_after_a_res
             store.write(accepted("a", id)).await.unwrap();
         }
         store.write(done("a", 2)).await.unwrap();
-        // Noted, not yet indexed: no commit of a task touches the index.
-        assert_eq!(count("SELECT count(*) FROM text_pending"), 3);
-        assert_eq!(indexed("line 2"), 0);
         assert_eq!(
             search(&store, "line 2").await,
             [2],
             "a search catches up first"
         );
         assert_eq!(count("SELECT count(*) FROM text_pending"), 0);
-        store.write(done("a", 3)).await.unwrap();
         drop(store);
         writer.join();
     }
-    assert_eq!(
-        count("SELECT count(*) FROM text_pending"),
-        1,
-        "3's new line"
-    );
+    // A line written but not indexed when the last run ended (as a kill between the commit
+    // and the indexing leaves it): noted by the schema's trigger.
+    file()
+        .execute("UPDATE tasks SET text = 'line 3 again' WHERE id = 3", [])
+        .unwrap();
+    assert_eq!(count("SELECT count(*) FROM text_pending"), 1);
     let (_store, _writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
-    assert_eq!(indexed("line 3"), 1, "indexed as the store opens");
+    // Caught up between writes, with no search to ask for it.
+    for _ in 0..200 {
+        if indexed("line 3 again") == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(indexed("line 3 again"), 1, "indexed once the store is open");
+    assert_eq!(count("SELECT count(*) FROM text_pending"), 0);
     assert_eq!(indexed("line 2"), 1, "once, whatever was noted twice");
 }
 
