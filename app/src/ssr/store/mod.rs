@@ -19,8 +19,8 @@
 //! Ended tasks are kept as [`Retention`] says, and pruned by the writer thread itself: by age in
 //! chunks between batches of writes (at start, then whenever [`Store::prune`] asks), and per
 //! owner as each task ends past the cap. No request ever waits for a whole pruning pass. The
-//! search index is brought up to date the same way, a second's worth of changed tasks at a
-//! time, and whole before a search reads it.
+//! search index is brought up to date the same way, 0.2 s of changed tasks at a time, and
+//! whole before a search reads it.
 
 mod error;
 mod figures;
@@ -70,12 +70,12 @@ pub struct Store {
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that nothing queued is lost
-/// on a clean exit, then the checkpointing thread, which ends with it.
-pub struct WriterThread(Vec<JoinHandle<()>>);
+/// on a clean exit.
+pub struct WriterThread(Option<JoinHandle<()>>);
 
 impl WriterThread {
-    pub fn join(self) {
-        for thread in self.0 {
+    pub fn join(mut self) {
+        if let Some(thread) = self.0.take() {
             let _ = thread.join();
         }
     }
@@ -156,7 +156,7 @@ impl Store {
             figures,
             retention,
         };
-        Ok((store, WriterThread(vec![thread]), saved, next_id))
+        Ok((store, WriterThread(Some(thread)), saved, next_id))
     }
 
     /// Task `id`, if it is `session`'s and still recorded (committed writes only).
