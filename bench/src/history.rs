@@ -166,7 +166,6 @@ pub fn fill(db: &Path, rows: u64) -> Result<Duration, BenchError> {
                     .map_err(|e| failed("a row", e))?;
             }
         }
-        load::owners::index_noted(&tx).map_err(|e| failed("the search index", e))?;
         tx.commit().map_err(|e| failed("a commit", e))?;
     }
     conn.execute(
@@ -175,6 +174,8 @@ pub fn fill(db: &Path, rows: u64) -> Result<Duration, BenchError> {
         [rows as i64],
     )
     .map_err(|e| failed("the last id", e))?;
+    load::owners::index_new_rows(db.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| failed("the search index", e))?;
     Ok(started.elapsed())
 }
 

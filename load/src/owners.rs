@@ -47,7 +47,6 @@ pub fn fill(db: &Path, owners: u64) -> rusqlite::Result<Duration> {
                 ])?;
             }
         }
-        index_noted(&tx)?;
         tx.commit()?;
     }
     conn.execute(
@@ -55,15 +54,30 @@ pub fn fill(db: &Path, owners: u64) -> rusqlite::Result<Duration> {
          ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
         [id],
     )?;
+    index_new_rows(db.parent().unwrap_or(Path::new(".")))?;
     Ok(started.elapsed())
 }
 
-/// Indexes the text of the rows written since the last call, as the server's writer would
-/// have a second after writing them (its schema notes each new row in `text_pending`).
-pub fn index_noted(conn: &Connection) -> rusqlite::Result<()> {
+/// Indexes for the search the rows written into the database in `dir` since its server last
+/// ran, as the server's indexer would in the first seconds after a start (its schema logs each
+/// new row in `text_changes`, and the index keeps the last change it took), in one go. Only for
+/// rows new to the index: a changed row would be indexed twice.
+pub fn index_new_rows(dir: &Path) -> rusqlite::Result<()> {
+    let conn = Connection::open(dir.join("offload-search.sqlite3"))?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS store",
+        [dir.join("offload.sqlite3").to_string_lossy()],
+    )?;
     conn.execute_batch(
-        "INSERT INTO tasks_text (rowid, input, text)
-             SELECT tasks.id, input, text FROM text_pending JOIN tasks USING (id);
-         DELETE FROM text_pending;",
+        "BEGIN;
+         INSERT INTO tasks_text (rowid, input, text)
+             SELECT id, input, text FROM store.tasks WHERE id IN
+               (SELECT id FROM store.text_changes
+                WHERE seq > (SELECT value FROM marks WHERE key = 'seq'));
+         UPDATE marks SET value =
+             (SELECT seq FROM store.sqlite_sequence WHERE name = 'text_changes')
+             WHERE key = 'seq';
+         DELETE FROM store.text_changes;
+         COMMIT;",
     )
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{
     Nats, PageStream, Proc, Server, Session, get, one_session_cannot_wedge_the_cluster, scrape,
+    wait_for_threads,
 };
 use load::{Events, free_port};
 use serde_json::Value;
@@ -320,20 +321,6 @@ async fn one_session_cannot_wedge_a_nats_cluster_either() {
     let server = Server::start(&["--cluster", &nats.url(), "--task-time-limit", "2"]).await;
     wait_for_threads(&server, 4).await;
     one_session_cannot_wedge_the_cluster(&server).await;
-}
-
-/// Waits until the app server counts `n` worker threads (from the workers' heartbeats).
-async fn wait_for_threads(server: &Server, n: usize) {
-    let what = format!("the app server counts {n} worker threads");
-    common::eventually(&what, Duration::from_secs(30), || async {
-        let (status, body) = Session::cookieless()
-            .post(server, "/api/cluster-info", "")
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let info: Value = serde_json::from_str(&body).unwrap();
-        (info["workers"].as_u64() == Some(n as u64)).then_some(())
-    })
-    .await;
 }
 
 #[test]

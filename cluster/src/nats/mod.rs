@@ -11,8 +11,11 @@
 //!   over at the same moment. Explicit acks, in-progress acks while a message is worked on,
 //!   and redelivery after [`ACK_WAIT`] when a worker dies. The fourth delivery is not run: its
 //!   tasks fail as `lost: its worker died 3 times` (Dask's `allowed-failures`);
-//! - **results**: a stream with one durable consumer per app server, so results published
-//!   while that server was cut off from NATS still reach it;
+//! - **results**: a core request to the app server's own subject, answered once the
+//!   server has handed them to their tasks; the worker acks the work only then. Results no
+//!   one answers within [`RESULT_REQUEST_PATIENCE`] (the server is stopped, restarting or cut
+//!   off from NATS) are stored instead in a stream with one durable consumer per app server,
+//!   which that server keeps reading: the stream is a mailbox, used only when needed;
 //! - **progress** and **cancels**: plain subjects (progress may be dropped; a cancel reaches
 //!   every worker, and one that arrives before its task is remembered for a while);
 //! - **workers**: a KV bucket where each worker process writes its heartbeat every second,
@@ -58,6 +61,9 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const RESULTS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// How long a starting process waits for NATS to answer.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a worker waits for its app server to take results sent as a request before it
+/// stores them in the results stream instead.
+const RESULT_REQUEST_PATIENCE: Duration = Duration::from_secs(1);
 /// Pause between attempts when NATS does not answer.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
@@ -138,6 +144,11 @@ impl Names {
     }
     fn results_subject(&self, server: &str) -> String {
         format!("{}.results.{server}", self.prefix)
+    }
+    /// Where an app server takes results as core requests (outside the results stream's
+    /// subjects: these are not stored).
+    fn result_requests_subject(&self, server: &str) -> String {
+        format!("{}.result-requests.{server}", self.prefix)
     }
     fn progress_subject(&self, server: &str) -> String {
         format!("{}.progress.{server}", self.prefix)
@@ -340,6 +351,10 @@ mod tests {
         assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         let names = Names::new("p").unwrap();
         assert_eq!(names.results_subject("web-1"), "p.results.web-1");
+        assert_eq!(
+            names.result_requests_subject("web-1"),
+            "p.result-requests.web-1"
+        );
         assert_eq!(names.workers_bucket(), "p_workers");
     }
 }

@@ -46,15 +46,37 @@ impl LocalNats {
     /// Starts `bin` on 127.0.0.1:`port` with its JetStream store in `store`, and waits until
     /// it accepts connections.
     pub async fn start(bin: &Path, port: u16, store: &Path) -> Result<Self, ServerError> {
+        Self::start_with(bin, port, store, "").await
+    }
+
+    /// [`Self::start`] with more lines of nats-server configuration (tests shorten its
+    /// `ping_interval`, to see a stopped client's connection closed).
+    pub async fn start_with(
+        bin: &Path,
+        port: u16,
+        store: &Path,
+        more: &str,
+    ) -> Result<Self, ServerError> {
         // `max_payload` has no command-line flag: it goes in a configuration file.
         let config = store.join("nats-server.conf");
         std::fs::create_dir_all(store)
-            .and_then(|()| std::fs::write(&config, format!("max_payload: {MAX_PAYLOAD}\n")))
+            .and_then(|()| std::fs::write(&config, format!("max_payload: {MAX_PAYLOAD}\n{more}")))
             .map_err(|source| ServerError::Config {
                 path: config.clone(),
                 source,
             })?;
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches only the child being started.
+        // Its parent killed (or stopped by a signal before it could stop its children) must
+        // not leave a nats-server holding the port and the store.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = command
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
             .arg(&config)
             .arg("-sd")

@@ -170,6 +170,38 @@ fn describe() {
         "offload_http_requests_total",
         "HTTP requests answered, by route and status."
     );
+    describe_counter!(
+        "offload_nats_work_messages_total",
+        "Work messages this app server stored in JetStream."
+    );
+    describe_counter!(
+        "offload_nats_work_tasks_total",
+        "Tasks in those work messages."
+    );
+    describe_counter!(
+        "offload_nats_result_messages_total",
+        "Results messages this app server took, by path: a worker's core request, or the results stream (the fallback)."
+    );
+    describe_counter!(
+        "offload_nats_results_total",
+        "Results in those messages, duplicates included."
+    );
+    describe_counter!(
+        "offload_nats_progress_messages_total",
+        "Progress messages this app server received."
+    );
+    describe_counter!(
+        "offload_worker_result_requests_total",
+        "Results messages this worker sent to their app server as core requests."
+    );
+    describe_counter!(
+        "offload_worker_result_fallbacks_total",
+        "Results messages this worker stored in the results stream because their app server did not answer in time."
+    );
+    describe_counter!(
+        "offload_worker_progress_messages_total",
+        "Progress messages this worker sent."
+    );
 }
 
 /// `GET /health`: 200 while this process can do its part, 503 with the reason when not.

@@ -222,6 +222,11 @@ impl Server {
         assert!(status.success());
     }
 
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     /// Waits for the process to exit (after [`Server::terminate`]).
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let child = &mut self.child;
@@ -462,14 +467,22 @@ pub struct Nats {
     pub port: u16,
     store: tempfile::TempDir,
     server: Option<cluster::nats::LocalNats>,
+    /// More lines of its configuration.
+    config: String,
 }
 
 impl Nats {
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// With more lines of configuration.
+    pub async fn start_with(config: &str) -> Self {
         let mut nats = Self {
             port: free_port(),
             store: tempfile::tempdir().expect("a temporary store"),
             server: None,
+            config: config.to_owned(),
         };
         nats.restart().await;
         nats
@@ -492,10 +505,60 @@ impl Nats {
     }
 
     pub async fn restart(&mut self) {
-        let server = cluster::nats::LocalNats::start(&nats_server(), self.port, self.store.path())
-            .await
-            .expect("nats-server (installed by `make nats`) starts");
+        let server = cluster::nats::LocalNats::start_with(
+            &nats_server(),
+            self.port,
+            self.store.path(),
+            &self.config,
+        )
+        .await
+        .expect("nats-server (installed by `make nats`) starts");
         self.server = Some(server);
+    }
+}
+
+/// `offload worker` on `nats` with `threads` threads, `more` flags and its ops endpoints
+/// (`/metrics`, `/health`) on a free port: the process and that port.
+pub fn worker_with_ops(nats: &Nats, threads: usize, more: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let (url, threads) = (nats.url(), threads.to_string());
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["worker", "--cluster", &url, "--threads", &threads];
+    args.extend(["--metrics-addr", &addr]);
+    args.extend(more);
+    (Proc::spawn(&args), port)
+}
+
+/// Waits until the app server counts `n` worker threads (from the workers' heartbeats).
+pub async fn wait_for_threads(server: &Server, n: usize) {
+    let what = format!("the app server counts {n} worker threads");
+    eventually(&what, Duration::from_secs(30), || async {
+        let (status, body) = Session::cookieless()
+            .post(server, "/api/cluster-info", "")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let info: Value = serde_json::from_str(&body).unwrap();
+        (info["workers"].as_u64() == Some(n as u64)).then_some(())
+    })
+    .await;
+}
+
+/// Submits fibonacci(n) for `session` and returns its id once its first progress came: it
+/// has been running on a worker for a while (on NATS, 100 ms).
+pub async fn submit_until_it_progresses(server: &Server, session: &Session, n: i64) -> u64 {
+    let mut events = session.events(server).await;
+    events.next().await.expect("a snapshot first");
+    let id = session.submit_ok(server, n).await;
+    loop {
+        let update = events.next().await.expect("the stream stays open");
+        assert_ne!(
+            update["type"], "done",
+            "fibonacci({n}) ended before it progressed"
+        );
+        if update["type"] == "task" && update["id"] == id && update["progress"].as_f64() > Some(0.0)
+        {
+            return id;
+        }
     }
 }
 

@@ -73,14 +73,28 @@ async fn a_first_release_data_directory_opens_migrated_with_everything_it_held()
         .unwrap();
     drop(store);
     writer.join();
-    let (_store, _writer, saved, _) = Store::open(dir.path(), "seed", keep_all()).unwrap();
+    let (store, _writer, saved, _) = Store::open(dir.path(), "seed", keep_all()).unwrap();
     assert_eq!(saved[0].lines.len(), 3);
     assert_eq!(saved[0].unfinished.len(), 1);
+    // The search index, built from the tasks in its own file, finds the first release's lines.
+    let filter = |text: &str| TaskFilter {
+        search: Some(text.into()),
+        limit: 10,
+        ..TaskFilter::default()
+    };
+    let found = |records: Vec<TaskRecord>| records.iter().map(|r| r.id).collect::<Vec<_>>();
+    let (records, _) = store.tasks(&saved[0].id, filter("=6765")).await.unwrap();
+    assert_eq!(found(records), [2]);
+    let (records, _) = store
+        .tasks(&saved[0].id, filter("1134903170"))
+        .await
+        .unwrap();
+    assert_eq!(found(records), [3]);
     let conn = Connection::open(dir.path().join("offload.sqlite3")).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 8, "every migration ran, once");
+    assert_eq!(version, 9, "every migration ran, once");
     let output: String = conn
         .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
         .unwrap();

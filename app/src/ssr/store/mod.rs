@@ -19,8 +19,8 @@
 //! Ended tasks are kept as [`Retention`] says, and pruned by the writer thread itself: by age in
 //! chunks between batches of writes (at start, then whenever [`Store::prune`] asks), and per
 //! owner as each task ends past the cap. No request ever waits for a whole pruning pass. The
-//! search index is brought up to date the same way, 0.2 s of changed tasks at a time, and
-//! whole before a search reads it.
+//! search index lives in a file of its own, kept by a thread of its own ([`search`]): 0.2 s
+//! of changed tasks at a time, and whole before a search reads it.
 
 mod error;
 mod figures;
@@ -29,6 +29,7 @@ mod migration_tests;
 mod reads;
 mod records;
 mod schema;
+mod search;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
@@ -63,21 +64,27 @@ pub struct Store {
     /// Checks API tokens: one indexed read of a few microseconds, done in place on every API
     /// request, so it has its own connection and never waits behind a task read.
     tokens: Arc<parking_lot::Mutex<Connection>>,
-    /// Kept by the writer.
+    /// The search index's keeper: a search has it catch up first.
+    index: search::Index,
+    /// Kept by the writer and the indexer.
     figures: Arc<Figures>,
     /// What the writer keeps.
     retention: Retention,
 }
 
 /// Joins the writer thread once every [`Store`] handle is dropped, so that nothing queued is lost
-/// on a clean exit.
-pub struct WriterThread(Option<JoinHandle<()>>);
+/// on a clean exit; then the indexer's.
+pub struct WriterThread {
+    writer: JoinHandle<()>,
+    indexer: JoinHandle<()>,
+}
 
 impl WriterThread {
-    pub fn join(mut self) {
-        if let Some(thread) = self.0.take() {
-            let _ = thread.join();
-        }
+    pub fn join(self) {
+        let _ = self.writer.join();
+        // It ends at its next wake-up once nothing holds its mark.
+        self.indexer.thread().unpark();
+        let _ = self.indexer.join();
     }
 }
 
@@ -129,9 +136,11 @@ impl Store {
             conn.execute_batch("PRAGMA cache_size = -512;")?;
             Ok(conn)
         };
-        let (reader, tokens) = (read_only()?, read_only()?);
-        let saved = load(&conn, retention.terminal_lines)?;
         let figures = Arc::new(Figures::default());
+        let (index, indexer) = search::Index::start(dir, figures.clone())?;
+        let (reader, tokens) = (read_only()?, read_only()?);
+        search::attach(&reader, dir)?;
+        let saved = load(&conn, retention.terminal_lines)?;
         let next_id: u64 = conn.query_row(
             "SELECT max(coalesce((SELECT max(id) FROM tasks), 0),
                         coalesce((SELECT value FROM meta WHERE key = 'last_task_id'), 0))",
@@ -140,7 +149,7 @@ impl Store {
         )? as u64
             + 1;
         let (ops, rx) = mpsc::channel(CHANNEL);
-        let mut writer = Writer::new(conn, retention.clone(), figures.clone())?;
+        let mut writer = Writer::new(conn, retention.clone(), figures.clone(), index.indexed())?;
         let thread = std::thread::Builder::new()
             .name("offload-store".into())
             .spawn(move || {
@@ -153,10 +162,15 @@ impl Store {
             ops,
             reader: Arc::new(std::sync::Mutex::new(reader)),
             tokens: Arc::new(parking_lot::Mutex::new(tokens)),
+            index,
             figures,
             retention,
         };
-        Ok((store, WriterThread(Some(thread)), saved, next_id))
+        let threads = WriterThread {
+            writer: thread,
+            indexer,
+        };
+        Ok((store, threads, saved, next_id))
     }
 
     /// Task `id`, if it is `session`'s and still recorded (committed writes only).
@@ -215,8 +229,9 @@ impl Store {
         filter: TaskFilter,
     ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
         if filter.search.is_some() {
-            // The index is kept up to date in bulk (migration 8): catch up before reading it.
-            self.write(Write::IndexText).await?;
+            // The index follows the tasks in bulk (see `search`): catch up before reading it.
+            let latest = self.read(search::latest).await?;
+            self.index.caught_up(latest).await;
         }
         let session = session.to_owned();
         self.read(move |conn| read_tasks(conn, &session, &filter))

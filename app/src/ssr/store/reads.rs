@@ -166,7 +166,7 @@ pub(super) fn read_tasks(
             conditions.push("tasks_text MATCH :phrase AND tasks_text.rowid < :before");
             params.push((":phrase", &phrase));
             (
-                "tasks_text JOIN tasks ON tasks.id = tasks_text.rowid",
+                "search.tasks_text JOIN tasks ON tasks.id = tasks_text.rowid",
                 "tasks_text.rowid",
             )
         }

@@ -120,8 +120,6 @@ pub enum Write {
     Forget { session: String },
     /// Prune what retention no longer keeps, a chunk at a time between other writes.
     Prune,
-    /// Bring the search index up to date now (a search is about to read it).
-    IndexText,
 }
 
 pub(super) struct Op {

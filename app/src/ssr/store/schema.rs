@@ -181,9 +181,8 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
         // 8: the search index is kept off the tasks' path. Migration 6's triggers indexed
         // each task when it was accepted and again when it ended, so every commit added a
         // segment to the index and its merges stalled commits for hundreds of milliseconds
-        // under load. Now a task whose text changed is only noted; the writer indexes the
-        // noted tasks in bulk (see `writer::Writer::index_text`), at most a second later and
-        // always before a search reads the index.
+        // under load. Now a task whose text changed is only noted; the writer indexed the
+        // noted tasks in bulk, always before a search read the index (until migration 9).
         M::up(
             "DROP TRIGGER tasks_text_insert;
              DROP TRIGGER tasks_text_update;
@@ -197,6 +196,31 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
              END;
              CREATE TRIGGER text_pending_delete AFTER DELETE ON tasks BEGIN
                  DELETE FROM text_pending WHERE id = old.id;
+             END;",
+        ),
+        // 9: the search index moves to a file of its own, kept by a thread of its own
+        // (`search`): indexing in bulk in this file still held the writer up to 236 ms when
+        // a large merge came due. Every change to a task's text is logged here, numbered in
+        // order (AUTOINCREMENT: a number is never used twice, even once the log is emptied);
+        // the indexer takes the log from the number it recorded last, and the writer deletes
+        // what it took. The new file is built from the tasks at the first start.
+        M::up(
+            "DROP TRIGGER text_pending_insert;
+             DROP TRIGGER text_pending_update;
+             DROP TRIGGER text_pending_delete;
+             DROP TRIGGER tasks_text_delete;
+             DROP TABLE text_pending;
+             DROP TABLE tasks_text;
+             CREATE TABLE text_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER NOT NULL);
+             CREATE TRIGGER text_changes_insert AFTER INSERT ON tasks BEGIN
+                 INSERT INTO text_changes (id) VALUES (new.id);
+             END;
+             CREATE TRIGGER text_changes_update AFTER UPDATE OF text ON tasks
+                 WHEN new.text IS NOT old.text BEGIN
+                 INSERT INTO text_changes (id) VALUES (new.id);
+             END;
+             CREATE TRIGGER text_changes_delete AFTER DELETE ON tasks BEGIN
+                 INSERT INTO text_changes (id) VALUES (old.id);
              END;",
         ),
     ])

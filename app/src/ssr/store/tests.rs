@@ -168,12 +168,16 @@ async fn a_search_finds_text_in_the_input_or_the_line_and_takes_wildcards_litera
 }
 
 #[tokio::test]
-async fn the_search_index_catches_up_in_bulk_before_every_search_and_after_a_restart() {
+async fn the_search_index_follows_the_tasks_in_its_own_file_and_is_built_anew_when_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let file = || Connection::open(dir.path().join("offload.sqlite3")).unwrap();
-    let count = |sql: &str| -> i64 { file().query_row(sql, [], |r| r.get(0)).unwrap() };
+    let file = |name: &str| Connection::open(dir.path().join(name)).unwrap();
+    let log = || -> i64 {
+        file("offload.sqlite3")
+            .query_row("SELECT count(*) FROM text_changes", [], |r| r.get(0))
+            .unwrap()
+    };
     let indexed = |phrase: &str| -> i64 {
-        file()
+        file(search::FILE)
             .query_row(
                 "SELECT count(*) FROM tasks_text WHERE tasks_text MATCH ?1",
                 [format!("\"{phrase}\"")],
@@ -193,38 +197,65 @@ async fn the_search_index_catches_up_in_bulk_before_every_search_and_after_a_res
             records.iter().map(|r| r.id).collect::<Vec<_>>()
         }
     };
+    let open = || Store::open(dir.path(), "odd", keep_all()).unwrap();
     {
-        let (store, writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
+        let (store, threads, _, _) = open();
         for id in 1..=3 {
             store.write(accepted("a", id)).await.unwrap();
         }
         store.write(done("a", 2)).await.unwrap();
-        assert_eq!(
-            search(&store, "line 2").await,
-            [2],
-            "a search catches up first"
-        );
-        assert_eq!(count("SELECT count(*) FROM text_pending"), 0);
+        assert_eq!(search(&store, "line 2").await, [2], "caught up first");
+        // The log goes with the next commit once the index holds it.
+        store.flush().await.unwrap();
+        assert_eq!(log(), 0);
         drop(store);
-        writer.join();
+        threads.join();
     }
     // A line written but not indexed when the last run ended (as a kill between the commit
-    // and the indexing leaves it): noted by the schema's trigger.
-    file()
+    // and the indexing leaves it): logged by the schema's trigger.
+    file("offload.sqlite3")
         .execute("UPDATE tasks SET text = 'line 3 again' WHERE id = 3", [])
         .unwrap();
-    assert_eq!(count("SELECT count(*) FROM text_pending"), 1);
-    let (_store, _writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
-    // Caught up between writes, with no search to ask for it.
-    for _ in 0..200 {
-        if indexed("line 3 again") == 1 {
-            break;
+    assert_eq!(log(), 1);
+    {
+        let (store, threads, _, _) = open();
+        // Indexed with no search to ask for it.
+        let mut waited = 0;
+        while indexed("line 3 again") == 0 && waited < 200 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            waited += 1;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(indexed("line 3 again"), 1, "indexed once the store is open");
+        assert_eq!(indexed("line 2"), 1, "once, whatever was logged twice");
+        // A task deleted by any writer leaves the index.
+        assert_eq!(indexed(":1}"), 1, "task 1's input");
+        file("offload.sqlite3")
+            .execute("DELETE FROM tasks WHERE id = 1", [])
+            .unwrap();
+        assert_eq!(search(&store, "line").await, [3, 2]);
+        assert_eq!(indexed(":1}"), 0, "task 1 is gone from the index");
+        drop(store);
+        threads.join();
     }
-    assert_eq!(indexed("line 3 again"), 1, "indexed once the store is open");
-    assert_eq!(count("SELECT count(*) FROM text_pending"), 0);
-    assert_eq!(indexed("line 2"), 1, "once, whatever was noted twice");
+    // The search file lost: built anew from the tasks, whole before a search reads it.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{}{suffix}", search::FILE)));
+    }
+    {
+        let (store, threads, _, _) = open();
+        assert_eq!(search(&store, "line").await, [3, 2]);
+        assert_eq!(search(&store, "again").await, [3]);
+        drop(store);
+        threads.join();
+    }
+    // A search file that has seen changes the store's file has not (another store's): built
+    // anew too, each task once.
+    file(search::FILE)
+        .execute("UPDATE marks SET value = 1000000 WHERE key = 'seq'", [])
+        .unwrap();
+    let (store, _threads, _, _) = open();
+    assert_eq!(search(&store, "line").await, [3, 2]);
+    assert_eq!(indexed("line 3 again"), 1);
 }
 
 #[tokio::test]

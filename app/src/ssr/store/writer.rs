@@ -1,14 +1,14 @@
 //! The writer thread: the one connection that writes. Writes arrive on a bounded channel and
-//! are committed in batches (group commit), paced under load; between batches it indexes the
-//! text of changed tasks for the search and prunes what retention no longer keeps, a chunk at
-//! a time, and keeps the figures.
+//! are committed in batches (group commit), paced under load; between batches it prunes what
+//! retention no longer keeps, a chunk at a time, and keeps the figures. With each commit it
+//! deletes the log of text changes the search index has taken (see [`super::search`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use cluster::Binary;
 
@@ -20,23 +20,18 @@ const SLOW: Duration = Duration::from_millis(50);
 /// Least time from the end of one commit to the start of the next: what a write waits at
 /// most, under load.
 const PACE: Duration = Duration::from_millis(2);
-/// Most tasks whose text one indexing transaction takes: the index's merges grow with the
-/// segment a transaction adds (in a simulation, 2,500 tasks a transaction stalled for up to
-/// 1.9 s, 500 for up to 65 ms).
-const INDEX_CHUNK: usize = 1_000;
-/// Longest a task's text waits to be searchable by anything but a search (which brings the
-/// index up to date first).
-const INDEX_EVERY: Duration = Duration::from_millis(200);
+/// Most entries of the text changes' log one commit deletes.
+const LOG_CHUNK: i64 = 4_096;
 /// Most writes in one transaction.
 const BATCH: usize = 1_024;
 /// Most rows one pruning transaction deletes: writes that arrive meanwhile wait at most that
 /// long.
 const PRUNE_CHUNK: usize = 1_000;
 
-/// The writer thread's state: the connection, where the terminal's order is, and whether
-/// pruning or indexing is under way. Nothing here grows with the owners or tasks on record: each owner's
-/// count of ended tasks is in the file (migration 7's `owners`), read when one of its tasks
-/// ends.
+/// The writer thread's state: the connection, where the terminal's order is, whether pruning
+/// is under way and how far the search index is. Nothing here grows with the owners or tasks
+/// on record: each owner's count of ended tasks is in the file (migration 7's `owners`), read
+/// when one of its tasks ends.
 pub(super) struct Writer {
     conn: Connection,
     done_seq: i64,
@@ -44,10 +39,10 @@ pub(super) struct Writer {
     figures: Arc<Figures>,
     /// Rows by age remain to be pruned.
     pruning: bool,
-    /// When the search index last caught up with the tasks' text.
-    last_indexed: Instant,
-    /// Tasks' text remains to be indexed (more than a chunk was noted).
-    indexing: bool,
+    /// The last change to the tasks' text the search index holds: the log up to it goes.
+    indexed: watch::Receiver<Option<i64>>,
+    /// The log is deleted up to here.
+    forgotten: i64,
 }
 
 impl Writer {
@@ -55,6 +50,7 @@ impl Writer {
         conn: Connection,
         retention: Retention,
         figures: Arc<Figures>,
+        indexed: watch::Receiver<Option<i64>>,
     ) -> rusqlite::Result<Self> {
         let done_seq = conn.query_row("SELECT coalesce(max(done_seq), 0) FROM tasks", [], |r| {
             r.get(0)
@@ -66,9 +62,8 @@ impl Writer {
             figures,
             // Once at start: a server that was down for a while has ages to catch up on.
             pruning: true,
-            last_indexed: Instant::now(),
-            // Tasks noted but not indexed when the last run ended, if any: between writes.
-            indexing: true,
+            indexed,
+            forgotten: 0,
         };
         writer.recount()?;
         // The first chunk before the server answers: what it shows at start is already pruned.
@@ -136,12 +131,6 @@ impl Writer {
                 // Its caller hears back once the first chunk is gone.
                 self.prune_chunk();
             }
-            if asked(|w| matches!(w, Write::IndexText)) {
-                // Its caller searches next: everything noted so far, whatever it takes.
-                while self.index_text() {}
-            } else if self.last_indexed.elapsed() >= INDEX_EVERY {
-                self.index_text();
-            }
             self.measure();
             for op in batch {
                 if let Some(ack) = op.ack {
@@ -151,19 +140,15 @@ impl Writer {
         }
     }
 
-    /// The writes of the next commit: whatever is queued once the first has arrived (indexing
-    /// and pruning meanwhile, a chunk at a time, while some is due), or None once every handle
-    /// is gone.
+    /// The writes of the next commit: whatever is queued once the first has arrived (pruning
+    /// meanwhile, a chunk at a time, while some is due), or None once every handle is gone.
     fn next_batch(&mut self, rx: &mut mpsc::Receiver<Op>, last_commit: Instant) -> Option<Vec<Op>> {
         let first = loop {
-            if !self.pruning && !self.indexing {
+            if !self.pruning {
                 break rx.blocking_recv()?;
             }
             match rx.try_recv() {
                 Ok(op) => break op,
-                Err(mpsc::error::TryRecvError::Empty) if self.indexing => {
-                    self.index_text();
-                }
                 Err(mpsc::error::TryRecvError::Empty) => self.prune_chunk(),
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
             }
@@ -183,47 +168,6 @@ impl Writer {
             }
         }
         Some(batch)
-    }
-
-    /// Indexes the text of up to [`INDEX_CHUNK`] tasks noted since the last time (migration
-    /// 8), oldest first, in one transaction: one new segment of the search index a second,
-    /// however many commits. Whether more remain.
-    fn index_text(&mut self) -> bool {
-        let started = Instant::now();
-        self.last_indexed = started;
-        let noted = "SELECT id FROM text_pending ORDER BY id LIMIT ?1";
-        let chunk = INDEX_CHUNK as i64;
-        let indexed = (|| -> rusqlite::Result<usize> {
-            let tx = self.conn.transaction()?;
-            // A task indexed before (accepted, then ended) is indexed again with its line.
-            tx.prepare_cached(&format!("DELETE FROM tasks_text WHERE rowid IN ({noted})"))?
-                .execute([chunk])?;
-            let indexed = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO tasks_text (rowid, input, text)
-                     SELECT tasks.id, input, text FROM ({noted}) JOIN tasks USING (id)"
-                ))?
-                .execute([chunk])?;
-            tx.prepare_cached(&format!("DELETE FROM text_pending WHERE id IN ({noted})"))?
-                .execute([chunk])?;
-            tx.commit()?;
-            Ok(indexed)
-        })();
-        self.indexing = match indexed {
-            Ok(tasks) => {
-                let took = started.elapsed();
-                if took > SLOW {
-                    let took_ms = took.as_secs_f64() * 1e3;
-                    tracing::warn!(took_ms, tasks, "indexing the text of tasks was slow");
-                }
-                tasks == INDEX_CHUNK
-            }
-            Err(error) => {
-                tracing::error!(%error, "could not index the text of tasks");
-                false
-            }
-        };
-        self.indexing
     }
 
     /// Deletes up to [`PRUNE_CHUNK`] tasks that ended longer ago than retention keeps; pruning
@@ -308,9 +252,27 @@ impl Writer {
                     )?
                     .execute(params![session])?;
                 }
-                Write::Prune | Write::IndexText => {}
+                Write::Prune => {}
             }
         }
+        let indexed = *self.indexed.borrow();
+        let forgotten = match indexed {
+            Some(indexed) if indexed > self.forgotten => {
+                let gone = tx
+                    .prepare_cached(
+                        "DELETE FROM text_changes WHERE seq IN
+                           (SELECT seq FROM text_changes WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+                    )?
+                    .execute(params![indexed, LOG_CHUNK])?;
+                // A full chunk: more may remain up to the mark, for the next commit.
+                if gone < LOG_CHUNK as usize {
+                    indexed
+                } else {
+                    self.forgotten
+                }
+            }
+            _ => self.forgotten,
+        };
         if last_id > 0 {
             // Task ids are never reused, even after the rows that held them are gone.
             tx.prepare_cached(
@@ -320,6 +282,7 @@ impl Writer {
             .execute(params![last_id as i64])?;
         }
         tx.commit()?;
+        self.forgotten = forgotten;
         let tasks = &self.figures.tasks;
         tasks.fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
         self.count_pruned(trimmed);

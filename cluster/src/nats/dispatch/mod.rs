@@ -101,8 +101,10 @@ const BATCH_COST: Duration = Duration::from_millis(20);
 const BATCH_MAX: usize = 64;
 
 /// Work messages on their way to JetStream at once: a stored message waits for JetStream's
-/// answer (a round trip), so several travel together.
-const HANDOVERS: usize = 4;
+/// answer (a round trip), so two travel together, and the tasks released meanwhile pile up
+/// into the next batch; a lone task goes at once. (Four measured 35,500 tiny tasks/s; two,
+/// 37,100, with a lower p99.)
+const HANDOVERS: usize = 2;
 
 /// How often the workers' heartbeats are read and the dashboard's report is sent.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
@@ -218,6 +220,11 @@ impl NatsCluster {
         let names = Names::new(&nats.prefix)?;
         let conn = Connection::open(&nats.url, names, "app server").await?;
         let results = results_consumer(&conn, &nats.server).await?;
+        let result_requests = conn
+            .client
+            .subscribe(conn.names.result_requests_subject(&nats.server))
+            .await
+            .map_err(|e| super::setup_error("the result requests' subscription".into(), e))?;
         let progress = conn
             .client
             .subscribe(conn.names.progress_subject(&nats.server))
@@ -246,11 +253,13 @@ impl NatsCluster {
             outbox,
         });
         dispatch.announce_restart().await;
+        inbox::count_from_zero();
         let scheduler = Scheduler::start(&config, registry, Backend::Nats)?;
         let core = Arc::downgrade(scheduler.core());
         let tasks = vec![
             tokio::spawn(dispatch.clone().publish_work(outgoing)),
             tokio::spawn(dispatch.clone().listen_results(results)),
+            tokio::spawn(dispatch.clone().listen_result_requests(result_requests)),
             tokio::spawn(dispatch.clone().listen_progress(progress)),
             tokio::spawn(dispatch.clone().follow_workers(core.clone(), nats.clone())),
             tokio::spawn(dispatch.clone().fill_slots(core)),

@@ -1,5 +1,5 @@
 //! The work leg: released tasks go out to JetStream's work queues, quick ones gathered into
-//! one message up to a cost and a count, with a few publishes in flight per queue; and cancels
+//! one message up to a cost and a count, with two publishes in flight; and cancels
 //! go out to the workers.
 
 use super::*;
@@ -118,7 +118,10 @@ impl Dispatch {
                 payload,
                 &group[0].item.key(),
             )
-            .await
+            .await?;
+        metrics::counter!("offload_nats_work_messages_total").increment(1);
+        metrics::counter!("offload_nats_work_tasks_total").increment(group.len() as u64);
+        Ok(())
     }
 
     pub(super) async fn send_cancel(&self, key: String) {

@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 
 use super::wire::{CancelItem, ProgressItem, ResultItem, TypeAd, WorkItem, WorkerInfo};
 use super::{
-    Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError, RETRY_EVERY,
+    Connection, HEARTBEAT_EVERY, IN_PROGRESS_EVERY, MAX_DELIVERIES, Names, NatsError,
+    RESULT_REQUEST_PATIENCE, RETRY_EVERY,
 };
 use crate::probe::{ProcessProbe, this_process};
 use crate::work::{OutputLimit, Ran, record_duration, run_caught, why_stopped};
@@ -37,6 +38,10 @@ pub struct WorkerConfig {
     /// Tasks it runs at once.
     pub threads: usize,
 }
+
+/// A running task's progress goes to its app server at most this often, and only once it has
+/// run this long: a task that ends sooner sends none (its result says it is done).
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// A worker stops a task this long after its time limit: the app server's watchdog, which
 /// knows the whole story, normally stops it first.
@@ -132,9 +137,10 @@ impl Delivery {
     }
 }
 
-/// A task's result on its way to the results stream.
+/// A task's result on its way to its app server.
 struct Finished {
-    subject: String,
+    /// That server's name.
+    server: String,
     key: String,
     result: ResultItem,
     delivery: Arc<Delivery>,
@@ -197,6 +203,7 @@ impl NatsWorker {
                 reason: e.to_string(),
             })?;
         state.beat().await;
+        results::count_from_zero();
         let cancels = tokio::spawn(state.clone().listen_cancels(cancels));
         let heartbeat = tokio::spawn(state.clone().heartbeat());
         let storing = tokio::spawn(state.clone().publish_results(to_store));

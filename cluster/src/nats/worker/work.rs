@@ -153,7 +153,7 @@ impl State {
             None => (self.run(slot, &item, &key).await, Some(ran)),
         };
         Finished {
-            subject: self.conn.names.results_subject(&item.server),
+            server: item.server.clone(),
             key,
             result: ResultItem {
                 boot: item.boot,
@@ -200,29 +200,30 @@ impl State {
             .time_limit_ms
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms) + TIME_LIMIT_MARGIN);
         let mut timed_out = false;
+        // Progress that has not been sent yet, and when it may be.
+        let mut reported = false;
+        let mut next_report = tokio::time::Instant::now() + PROGRESS_EVERY;
         let (outcome, output_bytes) = loop {
             tokio::select! {
-                () = sleep_until(deadline), if !timed_out => {
-                    timed_out = true;
-                    cancel.store(true, Ordering::Relaxed);
-                }
+                // Completion first: its result implies its last progress.
+                biased;
                 outcome = &mut job => {
                     break outcome.unwrap_or_else(|_| {
                         (Err(TaskError::Lost("its worker thread is gone".into())), 0)
                     });
                 }
-                Ok(()) = progress.changed() => {
-                    let update = ProgressItem {
-                        boot: item.boot,
-                        task: item.task,
-                        fraction: *progress.borrow_and_update(),
-                    };
-                    if let Ok(payload) = serde_json::to_vec(&update) {
-                        let _ = self
-                            .conn
-                            .client
-                            .publish(progress_subject.clone(), payload.into())
-                            .await;
+                () = sleep_until(deadline), if !timed_out => {
+                    timed_out = true;
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                Ok(()) = progress.changed(), if !reported => reported = true,
+                () = tokio::time::sleep_until(next_report), if reported => {
+                    reported = false;
+                    next_report = tokio::time::Instant::now() + PROGRESS_EVERY;
+                    let fraction = *progress.borrow_and_update();
+                    // A task at 100 % is about to end: its result says so.
+                    if fraction < 1.0 {
+                        self.report_progress(&progress_subject, item, fraction).await;
                     }
                 }
             }
@@ -234,5 +235,21 @@ impl State {
         record_duration(&item.name, compute_ms);
         self.threads.lock()[slot].end(compute_ms, output_bytes);
         outcome
+    }
+
+    async fn report_progress(&self, subject: &str, item: &WorkItem, fraction: f64) {
+        let update = ProgressItem {
+            boot: item.boot,
+            task: item.task,
+            fraction,
+        };
+        if let Ok(payload) = serde_json::to_vec(&update) {
+            metrics::counter!("offload_worker_progress_messages_total").increment(1);
+            let _ = self
+                .conn
+                .client
+                .publish(subject.to_owned(), payload.into())
+                .await;
+        }
     }
 }
