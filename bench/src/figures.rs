@@ -116,18 +116,26 @@ pub async fn connect_nats(url: &str) -> Result<NatsCluster, BenchError> {
         what: "connecting to the NATS stack".into(),
         detail: e.to_string(),
     })?;
-    let client = cluster.scheduler().client();
+    wait_for_threads(&cluster.scheduler().client(), 4).await?;
+    Ok(cluster)
+}
+
+/// Waits up to 30 s for `client`'s cluster to count `threads` worker threads.
+pub async fn wait_for_threads(client: &Client, threads: usize) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while client.workers() < 4 {
+    while client.workers() < threads {
         if Instant::now() > deadline {
             return Err(BenchError::Measure {
                 what: "the NATS stack".into(),
-                detail: format!("{} worker threads after 30 s, 4 expected", client.workers()),
+                detail: format!(
+                    "{} worker threads after 30 s, {threads} expected",
+                    client.workers()
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(cluster)
+    Ok(())
 }
 
 /// Figures 1–4 on an Offload cluster, through its client.

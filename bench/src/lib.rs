@@ -14,6 +14,7 @@
 
 pub mod browser;
 pub mod figures;
+pub mod flood;
 pub mod history;
 pub mod report;
 pub mod stack;

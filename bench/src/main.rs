@@ -365,6 +365,7 @@ async fn run(args: RunArgs) -> Result<(), BenchError> {
         report.set("idle_rss_mb", stack.key, mb);
     }
     cluster_rounds(&args, &programs, &stacks, &plan, &mut report).await?;
+    nats_flood(&stacks, &plan, &mut report).await?;
     api_round_trips(&programs, &stacks, &plan, &mut report).await?;
     if args.no_browser {
         drop(stacks);
@@ -395,6 +396,23 @@ async fn start_stacks(
     println!("starting Offload on NATS: offload cluster, offload worker, offload serve --cluster");
     stacks.push(Stack::nats(programs, data, logs).await?);
     Ok(stacks)
+}
+
+/// The NATS stack's flood taken apart: throughput by tasks in flight, CPU per task of each
+/// process, messages per task.
+async fn nats_flood(stacks: &[Stack], plan: &Plan, report: &mut Report) -> Result<(), BenchError> {
+    let Some((stack, url)) = stacks.iter().find_map(|s| match &s.cluster {
+        ClusterAccess::Nats(url) => Some((s, url)),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let breakdown = bench::flood::breakdown(url, &stack.pids(), plan.offload.tiny).await?;
+    for line in breakdown.lines() {
+        println!("{line}");
+    }
+    report.nats_flood = serde_json::to_value(&breakdown).ok();
+    Ok(())
 }
 
 /// Each cluster's round trip, throughput and timings, `plan.rounds` times, the stacks taking

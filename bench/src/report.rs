@@ -152,6 +152,8 @@ pub struct Report {
     /// `offload-bench owners`'s figures, when it ran: `{"owners", "fill_s", "start_s",
     /// "rss_start_mb", "rss_after_mb", "visitors", "p50_ms", "p99_ms", "at"}`.
     pub owners: Option<Value>,
+    /// The NATS flood taken apart (see [`crate::flood::Breakdown`]), when it ran.
+    pub nats_flood: Option<Value>,
 }
 
 impl Report {
@@ -169,6 +171,7 @@ impl Report {
             values: Map::new(),
             history: None,
             owners: None,
+            nats_flood: None,
         }
     }
 
@@ -204,6 +207,9 @@ impl Report {
         if let Some(owners) = &self.owners {
             out.insert("owners".into(), owners.clone());
         }
+        if let Some(flood) = &self.nats_flood {
+            out.insert("nats_flood".into(), flood.clone());
+        }
         Value::Object(out)
     }
 
@@ -225,6 +231,7 @@ impl Report {
             values: Map::new(),
             history: value.get("history").cloned(),
             owners: value.get("owners").cloned(),
+            nats_flood: value.get("nats_flood").cloned(),
         };
         for figure in FIGURES {
             let entry = value

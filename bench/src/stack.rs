@@ -314,12 +314,45 @@ impl Stack {
 
     /// The resident memory of every process this stack started, and of theirs, in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        let system = Self::processes_now();
+        self.tree(&system)
+            .iter()
+            .filter_map(|pid| system.process(*pid))
+            .map(sysinfo::Process::memory)
+            .sum()
+    }
+
+    /// Every process this stack started, and theirs, with their names: its own as it names
+    /// them, the others by their program (`nats-server`).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let system = Self::processes_now();
+        let mut pids: Vec<(String, u32)> = self
+            .processes
+            .iter()
+            .map(|p| (p.name.clone(), p.child.id()))
+            .collect();
+        for pid in self.tree(&system) {
+            if !pids.iter().any(|(_, own)| *own == pid.as_u32())
+                && let Some(process) = system.process(pid)
+            {
+                pids.push((process.name().to_string_lossy().into_owned(), pid.as_u32()));
+            }
+        }
+        pids
+    }
+
+    fn processes_now() -> sysinfo::System {
         let mut system = sysinfo::System::new();
         system.refresh_processes_specifics(
             sysinfo::ProcessesToUpdate::All,
             true,
             sysinfo::ProcessRefreshKind::nothing().with_memory(),
         );
+        system
+    }
+
+    /// The processes this stack started and all their descendants.
+    fn tree(&self, system: &sysinfo::System) -> HashSet<sysinfo::Pid> {
         let mut children: HashMap<sysinfo::Pid, Vec<sysinfo::Pid>> = HashMap::new();
         for (pid, process) in system.processes() {
             // Threads are listed as tasks of their process: counting them would count it twice.
@@ -341,10 +374,7 @@ impl Stack {
                 todo.extend(children.get(&pid).into_iter().flatten().copied());
             }
         }
-        seen.iter()
-            .filter_map(|pid| system.process(*pid))
-            .map(sysinfo::Process::memory)
-            .sum()
+        seen
     }
 
     /// The processes it started itself (their children are counted in its memory).
