@@ -29,11 +29,23 @@ pub struct Breakdown {
     /// Per task: work messages, results messages taken as requests and from the stream,
     /// progress messages.
     pub messages_per_task: Vec<(&'static str, f64)>,
+    /// A lone task's round trip, the mean of [`TRIPS`] one after the other, in ms, by stage:
+    /// from its slot to JetStream's ack of its work message, the worker and back, and the
+    /// rest (the app server's own work: admission, the slot, handing the result over).
+    pub round_trip_ms: Vec<(&'static str, f64)>,
 }
+
+/// Round trips one after the other for the breakdown by stage.
+const TRIPS: usize = 500;
 
 impl Breakdown {
     /// The figures as lines for the console.
     pub fn lines(&self) -> Vec<String> {
+        let stages: Vec<String> = self
+            .round_trip_ms
+            .iter()
+            .map(|(stage, ms)| format!("{stage} {ms:.3} ms"))
+            .collect();
         let rates: Vec<String> = self
             .tasks_per_s
             .iter()
@@ -59,6 +71,7 @@ impl Breakdown {
                 cpu.join(", ")
             ),
             format!("nats flood: messages per task: {}", messages.join(", ")),
+            format!("nats round trip, mean by stage: {}", stages.join(", ")),
         ]
     }
 }
@@ -81,6 +94,7 @@ pub async fn breakdown(
     let counters = recorder()?;
     let mut tasks_per_s = Vec::new();
     let (mut cpu_us_per_task, mut messages_per_task) = (Vec::new(), Vec::new());
+    let mut round_trip_ms = Vec::new();
     for bound in IN_FLIGHT {
         let config = NatsConfig {
             in_flight_per_thread: bound,
@@ -113,13 +127,60 @@ pub async fn breakdown(
             for ((what, a), (_, b)) in before.1.iter().zip(&after.1) {
                 messages_per_task.push((*what, per_task(b - a)));
             }
+            round_trip_ms = stages(&client, &counters).await?;
         }
     }
     Ok(Breakdown {
         tasks_per_s,
         cpu_us_per_task,
         messages_per_task,
+        round_trip_ms,
     })
+}
+
+/// [`TRIPS`] fibonacci(0) one after the other: the mean round trip and its stages, in ms.
+async fn stages(
+    client: &Client,
+    counters: &PrometheusHandle,
+) -> Result<Vec<(&'static str, f64)>, BenchError> {
+    let timed = |scrape: &str, stage: &str| {
+        let sample = |part: &str| {
+            let name = format!("offload_nats_stage_seconds_{part}{{stage=\"{stage}\"}}");
+            value(scrape, &name)
+        };
+        (sample("sum"), sample("count"))
+    };
+    let stage_names = ["to JetStream", "worker and back"];
+    let before = counters.render();
+    let who = Submitter::new("bench-trips");
+    let started = Instant::now();
+    for _ in 0..TRIPS {
+        let handle = client
+            .submit::<Fibonacci>(Fibonacci::n(0), &who)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        handle.result().await.map_err(|e| failed(e.to_string()))?;
+    }
+    let total = started.elapsed().as_secs_f64() * 1e3 / TRIPS as f64;
+    let after = counters.render();
+    let mut stages = vec![("whole", total)];
+    let mut rest = total;
+    for stage in stage_names {
+        let ((sum_a, count_a), (sum_b, count_b)) = (timed(&before, stage), timed(&after, stage));
+        let mean = (sum_b - sum_a) * 1e3 / (count_b - count_a).max(1.0);
+        rest -= mean;
+        stages.push((stage, mean));
+    }
+    stages.push(("in the app server", rest));
+    Ok(stages)
+}
+
+/// The value of `sample` (its name and labels as rendered) in `scrape`; 0 when absent.
+fn value(scrape: &str, sample: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// `tiny` fibonacci(0..9) submitted at once, all awaited.
@@ -174,12 +235,7 @@ fn stat_ticks(path: &str) -> u64 {
 /// The app server's message counters, in a fixed order.
 fn counted(counters: &PrometheusHandle) -> Vec<(&'static str, f64)> {
     let scrape = counters.render();
-    let value = |sample: &str| {
-        scrape
-            .lines()
-            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let value = |sample: &str| value(&scrape, sample);
     vec![
         ("work messages", value("offload_nats_work_messages_total")),
         (

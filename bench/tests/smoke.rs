@@ -84,6 +84,39 @@ fn a_smoke_run_measures_every_offload_figure() {
     assert!(!report["machine"]["os"].as_str().unwrap().is_empty());
     assert!(report["at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(report["smoke"], true);
+
+    // The NATS flood taken apart: a rate at each bound on the tasks in flight, the CPU of each
+    // process, the messages per task and the round trip's stages.
+    let flood = &report["nats_flood"];
+    let bounds: Vec<u64> = flood["tasks_per_s"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no nats_flood in {report:#}"))
+        .iter()
+        .map(|pair| {
+            assert!(pair[1].as_f64().unwrap() > 0.0, "{pair}");
+            pair[0].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(bounds, [64, 256, 512, 1_024]);
+    let named = |key: &str| -> Vec<String> {
+        flood[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| pair[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(named("cpu_us_per_task").contains(&"nats-server".to_owned()));
+    assert_eq!(
+        named("round_trip_ms"),
+        [
+            "whole",
+            "to JetStream",
+            "worker and back",
+            "in the app server"
+        ]
+    );
+    assert!(stdout.contains("nats round trip, mean by stage: whole "));
 }
 
 /// `offload-bench history` on a small history: every page answers, and the report gets its

@@ -531,6 +531,9 @@ async fn the_app_server_and_a_worker_on_nats_serve_metrics_that_pass_promtool() 
             "offload_sessions 1",
             "offload_open_streams 1",
             "offload_http_requests_total{",
+            "offload_nats_stage_seconds_bucket{",
+            "offload_nats_result_messages_total{path=\"request\"} 5",
+            "offload_nats_work_tasks_total 5",
         ],
     )
     .await;
@@ -546,6 +549,8 @@ async fn the_app_server_and_a_worker_on_nats_serve_metrics_that_pass_promtool() 
             "offload_task_duration_seconds_bucket{",
             "offload_worker_threads 1",
             "offload_worker_memory_bytes{",
+            "offload_worker_result_requests_total 5",
+            "offload_worker_result_fallbacks_total 0",
         ],
     )
     .await;

@@ -75,6 +75,12 @@ impl Metrics {
                 Matcher::Full("offload_task_duration_seconds".into()),
                 &[0.000_1, 0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0],
             )?
+            .set_buckets_for_metric(
+                Matcher::Full("offload_nats_stage_seconds".into()),
+                &[
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.1, 1.0, 10.0,
+                ],
+            )?
             // Per-process gauges of workers that left would otherwise stay for ever.
             .idle_timeout(
                 metrics_util::MetricKindMask::GAUGE,
@@ -169,6 +175,11 @@ fn describe() {
     describe_counter!(
         "offload_http_requests_total",
         "HTTP requests answered, by route and status."
+    );
+    describe_histogram!(
+        "offload_nats_stage_seconds",
+        Unit::Seconds,
+        "Stages of a task's round trip on NATS, as the app server times them: to JetStream's ack of its work message, then the worker and back."
     );
     describe_counter!(
         "offload_nats_work_messages_total",

@@ -23,6 +23,9 @@ impl Dispatch {
     /// worker was slow to ack) is answered once: the second result finds nobody waiting.
     pub(super) fn deliver(&self, task: TaskId, ended: Ended) {
         if let Some(waiter) = self.waiting.lock().remove(&task) {
+            if let Some(handed_over) = waiter.handed_over {
+                record_stage(THERE_AND_BACK, handed_over.elapsed());
+            }
             let _ = waiter.done.send(ended);
         }
     }

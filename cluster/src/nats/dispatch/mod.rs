@@ -149,6 +149,18 @@ struct Waiter {
     done: oneshot::Sender<Ended>,
     /// Only the latest figure matters: a flood of progress never queues.
     progress: watch::Sender<f64>,
+    /// When JetStream took its work message: the start of its remote leg.
+    handed_over: Option<Instant>,
+}
+
+/// The stages of a task's round trip on NATS, timed by the app server
+/// (`offload_nats_stage_seconds`): from its slot to JetStream's ack of its work message, and
+/// from there to its result.
+const TO_JETSTREAM: &str = "to JetStream";
+const THERE_AND_BACK: &str = "worker and back";
+
+fn record_stage(stage: &'static str, took: Duration) {
+    metrics::histogram!("offload_nats_stage_seconds", "stage" => stage).record(took.as_secs_f64());
 }
 
 /// Gathers `first` and the tasks already waiting behind it that may travel with it: only
@@ -179,6 +191,8 @@ fn gather<T>(
 
 /// A task on its way to the work queue.
 struct Outgoing {
+    /// When its slot released it.
+    released: Instant,
     item: WorkItem,
     expected: Option<Duration>,
     cancel: Arc<CancelFlag>,
@@ -351,9 +365,14 @@ impl Dispatch {
     async fn remote(&self, core: &Core, slot: usize, job: &Job, input: Arc<Value>) -> Ended {
         let (done, mut result) = oneshot::channel();
         let (progress, mut progress_rx) = watch::channel(0.0);
-        self.waiting
-            .lock()
-            .insert(job.id, Waiter { done, progress });
+        self.waiting.lock().insert(
+            job.id,
+            Waiter {
+                done,
+                progress,
+                handed_over: None,
+            },
+        );
         if self.closed.load(Ordering::Acquire) {
             self.waiting.lock().remove(&job.id);
             return Ended::unstarted(Err(stopped()));
@@ -369,6 +388,7 @@ impl Dispatch {
             max_output_bytes: self.max_output_bytes,
         };
         let outgoing = Outgoing {
+            released: Instant::now(),
             item,
             expected: job.expected,
             cancel: job.cancel.clone(),

@@ -121,6 +121,14 @@ impl Dispatch {
             .await?;
         metrics::counter!("offload_nats_work_messages_total").increment(1);
         metrics::counter!("offload_nats_work_tasks_total").increment(group.len() as u64);
+        let now = Instant::now();
+        let mut waiting = self.waiting.lock();
+        for outgoing in group {
+            record_stage(TO_JETSTREAM, now - outgoing.released);
+            if let Some(waiter) = waiting.get_mut(&outgoing.item.task) {
+                waiter.handed_over = Some(now);
+            }
+        }
         Ok(())
     }
 
