@@ -67,12 +67,18 @@ impl LocalNats {
             })?;
         let mut command = Command::new(bin);
         #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe and touches only the child being started.
+        // SAFETY: prctl and getppid are async-signal-safe, nothing here allocates, and they
+        // touch only the child being started.
         // Its parent killed (or stopped by a signal before it could stop its children) must
         // not leave a nats-server holding the port and the store.
         unsafe {
-            command.pre_exec(|| {
+            let parent = std::process::id();
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // A parent that died before the line above sends no signal.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
                 Ok(())
             });
         }

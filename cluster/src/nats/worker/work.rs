@@ -201,7 +201,7 @@ impl State {
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms) + TIME_LIMIT_MARGIN);
         let mut timed_out = false;
         // Progress that has not been sent yet, and when it may be.
-        let mut reported = false;
+        let mut pending = false;
         let mut next_report = tokio::time::Instant::now() + PROGRESS_EVERY;
         let (outcome, output_bytes) = loop {
             tokio::select! {
@@ -216,9 +216,9 @@ impl State {
                     timed_out = true;
                     cancel.store(true, Ordering::Relaxed);
                 }
-                Ok(()) = progress.changed(), if !reported => reported = true,
-                () = tokio::time::sleep_until(next_report), if reported => {
-                    reported = false;
+                Ok(()) = progress.changed(), if !pending => pending = true,
+                () = tokio::time::sleep_until(next_report), if pending => {
+                    pending = false;
                     next_report = tokio::time::Instant::now() + PROGRESS_EVERY;
                     let fraction = *progress.borrow_and_update();
                     // A task at 100 % is about to end: its result says so.
