@@ -4,10 +4,8 @@
 /// The database's size and contents, kept by the writer as it goes: read at any time for free.
 #[derive(Debug, Default)]
 pub struct Figures {
-    /// Bytes of the store's file in use (pages that hold data; freed pages are reused).
+    /// Bytes of the file in use (pages that hold data; freed pages are reused).
     pub bytes: std::sync::atomic::AtomicU64,
-    /// Bytes of the search index's file in use, kept by its indexer.
-    pub index_bytes: std::sync::atomic::AtomicU64,
     /// Task rows: unfinished and ended.
     pub tasks: std::sync::atomic::AtomicU64,
     /// Owners with ended tasks on record.
@@ -21,10 +19,10 @@ impl Figures {
         field.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// (bytes of both files, tasks, owners, pruned).
+    /// (bytes, tasks, owners, pruned).
     pub fn read(&self) -> (u64, u64, u64, u64) {
         (
-            Self::get(&self.bytes) + Self::get(&self.index_bytes),
+            Self::get(&self.bytes),
             Self::get(&self.tasks),
             Self::get(&self.owners),
             Self::get(&self.pruned),

@@ -66,7 +66,7 @@ pub struct Store {
     tokens: Arc<parking_lot::Mutex<Connection>>,
     /// The search index's keeper: a search has it catch up first.
     index: search::Index,
-    /// Kept by the writer and the indexer.
+    /// Kept by the writer.
     figures: Arc<Figures>,
     /// What the writer keeps.
     retention: Retention,
@@ -137,7 +137,7 @@ impl Store {
             Ok(conn)
         };
         let figures = Arc::new(Figures::default());
-        let (index, indexer) = search::Index::start(dir, figures.clone())?;
+        let (index, indexer) = search::Index::start(dir)?;
         let (reader, tokens) = (read_only()?, read_only()?);
         search::attach(&reader, dir)?;
         let saved = load(&conn, retention.terminal_lines)?;

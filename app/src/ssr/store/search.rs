@@ -18,7 +18,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::watch;
 
 use super::error::StoreError;
-use super::figures::Figures;
 
 /// The file, beside the store's.
 pub(super) const FILE: &str = "offload-search.sqlite3";
@@ -58,13 +57,14 @@ fn open(dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Lets `reader` (a connection on the store's file) read the index as `search.tasks_text`.
+/// Lets `reader` (a connection on the store's file) read the index as `search.tasks_text`,
+/// with the same 512 KB of page cache as the store's own schema (an attached one gets 2 MB).
 pub(super) fn attach(reader: &Connection, dir: &Path) -> rusqlite::Result<()> {
     reader.execute(
         "ATTACH DATABASE ?1 AS search",
         [dir.join(FILE).to_string_lossy()],
     )?;
-    Ok(())
+    reader.execute_batch("PRAGMA search.cache_size = -512;")
 }
 
 /// A handle on the indexer, for searches; cheap to clone.
@@ -78,10 +78,7 @@ pub(super) struct Index {
 impl Index {
     /// Starts the indexer on `dir`'s files (the store's is migrated already). The thread ends
     /// once every handle on it, and the writer's mark, are gone.
-    pub(super) fn start(
-        dir: &Path,
-        figures: std::sync::Arc<Figures>,
-    ) -> Result<(Self, JoinHandle<()>), StoreError> {
+    pub(super) fn start(dir: &Path) -> Result<(Self, JoinHandle<()>), StoreError> {
         let index = open(dir)?;
         let path = dir.join("offload.sqlite3");
         let tasks = Connection::open_with_flags(
@@ -95,7 +92,6 @@ impl Index {
             tasks,
             index,
             indexed,
-            figures,
         };
         indexer.publish()?;
         let thread = std::thread::Builder::new()
@@ -144,7 +140,6 @@ struct Indexer {
     index: Connection,
     /// How far the index is, for searches and for the writer's deleting of the log.
     indexed: watch::Sender<Option<i64>>,
-    figures: std::sync::Arc<Figures>,
 }
 
 impl Indexer {
@@ -176,18 +171,8 @@ impl Indexer {
     }
 
     /// Tells searches and the writer how far the index is (nothing while it is built anew:
-    /// a search then waits for it, and the log is kept), and the file's size.
+    /// a search then waits for it, and the log is kept).
     fn publish(&self) -> rusqlite::Result<()> {
-        let pragma = |name: &str| -> rusqlite::Result<i64> {
-            self.index
-                .prepare_cached(&format!("PRAGMA {name}"))?
-                .query_row([], |r| r.get(0))
-        };
-        let used = pragma("page_count")? - pragma("freelist_count")?;
-        let bytes = (used * pragma("page_size")?).max(0) as u64;
-        self.figures
-            .index_bytes
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
         let mark = |key: &str| -> rusqlite::Result<Option<i64>> {
             self.index
                 .prepare_cached("SELECT value FROM marks WHERE key = ?1")?
