@@ -7,6 +7,7 @@
 //! pays for nothing here but what it uses. Its `browser` feature adds the one piece of browser
 //! code both bundles share: [`stream::follow`], the reconnecting event-stream follower.
 
+pub mod batch;
 pub mod form;
 pub mod frame;
 pub mod page;

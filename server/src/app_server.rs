@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::ssr::batches::{BatchConfig, Batches};
+use app::ssr::runner::Watcher;
 use app::ssr::store::{Retention, Store, WriterThread};
 use app::ssr::stream::StreamLimits;
 use app::ssr::{
@@ -100,6 +102,7 @@ async fn start(args: &Args) -> Result<Started, StartError> {
             .clone()
             .expire_every(Duration::from_secs(2), release_freed_memory),
     );
+    let (open_batches, last_batch) = store.open_batches().await?;
     let state = AppState {
         leptos_options,
         cluster: cluster.scheduler().client(),
@@ -108,8 +111,26 @@ async fn start(args: &Args) -> Result<Started, StartError> {
         shutdown: Shutdown::default(),
         dashboard_url,
         idempotency: Default::default(),
+        batches: Arc::new(Batches::new(
+            BatchConfig {
+                max_members: args.max_batch,
+                max_open_per_owner: args.max_open_batches,
+            },
+            last_batch,
+        )),
     };
+    let rerun = rerun
+        .into_iter()
+        .map(|(session, task)| (Watcher::Session(session), task))
+        .collect();
     runner::rerun(&state, rerun).await;
+    if !open_batches.is_empty() {
+        tracing::info!(
+            batches = open_batches.len(),
+            "going on with the open batches"
+        );
+    }
+    state.batches.resume(&state, open_batches).await;
     Ok(Started {
         state,
         cluster,

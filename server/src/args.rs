@@ -92,6 +92,13 @@ pub(crate) struct Args {
     /// a message saying so (results are kept in memory, sent and stored).
     #[arg(long, env = "OFFLOAD_MAX_OUTPUT_BYTES", default_value_t = cluster::MAX_OUTPUT_BYTES)]
     pub(crate) max_output_bytes: usize,
+    /// Most members in one batch (`POST /api/v1/batches`); a larger one is refused, saying
+    /// its size.
+    #[arg(long, env = "OFFLOAD_MAX_BATCH", default_value_t = 10_000)]
+    pub(crate) max_batch: usize,
+    /// Batches one session (or token) may have running at once; past it new ones get 429.
+    #[arg(long, env = "OFFLOAD_MAX_OPEN_BATCHES", default_value_t = 10)]
+    pub(crate) max_open_batches: usize,
     /// Sessions held at once; past it the longest idle is evicted, or new ones get 503.
     #[arg(long, env = "OFFLOAD_MAX_SESSIONS", default_value_t = 10_000)]
     pub(crate) max_sessions: usize,

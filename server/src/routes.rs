@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use app::ssr::status::{MAX_BODY_BYTES, error_status};
+use app::ssr::status::error_status;
 use app::ssr::{
     AllowedHosts, AppState, CookiePolicy, Policy, allowed_host, output, refuse_cross_site,
     security_headers, session_cookie, stream,
@@ -16,7 +16,6 @@ use axum::routing::get;
 use dashboard::ssr::{DashboardState, OpsState, count_requests};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 
 /// The app's listener. Innermost first: the error statuses are read back before anything
 /// compresses them; the host check comes before anything else runs, and even its refusals
@@ -41,7 +40,6 @@ pub fn app_router(
         .route("/api/events", get(stream::events))
         .route("/tasks/{id}/output", get(output::task_output))
         .merge(app::ssr::api::router(state).0)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(from_fn(error_status))
         .layer(from_fn_with_state(hosts.clone(), refuse_cross_site))
         .layer(from_fn_with_state(cookies, session_cookie))

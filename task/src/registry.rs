@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::{Binary, Task, TaskContext, TaskError, schema};
-use model::form::{Field, FieldError, TaskForm, TaskTypeInfo};
+use model::form::{Field, FieldError, FieldValue, TaskForm, TaskTypeInfo};
 
 type Runner = fn(&Value, &TaskContext<'_>) -> Result<Value, TaskError>;
 
@@ -167,6 +167,16 @@ impl TaskType {
     pub fn check(&self, input: &Value) -> Result<Option<Duration>, FieldError> {
         schema::check(&self.fields, input)?;
         (self.admit)(input).map_err(FieldError::whole)
+    }
+
+    /// `input` with `values` in their fields (a batch's member; checked by [`TaskType::check`]
+    /// like any input). An input that is not an object is taken as an empty one.
+    pub fn with_values(&self, input: &Value, values: &[(&str, &FieldValue)]) -> Value {
+        let mut object = input.as_object().cloned().unwrap_or_default();
+        for (name, value) in values {
+            object.insert((*name).to_owned(), schema::to_json((*value).clone()));
+        }
+        Value::Object(object)
     }
 
     /// The input in brief: `20`, or `n=3, text="abc"`.

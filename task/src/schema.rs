@@ -232,7 +232,7 @@ fn names(fields: &[Field]) -> String {
         .join(", ")
 }
 
-fn to_json(value: FieldValue) -> Value {
+pub(crate) fn to_json(value: FieldValue) -> Value {
     match value {
         FieldValue::Integer(x) => Value::from(x),
         FieldValue::Number(x) => Value::from(x),

@@ -3,6 +3,7 @@
 //! None of it runs CPU work: that is the cluster's, reached only through [`cluster::Client`].
 
 pub mod api;
+pub mod batches;
 pub mod commands;
 pub mod guard;
 pub mod history;

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use cluster::{Binary, Ended, Handle, Ran, Submitter, TaskError, TaskType};
 use serde_json::Value;
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::AppError;
+use crate::ssr::batches::BatchRun;
 use crate::ssr::sessions::Session;
-use crate::ssr::store::{SavedTask, Write};
+use crate::ssr::store::{Member, SavedTask, Write};
 use crate::ssr::{AppState, SessionId};
 use model::page::{Outcome, QueuedTask, Submitted, TaskStatus, TerminalLine, secs};
 
@@ -54,18 +57,52 @@ pub async fn submit(
     input: Value,
     links: Links,
 ) -> Result<Submitted, AppError> {
+    refuse_while_stopping(state)?;
+    let session = state
+        .sessions
+        .get_or_create(id)
+        .map_err(|full| AppError::Unavailable(full.to_string()))?;
+    let task = enqueue(state, kind, input.clone(), links, Watcher::Session(session)).await?;
+    let offered = kind.form(Some(&kind.next_input(&input)));
+    let next = offered
+        .fields
+        .into_iter()
+        .map(|field| field.name)
+        .zip(offered.values)
+        .collect();
+    Ok(Submitted {
+        task,
+        next: Some(next),
+    })
+}
+
+fn refuse_while_stopping(state: &AppState) -> Result<(), AppError> {
     if state.shutdown.has_begun() {
         return Err(AppError::Unavailable(
             "the server is restarting: submit again in a few seconds".into(),
         ));
     }
-    let session = state
-        .sessions
-        .get_or_create(id)
-        .map_err(|full| AppError::Unavailable(full.to_string()))?;
+    Ok(())
+}
+
+/// Admits a task to the cluster, records it as accepted (durable before anyone hears of it),
+/// tells `watcher` and follows it to its end.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    kind: &Arc<TaskType>,
+    input: Value,
+    links: Links,
+    watcher: Watcher,
+) -> Result<QueuedTask, AppError> {
+    refuse_while_stopping(state)?;
+    let owner = watcher.owner().clone();
     let handle = state
         .cluster
-        .submit_value(kind.name(), input.clone(), &Submitter::new(id.0.as_str()))
+        .submit_value(
+            kind.name(),
+            input.clone(),
+            &Submitter::new(owner.0.as_str()),
+        )
         .await?;
     let task = QueuedTask {
         id: state.sessions.next_task_id(),
@@ -80,12 +117,13 @@ pub async fn submit(
         .sessions
         .store()
         .write(Write::Accepted {
-            session: id.0.clone(),
+            session: owner.0.clone(),
             task: task.clone(),
             input: input.clone(),
             next_input: next_input.clone(),
             retry_of: links.retry_of,
             idempotency: links.idempotency,
+            member: links.member,
         })
         .await;
     if let Err(error) = recorded {
@@ -96,17 +134,10 @@ pub async fn submit(
             "the server could not record your task: try again in a moment".into(),
         ));
     }
-    let offered = kind.form(Some(&next_input));
-    let next = offered
-        .fields
-        .into_iter()
-        .map(|field| field.name)
-        .zip(offered.values)
-        .collect();
-    session.accepted(task.clone(), handle.id().0, Some(next_input));
+    watcher.accepted(task.clone(), handle.id().0, Some(next_input));
     tokio::spawn(follow(
         state.clone(),
-        session,
+        watcher,
         Followed {
             kind: kind.clone(),
             task: task.clone(),
@@ -115,10 +146,7 @@ pub async fn submit(
         },
         handle,
     ));
-    Ok(Submitted {
-        task,
-        next: Some(next),
-    })
+    Ok(task)
 }
 
 /// What a submission is tied to besides its input.
@@ -128,13 +156,54 @@ pub struct Links {
     pub retry_of: Option<u64>,
     /// The API's `Idempotency-Key`, and the SHA-256 of the request.
     pub idempotency: Option<(String, Vec<u8>)>,
+    /// The batch it is a member of.
+    pub member: Option<Member>,
+}
+
+/// Who hears of a task's progress and its end: the session whose queue and terminal show it,
+/// or the batch it is a member of.
+pub enum Watcher {
+    Session(Arc<Session>),
+    /// The member's index, and its place in the owner's window of members in the queue
+    /// (given back when the member ends).
+    Member(Arc<BatchRun>, u64, Option<OwnedSemaphorePermit>),
+}
+
+impl Watcher {
+    fn owner(&self) -> &SessionId {
+        match self {
+            Self::Session(session) => session.id(),
+            Self::Member(run, ..) => run.owner(),
+        }
+    }
+
+    fn accepted(&self, task: QueuedTask, cluster: u64, next_input: Option<Value>) {
+        match self {
+            Self::Session(session) => session.accepted(task, cluster, next_input),
+            Self::Member(run, index, _) => run.accepted(*index, task.id, cluster),
+        }
+    }
+
+    fn running(&self, task: u64, progress: f64) {
+        match self {
+            Self::Session(session) => session.running(task, progress),
+            Self::Member(run, index, _) => run.running(*index, progress),
+        }
+    }
+
+    fn done(&self, line: TerminalLine) {
+        match self {
+            Self::Session(session) => session.done(line),
+            Self::Member(run, index, _) => run.ended(*index, line.outcome),
+        }
+    }
 }
 
 /// Runs again the tasks that were accepted but had not finished when the server last stopped.
-pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, SavedTask)>) {
+pub async fn rerun(state: &AppState, tasks: Vec<(Watcher, SavedTask)>) {
     let count = tasks.len();
-    for (session, SavedTask { task, input }) in tasks {
-        let submitter = Submitter::new(session.id().0.as_str());
+    for (watcher, SavedTask { task, input }) in tasks {
+        let submitter = Submitter::new(watcher.owner().0.as_str());
         let resubmitted = match task_type(state, &task.task) {
             Ok(kind) => state
                 .cluster
@@ -146,18 +215,18 @@ pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, SavedTask)>) {
         };
         match resubmitted {
             Ok((kind, handle)) => {
-                session.accepted(task.clone(), handle.id().0, None);
+                watcher.accepted(task.clone(), handle.id().0, None);
                 let followed = Followed {
                     kind,
                     task,
                     input,
                     rerun: true,
                 };
-                tokio::spawn(follow(state.clone(), session, followed, handle));
+                tokio::spawn(follow(state.clone(), watcher, followed, handle));
             }
             Err(error) => {
                 // Recorded as failed so that it is reported, not retried for ever.
-                session.accepted(task.clone(), 0, None);
+                watcher.accepted(task.clone(), 0, None);
                 let line = TerminalLine {
                     task: task.id,
                     outcome: Outcome::Failed,
@@ -167,13 +236,26 @@ pub async fn rerun(state: &AppState, tasks: Vec<(Arc<Session>, SavedTask)>) {
                     ),
                     image: false,
                 };
-                record(state, &session, line, None, None, None).await;
+                record(state, &watcher, line, None, None, None).await;
             }
         }
     }
     if count > 0 {
         tracing::info!(count, "running again the tasks accepted before the restart");
     }
+}
+
+/// Records a task that had not ended when the server stopped as cancelled, without running
+/// it: it was cancelled meanwhile (with its batch).
+pub(crate) async fn cancelled_before_restart(state: &AppState, watcher: Watcher, saved: SavedTask) {
+    watcher.accepted(saved.task.clone(), 0, None);
+    let line = TerminalLine {
+        task: saved.task.id,
+        outcome: Outcome::Cancelled,
+        text: format!("{} cancelled with its batch", saved.task.call()),
+        image: false,
+    };
+    record(state, &watcher, line, None, None, None).await;
 }
 
 /// A task being followed to its end.
@@ -185,8 +267,8 @@ struct Followed {
     rerun: bool,
 }
 
-/// Follows one task to its end: progress to the session's pages, then its line, recorded first.
-async fn follow(state: AppState, session: Arc<Session>, followed: Followed, handle: Handle) {
+/// Follows one task to its end: progress to its watcher, then its line, recorded first.
+async fn follow(state: AppState, watcher: Watcher, followed: Followed, handle: Handle) {
     let started = Instant::now();
     let id = followed.task.id;
     let mut progress = handle.progress();
@@ -196,7 +278,7 @@ async fn follow(state: AppState, session: Arc<Session>, followed: Followed, hand
         tokio::select! {
             outcome = &mut result => break outcome,
             changed = progress.changed() => match changed {
-                Ok(()) => session.running(id, *progress.borrow_and_update()),
+                Ok(()) => watcher.running(id, *progress.borrow_and_update()),
                 // The worker is done with it: only the result is left to come.
                 Err(_) => break result.await,
             },
@@ -232,19 +314,19 @@ async fn follow(state: AppState, session: Arc<Session>, followed: Followed, hand
         attempt: ran.attempt + u32::from(followed.rerun),
         ..ran
     });
-    record(&state, &session, line, output, binary, ran).await;
+    record(&state, &watcher, line, output, binary, ran).await;
 }
 
-async fn record(
+pub(crate) async fn record(
     state: &AppState,
-    session: &Session,
+    watcher: &Watcher,
     line: TerminalLine,
     output: Option<Value>,
     binary: Option<Binary>,
     ran: Option<Ran>,
 ) {
     let write = Write::Done {
-        session: session.id().0.clone(),
+        session: watcher.owner().0.clone(),
         line: line.clone(),
         output,
         binary,
@@ -255,7 +337,7 @@ async fn record(
         // Shown all the same; unrecorded, the task runs again after a restart.
         tracing::error!(%error, task = line.task, "could not record a result");
     }
-    session.done(line);
+    watcher.done(line);
 }
 
 /// The task's summary and the time it took, as the seed's line: `square(20)=400 in

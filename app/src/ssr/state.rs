@@ -29,6 +29,9 @@ pub struct AppState {
     /// API submissions under an `Idempotency-Key` that are in progress, one at a time per
     /// owner and key.
     pub idempotency: Arc<crate::ssr::api::IdempotencyLocks>,
+    /// The open batches, each handing its members to the cluster as its owner's earlier
+    /// members end.
+    pub batches: Arc<crate::ssr::batches::Batches>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -11,14 +11,25 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppError;
 
-/// Largest request body a server function accepts.
+/// Largest request body a server function (or the API, but for batches) accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest body of `POST /api/v1/batches`, whose members' inputs may be listed one by one.
+pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
+/// The one path with the larger limit.
+const BATCHES: &str = "/api/v1/batches";
 /// Largest encoded error read back (they are a few hundred bytes).
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// The header server functions put on their error responses.
 const SERVER_FN_ERROR: &str = "serverfnerror";
 
 pub async fn error_status(request: Request, next: Next) -> Response {
+    let limit = if request.uri().path() == BATCHES {
+        MAX_BATCH_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    // Whatever reads the body (a server function, an extractor) meets the limit as it reads.
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -26,12 +37,12 @@ pub async fn error_status(request: Request, next: Next) -> Response {
         .and_then(|v| v.parse::<u64>().ok());
     // The JSON API answers with problems, server functions with their encoded errors.
     let api = request.uri().path().starts_with("/api/v1/");
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return too_large(api);
+    if declared.is_some_and(|len| len > limit as u64) {
+        return too_large(api, limit);
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return too_large(api);
+        return too_large(api, limit);
     }
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR
         || !response.headers().contains_key(SERVER_FN_ERROR)
@@ -45,17 +56,22 @@ pub async fn error_status(request: Request, next: Next) -> Response {
     if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
         // A body cut short by the size limit while a server function read it.
         if error.to_string().contains("length limit exceeded") {
-            return too_large(api);
+            return too_large(api, limit);
         }
         parts.status = StatusCode::from_u16(error.status()).unwrap_or(parts.status);
     }
     Response::from_parts(parts, Body::from(bytes))
 }
 
-fn too_large(api: bool) -> Response {
+fn too_large(api: bool, limit: usize) -> Response {
     let error = AppError::TooLarge(format!(
-        "the request is larger than the {} KB a server function accepts",
-        MAX_BODY_BYTES / 1024
+        "the request is larger than the {} KB {} accepts",
+        limit / 1024,
+        if api {
+            "this endpoint"
+        } else {
+            "a server function"
+        }
     ));
     if api {
         return crate::ssr::api::problem(413, error.to_string(), None);

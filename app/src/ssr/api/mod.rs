@@ -9,6 +9,7 @@
 //! Callers are owners: a token (`Authorization: Bearer …`, see [`super::tokens`]) owns its
 //! tasks as `token:NAME`; a browser session (its cookie) owns its own. Neither: 401.
 
+mod batches;
 mod catalogue;
 mod events;
 mod extract;
@@ -40,6 +41,10 @@ pub fn router(state: &AppState) -> (axum::Router<AppState>, Value) {
         .routes(routes!(tasks::output))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::retry))
+        .routes(routes!(batches::submit, batches::list))
+        .routes(routes!(batches::show))
+        .routes(routes!(batches::members))
+        .routes(routes!(batches::cancel))
         .routes(routes!(events::events))
         .routes(routes!(events::task_events))
         .split_for_parts();

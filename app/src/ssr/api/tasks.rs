@@ -116,7 +116,10 @@ impl TaskDoc {
     }
 
     /// `live`: its status, progress and start, while this server follows it.
-    fn from_record(record: TaskRecord, live: Option<(TaskStatus, f64, Option<u64>)>) -> Self {
+    pub(super) fn from_record(
+        record: TaskRecord,
+        live: Option<(TaskStatus, f64, Option<u64>)>,
+    ) -> Self {
         let state = match (record.outcome, live) {
             (Some(outcome), _) => TaskState::from(outcome),
             (None, Some((TaskStatus::Running, _, _))) => TaskState::Running,
@@ -218,14 +221,7 @@ pub(super) async fn submit(
         let doc = accept(&state, &owner.0, new, Links::default()).await?;
         return Ok((StatusCode::ACCEPTED, Json(doc)));
     };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()))
-        .ok_or_else(|| {
-            AppError::invalid("an Idempotency-Key is 1 to 255 visible ASCII characters")
-        })?
-        .to_owned();
+    let key = idempotency_key(key)?;
     let request = Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()).to_vec();
     // One request per owner and key at a time: the others wait, then find its task.
     let slot = state.idempotency.slot(&owner.0, &key);
@@ -265,7 +261,17 @@ async fn accept(
 }
 
 /// The header that makes a submission safe to repeat.
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub(super) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The header's key, if it is one.
+pub(super) fn idempotency_key(header: &axum::http::HeaderValue) -> Result<String, AppError> {
+    header
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()))
+        .map(str::to_owned)
+        .ok_or_else(|| AppError::invalid("an Idempotency-Key is 1 to 255 visible ASCII characters"))
+}
 
 /// Submits `new` under `key` once: a repeat of the same request gets the same answer, the
 /// task as it was accepted (its record keeps the key); another request under the key, 422.

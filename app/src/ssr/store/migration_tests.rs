@@ -94,7 +94,7 @@ async fn a_first_release_data_directory_opens_migrated_with_everything_it_held()
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9, "every migration ran, once");
+    assert_eq!(version, 10, "every migration ran, once");
     let output: String = conn
         .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
         .unwrap();

@@ -22,6 +22,7 @@
 //! search index lives in a file of its own, kept by a thread of its own ([`search`]): 0.2 s
 //! of changed tasks at a time, and whole before a search reads it.
 
+mod batches;
 mod error;
 mod figures;
 #[cfg(test)]
@@ -44,7 +45,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
 pub use figures::Figures;
-pub use records::{Retention, SavedSession, SavedTask, TaskFilter, TaskRecord, Write};
+pub use records::{
+    BatchRecord, Member, MemberRecord, NewBatch, Retention, SavedBatch, SavedSession, SavedTask,
+    TaskFilter, TaskRecord, Write,
+};
 pub use schema::open_shared;
 
 use reads::{load, read_task, read_tasks};
@@ -267,6 +271,55 @@ impl Store {
             .optional()
         })
         .await
+    }
+
+    /// Batch `id`, with its ended members counted by outcome, if it is `session`'s.
+    pub async fn batch(&self, session: &str, id: u64) -> Result<Option<BatchRecord>, StoreError> {
+        let session = session.to_owned();
+        self.read(move |conn| batches::read_batch(conn, &session, id))
+            .await
+    }
+
+    /// `session`'s batches older than batch `before`, newest first, and whether there are more.
+    pub async fn batches(
+        &self,
+        session: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<BatchRecord>, bool), StoreError> {
+        let session = session.to_owned();
+        self.read(move |conn| batches::read_batches(conn, &session, before, limit))
+            .await
+    }
+
+    /// Batch `batch`'s members after index `after`, in order, and whether there are more
+    /// (the caller has checked whose batch it is).
+    pub async fn members(
+        &self,
+        batch: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<MemberRecord>, bool), StoreError> {
+        self.read(move |conn| batches::read_members(conn, batch, after, limit))
+            .await
+    }
+
+    /// The batch `session` submitted under `Idempotency-Key` `key`, with its request's hash.
+    pub async fn batch_by_idempotency_key(
+        &self,
+        session: &str,
+        key: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let (session, key) = (session.to_owned(), key.to_owned());
+        self.read(move |conn| batches::by_idempotency_key(conn, &session, &key))
+            .await
+    }
+
+    /// The batches that were open when the server last stopped (committed writes only), and
+    /// the greatest batch id ever given.
+    pub async fn open_batches(&self) -> Result<(Vec<SavedBatch>, u64), StoreError> {
+        self.read(|conn| Ok((batches::read_open(conn)?, batches::last_id(conn)?)))
+            .await
     }
 
     /// The database's size and contents, as of the writer's last write.

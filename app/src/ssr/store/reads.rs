@@ -11,6 +11,7 @@ use super::records::{SavedSession, SavedTask, TaskFilter, TaskRecord};
 
 /// The sessions on record: their unfinished tasks, and the last `lines` lines of each one's
 /// terminal (the rest stays on record, for the history, without being held in memory).
+/// Members of batches are their batch's ([`super::batches::read_open`]).
 pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>, rusqlite::Error> {
     let mut sessions: Vec<SavedSession> = conn
         .prepare("SELECT id, next_inputs FROM sessions ORDER BY id")?
@@ -37,7 +38,7 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
                       done_seq, coalesce(output_media LIKE 'image/%', 0) AS image,
                       row_number() OVER (PARTITION BY session, done_seq IS NULL
                                          ORDER BY done_seq DESC) AS newest
-               FROM tasks WHERE session IN (SELECT id FROM sessions))
+               FROM tasks WHERE session IN (SELECT id FROM sessions) AND batch IS NULL)
          WHERE done_seq IS NULL OR newest <= ?1
          ORDER BY done_seq IS NOT NULL, done_seq, id",
     )?;
@@ -77,7 +78,7 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
 }
 
 /// The columns [`task_record`] reads, in its order.
-const RECORD: &str = "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
+pub(super) const RECORD: &str = "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
                       tasks.text, output, finished_at_ms, output_media, retry_of, started_at_ms,
                       worker, attempts";
 

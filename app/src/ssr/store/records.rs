@@ -101,7 +101,15 @@ pub enum Write {
         retry_of: Option<u64>,
         /// The API's `Idempotency-Key` and the SHA-256 of the request it came with.
         idempotency: Option<(String, Vec<u8>)>,
+        /// The batch it is a member of, and its index there.
+        member: Option<Member>,
     },
+    /// A batch was accepted for `session`: its members are to come, by index.
+    Batch(NewBatch),
+    /// A batch was cancelled: no member of it is handed to the queue any more.
+    BatchCancelled { batch: u64, at_ms: u64 },
+    /// A batch's last member ended (or it was cancelled and its last running member ended).
+    BatchFinished { batch: u64, at_ms: u64 },
     /// A task ended with this line (and this output, when it produced one, with its bytes
     /// apart).
     Done {
@@ -125,4 +133,68 @@ pub enum Write {
 pub(super) struct Op {
     pub(super) write: Option<Write>,
     pub(super) ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// A member's place: its batch, and its index there (from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub batch: u64,
+    pub index: u64,
+}
+
+/// A batch as it is accepted.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub id: u64,
+    pub session: String,
+    pub task_type: String,
+    /// Its specification, resolved (members are computed from it by index).
+    pub spec: Value,
+    pub members: u64,
+    pub created_at_ms: u64,
+    /// The API's `Idempotency-Key` and the SHA-256 of the request it came with.
+    pub idempotency: Option<(String, Vec<u8>)>,
+}
+
+/// A batch as the record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    pub id: u64,
+    pub session: String,
+    pub task_type: String,
+    pub spec: Value,
+    pub members: u64,
+    /// Members handed to the queue so far.
+    pub fed: u64,
+    pub created_at_ms: u64,
+    pub cancelled_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// Its ended members, by outcome (in [`Outcome::ALL`]'s order).
+    pub ended: [u64; 4],
+}
+
+impl BatchRecord {
+    /// Members that ended as `outcome`.
+    pub fn ended_as(&self, outcome: Outcome) -> u64 {
+        Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.ended[i])
+    }
+}
+
+/// A batch that was open when the server last stopped, with its members that were handed to
+/// the queue and had not ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedBatch {
+    pub batch: BatchRecord,
+    /// By index.
+    pub unfinished: Vec<(u64, SavedTask)>,
+}
+
+/// A member of a batch as the record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRecord {
+    pub index: u64,
+    pub task: TaskRecord,
 }

@@ -223,6 +223,40 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
                  INSERT INTO text_changes (id) VALUES (old.id);
              END;",
         ),
+        // 10: batches: one type, many inputs, one owner. A batch keeps its specification
+        // (members are computed from it by index) and how many members it has handed to the
+        // queue; each member handed over is a task row that names its batch and index. A
+        // batch goes with its last member (retention), once no other member is to come.
+        M::up(
+            "CREATE TABLE batches (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 session TEXT NOT NULL,
+                 task_type TEXT NOT NULL,
+                 -- JSON: the resolved specification
+                 spec TEXT NOT NULL,
+                 members INTEGER NOT NULL,
+                 -- Members handed to the queue so far: the next one's index.
+                 fed INTEGER NOT NULL DEFAULT 0,
+                 created_at_ms INTEGER NOT NULL,
+                 cancelled_at_ms INTEGER,
+                 finished_at_ms INTEGER,
+                 idempotency_key TEXT,
+                 request_sha256 BLOB
+             );
+             CREATE INDEX batches_by_owner ON batches (session, id);
+             CREATE INDEX batches_open ON batches (id) WHERE finished_at_ms IS NULL;
+             CREATE UNIQUE INDEX batches_by_idempotency_key ON batches (session, idempotency_key)
+                 WHERE idempotency_key IS NOT NULL;
+             ALTER TABLE tasks ADD COLUMN batch INTEGER;
+             ALTER TABLE tasks ADD COLUMN member INTEGER;
+             -- Covers a batch's counts by outcome as well as its members in order.
+             CREATE INDEX tasks_by_batch ON tasks (batch, member, outcome) WHERE batch IS NOT NULL;
+             CREATE TRIGGER batches_last_member_gone AFTER DELETE ON tasks
+                 WHEN old.batch IS NOT NULL BEGIN
+                 DELETE FROM batches WHERE id = old.batch
+                     AND (fed >= members OR cancelled_at_ms IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch = old.batch);
+             END;",
+        ),
     ])
 }
 

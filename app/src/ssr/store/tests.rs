@@ -34,6 +34,7 @@ fn accepted(session: &str, id: u64) -> Write {
         next_input: json!({ "n": id + 1 }),
         retry_of: None,
         idempotency: None,
+        member: None,
     }
 }
 

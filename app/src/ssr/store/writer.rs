@@ -187,6 +187,13 @@ impl Writer {
                         ORDER BY finished_at_ms LIMIT ?2)",
                 )?
                 .execute(params![cutoff as i64, PRUNE_CHUNK as i64])?;
+            // A batch with no member on record (cancelled before any was handed over) goes
+            // by its own age; the others go with their last member.
+            tx.prepare_cached(
+                "DELETE FROM batches WHERE finished_at_ms < ?1
+                   AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch = batches.id)",
+            )?
+            .execute(params![cutoff as i64])?;
             tx.commit()?;
             Ok(gone)
         })();
@@ -224,6 +231,7 @@ impl Writer {
             match write {
                 Write::Accepted { task, .. } => {
                     added += insert_accepted(&tx, write)?;
+                    super::batches::write(&tx, write)?;
                     last_id = last_id.max(task.id);
                 }
                 Write::Done { session, .. } => {
@@ -253,6 +261,9 @@ impl Writer {
                     .execute(params![session])?;
                 }
                 Write::Prune => {}
+                Write::Batch(_) | Write::BatchCancelled { .. } | Write::BatchFinished { .. } => {
+                    super::batches::write(&tx, write)?;
+                }
             }
         }
         let indexed = *self.indexed.borrow();
@@ -300,6 +311,7 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
         next_input,
         retry_of,
         idempotency,
+        member,
     } = write
     else {
         return Ok(0);
@@ -314,8 +326,8 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
     .execute(params![session, task.task, next_input.to_string()])?;
     tx.prepare_cached(
         "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args, submitted_at_ms,
-                                      retry_of, idempotency_key, request_sha256)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                      retry_of, idempotency_key, request_sha256, batch, member)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         task.id as i64,
@@ -326,7 +338,9 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
         task.submitted_at_ms as i64,
         retry_of.map(|id| id as i64),
         idempotency.as_ref().map(|(key, _)| key),
-        idempotency.as_ref().map(|(_, hash)| hash)
+        idempotency.as_ref().map(|(_, hash)| hash),
+        member.map(|m| m.batch as i64),
+        member.map(|m| m.index as i64),
     ])
 }
 

@@ -4,11 +4,14 @@
 
 #![cfg(feature = "ssr")]
 
+mod batches;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use app::ssr::batches::{BatchConfig, Batches};
 use app::ssr::state::DashboardUrl;
 use app::ssr::store::{Retention, Store, WriterThread};
 use app::ssr::stream::StreamLimits;
@@ -55,7 +58,11 @@ impl Task for Gate {
     fn run(input: GateInput, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
         let mut opened = OPENED.lock().unwrap();
         loop {
-            if opened.as_ref().is_some_and(|o| o.contains(&input.key)) {
+            // A batch's keys (`batches::keys`) open with their test's gate too.
+            if opened
+                .as_ref()
+                .is_some_and(|o| o.contains(&input.key) || o.contains(&(input.key / 1_000_000)))
+            {
                 return Ok(input.key);
             }
             if ctx.is_cancelled() {
@@ -78,6 +85,9 @@ struct Harness {
     _cluster: EmbeddedCluster,
     _writer: WriterThread,
 }
+
+/// The browser session the tests call as, unless they say otherwise.
+const SESSION: &str = "0123456789abcdef0123456789abcdef";
 
 static NEXT_GATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -102,6 +112,7 @@ impl Harness {
             shutdown: Shutdown::default(),
             dashboard_url: DashboardUrl::parse("http://localhost:8787/status").unwrap(),
             idempotency: Default::default(),
+            batches: Arc::new(Batches::new(BatchConfig::default(), 0)),
         };
         let router = app::ssr::api::router(&state)
             .0
@@ -123,10 +134,21 @@ impl Harness {
         path: &str,
         body: Option<(&str, &str)>,
     ) -> (StatusCode, String, Value) {
-        let request = Request::builder().method(method).uri(path).header(
-            header::COOKIE,
-            "offload_session=0123456789abcdef0123456789abcdef",
-        );
+        self.call_as(SESSION, method, path, body).await
+    }
+
+    /// `method path` with `body` as the browser session `session` (32 hex digits).
+    async fn call_as(
+        &self,
+        session: &str,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+    ) -> (StatusCode, String, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, format!("offload_session={session}"));
         let request = match body {
             Some((media, body)) => request
                 .header(header::CONTENT_TYPE, media)

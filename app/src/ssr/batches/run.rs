@@ -1,0 +1,405 @@
+//! One open batch: its members handed to the queue a window at a time as the owner's earlier
+//! members end, followed to their ends through the same path as single tasks, counted, and
+//! the batch finished (on record) once its last member ended.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use cluster::TaskType;
+use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
+
+use super::spec::BatchSpec;
+use crate::AppError;
+use crate::ssr::runner::{self, Links, Watcher};
+use crate::ssr::store::{BatchRecord, Member, Store, Write};
+use crate::ssr::{AppState, SessionId};
+
+/// The open batches by id, shared with each run so that a finished one leaves.
+pub(super) type Open = Mutex<BTreeMap<u64, Arc<BatchRun>>>;
+
+/// A batch while some of its members are still to be handed over or to end.
+pub struct BatchRun {
+    id: u64,
+    owner: SessionId,
+    kind: Arc<TaskType>,
+    spec: BatchSpec,
+    members: u64,
+    created_at_ms: u64,
+    live: Mutex<Live>,
+    /// Turns true once it is cancelled.
+    cancelled: watch::Sender<bool>,
+    /// A member ended: a feeder waiting for room looks again.
+    member_ended: Notify,
+    store: Store,
+    cluster: cluster::Client,
+    open: Weak<Open>,
+}
+
+/// What changes while it runs.
+#[derive(Debug, Default)]
+struct Live {
+    /// Members handed to the queue so far: the next one's index.
+    fed: u64,
+    /// Members in the queue or running, by index.
+    in_queue: BTreeMap<u64, InQueue>,
+    /// Ended members by outcome, in [`Outcome::ALL`]'s order.
+    ended: [u64; 4],
+    /// No member is handed over any more: all were, or the batch was cancelled.
+    fed_all: bool,
+    cancelled_at_ms: Option<u64>,
+    finished_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InQueue {
+    /// The cluster's id, for cancelling (0: not in the cluster).
+    cluster: u64,
+    started: bool,
+    progress: f64,
+}
+
+/// A batch's counts and progress at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub members: u64,
+    /// Not handed to the queue yet (and never to be, once cancelled: counted as cancelled).
+    pub waiting: u64,
+    pub queued: u64,
+    pub running: u64,
+    /// Ended members by outcome, in [`Outcome::ALL`]'s order; a cancelled batch's members
+    /// that were never handed over count as cancelled.
+    pub ended: [u64; 4],
+    /// From 0 to 1: ended members and the running ones' progress, over all members.
+    pub progress: f64,
+    pub created_at_ms: u64,
+    pub cancelled_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+}
+
+impl Snapshot {
+    /// A batch that no server runs any more, from its record.
+    pub fn of_record(record: &BatchRecord) -> Self {
+        let mut ended = record.ended;
+        if record.cancelled_at_ms.is_some() {
+            ended[2] += record.members.saturating_sub(record.fed);
+        }
+        let ended_all: u64 = ended.iter().sum();
+        Self {
+            members: record.members,
+            // Not handed over yet, or handed over before a stop and to run again after the
+            // next start.
+            waiting: record.members.saturating_sub(ended_all),
+            queued: 0,
+            running: 0,
+            progress: ratio(ended_all, record.members),
+            ended,
+            created_at_ms: record.created_at_ms,
+            cancelled_at_ms: record.cancelled_at_ms,
+            finished_at_ms: record.finished_at_ms,
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        1.0
+    } else {
+        (part as f64 / whole as f64).min(1.0)
+    }
+}
+
+/// Where a run starts from: a new batch, or one on record before a restart.
+pub(super) struct Start {
+    pub id: u64,
+    pub owner: SessionId,
+    pub kind: Arc<TaskType>,
+    pub spec: BatchSpec,
+    pub created_at_ms: u64,
+    pub fed: u64,
+    pub ended: [u64; 4],
+    pub cancelled_at_ms: Option<u64>,
+}
+
+impl BatchRun {
+    pub(super) fn new(start: Start, state: &AppState, open: &Arc<Open>) -> Arc<Self> {
+        let members = start.spec.len() as u64;
+        Arc::new(Self {
+            id: start.id,
+            owner: start.owner,
+            kind: start.kind,
+            spec: start.spec,
+            members,
+            created_at_ms: start.created_at_ms,
+            live: Mutex::new(Live {
+                fed: start.fed,
+                ended: start.ended,
+                cancelled_at_ms: start.cancelled_at_ms,
+                ..Live::default()
+            }),
+            cancelled: watch::channel(start.cancelled_at_ms.is_some()).0,
+            member_ended: Notify::new(),
+            store: state.sessions.store().clone(),
+            cluster: state.cluster.clone(),
+            open: Arc::downgrade(open),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn owner(&self) -> &SessionId {
+        &self.owner
+    }
+
+    pub fn kind(&self) -> &Arc<TaskType> {
+        &self.kind
+    }
+
+    pub fn spec(&self) -> &BatchSpec {
+        &self.spec
+    }
+
+    /// Its counts and progress now.
+    pub fn snapshot(&self) -> Snapshot {
+        let live = self.live.lock();
+        let started = live.in_queue.values().filter(|m| m.started).count() as u64;
+        let mut ended = live.ended;
+        let unfed = self.members.saturating_sub(live.fed);
+        let waiting = if live.cancelled_at_ms.is_some() {
+            ended[2] += unfed;
+            0
+        } else {
+            unfed
+        };
+        let ended_all: u64 = ended.iter().sum();
+        let running_progress: f64 = live.in_queue.values().map(|m| m.progress).sum();
+        Snapshot {
+            members: self.members,
+            waiting,
+            queued: live.in_queue.len() as u64 - started,
+            running: started,
+            ended,
+            progress: if self.members == 0 {
+                1.0
+            } else {
+                ((ended_all as f64 + running_progress) / self.members as f64).min(1.0)
+            },
+            created_at_ms: self.created_at_ms,
+            cancelled_at_ms: live.cancelled_at_ms,
+            finished_at_ms: live.finished_at_ms,
+        }
+    }
+
+    /// Whether member `index` has started, and its progress, while it is in the queue.
+    pub fn standing(&self, index: u64) -> Option<(bool, f64)> {
+        self.live
+            .lock()
+            .in_queue
+            .get(&index)
+            .map(|m| (m.started, m.progress))
+    }
+
+    /// Member `index` is in the queue as task `task` (cluster id `cluster`).
+    pub(crate) fn accepted(&self, index: u64, _task: u64, cluster: u64) {
+        let cancelled = {
+            let mut live = self.live.lock();
+            live.fed = live.fed.max(index + 1);
+            live.in_queue.insert(
+                index,
+                InQueue {
+                    cluster,
+                    started: false,
+                    progress: 0.0,
+                },
+            );
+            live.cancelled_at_ms.is_some()
+        };
+        if cancelled && cluster != 0 {
+            // Handed over while the batch was being cancelled: it goes too.
+            let client = self.cluster.clone();
+            tokio::spawn(async move { client.cancel(cluster::TaskId(cluster)).await });
+        }
+    }
+
+    pub(crate) fn running(&self, index: u64, progress: f64) {
+        if let Some(member) = self.live.lock().in_queue.get_mut(&index) {
+            member.started = true;
+            member.progress = progress.clamp(0.0, 1.0);
+        }
+    }
+
+    /// Member `index` ended (its result is on record).
+    pub(crate) fn ended(&self, index: u64, outcome: Outcome) {
+        {
+            let mut live = self.live.lock();
+            if live.in_queue.remove(&index).is_some()
+                && let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome)
+            {
+                live.ended[i] += 1;
+            }
+        }
+        self.member_ended.notify_waiters();
+        self.finish_if_done();
+    }
+
+    /// Cancels it: no member is handed over any more, those in the queue or running are
+    /// cancelled. False when it had ended or was cancelled already.
+    pub async fn cancel(&self) -> Result<bool, AppError> {
+        let at_ms = cluster::now_ms();
+        let in_queue: Vec<u64> = {
+            let mut live = self.live.lock();
+            if live.cancelled_at_ms.is_some() || live.finished_at_ms.is_some() {
+                return Ok(false);
+            }
+            live.cancelled_at_ms = Some(at_ms);
+            live.in_queue.values().map(|m| m.cluster).collect()
+        };
+        self.cancelled.send_replace(true);
+        self.store
+            .write(Write::BatchCancelled {
+                batch: self.id,
+                at_ms,
+            })
+            .await?;
+        for cluster in in_queue.into_iter().filter(|id| *id != 0) {
+            // Gone meanwhile: it ended on its own.
+            let _ = self.cluster.cancel(cluster::TaskId(cluster)).await;
+        }
+        self.finish_if_done();
+        Ok(true)
+    }
+
+    /// No member is to be handed over any more: every one was, or the batch was cancelled.
+    /// Until then it cannot finish, even with no member in the queue for a moment.
+    pub(super) fn fed_all(&self) {
+        self.live.lock().fed_all = true;
+        self.finish_if_done();
+    }
+
+    /// Once nothing is to be handed over and nothing is in the queue: finished, on record,
+    /// and no longer open.
+    fn finish_if_done(&self) {
+        let at_ms = {
+            let mut live = self.live.lock();
+            if !live.fed_all || !live.in_queue.is_empty() || live.finished_at_ms.is_some() {
+                return;
+            }
+            let at_ms = cluster::now_ms();
+            live.finished_at_ms = Some(at_ms);
+            at_ms
+        };
+        // Lost with a crash, it is written again at the next start (nothing left to run).
+        self.store.write_later(Write::BatchFinished {
+            batch: self.id,
+            at_ms,
+        });
+        if let Some(open) = self.open.upgrade() {
+            open.lock().remove(&self.id);
+        }
+        tracing::debug!(batch = self.id, "batch finished");
+    }
+}
+
+/// Hands `run`'s members to the queue in order, each once a place in the owner's `window`
+/// is free, until all were or it is cancelled; on a stop, it leaves the rest for the next
+/// start.
+pub(super) async fn feed(state: AppState, run: Arc<BatchRun>, window: Arc<Semaphore>) {
+    let mut cancelled = run.cancelled.subscribe();
+    loop {
+        let index = run.live.lock().fed;
+        if index >= run.members || *cancelled.borrow() {
+            break;
+        }
+        let permit: OwnedSemaphorePermit = tokio::select! {
+            biased;
+            _ = state.shutdown.begun() => return,
+            _ = cancelled.wait_for(|c| *c) => break,
+            permit = window.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let input = run.spec.member(&run.kind, index as usize);
+        let links = Links {
+            member: Some(Member {
+                batch: run.id,
+                index,
+            }),
+            ..Links::default()
+        };
+        let watcher = Watcher::Member(run.clone(), index, Some(permit));
+        match runner::enqueue(&state, &run.kind, input.clone(), links, watcher).await {
+            Ok(_) => {}
+            Err(_) if state.shutdown.has_begun() => return,
+            Err(AppError::LimitReached(_) | AppError::Busy(_)) => {
+                // The owner's single tasks (or other owners) fill what the window left: wait
+                // for room, then hand the same member over.
+                wait_for_room(&state, &run).await;
+            }
+            Err(AppError::Unavailable(why)) => {
+                // No worker for the type yet, or the record is briefly unwritable.
+                tracing::warn!(batch = run.id, %why, "a batch member waits to be queued");
+                wait_for_room(&state, &run).await;
+            }
+            Err(error) => refuse(&state, &run, index, input, error).await,
+        }
+    }
+    run.fed_all();
+}
+
+async fn wait_for_room(state: &AppState, run: &BatchRun) {
+    tokio::select! {
+        _ = run.member_ended.notified() => {}
+        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        _ = state.shutdown.begun() => {}
+    }
+}
+
+/// Member `index`'s input is refused now (its type changed since the batch was accepted):
+/// it is recorded as failed, saying why, and the batch goes on.
+async fn refuse(state: &AppState, run: &Arc<BatchRun>, index: u64, input: Value, error: AppError) {
+    let task = QueuedTask {
+        id: state.sessions.next_task_id(),
+        task: run.kind.name().to_owned(),
+        args: run.kind.brief(&input),
+        status: TaskStatus::Queued,
+        progress: 0.0,
+        submitted_at_ms: cluster::now_ms(),
+    };
+    let accepted = state
+        .sessions
+        .store()
+        .write(Write::Accepted {
+            session: run.owner.0.clone(),
+            task: task.clone(),
+            input: input.clone(),
+            next_input: input,
+            retry_of: None,
+            idempotency: None,
+            member: Some(Member {
+                batch: run.id,
+                index,
+            }),
+        })
+        .await;
+    if accepted.is_err() {
+        // Not on record: tried again, once the record takes writes again.
+        wait_for_room(state, run).await;
+        return;
+    }
+    run.accepted(index, task.id, 0);
+    let line = TerminalLine {
+        task: task.id,
+        outcome: Outcome::Failed,
+        text: format!("{} was refused: {error}", task.call()),
+        image: false,
+    };
+    let watcher = Watcher::Member(run.clone(), index, None);
+    runner::record(state, &watcher, line, None, None, None).await;
+}

@@ -1,0 +1,372 @@
+//! Batches on record: written by the writer thread with the rest ([`write`]), read by the
+//! reader connection (one batch with its counts, an owner's batches, a batch's members in
+//! order), and at start the batches that were open, for the server to go on with.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::Value;
+
+use model::page::{Outcome, QueuedTask, TaskStatus};
+
+use super::reads::{RECORD, task_record};
+use super::records::{BatchRecord, MemberRecord, SavedBatch, SavedTask, Write};
+
+/// Applies a batch's write within the writer's transaction; false when `write` is not one.
+pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
+    match write {
+        Write::Batch(batch) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO batches (id, session, task_type, spec, members,
+                                                created_at_ms, idempotency_key, request_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                batch.id as i64,
+                batch.session,
+                batch.task_type,
+                batch.spec.to_string(),
+                batch.members as i64,
+                batch.created_at_ms as i64,
+                batch.idempotency.as_ref().map(|(key, _)| key),
+                batch.idempotency.as_ref().map(|(_, hash)| hash),
+            ])?;
+        }
+        Write::BatchCancelled { batch, at_ms } => {
+            tx.prepare_cached(
+                "UPDATE batches SET cancelled_at_ms = ?2
+                 WHERE id = ?1 AND cancelled_at_ms IS NULL AND finished_at_ms IS NULL",
+            )?
+            .execute(params![*batch as i64, *at_ms as i64])?;
+        }
+        Write::BatchFinished { batch, at_ms } => {
+            tx.prepare_cached(
+                "UPDATE batches SET finished_at_ms = ?2 WHERE id = ?1 AND finished_at_ms IS NULL",
+            )?
+            .execute(params![*batch as i64, *at_ms as i64])?;
+        }
+        Write::Accepted {
+            member: Some(member),
+            ..
+        } => {
+            tx.prepare_cached("UPDATE batches SET fed = max(fed, ?2) WHERE id = ?1")?
+                .execute(params![member.batch as i64, member.index as i64 + 1])?;
+            // The task row itself is the caller's.
+            return Ok(false);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The columns [`batch_record`] reads, in its order; `ended` counts by outcome from the
+/// members' covering index.
+const BATCH: &str = "id, session, task_type, spec, members, fed, created_at_ms,
+                     cancelled_at_ms, finished_at_ms,
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'finished'),
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'failed'),
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'cancelled'),
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'lost')";
+
+fn batch_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
+    let ms = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(row.get::<_, Option<i64>>(i)?.map(|ms| ms as u64))
+    };
+    let spec: String = row.get(3)?;
+    let mut ended = [0u64; 4];
+    for (i, count) in ended.iter_mut().enumerate() {
+        *count = row.get::<_, i64>(9 + i)? as u64;
+    }
+    debug_assert_eq!(Outcome::ALL[0], Outcome::Finished);
+    Ok(BatchRecord {
+        id: row.get::<_, i64>(0)? as u64,
+        session: row.get(1)?,
+        task_type: row.get(2)?,
+        // Written by this store: anything else is a damaged row, whose members then fail.
+        spec: serde_json::from_str(&spec).unwrap_or(Value::Null),
+        members: row.get::<_, i64>(4)? as u64,
+        fed: row.get::<_, i64>(5)? as u64,
+        created_at_ms: row.get::<_, i64>(6)? as u64,
+        cancelled_at_ms: ms(7)?,
+        finished_at_ms: ms(8)?,
+        ended,
+    })
+}
+
+/// Batch `id`, if it is `session`'s.
+pub(super) fn read_batch(
+    conn: &Connection,
+    session: &str,
+    id: u64,
+) -> rusqlite::Result<Option<BatchRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {BATCH} FROM batches WHERE id = ?1 AND session = ?2"
+    ))?
+    .query_row(params![id as i64, session], batch_record)
+    .optional()
+}
+
+/// `session`'s batches older than `before`, newest first, and whether there are more.
+pub(super) fn read_batches(
+    conn: &Connection,
+    session: &str,
+    before: Option<u64>,
+    limit: usize,
+) -> rusqlite::Result<(Vec<BatchRecord>, bool)> {
+    let mut batches = conn
+        .prepare_cached(&format!(
+            "SELECT {BATCH} FROM batches WHERE session = ?1 AND id < ?2
+             ORDER BY id DESC LIMIT ?3"
+        ))?
+        .query_map(
+            params![
+                session,
+                before.map_or(i64::MAX, |id| id as i64),
+                limit as i64 + 1
+            ],
+            batch_record,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = batches.len() > limit;
+    batches.truncate(limit);
+    Ok((batches, more))
+}
+
+/// Batch `batch`'s members after index `after`, in order, and whether there are more. The
+/// caller has checked that the batch is its owner's.
+pub(super) fn read_members(
+    conn: &Connection,
+    batch: u64,
+    after: Option<u64>,
+    limit: usize,
+) -> rusqlite::Result<(Vec<MemberRecord>, bool)> {
+    let mut members = conn
+        .prepare_cached(&format!(
+            "SELECT {RECORD}, member FROM tasks WHERE batch = ?1 AND member > ?2
+             ORDER BY member LIMIT ?3"
+        ))?
+        .query_map(
+            params![
+                batch as i64,
+                after.map_or(-1, |index| index as i64),
+                limit as i64 + 1
+            ],
+            |row| {
+                Ok(MemberRecord {
+                    task: task_record(row)?,
+                    index: row.get::<_, i64>(14)? as u64,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = members.len() > limit;
+    members.truncate(limit);
+    Ok((members, more))
+}
+
+/// The batch `session` submitted under `Idempotency-Key` `key`, with its request's hash.
+pub(super) fn by_idempotency_key(
+    conn: &Connection,
+    session: &str,
+    key: &str,
+) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
+    conn.prepare_cached(
+        "SELECT id, request_sha256 FROM batches WHERE session = ?1 AND idempotency_key = ?2",
+    )?
+    .query_row(params![session, key], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+    })
+    .optional()
+}
+
+/// The batches that had not finished, oldest first, each with its members that were handed
+/// to the queue and had not ended.
+pub(super) fn read_open(conn: &Connection) -> rusqlite::Result<Vec<SavedBatch>> {
+    let batches = conn
+        .prepare(&format!(
+            "SELECT {BATCH} FROM batches WHERE finished_at_ms IS NULL ORDER BY id"
+        ))?
+        .query_map([], batch_record)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut members = conn.prepare(
+        "SELECT member, id, task_type, input, args, submitted_at_ms FROM tasks
+         WHERE batch = ?1 AND done_seq IS NULL ORDER BY member",
+    )?;
+    batches
+        .into_iter()
+        .map(|batch| {
+            let unfinished = members
+                .query_map([batch.id as i64], |row| {
+                    let input: String = row.get(3)?;
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        SavedTask {
+                            task: QueuedTask {
+                                id: row.get::<_, i64>(1)? as u64,
+                                task: row.get(2)?,
+                                args: row.get(4)?,
+                                status: TaskStatus::Queued,
+                                progress: 0.0,
+                                submitted_at_ms: row.get::<_, i64>(5)? as u64,
+                            },
+                            input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                        },
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(SavedBatch { batch, unfinished })
+        })
+        .collect()
+}
+
+/// The greatest batch id ever given (ids are never reused, even once a batch is gone).
+pub(super) fn last_id(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT max(coalesce((SELECT max(id) FROM batches), 0),
+                    coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'batches'), 0))",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|id| id as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::keep_all;
+    use super::super::*;
+    use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
+    use serde_json::json;
+
+    fn batch(id: u64, members: u64) -> Write {
+        Write::Batch(NewBatch {
+            id,
+            session: "a".into(),
+            task_type: "odd".into(),
+            spec: json!({"kind": "inputs", "inputs": []}),
+            members,
+            created_at_ms: 1000,
+            idempotency: Some((format!("key-{id}"), vec![id as u8])),
+        })
+    }
+
+    fn member(batch: u64, index: u64, id: u64) -> Write {
+        Write::Accepted {
+            session: "a".into(),
+            task: QueuedTask {
+                id,
+                task: "odd".into(),
+                args: index.to_string(),
+                status: TaskStatus::Queued,
+                progress: 0.0,
+                submitted_at_ms: 1000 + id,
+            },
+            input: json!({ "n": index }),
+            next_input: json!({ "n": index + 1 }),
+            retry_of: None,
+            idempotency: None,
+            member: Some(Member { batch, index }),
+        }
+    }
+
+    fn ended(id: u64, outcome: Outcome, at_ms: u64) -> Write {
+        Write::Done {
+            session: "a".into(),
+            line: TerminalLine {
+                task: id,
+                outcome,
+                text: format!("line {id}"),
+                image: false,
+            },
+            output: Some(json!(id)),
+            binary: None,
+            ran: None,
+            finished_at_ms: at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_come_back_open_with_their_unfinished_members_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
+            assert_eq!(store.open_batches().await.unwrap(), (vec![], 0));
+            store.write(batch(1, 5)).await.unwrap();
+            store.write(batch(2, 1)).await.unwrap();
+            for (index, id) in [(0, 10), (1, 11), (2, 12)] {
+                store.write(member(1, index, id)).await.unwrap();
+            }
+            store.write(member(2, 0, 13)).await.unwrap();
+            store.write(ended(10, Outcome::Finished, 2000)).await.unwrap();
+            store.write(ended(12, Outcome::Failed, 2000)).await.unwrap();
+            store.write(ended(13, Outcome::Finished, 2000)).await.unwrap();
+            let finished = Write::BatchFinished {
+                batch: 2,
+                at_ms: 2001,
+            };
+            store.write(finished).await.unwrap();
+            let record = store.batch("a", 1).await.unwrap().unwrap();
+            assert_eq!((record.members, record.fed), (5, 3));
+            assert_eq!(record.ended, [1, 1, 0, 0]);
+            assert_eq!(record.ended_as(Outcome::Failed), 1);
+            assert!(store.batch("b", 1).await.unwrap().is_none(), "another owner's");
+            let (members, more) = store.members(1, Some(0), 1).await.unwrap();
+            assert!(more);
+            assert_eq!(members[0].index, 1);
+            assert_eq!(members[0].task.id, 11);
+            let (newest, _) = store.batches("a", None, 10).await.unwrap();
+            assert_eq!(newest.iter().map(|b| b.id).collect::<Vec<_>>(), [2, 1]);
+            assert_eq!(
+                store.batch_by_idempotency_key("a", "key-2").await.unwrap(),
+                Some((2, vec![2]))
+            );
+            drop(store);
+            writer.join();
+        }
+        let (store, _writer, saved, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
+        // Members are their batch's, not their session's to run again.
+        assert!(saved.iter().all(|s| s.unfinished.is_empty()), "{saved:?}");
+        let (open, last) = store.open_batches().await.unwrap();
+        assert_eq!(last, 2);
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].batch.id, 1);
+        assert_eq!(open[0].batch.fed, 3);
+        let unfinished: Vec<(u64, u64)> = open[0]
+            .unfinished
+            .iter()
+            .map(|(index, t)| (*index, t.task.id))
+            .collect();
+        assert_eq!(unfinished, [(1, 11)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_leaves_with_its_last_member_and_its_id_is_never_given_again() {
+        let dir = tempfile::tempdir().unwrap();
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let now = std::sync::Arc::new(AtomicU64::new(1_000_000));
+        let clock = now.clone();
+        let retention = Retention {
+            max_age: Some(std::time::Duration::from_secs(60)),
+            clock: std::sync::Arc::new(move || clock.load(Ordering::Relaxed)),
+            ..Retention::default()
+        };
+        let (store, _writer, _, _) = Store::open(dir.path(), "odd", retention).unwrap();
+        store.write(batch(1, 2)).await.unwrap();
+        store.write(member(1, 0, 10)).await.unwrap();
+        store.write(member(1, 1, 11)).await.unwrap();
+        // One member long past the retention, one recent: the batch stays with the latter.
+        store.write(ended(10, Outcome::Finished, 1)).await.unwrap();
+        store.write(ended(11, Outcome::Finished, 999_000)).await.unwrap();
+        store.prune().await.unwrap();
+        assert!(store.batch("a", 1).await.unwrap().is_some());
+        now.store(2_000_000, Ordering::Relaxed);
+        store.prune().await.unwrap();
+        assert!(store.batch("a", 1).await.unwrap().is_none(), "gone with its last member");
+        // A cancelled batch none of whose members was handed over goes by its own age.
+        store.write(batch(2, 3)).await.unwrap();
+        let cancelled = Write::BatchCancelled { batch: 2, at_ms: 1 };
+        store.write(cancelled).await.unwrap();
+        let finished = Write::BatchFinished { batch: 2, at_ms: 1 };
+        store.write(finished).await.unwrap();
+        store.prune().await.unwrap();
+        assert!(store.batch("a", 2).await.unwrap().is_none());
+        assert_eq!(store.open_batches().await.unwrap().1, 2);
+    }
+}

@@ -1,0 +1,270 @@
+//! Batches through the API: members run once each, wait in their batch rather than in the
+//! queue, leave room for other owners, stop when cancelled, and every refusal says why.
+
+use super::*;
+
+/// Gate keys of a batch, apart from the single tasks' (`Harness::gate`).
+fn keys(harness: &Harness) -> u64 {
+    1_000_000 * harness.gate
+}
+
+async fn post_batch(harness: &Harness, body: Value) -> (StatusCode, String, Value) {
+    harness
+        .call(
+            "POST",
+            "/api/v1/batches",
+            Some(("application/json", &body.to_string())),
+        )
+        .await
+}
+
+async fn batch(harness: &Harness, id: u64) -> Value {
+    let (status, _, batch) = harness
+        .call("GET", &format!("/api/v1/batches/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    batch
+}
+
+/// Every member of a batch, paging through them.
+async fn members(harness: &Harness, id: u64) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/v1/batches/{id}/tasks?limit=7{cursor}");
+        let (status, _, page) = harness.call("GET", &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        all.extend(page["members"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
+    let api = Harness::new();
+    let first = keys(&api);
+    let (status, _, accepted) = post_batch(
+        &api,
+        json!({"type": "gate", "vary": {"key": {"from": first, "to": first + 29}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["members"], 30);
+    assert_eq!(accepted["state"], "running");
+    let id = accepted["id"].as_u64().unwrap();
+    eventually("two members run (the running cap)", || async {
+        batch(&api, id).await["counts"]["running"] == 2
+    })
+    .await;
+    for key in first..first + 30 {
+        open_gate(key);
+    }
+    eventually("the batch finishes", || async {
+        batch(&api, id).await["state"] == "finished"
+    })
+    .await;
+    let done = batch(&api, id).await;
+    assert_eq!(done["counts"]["finished"], 30, "{done}");
+    assert_eq!(done["progress"], 1.0);
+    assert!(done.get("remaining_ms").is_none(), "{done}");
+    let members = members(&api, id).await;
+    assert_eq!(members.len(), 30);
+    for (index, member) in members.iter().enumerate() {
+        assert_eq!(member["index"], index as u64);
+        assert_eq!(member["task"]["state"], "finished", "{member}");
+        assert_eq!(member["task"]["output"], first + index as u64);
+    }
+    // Listed newest first, with the same document.
+    let (_, _, list) = api.call("GET", "/api/v1/batches", None).await;
+    assert_eq!(list["batches"][0]["id"], id);
+    assert_eq!(list["batches"][0]["counts"]["finished"], 30);
+}
+
+#[tokio::test]
+async fn members_wait_in_their_batch_so_another_owner_is_served_first() {
+    let api = Harness::new();
+    let first = keys(&api);
+    let (status, _, big) = post_batch(
+        &api,
+        json!({"type": "gate", "vary": {"key": {"from": first, "to": first + 9_999}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{big}");
+    let id = big["id"].as_u64().unwrap();
+    eventually("the owner's window of members is in the queue", || async {
+        let counts = &batch(&api, id).await["counts"];
+        counts["queued"].as_u64().unwrap() + counts["running"].as_u64().unwrap() == 52
+    })
+    .await;
+    // The batch neither meets the owner's queued cap nor fills the cluster's queue: the
+    // owner may still submit, and so may another owner.
+    api.submit_gate().await;
+    let other = "fedcba9876543210fedcba9876543210";
+    // A key no test's gate opens.
+    let key = 999_000 + api.gate;
+    open_gate(key);
+    let body = json!({"type": "gate", "input": {"key": key}}).to_string();
+    let (status, _, task) = api
+        .call_as(
+            other,
+            "POST",
+            "/api/v1/tasks",
+            Some(("application/json", &body)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    // Of the three workers, the batch holds two (its owner's running cap) and the last is
+    // kept for short work. As the batch's members end, owners take the workers in turn: the
+    // other owner's task runs as soon as two members have ended, not after the batch.
+    open_gate(first);
+    eventually("a member ends and the next runs", || async {
+        let counts = &batch(&api, id).await["counts"];
+        counts["finished"] == 1 && counts["running"] == 2
+    })
+    .await;
+    open_gate(first + 1);
+    let path = format!("/api/v1/tasks/{}", task["id"]);
+    eventually("the other owner's task finishes", || async {
+        api.call_as(other, "GET", &path, None).await.2["state"] == "finished"
+    })
+    .await;
+    let counts = &batch(&api, id).await["counts"];
+    assert_eq!(counts["finished"], 2, "{counts}");
+    assert_eq!(counts["waiting"], 10_000 - 54, "{counts}");
+    // Another owner does not see the batch.
+    let (status, _, _) = api
+        .call_as(other, "GET", &format!("/api/v1/batches/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_cancelled_batch_runs_no_member_that_had_not_been_handed_over() {
+    let api = Harness::new();
+    let first = keys(&api);
+    let (_, _, accepted) = post_batch(
+        &api,
+        json!({"type": "gate", "vary": {"key": {"from": first, "to": first + 199}}}),
+    )
+    .await;
+    let id = accepted["id"].as_u64().unwrap();
+    eventually("the owner's window of members is in the queue", || async {
+        let counts = &batch(&api, id).await["counts"];
+        counts["running"] == 2 && counts["queued"] == 50
+    })
+    .await;
+    let path = format!("/api/v1/batches/{id}/cancel");
+    let (status, _, cancelled) = api.call("POST", &path, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    eventually("every member in the queue ends", || async {
+        batch(&api, id).await.get("finished_at_ms").is_some()
+    })
+    .await;
+    let done = batch(&api, id).await;
+    assert_eq!(done["counts"]["cancelled"], 200, "{done}");
+    assert_eq!(done["counts"]["waiting"], 0, "{done}");
+    // Only the window was ever handed over; each of those ended as cancelled.
+    let members = members(&api, id).await;
+    assert_eq!(members.len(), 52);
+    assert!(members.iter().all(|m| m["task"]["state"] == "cancelled"));
+    let again = api.call("POST", &path, None).await;
+    assert_problem("a second cancel", &again, 409, "was cancelled");
+}
+
+#[tokio::test]
+async fn every_batch_refusal_is_a_problem_that_says_why() {
+    let api = Harness::new();
+    let post = |body: Value| post_batch(&api, body);
+    let over = post(json!({"type": "gate", "vary": {"key": {"from": 0, "to": 20_000}}})).await;
+    assert_problem(
+        "over the cap",
+        &over,
+        400,
+        "the batch would have 20001 members: at most 10000 are allowed",
+    );
+    let listed = post(json!({"type": "gate", "inputs": vec![json!({"key": 1}); 10_001]})).await;
+    assert_problem("too many inputs", &listed, 400, "10001 members");
+    let bad = post(json!({"type": "gate", "inputs": [{"key": 1}, {"key": -1}]})).await;
+    assert_problem(
+        "a bad member",
+        &bad,
+        400,
+        "member 2 of the batch, field key",
+    );
+    let both = post(json!({"type": "gate", "inputs": [], "input": {}, "vary": {}})).await;
+    assert_problem("both forms", &both, 400, "not both");
+    let none = post(json!({"type": "gate"})).await;
+    assert_problem("neither form", &none, 400, "needs \"inputs\"");
+    let unknown = post(json!({"type": "gate", "vary": {"size": [1, 2]}})).await;
+    assert_problem("an unknown field", &unknown, 400, "no field \"size\"");
+    let shape = post(json!({"type": "gate", "vary": {"key": {"start": 1}}})).await;
+    assert_problem("a range of another shape", &shape, 400, "vary.key must be");
+    let kind = post(json!({"type": "nope", "inputs": [{}]})).await;
+    assert_problem("an unknown type", &kind, 400, "no task type \"nope\"");
+    let missing = api.call("GET", "/api/v1/batches/999", None).await;
+    assert_problem("a batch nobody has", &missing, 404, "not one of yours");
+    let word = api.call("GET", "/api/v1/batches/x/tasks", None).await;
+    assert_problem("not an id", &word, 404, "not a batch id");
+    let cursor = api.call("GET", "/api/v1/batches?cursor=x", None).await;
+    assert_problem("a bad cursor", &cursor, 400, "not a cursor");
+
+    // Open batches per owner: the eleventh waits for one to end.
+    let first = keys(&api);
+    for n in 0..10 {
+        let body = json!({"type": "gate", "inputs": [{"key": first + n}]});
+        assert_eq!(post(body).await.0, StatusCode::ACCEPTED);
+    }
+    let eleventh = post(json!({"type": "gate", "inputs": [{"key": first}]})).await;
+    assert_problem(
+        "an eleventh open batch",
+        &eleventh,
+        429,
+        "10 batches running",
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_gets_the_same_batch_or_a_422() {
+    let api = Harness::new();
+    let first = keys(&api);
+    let send = |key: &'static str, body: Value| {
+        let router = api.router.clone();
+        async move {
+            let request = Request::builder()
+                .method("POST")
+                .uri("/api/v1/batches")
+                .header(header::COOKIE, format!("offload_session={SESSION}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("Idempotency-Key", key)
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let body = json!({"type": "gate", "inputs": [{"key": first}, {"key": first + 1}]});
+    let copies = futures::future::join_all((0..8).map(|_| send("k-1", body.clone()))).await;
+    let ids: HashSet<u64> = copies
+        .iter()
+        .map(|(status, doc)| {
+            assert_eq!(*status, StatusCode::ACCEPTED, "{doc}");
+            doc["id"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one batch for eight copies: {ids:?}");
+    let other = json!({"type": "gate", "inputs": [{"key": first + 2}]});
+    let (status, problem) = send("k-1", other).await;
+    assert_eq!(status.as_u16(), 422, "{problem}");
+    let (_, _, list) = api.call("GET", "/api/v1/batches", None).await;
+    assert_eq!(list["batches"].as_array().unwrap().len(), 1);
+    open_gate(first);
+    open_gate(first + 1);
+}
