@@ -447,6 +447,35 @@ async fn every_refusal_is_a_problem_with_its_status() {
         .call(&server, Method::POST, "/api/v1/tasks", Some(huge))
         .await;
     assert_problem(status, &headers, &body, 413);
+    // A batch's inputs may be listed up to 1 MB: 450 KB is read (and refused for its
+    // size in members, saying it), 1.2 MB is not read.
+    let listed = |count: usize| json!({"type": "primes", "inputs": vec![json!({"n": 7}); count]});
+    let (status, headers, body) = a
+        .call(
+            &server,
+            Method::POST,
+            "/api/v1/batches",
+            Some(listed(50_000)),
+        )
+        .await;
+    assert_problem(status, &headers, &body, 400);
+    assert!(
+        body["detail"].as_str().unwrap().contains("50000 members"),
+        "{body}"
+    );
+    let (status, headers, body) = a
+        .call(
+            &server,
+            Method::POST,
+            "/api/v1/batches",
+            Some(listed(150_000)),
+        )
+        .await;
+    assert_problem(status, &headers, &body, 413);
+    assert!(
+        body["detail"].as_str().unwrap().contains("1024 KB"),
+        "{body}"
+    );
 
     // 429 for a's own queue, 503 for the server's: a runs one, waits one, and is refused a
     // third; b's one waits too, and the queue (2) is full for b's second.
@@ -628,6 +657,13 @@ async fn the_openapi_document_passes_an_independent_validator_and_lists_every_ro
         ("POST", "/api/v1/tasks/{id}/retry"),
         ("GET", "/api/v1/events"),
         ("GET", "/api/v1/tasks/{id}/events"),
+        ("POST", "/api/v1/batches"),
+        ("GET", "/api/v1/batches"),
+        ("GET", "/api/v1/batches/{id}"),
+        ("GET", "/api/v1/batches/{id}/tasks"),
+        ("POST", "/api/v1/batches/{id}/cancel"),
+        ("GET", "/api/v1/batches/{id}/results.csv"),
+        ("GET", "/api/v1/batches/{id}/results.json"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -1029,4 +1065,77 @@ async fn a_type_no_longer_run_here_stays_findable_on_the_history_and_the_api() {
         .get_json(&server, "/api/v1/tasks?type=never-was")
         .await;
     assert_eq!(page["tasks"], json!([]), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_killed_mid_run_goes_on_after_the_restart_and_each_member_ends_once() {
+    let server = Server::start(&["--workers", "3"]).await;
+    let bot = Caller::token(&create_token(&server, "sweeper"));
+    // A thousand members of a few milliseconds each.
+    let (status, _, batch) = bot
+        .call(
+            &server,
+            Method::POST,
+            "/api/v1/batches",
+            Some(json!({
+                "type": "hash-chain",
+                "input": {"text": "sweep"},
+                "vary": {"rounds": {"from": 20_000, "to": 20_999}},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{batch}");
+    let path = format!("/api/v1/batches/{}", batch["id"]);
+    common::eventually(
+        "a hundred members ended",
+        Duration::from_secs(30),
+        || async {
+            let (_, _, batch) = bot.call(&server, Method::GET, &path, None).await;
+            (batch["counts"]["finished"].as_u64().unwrap_or(0) >= 100).then_some(())
+        },
+    )
+    .await;
+    let server = server.crash_and_restart().await;
+    let (_, _, after) = bot.call(&server, Method::GET, &path, None).await;
+    assert!(
+        after["counts"]["finished"].as_u64().unwrap() < 1_000,
+        "killed mid-run: {after}"
+    );
+    let done = common::eventually("the batch finishes", Duration::from_secs(60), || async {
+        let (_, _, batch) = bot.call(&server, Method::GET, &path, None).await;
+        batch.get("finished_at_ms").is_some().then_some(batch)
+    })
+    .await;
+    assert_eq!(done["counts"]["finished"], 1_000, "{done}");
+    assert_eq!(done["state"], "finished");
+    // One task per member, each with its own rounds and one result.
+    let mut indexes = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, _, page) = bot
+            .call(&server, Method::GET, &format!("{path}/tasks{cursor}"), None)
+            .await;
+        for member in page["members"].as_array().unwrap() {
+            let index = member["index"].as_u64().unwrap();
+            assert_eq!(
+                member["task"]["input"]["rounds"],
+                20_000 + index,
+                "{member}"
+            );
+            assert_eq!(member["task"]["state"], "finished", "{member}");
+            indexes.push(index);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("?cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(indexes, (0..1_000).collect::<Vec<u64>>());
+    let (_, _, tasks) = bot
+        .call(&server, Method::GET, "/api/v1/tasks?limit=100", None)
+        .await;
+    assert_eq!(
+        tasks["tasks"][0]["type"], "hash-chain",
+        "members are the owner's tasks"
+    );
 }

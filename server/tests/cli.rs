@@ -291,3 +291,104 @@ async fn the_detail_pages_commands_run_the_same_task_from_a_shell() {
     let task: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(task["input"]["text"], "it's $HOME", "{task}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_varied_field_makes_a_batch_followed_as_one_with_a_line_or_json_per_member() {
+    let server = Server::start(&["--workers", "3"]).await;
+    let me = token(&server, "sweep");
+
+    // A range: one line per member, in order, once every one ended.
+    let (code, stdout, stderr) = out(&offload(
+        &server,
+        &me,
+        &["submit", "fibonacci", "n=20..40", "--wait"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 21, "{stdout}");
+    assert!(lines[0].starts_with("fibonacci(20)=6765 in "), "{stdout}");
+    assert!(
+        lines[20].starts_with("fibonacci(40)=102334155 in "),
+        "{stdout}"
+    );
+    assert!(stderr.is_empty(), "no bar without a terminal: {stderr:?}");
+
+    // --json: a line per member, each parsing, in order.
+    let (code, stdout, stderr) = out(&offload(
+        &server,
+        &me,
+        &["submit", "primes", "n=0..99", "--wait", "--json"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let members: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(members.len(), 100);
+    for (index, member) in members.iter().enumerate() {
+        assert_eq!(member["index"], index as u64);
+        assert_eq!(member["task"]["input"]["n"], index as u64);
+        assert_eq!(member["task"]["state"], "finished");
+    }
+    assert_eq!(members[99]["task"]["output"]["count"], 25);
+
+    // A list and a grid; pairs with --zip.
+    let (code, stdout, _) = out(&offload(
+        &server,
+        &me,
+        &["submit", "hash-chain", "text=a,b", "rounds=1..3", "--json"],
+    ));
+    assert_eq!(code, 0);
+    let grid: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(grid["members"], 6);
+    let (code, stdout, _) = out(&offload(
+        &server,
+        &me,
+        &[
+            "submit",
+            "hash-chain",
+            "text=a,b",
+            "rounds=1..2",
+            "--zip",
+            "--json",
+        ],
+    ));
+    assert_eq!(code, 0);
+    let zip: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(zip["members"], 2);
+
+    // The list of batches, one, and its results as CSV.
+    let (code, stdout, _) = out(&offload(&server, &me, &["batches"]));
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    let first = grid["id"].as_u64().unwrap() - 2;
+    let (code, csv, _) = out(&offload(
+        &server,
+        &me,
+        &["batch", "show", &first.to_string(), "--csv"],
+    ));
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "index,task,outcome,n,output,seconds");
+    assert_eq!(rows.len(), 22);
+    assert!(rows[1].starts_with("0,"), "{csv}");
+    assert!(rows[1].contains(",finished,20,6765,"), "{csv}");
+
+    // Refusals: 2, with the reason.
+    let (code, _, stderr) = out(&offload(
+        &server,
+        &me,
+        &["submit", "fibonacci", "n=0..20000"],
+    ));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the batch would have 20001 members: at most 10000"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = out(&offload(&server, &me, &["submit", "fibonacci", "n=90..99"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("n must be at most 93"), "{stderr}");
+    let (code, _, stderr) = out(&offload(&server, &me, &["submit", "fibonacci", "n=1..x"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("n: the end of the range"), "{stderr}");
+}

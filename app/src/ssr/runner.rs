@@ -96,6 +96,8 @@ pub(crate) async fn enqueue(
 ) -> Result<QueuedTask, AppError> {
     refuse_while_stopping(state)?;
     let owner = watcher.owner().clone();
+    // Stamped before the cluster hears of it: a worker may start it before the submit returns.
+    let submitted_at_ms = cluster::now_ms();
     let handle = state
         .cluster
         .submit_value(
@@ -110,7 +112,7 @@ pub(crate) async fn enqueue(
         args: kind.brief(&input),
         status: TaskStatus::Queued,
         progress: 0.0,
-        submitted_at_ms: cluster::now_ms(),
+        submitted_at_ms,
     };
     let next_input = kind.next_input(&input);
     let recorded = state

@@ -42,6 +42,25 @@ async fn members(harness: &Harness, id: u64) -> Vec<Value> {
     }
 }
 
+/// A body that is not JSON, with its media type.
+async fn text(harness: &Harness, path: &str) -> (String, String) {
+    let request = Request::builder()
+        .uri(path)
+        .header(header::COOKIE, format!("offload_session={SESSION}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = harness.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let media = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (media, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
 #[tokio::test]
 async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
     let api = Harness::new();
@@ -77,6 +96,22 @@ async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
         assert_eq!(member["task"]["state"], "finished", "{member}");
         assert_eq!(member["task"]["output"], first + index as u64);
     }
+    let (media, csv) = text(&api, &format!("/api/v1/batches/{id}/results.csv")).await;
+    assert_eq!(media, "text/csv; charset=utf-8");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "index,task,outcome,key,output,seconds");
+    assert_eq!(lines.len(), 31);
+    let row: Vec<&str> = lines[5].split(',').collect();
+    assert_eq!(row[0], "4");
+    assert_eq!(row[2], "finished");
+    assert_eq!(row[3], (first + 4).to_string());
+    assert_eq!(row[4], (first + 4).to_string());
+    let (_, _, rows) = api
+        .call("GET", &format!("/api/v1/batches/{id}/results.json"), None)
+        .await;
+    assert_eq!(rows.as_array().unwrap().len(), 30);
+    assert_eq!(rows[29]["output"], first + 29);
+    assert_eq!(rows[29]["index"], 29);
     // Listed newest first, with the same document.
     let (_, _, list) = api.call("GET", "/api/v1/batches", None).await;
     assert_eq!(list["batches"][0]["id"], id);

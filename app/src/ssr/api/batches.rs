@@ -4,7 +4,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -14,6 +15,7 @@ use super::extract::{ApiJson, ApiQuery, Owner};
 use super::problem::{ApiError, Problem};
 use super::tasks::{IDEMPOTENCY_KEY, TaskDoc, idempotency_key};
 use crate::AppError;
+use crate::ssr::batches::results::{self, Columns};
 use crate::ssr::batches::{BatchRun, BatchSpec, Snapshot};
 use crate::ssr::store::BatchRecord;
 use crate::ssr::{AppState, SessionId};
@@ -83,6 +85,11 @@ pub struct BatchLinks {
     pub this: String,
     pub tasks: String,
     pub cancel: String,
+    /// Every member's row: index, task, outcome, input fields, the output's scalar fields,
+    /// seconds.
+    pub results_csv: String,
+    /// The same rows as JSON objects.
+    pub results_json: String,
 }
 
 /// One batch.
@@ -148,6 +155,8 @@ impl BatchDoc {
                 this: format!("/api/v1/batches/{id}"),
                 tasks: format!("/api/v1/batches/{id}/tasks"),
                 cancel: format!("/api/v1/batches/{id}/cancel"),
+                results_csv: format!("/api/v1/batches/{id}/results.csv"),
+                results_json: format!("/api/v1/batches/{id}/results.json"),
             },
         }
     }
@@ -511,4 +520,78 @@ pub(super) async fn cancel(
         return Err(AppError::Conflict(format!("batch {} {how}", record.id)).into());
     }
     Ok((StatusCode::ACCEPTED, Json(doc)))
+}
+
+/// Every member's row of `owner`'s batch `id`, with the columns' names.
+async fn results(
+    state: &AppState,
+    owner: &SessionId,
+    id: &str,
+) -> Result<(u64, Columns, Vec<Vec<Value>>), ApiError> {
+    let record = owned_batch(state, owner, batch_id(id)?).await?;
+    let kind = crate::ssr::runner::task_type(state, &record.task_type)?;
+    let columns = Columns::of(&kind);
+    let (members, _) = state
+        .sessions
+        .store()
+        .members(record.id, None, record.members as usize)
+        .await?;
+    let rows = members.iter().map(|member| columns.row(member)).collect();
+    Ok((record.id, columns, rows))
+}
+
+/// One of the caller's batches as CSV: a row per member handed to the queue so far (index,
+/// task, outcome, input fields, the output's scalar fields, seconds), with a header.
+#[utoipa::path(
+    get,
+    path = "/api/v1/batches/{id}/results.csv",
+    tag = "batches",
+    params(("id" = u64, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The rows, as CSV", content_type = "text/csv", body = String),
+        (status = 401, description = "No token or session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not the caller's batch", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn results_csv(
+    owner: Owner,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (id, columns, rows) = results(&state, &owner.0, &id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"batch-{id}.csv\""),
+            ),
+        ],
+        results::csv(&columns, rows),
+    )
+        .into_response())
+}
+
+/// One of the caller's batches as JSON: an object per member handed to the queue so far,
+/// with the CSV's columns as keys.
+#[utoipa::path(
+    get,
+    path = "/api/v1/batches/{id}/results.json",
+    tag = "batches",
+    params(("id" = u64, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The rows", body = Vec<Object>),
+        (status = 401, description = "No token or session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not the caller's batch", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn results_json(
+    owner: Owner,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let (_, columns, rows) = results(&state, &owner.0, &id).await?;
+    Ok(Json(
+        rows.into_iter().map(|row| columns.object(row)).collect(),
+    ))
 }

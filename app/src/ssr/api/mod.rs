@@ -45,6 +45,8 @@ pub fn router(state: &AppState) -> (axum::Router<AppState>, Value) {
         .routes(routes!(batches::show))
         .routes(routes!(batches::members))
         .routes(routes!(batches::cancel))
+        .routes(routes!(batches::results_csv))
+        .routes(routes!(batches::results_json))
         .routes(routes!(events::events))
         .routes(routes!(events::task_events))
         .split_for_parts();

@@ -9,6 +9,7 @@
 //! batch records how many were handed over, so after a restart the members in the queue run
 //! again and the rest follow ([`Batches::resume`]).
 
+pub mod results;
 mod run;
 mod spec;
 

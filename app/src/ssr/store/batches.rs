@@ -294,9 +294,15 @@ mod tests {
                 store.write(member(1, index, id)).await.unwrap();
             }
             store.write(member(2, 0, 13)).await.unwrap();
-            store.write(ended(10, Outcome::Finished, 2000)).await.unwrap();
+            store
+                .write(ended(10, Outcome::Finished, 2000))
+                .await
+                .unwrap();
             store.write(ended(12, Outcome::Failed, 2000)).await.unwrap();
-            store.write(ended(13, Outcome::Finished, 2000)).await.unwrap();
+            store
+                .write(ended(13, Outcome::Finished, 2000))
+                .await
+                .unwrap();
             let finished = Write::BatchFinished {
                 batch: 2,
                 at_ms: 2001,
@@ -306,7 +312,10 @@ mod tests {
             assert_eq!((record.members, record.fed), (5, 3));
             assert_eq!(record.ended, [1, 1, 0, 0]);
             assert_eq!(record.ended_as(Outcome::Failed), 1);
-            assert!(store.batch("b", 1).await.unwrap().is_none(), "another owner's");
+            assert!(
+                store.batch("b", 1).await.unwrap().is_none(),
+                "another owner's"
+            );
             let (members, more) = store.members(1, Some(0), 1).await.unwrap();
             assert!(more);
             assert_eq!(members[0].index, 1);
@@ -353,12 +362,18 @@ mod tests {
         store.write(member(1, 1, 11)).await.unwrap();
         // One member long past the retention, one recent: the batch stays with the latter.
         store.write(ended(10, Outcome::Finished, 1)).await.unwrap();
-        store.write(ended(11, Outcome::Finished, 999_000)).await.unwrap();
+        store
+            .write(ended(11, Outcome::Finished, 999_000))
+            .await
+            .unwrap();
         store.prune().await.unwrap();
         assert!(store.batch("a", 1).await.unwrap().is_some());
         now.store(2_000_000, Ordering::Relaxed);
         store.prune().await.unwrap();
-        assert!(store.batch("a", 1).await.unwrap().is_none(), "gone with its last member");
+        assert!(
+            store.batch("a", 1).await.unwrap().is_none(),
+            "gone with its last member"
+        );
         // A cancelled batch none of whose members was handed over goes by its own age.
         store.write(batch(2, 3)).await.unwrap();
         let cancelled = Write::BatchCancelled { batch: 2, at_ms: 1 };

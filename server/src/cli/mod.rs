@@ -1,5 +1,5 @@
 //! The command line for a running server (`offload submit`, `tasks`, `show`, `watch`,
-//! `cancel`, `retry`, `types`): a client of its JSON API (`/api/v1`). Input is parsed against
+//! `cancel`, `retry`, `types`, `batches`, `batch`): a client of its JSON API (`/api/v1`). Input is parsed against
 //! the type's schema as the server publishes it, with the server's own field parser and
 //! messages. Exits 0 when the work finished, 1 when it failed, was cancelled or could not be
 //! followed, 2 when it was refused (bad input, no such task, a full queue). Without a terminal
@@ -11,6 +11,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+
+mod api;
+mod batch;
+
+use api::{Api, Failure, query};
 
 /// Where the server is and who is calling: flags of every client command.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,20 +35,44 @@ pub enum Client {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Submit a task: `offload submit primes n=1000000 --wait`.
+    /// Submit a task: `offload submit primes n=1000000 --wait`; or a batch, when a field
+    /// varies: `offload submit fibonacci n=20..40 --wait`.
     Submit {
         #[command(flatten)]
         connection: Connection,
         /// The task type (`offload types`).
         task_type: String,
-        /// Its input, as FIELD=VALUE (fields left out take their defaults).
+        /// Its input, as FIELD=VALUE (fields left out take their defaults). A VALUE that
+        /// varies makes a batch: `a..b` (steps of 1), `a..b:step`, `a..b*count`,
+        /// `a..b*count:log`, or a list `a,b,c`.
         fields: Vec<String>,
-        /// Follow it to its end, with a progress bar on a terminal, then print its summary.
+        /// Pair the varied fields' values (the first together, …) instead of taking every
+        /// combination.
+        #[arg(long)]
+        zip: bool,
+        /// Follow it to its end, with a progress bar on a terminal, then print its summary
+        /// (a batch's: every member's).
         #[arg(long)]
         wait: bool,
-        /// Print the task as JSON (after it ended, with --wait).
+        /// Print the task as JSON (after it ended, with --wait); a batch's members one JSON
+        /// line each, in order, as they end.
         #[arg(long)]
         json: bool,
+    },
+    /// List your batches, newest first.
+    Batches {
+        #[command(flatten)]
+        connection: Connection,
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One of your batches: show it (`--csv`: its results), follow it, or cancel it.
+    Batch {
+        #[command(subcommand)]
+        action: BatchAction,
     },
     /// List your tasks, newest first.
     Tasks {
@@ -95,25 +124,33 @@ pub enum Client {
     },
 }
 
-/// How a command ended, as its exit code says.
-enum Failure {
-    /// The server refused: bad input, no such task, a full queue (2).
-    Refused(String),
-    /// The work failed, or the server could not be reached (1).
-    Failed(String),
-}
-
-impl Failure {
-    fn exit(self) -> ExitCode {
-        let (code, message) = match self {
-            Self::Refused(message) => (2, message),
-            Self::Failed(message) => (1, message),
-        };
-        if !message.is_empty() {
-            eprintln!("offload: {message}");
-        }
-        ExitCode::from(code)
-    }
+#[derive(Debug, clap::Subcommand)]
+pub enum BatchAction {
+    /// Its state and counts.
+    Show {
+        #[command(flatten)]
+        connection: Connection,
+        id: u64,
+        /// Its results: a row per member (index, task, outcome, input, output, seconds).
+        #[arg(long)]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow it to its end.
+    Watch {
+        #[command(flatten)]
+        connection: Connection,
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel it: members still waiting never run.
+    Cancel {
+        #[command(flatten)]
+        connection: Connection,
+        id: u64,
+    },
 }
 
 pub async fn run(command: Client) -> ExitCode {
@@ -124,7 +161,14 @@ pub async fn run(command: Client) -> ExitCode {
         | Client::Show { connection, .. }
         | Client::Watch { connection, .. }
         | Client::Cancel { connection, .. }
-        | Client::Retry { connection, .. } => connection.clone(),
+        | Client::Retry { connection, .. }
+        | Client::Batches { connection, .. }
+        | Client::Batch {
+            action:
+                BatchAction::Show { connection, .. }
+                | BatchAction::Watch { connection, .. }
+                | BatchAction::Cancel { connection, .. },
+        } => connection.clone(),
     };
     let api = match Api::new(connection) {
         Ok(api) => api,
@@ -147,11 +191,24 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
         Client::Submit {
             task_type,
             fields,
+            zip,
             wait,
             json,
             ..
         } => {
-            let input = api.input(&task_type, &fields).await?;
+            let pairs = field_pairs(&fields)?;
+            if pairs
+                .iter()
+                .any(|(_, value)| !matches!(batch::varies(value), Ok(None)))
+            {
+                return batch::submit(api, &task_type, &pairs, zip, wait, json).await;
+            }
+            if zip {
+                return Err(Failure::Refused(
+                    "--zip pairs varied fields: vary some (n=1..9) or leave it out".into(),
+                ));
+            }
+            let input = api.input(&task_type, &pairs).await?;
             let task = api
                 .call(
                     reqwest::Method::POST,
@@ -189,6 +246,14 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
             }
             Ok(ExitCode::SUCCESS)
         }
+        Client::Batches { limit, json, .. } => batch::list(api, limit, json).await,
+        Client::Batch { action } => match action {
+            BatchAction::Show { id, csv, json, .. } => batch::show(api, id, csv, json).await,
+            BatchAction::Watch { id, json, .. } => {
+                batch::watch(api, batch::fetch(api, id).await?, json).await
+            }
+            BatchAction::Cancel { id, .. } => batch::cancel(api, id).await,
+        },
         Client::Retry { id, wait, json, .. } => {
             let task = api
                 .call(
@@ -342,136 +407,20 @@ fn one_line(task: &Value) -> String {
     format!("{}\t{}\t{state}\t{detail}", task["id"], text(&task["type"]))
 }
 
+/// `FIELD=VALUE` arguments as pairs.
+fn field_pairs(fields: &[String]) -> Result<Vec<(&str, &str)>, Failure> {
+    fields
+        .iter()
+        .map(|field| {
+            field.split_once('=').ok_or_else(|| {
+                Failure::Refused(format!("{field:?}: give each field as FIELD=VALUE"))
+            })
+        })
+        .collect()
+}
+
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
-}
-
-/// `pairs` as a URL query, encoded by the `url` crate reqwest is built on.
-fn query(pairs: &[(&str, String)]) -> String {
-    let mut url = reqwest::Url::parse("http://x/").expect("a constant URL");
-    url.query_pairs_mut().extend_pairs(pairs);
-    url.query().unwrap_or_default().to_owned()
-}
-
-/// The server's API, by URL and token.
-struct Api {
-    http: reqwest::Client,
-    /// For event streams: no overall time limit.
-    streams: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-impl Api {
-    fn new(connection: Connection) -> Result<Self, Failure> {
-        let base = connection.server.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            return Err(Failure::Refused(format!(
-                "{base:?}: this build speaks plain http:// (reach a remote server through an \
-                 SSH tunnel or a TLS-terminating proxy on this machine)"
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::Failed(e.to_string()))?;
-        Ok(Self {
-            http,
-            streams: reqwest::Client::new(),
-            base,
-            token: connection.token,
-        })
-    }
-
-    /// Calls the API; a problem comes back as a refusal with its detail.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Failure> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.map_err(|e| {
-            Failure::Failed(format!("cannot reach the server at {}: {e}", self.base))
-        })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Failure::Failed(format!("the server's answer broke off: {e}")))?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(value);
-        }
-        let detail = value["detail"]
-            .as_str()
-            .map_or_else(|| format!("{status}: {value}"), str::to_owned);
-        let field = value["field"]
-            .as_str()
-            .map(|f| format!(" (field {f})"))
-            .unwrap_or_default();
-        Err(Failure::Refused(format!("{detail}{field}")))
-    }
-
-    /// Opens an event stream (its requests have no time limit: a task may run for hours).
-    async fn stream(&self, path: &str) -> Result<reqwest::Response, Failure> {
-        let mut request = self.streams.get(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Ok(response),
-            Ok(response) => Err(Failure::Failed(format!("{}", response.status()))),
-            Err(error) => Err(Failure::Failed(error.to_string())),
-        }
-    }
-
-    async fn types(&self) -> Result<Vec<Value>, Failure> {
-        let types = self
-            .call(reqwest::Method::GET, "/api/v1/task-types", None)
-            .await?;
-        Ok(types.as_array().cloned().unwrap_or_default())
-    }
-
-    async fn task(&self, id: u64) -> Result<Value, Failure> {
-        self.call(reqwest::Method::GET, &format!("/api/v1/tasks/{id}"), None)
-            .await
-    }
-
-    /// `FIELD=VALUE` arguments as the input of `task_type`, parsed against the input schema
-    /// the server publishes, with the same parser and messages as its form.
-    async fn input(&self, task_type: &str, fields: &[String]) -> Result<Value, Failure> {
-        let types = self.types().await?;
-        let Some(kind) = types.iter().find(|t| t["name"] == task_type) else {
-            let names: Vec<String> = types.iter().map(|t| text(&t["name"])).collect();
-            return Err(Failure::Refused(format!(
-                "there is no task type {task_type:?}: choose one of {}",
-                names.join(", ")
-            )));
-        };
-        let mut pairs = Vec::new();
-        for field in fields {
-            let (name, value) = field.split_once('=').ok_or_else(|| {
-                Failure::Refused(format!("{field:?}: give each field as FIELD=VALUE"))
-            })?;
-            pairs.push((name, value));
-        }
-        cluster::input_from_fields(&kind["input_schema"], pairs).map_err(|error| {
-            let at = error
-                .field
-                .map(|f| format!(" (field {f})"))
-                .unwrap_or_default();
-            Failure::Refused(format!("{}{at}", error.message))
-        })
-    }
 }
 
 #[cfg(test)]
