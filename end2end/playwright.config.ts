@@ -50,7 +50,7 @@ export default defineConfig({
   testDir: BENCH ? './bench' : './tests',
   ...(BENCH ? { testMatch: '*.bench.ts' } : {}),
   ...(E2E_MODE === 'nats' || E2E_MODE === 'leptos'
-    ? { testMatch: ['tasks.spec.ts', 'task-types.spec.ts', 'dashboard.spec.ts'] }
+    ? { testMatch: ['tasks.spec.ts', 'task-types.spec.ts', 'dashboard.spec.ts', 'batches.spec.ts'] }
     : {}),
   timeout: 60_000,
   expect: { timeout: 10_000 },

@@ -7,7 +7,10 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::AppError;
-use model::page::{ClusterInfo, HistoryPage, HistoryQuery, Submitted, TaskDetail, TaskPageView};
+use model::page::{
+    BatchQuery, BatchView, ClusterInfo, HistoryPage, HistoryQuery, Submitted, TaskDetail,
+    TaskPageView,
+};
 #[cfg(feature = "ssr")]
 use model::{View, form::FieldError};
 
@@ -179,6 +182,66 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         older,
         newest,
     })
+}
+
+/// One of the caller's batches, for its page: counts, a page of its members sorted and
+/// filtered as `query` says, and a plot.
+#[server(endpoint = "batch")]
+pub async fn load_batch(id: u64, query: BatchQuery) -> Result<BatchView, AppError> {
+    let state = crate::ssr::AppState::from_context()?;
+    let owner = crate::ssr::request::session_id().await?;
+    crate::ssr::batches::page::view(&state, &owner, id, query).await
+}
+
+/// Submits a batch from the task page's batch form: each field a value, a range (`20..40`) or
+/// a list (`1,5,10`); the varied ones combine as `combine` says (`grid` or `zip`). A form
+/// posted without JavaScript lands on the batch's page.
+#[server(endpoint = "submit-batch")]
+pub async fn submit_batch(
+    #[server(default)] task: String,
+    #[server(default)] combine: String,
+    #[server(flatten)] fields: BTreeMap<String, String>,
+) -> Result<u64, AppError> {
+    use model::batch::Combine;
+
+    let state = crate::ssr::AppState::from_context()?;
+    let kind = crate::ssr::runner::chosen_type(&state, &task)?;
+    let combine = match combine.as_str() {
+        "" | "grid" => Combine::Grid,
+        "zip" => Combine::Zip,
+        other => {
+            return Err(AppError::invalid(format!(
+                "combine is grid or zip (got {other:?})"
+            )));
+        }
+    };
+    let posted: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let cap = state.batches.config().max_members;
+    let spec = crate::ssr::batches::BatchSpec::from_form(&kind, &posted, combine, cap)?;
+    let owner = crate::ssr::request::session_id().await?;
+    let run = state
+        .batches
+        .submit(&state, &owner, &kind, spec, Default::default())
+        .await?;
+    leptos_axum::redirect(&format!("/batches/{}", run.id()));
+    Ok(run.id())
+}
+
+/// Cancels one of the caller's batches; a form posted without JavaScript lands back on the
+/// batch's page.
+#[server(endpoint = "cancel-batch")]
+pub async fn cancel_batch(id: u64) -> Result<(), AppError> {
+    let state = crate::ssr::AppState::from_context()?;
+    let owner = crate::ssr::request::session_id().await?;
+    let record = crate::ssr::api::owned_batch(&state, &owner, id).await?;
+    if let Some(run) = state.batches.get(&owner, record.id) {
+        run.cancel().await?;
+    }
+    leptos_axum::redirect(&format!("/batches/{id}"));
+    Ok(())
 }
 
 /// Queues the same input as one of the caller's earlier tasks; a form posted without

@@ -23,6 +23,7 @@ use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
 use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::components::Footer;
+use crate::pages::batch::BatchPage;
 use crate::pages::dashboard::DashboardViewer;
 use crate::pages::history::History;
 use crate::pages::not_found::NotFound;
@@ -79,6 +80,11 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("history") view=History ssr=SsrMode::Async />
+                    <Route
+                        path=(StaticSegment("batches"), ParamSegment("id"))
+                        view=BatchPage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=(StaticSegment("tasks"), ParamSegment("id"))
                         view=TaskDetailPage

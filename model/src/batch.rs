@@ -151,6 +151,21 @@ impl Vary {
         Ok(None)
     }
 
+    /// The first value, as typed: a base input is checked with it, by the same parser as a
+    /// single task's (each member then gets its own).
+    pub fn first_text(&self) -> String {
+        match self {
+            Self::List(values) => match values.first() {
+                Some(Scalar::Text(text)) => text.clone(),
+                Some(Scalar::Integer(x)) => x.to_string(),
+                Some(Scalar::Number(x)) => x.to_string(),
+                Some(Scalar::Bool(on)) => on.to_string(),
+                None => String::new(),
+            },
+            Self::Range(range) => range.from.to_string(),
+        }
+    }
+
     /// How many values this gives at most, without computing them (ranges on whole-number
     /// fields may give fewer once rounded).
     fn bound(&self, field: &str) -> Result<u64, SpecError> {

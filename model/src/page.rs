@@ -323,3 +323,59 @@ mod tests {
         assert_eq!(serde_json::from_str::<PageUpdate>(&json).unwrap(), update);
     }
 }
+
+/// What the batch page was asked for: its query parameters as sent (the server checks them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchQuery {
+    /// `sort`: a column's name (by index when absent).
+    pub sort: Option<String>,
+    /// `order`: `desc` for largest first.
+    pub order: Option<String>,
+    /// `outcome`: one of [`OUTCOME_FILTERS`].
+    pub outcome: Option<String>,
+    /// `page`: from 1.
+    pub page: Option<String>,
+}
+
+/// A batch's page: its counts and progress, a page of its members as a table, and a plot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    pub id: u64,
+    /// Its type's name, and title.
+    pub task: String,
+    pub title: String,
+    /// `running`, `finished` or `cancelled`.
+    pub state: String,
+    pub members: u64,
+    /// Members by where they are: (label, count), the empty ones left out.
+    pub counts: Vec<(String, u64)>,
+    /// From 0 to 1.
+    pub progress: f64,
+    pub elapsed_ms: u64,
+    pub remaining_ms: Option<u64>,
+    /// The table's columns, and the one its rows are sorted by.
+    pub columns: Vec<String>,
+    pub query: BatchQuery,
+    pub rows: Vec<BatchRow>,
+    /// Rows the filter keeps, and the page shown of them (from 1).
+    pub shown: u64,
+    pub page: u64,
+    pub pages: u64,
+    /// An SVG plot of an output column against a varied input, when the batch has both.
+    pub plot: Option<String>,
+    /// The type's output is a picture: rows show it small.
+    pub pictures: bool,
+}
+
+/// One member in the batch's table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchRow {
+    pub task: u64,
+    /// The cells, as text, in the columns' order.
+    pub cells: Vec<String>,
+    /// It finished with a picture.
+    pub picture: bool,
+}
+
+/// Members a page of the batch's table shows.
+pub const BATCH_PAGE_ROWS: usize = 100;

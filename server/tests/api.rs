@@ -664,6 +664,8 @@ async fn the_openapi_document_passes_an_independent_validator_and_lists_every_ro
         ("POST", "/api/v1/batches/{id}/cancel"),
         ("GET", "/api/v1/batches/{id}/results.csv"),
         ("GET", "/api/v1/batches/{id}/results.json"),
+        ("GET", "/api/v1/batches/{id}/events"),
+        ("POST", "/api/v1/batches/{id}/retry-failed"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

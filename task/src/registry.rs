@@ -190,6 +190,11 @@ impl TaskType {
             .unwrap_or_else(|| format!("{}({})={output}", self.name, self.brief(input)))
     }
 
+    /// Whether its output carries a [`Binary`] (a picture).
+    pub fn has_binary_output(&self) -> bool {
+        self.binary_field.is_some()
+    }
+
     /// Takes the bytes out of an output that has a [`Binary`] field, leaving their media type
     /// and size in its place (the form the output is stored and shown in).
     pub fn take_binary(&self, output: &mut Value) -> Result<Option<Binary>, String> {

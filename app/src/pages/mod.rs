@@ -1,5 +1,6 @@
 //! One module per route.
 
+pub mod batch;
 pub mod dashboard;
 pub mod history;
 pub mod not_found;

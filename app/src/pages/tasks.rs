@@ -35,6 +35,7 @@ pub fn TaskPage() -> impl IntoView {
                         ..TaskPageView::default()
                     });
                     let title = format!("{} Tasks", view.form.title);
+                    let batch_form = view.form.clone();
                     let (field_error, form_error) = match view.error {
                         Some(FieldError { field: Some(field), message }) => {
                             (Some((field, message)), None)
@@ -55,10 +56,59 @@ pub fn TaskPage() -> impl IntoView {
                         >
                             <FormFields form=view.form error=field_error />
                         </TaskPanel>
+                        <BatchForm form=batch_form />
                     }
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// A batch of the chosen type: each field takes a value, a range or a list, and the varied
+/// ones make the members. A plain form outside the island (the bundle carries none of it),
+/// posted to the server function, which lands on the batch's page.
+#[component]
+fn BatchForm(form: TaskForm) -> impl IntoView {
+    let fields = form
+        .fields
+        .into_iter()
+        .zip(form.values)
+        .map(|(field, value)| {
+            let id = format!("batch-{}", field.name);
+            let help_id = format!("{id}-help");
+            let help = match field.kind {
+                FieldKind::Integer { .. } | FieldKind::Number { .. } => {
+                    "A value, a range (20..40, 20..40:2, 1..1000*7:log) or a list (1,5,10)"
+                }
+                _ => "A value, or a list (a,b,c)",
+            };
+            view! {
+                <div class="field-group">
+                    <div class="field">
+                        <label class="field-label" for=id.clone()>{field.label}</label>
+                        <input type="text" id=id name=field.name value=value aria-describedby=help_id.clone() autocomplete="off" />
+                    </div>
+                    <small id=help_id class="field-help">{help}</small>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <details class="batch-form">
+            <summary>"Sweep: many inputs as one batch"</summary>
+            <form method="post" action="/api/submit-batch" aria-label="A batch">
+                <input type="hidden" name="task" value=form.task />
+                {fields}
+                <label class="field-label">
+                    "Varied fields combine "
+                    <select name="combine">
+                        <option value="grid">"as every combination"</option>
+                        <option value="zip">"pairwise"</option>
+                    </select>
+                </label>
+                <button type="submit" class="primary">"SUBMIT BATCH"</button>
+            </form>
+        </details>
     }
 }
 

@@ -42,6 +42,50 @@ async fn members(harness: &Harness, id: u64) -> Vec<Value> {
     }
 }
 
+/// A batch's event stream, read an event at a time.
+struct Events {
+    body: Body,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(harness: &Harness, id: u64) -> Self {
+        let request = Request::builder()
+            .uri(format!("/api/v1/batches/{id}/events"))
+            .header(header::COOKIE, format!("offload_session={SESSION}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = harness.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Self {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `batch` event's document; None once the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if !block.contains("event: batch") {
+                    continue;
+                }
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                return Some(serde_json::from_str(&data).unwrap());
+            }
+            let frame = self.body.frame().await?.unwrap();
+            if let Ok(bytes) = frame.into_data() {
+                self.buffer.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+}
+
 /// A body that is not JSON, with its media type.
 async fn text(harness: &Harness, path: &str) -> (String, String) {
     let request = Request::builder()
@@ -78,13 +122,23 @@ async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
         batch(&api, id).await["counts"]["running"] == 2
     })
     .await;
+    let mut events = Events::open(&api, id).await;
+    let now = events.next().await.expect("the batch as it is");
+    assert_eq!(now["counts"]["running"], 2, "{now}");
     for key in first..first + 30 {
         open_gate(key);
     }
-    eventually("the batch finishes", || async {
-        batch(&api, id).await["state"] == "finished"
-    })
-    .await;
+    // Coalesced: far fewer events than the members' changes, the last one finished, then the
+    // stream ends.
+    let mut last = now;
+    let mut sent = 1;
+    while let Some(event) = events.next().await {
+        last = event;
+        sent += 1;
+    }
+    assert_eq!(last["state"], "finished", "{last}");
+    assert_eq!(last["counts"]["finished"], 30, "{last}");
+    assert!(sent < 30, "{sent} events for 30 members");
     let done = batch(&api, id).await;
     assert_eq!(done["counts"]["finished"], 30, "{done}");
     assert_eq!(done["progress"], 1.0);
@@ -208,6 +262,24 @@ async fn a_cancelled_batch_runs_no_member_that_had_not_been_handed_over() {
     assert!(members.iter().all(|m| m["task"]["state"] == "cancelled"));
     let again = api.call("POST", &path, None).await;
     assert_problem("a second cancel", &again, 409, "was cancelled");
+
+    // Its cancelled members, those that never ran too, make a new batch linked to it.
+    let retry = format!("/api/v1/batches/{id}/retry-failed");
+    let (status, _, retried) = api.call("POST", &retry, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried["members"], 200);
+    assert_eq!(retried["retry_of"], id);
+    let again = retried["id"].as_u64().unwrap();
+    let running = api
+        .call(
+            "POST",
+            &format!("/api/v1/batches/{again}/retry-failed"),
+            None,
+        )
+        .await;
+    assert_problem("a retry of a running batch", &running, 409, "still running");
+    api.call("POST", &format!("/api/v1/batches/{again}/cancel"), None)
+        .await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
-use model::batch::{Scalar, Vary};
+use model::batch::Vary;
 
 use super::api::{Api, Failure, query};
 use super::{one_line, text};
@@ -16,19 +16,6 @@ use super::{one_line, text};
 /// A field's value that varies: `20..40`, `20..40:2`, `1..1000*7`, `1..1000*7:log`, `1,5,10`.
 pub(super) fn varies(value: &str) -> Result<Option<Vary>, String> {
     Vary::parse(value)
-}
-
-/// The first value a varied field takes, as typed: the base input is checked with it, by the
-/// same parser as a single task's (the server sets each member's own).
-fn first_value(vary: &Vary) -> String {
-    match vary {
-        Vary::List(values) => match values.first() {
-            Some(Scalar::Text(text)) => text.clone(),
-            Some(other) => serde_json::to_string(other).unwrap_or_default(),
-            None => String::new(),
-        },
-        Vary::Range(range) => range.from.to_string(),
-    }
 }
 
 /// Submits a batch of `task_type`: the plain fields in every member, the varied ones combined
@@ -47,7 +34,7 @@ pub(super) async fn submit(
     for (name, value) in fields {
         match varies(value).map_err(|why| Failure::Refused(format!("{name}: {why}")))? {
             Some(how) => {
-                firsts.push((*name, first_value(&how)));
+                firsts.push((*name, how.first_text()));
                 vary.insert(
                     (*name).to_owned(),
                     serde_json::to_value(how).unwrap_or_default(),
@@ -285,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_varied_fields_first_value_checks_the_base_input() {
-        let first = |text: &str| first_value(&varies(text).unwrap().unwrap());
+        let first = |text: &str| varies(text).unwrap().unwrap().first_text();
         assert_eq!(first("20..40"), "20");
         assert_eq!(first("0.5..2*4:log"), "0.5");
         assert_eq!(first("a,b"), "a");

@@ -5,10 +5,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiQuery, Owner};
@@ -16,7 +20,7 @@ use super::problem::{ApiError, Problem};
 use super::tasks::{IDEMPOTENCY_KEY, TaskDoc, idempotency_key};
 use crate::AppError;
 use crate::ssr::batches::results::{self, Columns};
-use crate::ssr::batches::{BatchRun, BatchSpec, Snapshot};
+use crate::ssr::batches::{BatchLinks as Tied, BatchRun, BatchSpec, Snapshot};
 use crate::ssr::store::BatchRecord;
 use crate::ssr::{AppState, SessionId};
 use model::batch::{Combine, Vary};
@@ -90,6 +94,12 @@ pub struct BatchLinks {
     pub results_csv: String,
     /// The same rows as JSON objects.
     pub results_json: String,
+    /// Its changes as server-sent events.
+    pub events: String,
+    /// A new batch of its failed and cancelled members.
+    pub retry_failed: String,
+    /// The batch's page.
+    pub page: String,
 }
 
 /// One batch.
@@ -114,6 +124,9 @@ pub struct BatchDoc {
     /// Time left at the pace so far, once some progress is made; absent once it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining_ms: Option<u64>,
+    /// The batch whose failed and cancelled members this one runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<u64>,
     pub links: BatchLinks,
 }
 
@@ -151,35 +164,45 @@ impl BatchDoc {
             finished_at_ms: at.finished_at_ms,
             elapsed_ms,
             remaining_ms,
+            retry_of: None,
             links: BatchLinks {
                 this: format!("/api/v1/batches/{id}"),
                 tasks: format!("/api/v1/batches/{id}/tasks"),
                 cancel: format!("/api/v1/batches/{id}/cancel"),
                 results_csv: format!("/api/v1/batches/{id}/results.csv"),
                 results_json: format!("/api/v1/batches/{id}/results.json"),
+                events: format!("/api/v1/batches/{id}/events"),
+                retry_failed: format!("/api/v1/batches/{id}/retry-failed"),
+                page: format!("/batches/{id}"),
             },
         }
     }
 
-    fn of_run(run: &BatchRun) -> Self {
-        Self::new(run.id(), run.kind().name().to_owned(), run.snapshot())
+    fn of_run(run: &BatchRun, retry_of: Option<u64>) -> Self {
+        Self {
+            retry_of,
+            ..Self::new(run.id(), run.kind().name().to_owned(), run.snapshot())
+        }
     }
 
     /// As this server runs it, or as the record says.
-    fn of(state: &AppState, owner: &SessionId, record: &BatchRecord) -> Self {
+    pub(crate) fn of(state: &AppState, owner: &SessionId, record: &BatchRecord) -> Self {
         match state.batches.get(owner, record.id) {
-            Some(run) => Self::of_run(&run),
-            None => Self::new(
-                record.id,
-                record.task_type.clone(),
-                Snapshot::of_record(record),
-            ),
+            Some(run) => Self::of_run(&run, record.retry_of),
+            None => Self {
+                retry_of: record.retry_of,
+                ..Self::new(
+                    record.id,
+                    record.task_type.clone(),
+                    Snapshot::of_record(record),
+                )
+            },
         }
     }
 }
 
 /// The record of `owner`'s batch `id`; another owner's is not found.
-async fn owned_batch(
+pub(crate) async fn owned_batch(
     state: &AppState,
     owner: &SessionId,
     id: u64,
@@ -306,11 +329,16 @@ async fn accept(
             .into());
         }
     };
+    let tied = Tied {
+        idempotency,
+        retry_of: None,
+    };
+    let retry_of = tied.retry_of;
     let run = state
         .batches
-        .submit(state, owner, &kind, spec, idempotency)
+        .submit(state, owner, &kind, spec, tied)
         .await?;
-    Ok(BatchDoc::of_run(&run))
+    Ok(BatchDoc::of_run(&run, retry_of))
 }
 
 /// Position of a list.
@@ -593,5 +621,151 @@ pub(super) async fn results_json(
     let (_, columns, rows) = results(&state, &owner.0, &id).await?;
     Ok(Json(
         rows.into_iter().map(|row| columns.object(row)).collect(),
+    ))
+}
+
+/// How often a batch's stream sends at most: a change waits this long for the next ones, so
+/// a 10,000-member batch costs ten events a second, not one per member.
+const COALESCE: Duration = Duration::from_millis(100);
+
+/// One of the caller's batches as server-sent events: `event: batch`, the batch's document,
+/// at once and then at most ten times a second while it changes, the stream ending once it
+/// finished (at once for a batch that had). Each event is the whole batch, and its id the
+/// batch's count of changes, so a client that reconnects (with or without `Last-Event-ID`)
+/// misses nothing.
+#[utoipa::path(
+    get,
+    path = "/api/v1/batches/{id}/events",
+    tag = "batches",
+    params(("id" = u64, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "`event: batch` with the batch's document", content_type = "text/event-stream", body = BatchDoc),
+        (status = 401, description = "No token or session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not the caller's batch", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many live streams (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn events(
+    owner: Owner,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = owned_batch(&state, &owner.0, batch_id(&id)?).await?;
+    let event = |seq: Option<u64>, doc: &BatchDoc| {
+        let event = Event::default()
+            .event("batch")
+            .data(serde_json::to_string(doc).unwrap_or_default());
+        match seq {
+            Some(seq) => event.id(seq.to_string()),
+            None => event,
+        }
+    };
+    let Some(run) = state.batches.get(&owner.0, record.id) else {
+        let last = event(None, &BatchDoc::of(&state, &owner.0, &record));
+        return Ok(
+            Sse::new(stream::once(async move { Ok::<_, Infallible>(last) })).into_response(),
+        );
+    };
+    let permit = state
+        .streams
+        .open(&owner.0)
+        .map_err(|full| AppError::Unavailable(full.to_string()))?;
+    let follow = (run.changes(), run, permit, false, true);
+    let events = stream::unfold(
+        follow,
+        move |(mut changes, run, mut permit, done, first)| async move {
+            if done {
+                return None;
+            }
+            if !first {
+                tokio::select! {
+                    changed = changes.changed() => changed.ok()?,
+                    _ = &mut permit.replaced => return None,
+                }
+                tokio::time::sleep(COALESCE).await;
+            }
+            let seq = *changes.borrow_and_update();
+            let doc = BatchDoc::of_run(&run, record.retry_of);
+            let done = doc.finished_at_ms.is_some();
+            let sent = event(Some(seq), &doc);
+            Some((
+                Ok::<_, Infallible>(sent),
+                (changes, run, permit, done, false),
+            ))
+        },
+    );
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// Runs again the failed, cancelled and lost members of one of the caller's batches that
+/// ended (those of a cancelled batch that never ran too), as a new batch linked to it by
+/// `retry_of`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/batches/{id}/retry-failed",
+    tag = "batches",
+    params(("id" = u64, Path, description = "The batch whose failed members to run again")),
+    responses(
+        (status = 202, description = "The new batch", body = BatchDoc),
+        (status = 401, description = "No token or session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not the caller's batch", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is still running, or none of its members failed", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller has as many batches running as allowed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn retry_failed(
+    owner: Owner,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<BatchDoc>), ApiError> {
+    let record = owned_batch(&state, &owner.0, batch_id(&id)?).await?;
+    if record.finished_at_ms.is_none() {
+        return Err(AppError::Conflict(format!(
+            "batch {} is still running: wait for it to end, or cancel it",
+            record.id
+        ))
+        .into());
+    }
+    let kind = crate::ssr::runner::task_type(&state, &record.task_type)?;
+    let spec: BatchSpec = serde_json::from_value(record.spec.clone())
+        .map_err(|_| AppError::Conflict(format!("batch {}'s record is damaged", record.id)))?;
+    let (members, _) = state
+        .sessions
+        .store()
+        .members(record.id, None, record.members as usize)
+        .await?;
+    let mut inputs: Vec<Value> = members
+        .into_iter()
+        .filter(|m| {
+            m.task
+                .outcome
+                .is_some_and(|o| o != model::page::Outcome::Finished)
+        })
+        .map(|m| m.task.input)
+        .collect();
+    // A cancelled batch's members that were never handed over.
+    let never_ran = record.fed.min(spec.len() as u64)..spec.len() as u64;
+    inputs.extend(never_ran.map(|index| spec.member(&kind, index as usize)));
+    if inputs.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "batch {} has no failed or cancelled member to run again",
+            record.id
+        ))
+        .into());
+    }
+    let spec = BatchSpec::inputs(inputs, state.batches.config().max_members)?;
+    let tied = Tied {
+        idempotency: None,
+        retry_of: Some(record.id),
+    };
+    let run = state
+        .batches
+        .submit(&state, &owner.0, &kind, spec, tied)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BatchDoc::of_run(&run, Some(record.id))),
     ))
 }

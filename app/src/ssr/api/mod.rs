@@ -24,6 +24,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use batches::{BatchDoc, owned_batch};
 pub use idempotency::IdempotencyLocks;
 pub use problem::problem;
 pub(crate) use tasks::owned_record;
@@ -47,6 +48,8 @@ pub fn router(state: &AppState) -> (axum::Router<AppState>, Value) {
         .routes(routes!(batches::cancel))
         .routes(routes!(batches::results_csv))
         .routes(routes!(batches::results_json))
+        .routes(routes!(batches::events))
+        .routes(routes!(batches::retry_failed))
         .routes(routes!(events::events))
         .routes(routes!(events::task_events))
         .split_for_parts();

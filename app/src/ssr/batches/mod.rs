@@ -9,6 +9,7 @@
 //! batch records how many were handed over, so after a restart the members in the queue run
 //! again and the rest follow ([`Batches::resume`]).
 
+pub mod page;
 pub mod results;
 mod run;
 mod spec;
@@ -47,6 +48,15 @@ impl Default for BatchConfig {
             max_open_per_owner: 10,
         }
     }
+}
+
+/// What a batch is tied to besides its members.
+#[derive(Debug, Default)]
+pub struct BatchLinks {
+    /// The API's `Idempotency-Key`, and the SHA-256 of the request.
+    pub idempotency: Option<(String, Vec<u8>)>,
+    /// The batch whose failed and cancelled members it runs again.
+    pub retry_of: Option<u64>,
 }
 
 /// The open batches, and each owner's window of members in the queue.
@@ -94,7 +104,7 @@ impl Batches {
         owner: &SessionId,
         kind: &Arc<TaskType>,
         spec: BatchSpec,
-        idempotency: Option<(String, Vec<u8>)>,
+        links: BatchLinks,
     ) -> Result<Arc<BatchRun>, AppError> {
         if state.shutdown.has_begun() {
             return Err(AppError::Unavailable(
@@ -127,7 +137,8 @@ impl Batches {
                 spec: serde_json::to_value(&spec).map_err(|e| AppError::internal(&e))?,
                 members: spec.len() as u64,
                 created_at_ms,
-                idempotency,
+                idempotency: links.idempotency,
+                retry_of: links.retry_of,
             }))
             .await?;
         let start = Start {

@@ -35,6 +35,9 @@ pub struct BatchRun {
     cancelled: watch::Sender<bool>,
     /// A member ended: a feeder waiting for room looks again.
     member_ended: Notify,
+    /// Counts its changes (a member queued, started, progressed or ended; cancelled;
+    /// finished), for its event streams.
+    changes: watch::Sender<u64>,
     store: Store,
     cluster: cluster::Client,
     open: Weak<Open>,
@@ -143,6 +146,7 @@ impl BatchRun {
             }),
             cancelled: watch::channel(start.cancelled_at_ms.is_some()).0,
             member_ended: Notify::new(),
+            changes: watch::channel(0).0,
             store: state.sessions.store().clone(),
             cluster: state.cluster.clone(),
             open: Arc::downgrade(open),
@@ -163,6 +167,15 @@ impl BatchRun {
 
     pub fn spec(&self) -> &BatchSpec {
         &self.spec
+    }
+
+    /// Its changes so far, counted; changes as it changes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Its counts and progress now.
@@ -220,6 +233,7 @@ impl BatchRun {
             );
             live.cancelled_at_ms.is_some()
         };
+        self.changed();
         if cancelled && cluster != 0 {
             // Handed over while the batch was being cancelled: it goes too.
             let client = self.cluster.clone();
@@ -232,6 +246,7 @@ impl BatchRun {
             member.started = true;
             member.progress = progress.clamp(0.0, 1.0);
         }
+        self.changed();
     }
 
     /// Member `index` ended (its result is on record).
@@ -245,6 +260,7 @@ impl BatchRun {
             }
         }
         self.member_ended.notify_waiters();
+        self.changed();
         self.finish_if_done();
     }
 
@@ -261,6 +277,7 @@ impl BatchRun {
             live.in_queue.values().map(|m| m.cluster).collect()
         };
         self.cancelled.send_replace(true);
+        self.changed();
         self.store
             .write(Write::BatchCancelled {
                 batch: self.id,
@@ -299,6 +316,7 @@ impl BatchRun {
             batch: self.id,
             at_ms,
         });
+        self.changed();
         if let Some(open) = self.open.upgrade() {
             open.lock().remove(&self.id);
         }

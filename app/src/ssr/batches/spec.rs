@@ -48,6 +48,47 @@ impl BatchSpec {
         Ok(Self::Vary { input, plan })
     }
 
+    /// A posted form whose values may vary (`20..40`, `1,5,10`: see [`Vary::parse`]): the
+    /// plain ones go into every member, the varied ones make the members.
+    pub fn from_form(
+        kind: &TaskType,
+        posted: &[(&str, &str)],
+        combine: Combine,
+        cap: usize,
+    ) -> Result<Self, AppError> {
+        let mut vary = Vec::new();
+        let mut firsts = Vec::new();
+        let mut plain = Vec::new();
+        for (name, value) in posted {
+            match Vary::parse(value) {
+                Ok(Some(how)) => {
+                    firsts.push((*name, how.first_text()));
+                    vary.push(((*name).to_owned(), how));
+                }
+                Ok(None) => plain.push((*name, *value)),
+                Err(why) => {
+                    return Err(AppError::InvalidInput(FieldError::at(
+                        *name,
+                        format!("{name}: {why}"),
+                    )));
+                }
+            }
+        }
+        if vary.is_empty() {
+            return Err(AppError::invalid(
+                "vary at least one field: a range (20..40, 20..40:2, 1..1000*7:log) or a list (1,5,10)",
+            ));
+        }
+        plain.extend(firsts.iter().map(|(name, first)| (*name, first.as_str())));
+        let mut input = kind.from_form(plain).map_err(AppError::InvalidInput)?;
+        if let Some(object) = input.as_object_mut() {
+            for (name, _) in &vary {
+                object.remove(name);
+            }
+        }
+        Self::vary(kind, input, &vary, combine, cap)
+    }
+
     /// How many members.
     pub fn len(&self) -> usize {
         match self {
@@ -151,6 +192,28 @@ mod tests {
         let over = vec![("x".to_owned(), Vary::parse("90..110").unwrap().unwrap())];
         let error = BatchSpec::vary(&kind, json!({}), &over, Combine::Grid, 100).unwrap_err();
         assert!(error.to_string().contains("at most 100"), "{error}");
+    }
+
+    #[test]
+    fn a_form_varies_the_fields_written_as_ranges_or_lists_and_keeps_the_others() {
+        let kind = double();
+        let spec = BatchSpec::from_form(&kind, &[("x", "1,5, 10")], Combine::Grid, 100).unwrap();
+        assert_eq!(spec.len(), 3);
+        assert_eq!(spec.member(&kind, 2), json!({"x": 10}));
+        let plain = BatchSpec::from_form(&kind, &[("x", "7")], Combine::Grid, 100).unwrap_err();
+        assert!(
+            plain.to_string().starts_with("vary at least one field"),
+            "{plain}"
+        );
+        let AppError::InvalidInput(error) =
+            BatchSpec::from_form(&kind, &[("x", "1..y")], Combine::Grid, 100).unwrap_err()
+        else {
+            panic!("not an input error");
+        };
+        assert_eq!(error.field.as_deref(), Some("x"));
+        // The first value is checked as a single task's input is, with the form's words.
+        let first = BatchSpec::from_form(&kind, &[("x", "200..300")], Combine::Grid, 1000);
+        assert!(first.unwrap_err().to_string().contains("at most 100"));
     }
 
     #[test]

@@ -16,8 +16,9 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
         Write::Batch(batch) => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO batches (id, session, task_type, spec, members,
-                                                created_at_ms, idempotency_key, request_sha256)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                                created_at_ms, idempotency_key, request_sha256,
+                                                retry_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 batch.id as i64,
@@ -28,6 +29,7 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
                 batch.created_at_ms as i64,
                 batch.idempotency.as_ref().map(|(key, _)| key),
                 batch.idempotency.as_ref().map(|(_, hash)| hash),
+                batch.retry_of.map(|id| id as i64),
             ])?;
         }
         Write::BatchCancelled { batch, at_ms } => {
@@ -60,7 +62,7 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
 /// The columns [`batch_record`] reads, in its order; `ended` counts by outcome from the
 /// members' covering index.
 const BATCH: &str = "id, session, task_type, spec, members, fed, created_at_ms,
-                     cancelled_at_ms, finished_at_ms,
+                     cancelled_at_ms, finished_at_ms, retry_of,
                      (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'finished'),
                      (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'failed'),
                      (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'cancelled'),
@@ -73,7 +75,7 @@ fn batch_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
     let spec: String = row.get(3)?;
     let mut ended = [0u64; 4];
     for (i, count) in ended.iter_mut().enumerate() {
-        *count = row.get::<_, i64>(9 + i)? as u64;
+        *count = row.get::<_, i64>(10 + i)? as u64;
     }
     debug_assert_eq!(Outcome::ALL[0], Outcome::Finished);
     Ok(BatchRecord {
@@ -87,6 +89,7 @@ fn batch_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
         created_at_ms: row.get::<_, i64>(6)? as u64,
         cancelled_at_ms: ms(7)?,
         finished_at_ms: ms(8)?,
+        retry_of: row.get::<_, Option<i64>>(9)?.map(|id| id as u64),
         ended,
     })
 }
@@ -244,6 +247,7 @@ mod tests {
             members,
             created_at_ms: 1000,
             idempotency: Some((format!("key-{id}"), vec![id as u8])),
+            retry_of: None,
         })
     }
 

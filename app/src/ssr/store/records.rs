@@ -154,6 +154,8 @@ pub struct NewBatch {
     pub created_at_ms: u64,
     /// The API's `Idempotency-Key` and the SHA-256 of the request it came with.
     pub idempotency: Option<(String, Vec<u8>)>,
+    /// The batch whose failed and cancelled members it runs again.
+    pub retry_of: Option<u64>,
 }
 
 /// A batch as the record holds it.
@@ -171,6 +173,8 @@ pub struct BatchRecord {
     pub finished_at_ms: Option<u64>,
     /// Its ended members, by outcome (in [`Outcome::ALL`]'s order).
     pub ended: [u64; 4],
+    /// The batch whose failed and cancelled members it runs again.
+    pub retry_of: Option<u64>,
 }
 
 impl BatchRecord {

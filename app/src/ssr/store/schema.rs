@@ -241,7 +241,9 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
                  cancelled_at_ms INTEGER,
                  finished_at_ms INTEGER,
                  idempotency_key TEXT,
-                 request_sha256 BLOB
+                 request_sha256 BLOB,
+                 -- The batch whose failed and cancelled members this one runs again.
+                 retry_of INTEGER
              );
              CREATE INDEX batches_by_owner ON batches (session, id);
              CREATE INDEX batches_open ON batches (id) WHERE finished_at_ms IS NULL;

@@ -1,0 +1,84 @@
+import { type Page, expect, test } from './fixtures';
+
+// Batches from the task page's sweep form, followed on the batch's own page: server-rendered,
+// so the same journey holds with JavaScript off.
+
+const members = (page: Page) =>
+  page.getByRole('table', { name: 'Members of the batch' }).locator('tbody tr');
+
+async function sweep(page: Page, task: string, fields: Record<string, string>) {
+  await page.goto(`/?task=${task}`);
+  await page.getByText('Sweep: many inputs as one batch').click();
+  const form = page.getByRole('form', { name: 'A batch' });
+  for (const [label, value] of Object.entries(fields)) {
+    await form.getByLabel(label, { exact: true }).fill(value);
+  }
+  await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
+  await expect(page).toHaveURL(/\/batches\/\d+$/);
+}
+
+for (const javaScriptEnabled of [true, false]) {
+  test(`fibonacci over n = 20..40: one bar to 100 %, 21 rows, a point each and the CSV (JavaScript ${javaScriptEnabled ? 'on' : 'off'})`, async ({
+    browser,
+  }) => {
+    const context = await browser.newContext({ javaScriptEnabled });
+    const page = await context.newPage();
+    await sweep(page, 'fibonacci', { n: '20..40' });
+    await expect(page.getByRole('heading', { name: /^Batch \d+: Fibonacci × 21$/ })).toBeVisible();
+    // The page reloads itself while the batch runs.
+    await expect(page.getByRole('list', { name: 'Members' })).toHaveText('21 finished', {
+      timeout: 30_000,
+    });
+    await expect(page.getByRole('progressbar', { name: 'Batch progress' })).toHaveAttribute('value', '1');
+    await expect(members(page)).toHaveCount(21);
+    await expect(members(page).nth(0)).toContainText('6765');
+    await expect(members(page).nth(20)).toContainText('102334155');
+    await expect(page.getByRole('img', { name: 'output against n, 21 points' })).toBeVisible();
+    await expect(page.locator('.batch-plot circle')).toHaveCount(21);
+
+    // Sorted by n, largest first, from the column's header.
+    await page.getByRole('link', { name: 'n', exact: true }).click();
+    await page.getByRole('link', { name: 'n', exact: true }).click();
+    await expect(page.getByRole('columnheader', { name: 'n' })).toHaveAttribute('aria-sort', 'descending');
+    await expect(members(page).nth(0)).toContainText('102334155');
+
+    const href = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
+    const csv = await (await page.request.get(href!)).text();
+    const lines = csv.trim().split('\r\n');
+    expect(lines[0]).toBe('index,task,outcome,n,output,seconds');
+    expect(lines).toHaveLength(22);
+    const fibonacci = (n: number): number => (n < 2 ? n : fibonacci(n - 1) + fibonacci(n - 2));
+    expect(lines.slice(1).map((line) => line.split(',')[4])).toEqual(
+      Array.from({ length: 21 }, (_, i) => String(fibonacci(20 + i))),
+    );
+    await context.close();
+  });
+}
+
+test('a grid of two mandelbrot fields shows six pictures of their own sizes', async ({ page }) => {
+  await sweep(page, 'mandelbrot', { Width: '32,48,64', Height: '20,30', Iterations: '50' });
+  await expect(page.getByRole('heading', { name: /× 6$/ })).toBeVisible();
+  const pictures = page.getByRole('list', { name: 'Pictures' }).getByRole('img');
+  await expect(pictures).toHaveCount(6, { timeout: 30_000 });
+  const sizes = await pictures.evaluateAll((images) =>
+    (images as HTMLImageElement[]).map((img) => `${img.naturalWidth}x${img.naturalHeight}`),
+  );
+  expect(sizes).toEqual(['32x20', '32x30', '48x20', '48x30', '64x20', '64x30']);
+});
+
+test('primes counted over a varied n plot one point per member; a bad member is refused whole', async ({
+  page,
+}) => {
+  await sweep(page, 'primes', { n: '10..100:10' });
+  await expect(page.getByRole('list', { name: 'Members' })).toHaveText('10 finished', {
+    timeout: 30_000,
+  });
+  await expect(page.getByRole('img', { name: 'count against n, 10 points' })).toBeVisible();
+
+  await page.goto('/?task=fibonacci');
+  await page.getByText('Sweep: many inputs as one batch').click();
+  const form = page.getByRole('form', { name: 'A batch' });
+  await form.getByLabel('n', { exact: true }).fill('90..99');
+  await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
+  await expect(page.getByText('n must be at most 93 (got 94).').first()).toBeVisible();
+});
