@@ -368,6 +368,53 @@ pub async fn api_round_trips(
     Ok((at(0.5), at(0.99)))
 }
 
+/// A batch of `members` fibonacci(i mod 10) on an app server at `base`, as token `token`:
+/// from `POST /api/v1/batches` to its event stream saying it finished, every member on record.
+/// Returns members per second.
+pub async fn batch_map(base: &str, token: &str, members: usize) -> Result<f64, BenchError> {
+    let failed = |detail: String| BenchError::Measure {
+        what: "the batch map".into(),
+        detail,
+    };
+    let inputs: Vec<serde_json::Value> = (0..members)
+        .map(|i| serde_json::json!({"n": i % 10}))
+        .collect();
+    let body = serde_json::json!({"type": "fibonacci", "inputs": inputs}).to_string();
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let response = http
+        .post(format!("{base}/api/v1/batches"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let batch: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| failed(format!("{status}: {text}")))?;
+    let events = batch["links"]["events"]
+        .as_str()
+        .ok_or_else(|| failed(format!("{status}: {text}")))?;
+    let stream = http
+        .get(format!("{base}{events}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut events = load::Events::new(stream);
+    let mut last = batch;
+    while let Some(event) = events.next().await {
+        last = event;
+    }
+    let took = start.elapsed().as_secs_f64();
+    if last["counts"]["finished"] != members as u64 {
+        return Err(failed(format!("the batch ended so: {last}")));
+    }
+    Ok(members as f64 / took)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

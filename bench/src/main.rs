@@ -477,6 +477,13 @@ async fn cluster_rounds(
             report.set("roundtrip_p50_ms", key, m.roundtrip_p50_ms);
             report.set("roundtrip_p99_ms", key, m.roundtrip_p99_ms);
             report.set("tiny_tasks_per_s", key, m.tiny_tasks_per_s);
+            if matches!(
+                stacks.iter().find(|s| s.key == *key).map(|s| &s.cluster),
+                Some(ClusterAccess::Dask(_))
+            ) {
+                // The seed's map: `client.map` + `gather` of the same 10,000 members.
+                report.set("batch_members_per_s", key, m.tiny_tasks_per_s);
+            }
             report.set("fib32_ms", key, m.fib32_ms);
             report.set("fib30x8_ms", key, m.fib30x8_ms);
             if let Some(cancel) = m.cancel_ms {
@@ -504,6 +511,12 @@ async fn api_round_trips(
         );
         report.set("api_roundtrip_p50_ms", stack.key, p50);
         report.set("api_roundtrip_p99_ms", stack.key, p99);
+        let rate = figures::batch_map(base, &token, plan.offload.tiny).await?;
+        println!(
+            "{}: a batch of {} fibonacci(i mod 10): {rate:.0} members/s",
+            stack.key, plan.offload.tiny
+        );
+        report.set("batch_members_per_s", stack.key, rate);
     }
     Ok(())
 }

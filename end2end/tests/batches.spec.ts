@@ -37,9 +37,11 @@ for (const javaScriptEnabled of [true, false]) {
     await expect(page.locator('.batch-plot circle')).toHaveCount(21);
 
     // Sorted by n, largest first, from the column's header.
+    const header = page.getByRole('columnheader', { name: 'n', exact: true });
     await page.getByRole('link', { name: 'n', exact: true }).click();
+    await expect(header).toHaveAttribute('aria-sort', 'ascending');
     await page.getByRole('link', { name: 'n', exact: true }).click();
-    await expect(page.getByRole('columnheader', { name: 'n' })).toHaveAttribute('aria-sort', 'descending');
+    await expect(header).toHaveAttribute('aria-sort', 'descending');
     await expect(members(page).nth(0)).toContainText('102334155');
 
     const href = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
