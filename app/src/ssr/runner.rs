@@ -94,8 +94,62 @@ pub(crate) async fn enqueue(
     links: Links,
     watcher: Watcher,
 ) -> Result<QueuedTask, AppError> {
+    let admitted = admit(state, kind, input, watcher.owner()).await?;
+    let recorded = state
+        .sessions
+        .store()
+        .write(admitted.accepted(watcher.owner(), links))
+        .await;
+    if let Err(error) = recorded {
+        // Not durable, so not accepted: the person is told, and the work does not run.
+        let _ = state.cluster.cancel(admitted.handle.id()).await;
+        tracing::error!(%error, "could not record a submission");
+        return Err(AppError::Unavailable(
+            "the server could not record your task: try again in a moment".into(),
+        ));
+    }
+    let task = admitted.task.clone();
+    start_following(state, kind, admitted, watcher);
+    Ok(task)
+}
+
+/// A task the cluster took, not on record yet: nobody hears of it before it is.
+pub(crate) struct Admitted {
+    handle: Handle,
+    task: QueuedTask,
+    input: Value,
+    next_input: Value,
+}
+
+impl Admitted {
+    /// The write that records it as `owner`'s.
+    pub(crate) fn accepted(&self, owner: &SessionId, links: Links) -> Write {
+        Write::Accepted {
+            session: owner.0.clone(),
+            task: self.task.clone(),
+            input: self.input.clone(),
+            // A batch's member leaves the form's next input as it was.
+            next_input: links.member.is_none().then(|| self.next_input.clone()),
+            retry_of: links.retry_of,
+            idempotency: links.idempotency,
+            member: links.member,
+        }
+    }
+
+    /// Takes it back from the cluster (it was not recorded).
+    pub(crate) async fn withdraw(self, state: &AppState) {
+        let _ = state.cluster.cancel(self.handle.id()).await;
+    }
+}
+
+/// Hands a task of `owner`'s to the cluster, as admission allows.
+pub(crate) async fn admit(
+    state: &AppState,
+    kind: &Arc<TaskType>,
+    input: Value,
+    owner: &SessionId,
+) -> Result<Admitted, AppError> {
     refuse_while_stopping(state)?;
-    let owner = watcher.owner().clone();
     // Stamped before the cluster hears of it: a worker may start it before the submit returns.
     let submitted_at_ms = cluster::now_ms();
     let handle = state
@@ -115,40 +169,39 @@ pub(crate) async fn enqueue(
         submitted_at_ms,
     };
     let next_input = kind.next_input(&input);
-    let recorded = state
-        .sessions
-        .store()
-        .write(Write::Accepted {
-            session: owner.0.clone(),
-            task: task.clone(),
-            input: input.clone(),
-            next_input: next_input.clone(),
-            retry_of: links.retry_of,
-            idempotency: links.idempotency,
-            member: links.member,
-        })
-        .await;
-    if let Err(error) = recorded {
-        // Not durable, so not accepted: the person is told, and the work does not run.
-        let _ = state.cluster.cancel(handle.id()).await;
-        tracing::error!(%error, "could not record a submission");
-        return Err(AppError::Unavailable(
-            "the server could not record your task: try again in a moment".into(),
-        ));
-    }
+    Ok(Admitted {
+        handle,
+        task,
+        input,
+        next_input,
+    })
+}
+
+/// Once `admitted` is on record: tells `watcher`, and follows it to its end.
+pub(crate) fn start_following(
+    state: &AppState,
+    kind: &Arc<TaskType>,
+    admitted: Admitted,
+    watcher: Watcher,
+) {
+    let Admitted {
+        handle,
+        task,
+        input,
+        next_input,
+    } = admitted;
     watcher.accepted(task.clone(), handle.id().0, Some(next_input));
     tokio::spawn(follow(
         state.clone(),
         watcher,
         Followed {
             kind: kind.clone(),
-            task: task.clone(),
+            task,
             input,
             rerun: false,
         },
         handle,
     ));
-    Ok(task)
 }
 
 /// What a submission is tied to besides its input.
@@ -166,8 +219,8 @@ pub struct Links {
 /// or the batch it is a member of.
 pub enum Watcher {
     Session(Arc<Session>),
-    /// The member's index, and its place in the owner's window of members in the queue
-    /// (given back when the member ends).
+    /// The member's index, and its place in the owner's window of members in the cluster
+    /// (given back when the cluster is done with it).
     Member(Arc<BatchRun>, u64, Option<OwnedSemaphorePermit>),
 }
 
@@ -190,6 +243,13 @@ impl Watcher {
         match self {
             Self::Session(session) => session.running(task, progress),
             Self::Member(run, index, _) => run.running(*index, progress),
+        }
+    }
+
+    /// The cluster is done with the task (its result is still to be recorded).
+    fn left_cluster(&mut self) {
+        if let Self::Member(_, _, place) = self {
+            place.take();
         }
     }
 
@@ -270,7 +330,7 @@ struct Followed {
 }
 
 /// Follows one task to its end: progress to its watcher, then its line, recorded first.
-async fn follow(state: AppState, watcher: Watcher, followed: Followed, handle: Handle) {
+async fn follow(state: AppState, mut watcher: Watcher, followed: Followed, handle: Handle) {
     let started = Instant::now();
     let id = followed.task.id;
     let mut progress = handle.progress();
@@ -286,6 +346,9 @@ async fn follow(state: AppState, watcher: Watcher, followed: Followed, handle: H
             },
         }
     };
+    // Out of the cluster: a batch's next member may take its place while its result is
+    // being recorded.
+    watcher.left_cluster();
     if matches!(outcome, Err(TaskError::Lost(_))) && state.shutdown.has_begun() {
         // Stopped by this server's shutdown: it stays recorded as accepted and runs again
         // after the next start.

@@ -222,7 +222,8 @@ async fn members_wait_in_their_batch_so_another_owner_is_served_first() {
     .await;
     let counts = &batch(&api, id).await["counts"];
     assert_eq!(counts["finished"], 2, "{counts}");
-    assert_eq!(counts["waiting"], 10_000 - 54, "{counts}");
+    // Two places free are fewer than the quarter of the window the batch refills at once.
+    assert_eq!(counts["waiting"], 10_000 - 52, "{counts}");
     // Another owner does not see the batch.
     let (status, _, _) = api
         .call_as(other, "GET", &format!("/api/v1/batches/{id}"), None)

@@ -30,7 +30,7 @@ use crate::AppError;
 use crate::ssr::runner::{self, Watcher};
 use crate::ssr::store::{NewBatch, SavedBatch, Write};
 use crate::ssr::{AppState, SessionId};
-use run::{Open, Start};
+use run::{Open, Start, Window};
 
 /// How large batches may be, and how many one owner may have open.
 #[derive(Debug, Clone)]
@@ -63,7 +63,8 @@ pub struct BatchLinks {
 pub struct Batches {
     config: BatchConfig,
     open: Arc<Open>,
-    windows: Mutex<HashMap<SessionId, Weak<Semaphore>>>,
+    /// Each owner's window, while a batch of its is open, and its size.
+    windows: Mutex<HashMap<SessionId, (Weak<Semaphore>, usize)>>,
     next_id: AtomicU64,
 }
 
@@ -224,16 +225,22 @@ impl Batches {
         }
     }
 
-    /// `owner`'s window: members of its batches in the queue at once.
-    fn window(&self, state: &AppState, owner: &SessionId) -> Arc<Semaphore> {
+    /// `owner`'s window: members of its batches in the cluster at once.
+    fn window(&self, state: &AppState, owner: &SessionId) -> Window {
         let mut windows = self.windows.lock();
-        if let Some(window) = windows.get(owner).and_then(Weak::upgrade) {
-            return window;
+        if let Some((places, size)) = windows
+            .get(owner)
+            .and_then(|(places, size)| Some((places.upgrade()?, *size)))
+        {
+            return Window { places, size };
         }
-        windows.retain(|_, window| window.strong_count() > 0);
+        windows.retain(|_, (places, _)| places.strong_count() > 0);
+        // Sized when the owner's first open batch starts (a NATS cluster's caps follow its
+        // workers).
         let (running, queued) = state.cluster.caps().unwrap_or((1, 2));
-        let window = Arc::new(Semaphore::new(running + (queued / 2).max(1)));
-        windows.insert(owner.clone(), Arc::downgrade(&window));
-        window
+        let size = running + (queued / 2).max(1);
+        let places = Arc::new(Semaphore::new(size));
+        windows.insert(owner.clone(), (Arc::downgrade(&places), size));
+        Window { places, size }
     }
 }

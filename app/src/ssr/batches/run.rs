@@ -324,48 +324,111 @@ impl BatchRun {
     }
 }
 
+/// Most members handed over with one commit.
+const CHUNK: usize = 256;
+
+/// An owner's places for batch members in the cluster, shared by its open batches.
+#[derive(Clone)]
+pub(super) struct Window {
+    pub places: Arc<Semaphore>,
+    pub size: usize,
+}
+
 /// Hands `run`'s members to the queue in order, each once a place in the owner's `window`
 /// is free, until all were or it is cancelled; on a stop, it leaves the rest for the next
-/// start.
-pub(super) async fn feed(state: AppState, run: Arc<BatchRun>, window: Arc<Semaphore>) {
+/// start. Members go over in chunks, as many as the window has room for: the cluster admits
+/// them in order, up to the first it refuses, and their records go in one commit (in order,
+/// so the batch's count of members handed over never passes a member not on record).
+pub(super) async fn feed(state: AppState, run: Arc<BatchRun>, window: Window) {
     let mut cancelled = run.cancelled.subscribe();
     loop {
-        let index = run.live.lock().fed;
-        if index >= run.members || *cancelled.borrow() {
+        let next = run.live.lock().fed;
+        if next >= run.members || *cancelled.borrow() {
             break;
         }
-        let permit: OwnedSemaphorePermit = tokio::select! {
+        let left = ((run.members - next) as usize).min(CHUNK);
+        // A quarter of the window at least (or what is left): members go over in chunks, not
+        // one per commit as each place frees, and the queue still never runs dry.
+        let least = left.min((window.size / 4).max(1));
+        let first: OwnedSemaphorePermit = tokio::select! {
             biased;
             _ = state.shutdown.begun() => return,
             _ = cancelled.wait_for(|c| *c) => break,
-            permit = window.clone().acquire_owned() => match permit {
+            permit = window.places.clone().acquire_many_owned(least as u32) => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
         };
-        let input = run.spec.member(&run.kind, index as usize);
-        let links = Links {
-            member: Some(Member {
-                batch: run.id,
-                index,
-            }),
-            ..Links::default()
-        };
-        let watcher = Watcher::Member(run.clone(), index, Some(permit));
-        match runner::enqueue(&state, &run.kind, input.clone(), links, watcher).await {
-            Ok(_) => {}
-            Err(_) if state.shutdown.has_begun() => return,
-            Err(AppError::LimitReached(_) | AppError::Busy(_)) => {
+        let mut permits = Vec::with_capacity(left);
+        let mut first = first;
+        while first.num_permits() > 1 {
+            permits.extend(first.split(1));
+        }
+        permits.push(first);
+        while permits.len() < left {
+            match window.places.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let mut admitted = Vec::with_capacity(permits.len());
+        let mut refused = None;
+        for index in next..next + permits.len() as u64 {
+            let input = run.spec.member(&run.kind, index as usize);
+            match runner::admit(&state, &run.kind, input.clone(), &run.owner).await {
+                Ok(member) => admitted.push((index, member)),
+                Err(error) => {
+                    refused = Some((index, input, error));
+                    break;
+                }
+            }
+        }
+        let last = admitted.last().map(|(index, _)| *index);
+        let writes = admitted
+            .iter()
+            .map(|(index, member)| {
+                let links = Links {
+                    member: Some(Member {
+                        batch: run.id,
+                        index: *index,
+                        last: Some(*index) == last,
+                    }),
+                    ..Links::default()
+                };
+                member.accepted(&run.owner, links)
+            })
+            .collect::<Vec<_>>();
+        if !writes.is_empty()
+            && let Err(error) = state.sessions.store().write_many(writes).await
+        {
+            // What was committed runs again after the next start, the rest is handed over
+            // then: nothing is run twice in the meantime.
+            tracing::error!(batch = run.id, %error, "could not record a batch's members: the batch waits for the next start");
+            for (_, member) in admitted {
+                member.withdraw(&state).await;
+            }
+            return;
+        }
+        let mut permits = permits.into_iter();
+        for (index, member) in admitted {
+            let watcher = Watcher::Member(run.clone(), index, permits.next());
+            runner::start_following(&state, &run.kind, member, watcher);
+        }
+        drop(permits);
+        match refused {
+            None => {}
+            Some(_) if state.shutdown.has_begun() => return,
+            Some((_, _, AppError::LimitReached(_) | AppError::Busy(_))) => {
                 // The owner's single tasks (or other owners) fill what the window left: wait
                 // for room, then hand the same member over.
                 wait_for_room(&state, &run).await;
             }
-            Err(AppError::Unavailable(why)) => {
-                // No worker for the type yet, or the record is briefly unwritable.
+            Some((_, _, AppError::Unavailable(why))) => {
+                // No worker for the type yet, say.
                 tracing::warn!(batch = run.id, %why, "a batch member waits to be queued");
                 wait_for_room(&state, &run).await;
             }
-            Err(error) => refuse(&state, &run, index, input, error).await,
+            Some((index, input, error)) => refuse(&state, &run, index, input, error).await,
         }
     }
     run.fed_all();
@@ -397,12 +460,13 @@ async fn refuse(state: &AppState, run: &Arc<BatchRun>, index: u64, input: Value,
             session: run.owner.0.clone(),
             task: task.clone(),
             input: input.clone(),
-            next_input: input,
+            next_input: None,
             retry_of: None,
             idempotency: None,
             member: Some(Member {
                 batch: run.id,
                 index,
+                last: true,
             }),
         })
         .await;

@@ -49,8 +49,10 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
             member: Some(member),
             ..
         } => {
-            tx.prepare_cached("UPDATE batches SET fed = max(fed, ?2) WHERE id = ?1")?
-                .execute(params![member.batch as i64, member.index as i64 + 1])?;
+            if member.last {
+                tx.prepare_cached("UPDATE batches SET fed = max(fed, ?2) WHERE id = ?1")?
+                    .execute(params![member.batch as i64, member.index as i64 + 1])?;
+            }
             // The task row itself is the caller's.
             return Ok(false);
         }
@@ -189,6 +191,9 @@ pub(super) fn read_open(conn: &Connection) -> rusqlite::Result<Vec<SavedBatch>> 
         ))?
         .query_map([], batch_record)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Members handed over together are recorded in order, the count with the last: a stop
+    // between two commits of one hand-over leaves members on record past the count.
+    let mut last_member = conn.prepare("SELECT max(member) FROM tasks WHERE batch = ?1")?;
     let mut members = conn.prepare(
         "SELECT member, id, task_type, input, args, submitted_at_ms FROM tasks
          WHERE batch = ?1 AND done_seq IS NULL ORDER BY member",
@@ -215,7 +220,12 @@ pub(super) fn read_open(conn: &Connection) -> rusqlite::Result<Vec<SavedBatch>> 
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(SavedBatch { batch, unfinished })
+            let past: Option<i64> = last_member.query_row([batch.id as i64], |row| row.get(0))?;
+            let fed = batch.fed.max(past.map_or(0, |m| m as u64 + 1));
+            Ok(SavedBatch {
+                batch: BatchRecord { fed, ..batch },
+                unfinished,
+            })
         })
         .collect()
 }
@@ -263,10 +273,14 @@ mod tests {
                 submitted_at_ms: 1000 + id,
             },
             input: json!({ "n": index }),
-            next_input: json!({ "n": index + 1 }),
+            next_input: None,
             retry_of: None,
             idempotency: None,
-            member: Some(Member { batch, index }),
+            member: Some(Member {
+                batch,
+                index,
+                last: true,
+            }),
         }
     }
 

@@ -344,6 +344,34 @@ impl Store {
         self.send(Some(write)).await
     }
 
+    /// Queues `writes` in order and returns once every one is committed (they go into as few
+    /// commits as the writer makes of them, in order).
+    pub async fn write_many(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut acks = Vec::with_capacity(writes.len());
+        for write in writes {
+            let (ack, done) = oneshot::channel();
+            self.ops
+                .send(Op {
+                    write: Some(write),
+                    ack: Some(ack),
+                })
+                .await
+                .map_err(|_| StoreError::Stopped)?;
+            acks.push(done);
+        }
+        for done in acks {
+            match done.await {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => {
+                    tracing::error!(%message, "a session database write failed");
+                    return Err(StoreError::Stopped);
+                }
+                Err(_) => return Err(StoreError::Stopped),
+            }
+        }
+        Ok(())
+    }
+
     /// Queues `write` without waiting for it (for records whose loss only means a rerun).
     pub fn write_later(&self, write: Write) {
         self.write_all_later(vec![write]);

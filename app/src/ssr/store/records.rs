@@ -91,12 +91,13 @@ pub struct TaskFilter {
 /// One change to the record.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// A task was accepted for `session`; its type's form now offers `next_input`.
+    /// A task was accepted for `session`; its type's form now offers `next_input` (a batch's
+    /// member leaves the form as it was: None).
     Accepted {
         session: String,
         task: QueuedTask,
         input: Value,
-        next_input: Value,
+        next_input: Option<Value>,
         /// The task it runs again.
         retry_of: Option<u64>,
         /// The API's `Idempotency-Key` and the SHA-256 of the request it came with.
@@ -140,6 +141,9 @@ pub(super) struct Op {
 pub struct Member {
     pub batch: u64,
     pub index: u64,
+    /// The last of the members handed over together: the batch's count of members handed
+    /// over moves past it (at a start, past its last member on record too).
+    pub last: bool,
 }
 
 /// A batch as it is accepted.

@@ -31,7 +31,7 @@ fn accepted(session: &str, id: u64) -> Write {
         session: session.into(),
         task: task(id),
         input: json!({ "n": id }),
-        next_input: json!({ "n": id + 1 }),
+        next_input: Some(json!({ "n": id + 1 })),
         retry_of: None,
         idempotency: None,
         member: None,

@@ -316,14 +316,16 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
     else {
         return Ok(0);
     };
-    // Type names are [a-z-]; quoted in the path all the same.
-    tx.prepare_cached(
-        "INSERT INTO sessions (id, next_inputs)
-         VALUES (?1, json_object(?2, json(?3)))
-         ON CONFLICT (id) DO UPDATE
-         SET next_inputs = json_set(next_inputs, '$.\"' || ?2 || '\"', json(?3))",
-    )?
-    .execute(params![session, task.task, next_input.to_string()])?;
+    if let Some(next_input) = next_input {
+        // Type names are [a-z-]; quoted in the path all the same.
+        tx.prepare_cached(
+            "INSERT INTO sessions (id, next_inputs)
+             VALUES (?1, json_object(?2, json(?3)))
+             ON CONFLICT (id) DO UPDATE
+             SET next_inputs = json_set(next_inputs, '$.\"' || ?2 || '\"', json(?3))",
+        )?
+        .execute(params![session, task.task, next_input.to_string()])?;
+    }
     tx.prepare_cached(
         "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args, submitted_at_ms,
                                       retry_of, idempotency_key, request_sha256, batch, member)
