@@ -194,12 +194,14 @@ pub async fn load_batch(id: u64, query: BatchQuery) -> Result<BatchView, AppErro
 }
 
 /// Submits a batch from the task page's batch form: each field a value, a range (`20..40`) or
-/// a list (`1,5,10`); the varied ones combine as `combine` says (`grid` or `zip`). A form
+/// a list (`1,5,10`); the varied ones combine as `combine` says (`grid` or `zip`); with
+/// `reuse` ticked, members computed before take those results. A form
 /// posted without JavaScript lands on the batch's page.
 #[server(endpoint = "submit-batch")]
 pub async fn submit_batch(
     #[server(default)] task: String,
     #[server(default)] combine: String,
+    #[server(default)] reuse: String,
     #[server(flatten)] fields: BTreeMap<String, String>,
 ) -> Result<u64, AppError> {
     use model::batch::Combine;
@@ -224,7 +226,16 @@ pub async fn submit_batch(
     let owner = crate::ssr::request::session_id().await?;
     let run = state
         .batches
-        .submit(&state, &owner, &kind, spec, Default::default())
+        .submit(
+            &state,
+            &owner,
+            &kind,
+            spec,
+            crate::ssr::batches::BatchLinks {
+                reuse: matches!(reuse.as_str(), "on" | "true"),
+                ..Default::default()
+            },
+        )
         .await?;
     leptos_axum::redirect(&format!("/batches/{}", run.id()));
     Ok(run.id())

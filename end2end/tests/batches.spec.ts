@@ -47,7 +47,7 @@ for (const javaScriptEnabled of [true, false]) {
     const href = await page.getByRole('link', { name: 'Download CSV' }).getAttribute('href');
     const csv = await (await page.request.get(href!)).text();
     const lines = csv.trim().split('\r\n');
-    expect(lines[0]).toBe('index,task,outcome,n,output,seconds');
+    expect(lines[0]).toBe('index,task,outcome,n,output,seconds,reused_from');
     expect(lines).toHaveLength(22);
     const fibonacci = (n: number): number => (n < 2 ? n : fibonacci(n - 1) + fibonacci(n - 2));
     expect(lines.slice(1).map((line) => line.split(',')[4])).toEqual(

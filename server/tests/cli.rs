@@ -369,7 +369,7 @@ async fn a_varied_field_makes_a_batch_followed_as_one_with_a_line_or_json_per_me
     ));
     assert_eq!(code, 0);
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows[0], "index,task,outcome,n,output,seconds");
+    assert_eq!(rows[0], "index,task,outcome,n,output,seconds,reused_from");
     assert_eq!(rows.len(), 22);
     assert!(rows[1].starts_with("0,"), "{csv}");
     assert!(rows[1].contains(",finished,20,6765,"), "{csv}");

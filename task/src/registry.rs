@@ -23,6 +23,8 @@ pub struct TaskType {
     title: &'static str,
     description: &'static str,
     schema_hash: String,
+    /// [`Task::VERSION`].
+    version: u32,
     /// JSON Schemas (2020-12) of the input and the output, as `schemars` derives them.
     input_schema: Value,
     output_schema: Value,
@@ -71,6 +73,7 @@ impl TaskType {
             title: T::TITLE,
             description: T::DESCRIPTION,
             schema_hash,
+            version: T::VERSION,
             input_schema,
             output_schema,
             fields,
@@ -190,6 +193,20 @@ impl TaskType {
             .unwrap_or_else(|| format!("{}({})={output}", self.name, self.brief(input)))
     }
 
+    /// What an earlier result must have been computed from to be reused for `input`: this
+    /// type, its input schema and [`Task::VERSION`], and the input itself with its keys in
+    /// order. 64 bits of a SHA-256: equal keys are equal computations.
+    pub fn reuse_key(&self, input: &Value) -> i64 {
+        let mut hash = Sha256::new();
+        for part in [self.name, &self.schema_hash, &self.version.to_string()] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        hash.update(canonical(input).as_bytes());
+        let digest = hash.finalize();
+        i64::from_le_bytes(digest[..8].try_into().expect("eight bytes"))
+    }
+
     /// Whether its output carries a [`Binary`] (a picture).
     pub fn has_binary_output(&self) -> bool {
         self.binary_field.is_some()
@@ -232,6 +249,26 @@ fn binary_field(output: &Value) -> Result<Option<String>, String> {
     match (fields.next(), fields.next()) {
         (Some(_), Some(_)) => Err("its output has more than one Binary field".into()),
         (field, _) => Ok(field),
+    }
+}
+
+/// `value` as JSON with every object's keys sorted, whatever order they came in.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|key| format!("{}:{}", Value::from(key.as_str()), canonical(&object[key])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -400,6 +437,23 @@ mod tests {
             registry.run("double", &x(13.into()), &ctx, true),
             Ok(Value::from(26)),
             "checked at submit: not checked again"
+        );
+    }
+
+    #[test]
+    fn reuse_keys_are_equal_for_equal_inputs_in_any_key_order_and_differ_otherwise() {
+        let registry = Registry::empty().register::<Double>();
+        let double = registry.first().unwrap();
+        let key = |text: &str| double.reuse_key(&serde_json::from_str(text).unwrap());
+        assert_eq!(
+            key(r#"{"x": 1, "y": [2, {"b": 1, "a": 2}]}"#),
+            key(r#"{"y": [2, {"a": 2, "b": 1}], "x": 1}"#)
+        );
+        assert_ne!(key(r#"{"x": 1}"#), key(r#"{"x": 2}"#));
+        assert_ne!(key(r#"{"x": 1}"#), key(r#"{"x": "1"}"#));
+        assert_eq!(
+            canonical(&serde_json::json!({"b": "\"", "a": null})),
+            r#"{"a":null,"b":"\""}"#
         );
     }
 

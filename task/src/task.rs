@@ -24,6 +24,9 @@ pub trait Task: 'static {
     const TITLE: &'static str;
     /// One paragraph for the picker: what it computes and what makes it heavy.
     const DESCRIPTION: &'static str;
+    /// Bump it when a change makes the same input give another result: a batch that reuses
+    /// earlier results (`"reuse": true`) reuses only those of this version.
+    const VERSION: u32 = 1;
     /// What the submitter sends: a struct of scalar fields (numbers, text, unit enums, bools).
     type Input: Serialize + DeserializeOwned + JsonSchema + Send + fmt::Debug;
     /// What the worker returns.

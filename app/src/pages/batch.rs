@@ -170,6 +170,7 @@ fn Batch(view: BatchView) -> impl IntoView {
             })
             .collect_view()
     });
+    let reused_column = columns.iter().position(|c| c == "reused_from");
     let body = rows
         .into_iter()
         .map(|row| {
@@ -184,6 +185,10 @@ fn Batch(view: BatchView) -> impl IntoView {
                         view! { <td><a href=format!("/tasks/{task}")>{format!("#{cell}")}</a></td> }
                             .into_any()
                     }
+                    i if Some(i) == reused_column && !cell.is_empty() => view! {
+                        <td><a href=format!("/tasks/{cell}")>{format!("from #{cell}")}</a></td>
+                    }
+                    .into_any(),
                     _ => view! { <td>{cell}</td> }.into_any(),
                 })
                 .collect_view();

@@ -106,6 +106,10 @@ fn BatchForm(form: TaskForm) -> impl IntoView {
                         <option value="zip">"pairwise"</option>
                     </select>
                 </label>
+                <label class="field-label">
+                    <input type="checkbox" name="reuse" />
+                    " Reuse earlier results"
+                </label>
                 <button type="submit" class="primary">"SUBMIT BATCH"</button>
             </form>
         </details>

@@ -119,6 +119,8 @@ pub(crate) struct Admitted {
     task: QueuedTask,
     input: Value,
     next_input: Value,
+    /// What it computes ([`TaskType::reuse_key`]).
+    reuse_key: i64,
 }
 
 impl Admitted {
@@ -133,6 +135,7 @@ impl Admitted {
             retry_of: links.retry_of,
             idempotency: links.idempotency,
             member: links.member,
+            reuse_key: Some(self.reuse_key),
         }
     }
 
@@ -172,6 +175,7 @@ pub(crate) async fn admit(
     Ok(Admitted {
         handle,
         task,
+        reuse_key: kind.reuse_key(&input),
         input,
         next_input,
     })
@@ -189,6 +193,7 @@ pub(crate) fn start_following(
         task,
         input,
         next_input,
+        ..
     } = admitted;
     watcher.accepted(task.clone(), handle.id().0, Some(next_input));
     tokio::spawn(follow(

@@ -153,7 +153,10 @@ async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
     let (media, csv) = text(&api, &format!("/api/v1/batches/{id}/results.csv")).await;
     assert_eq!(media, "text/csv; charset=utf-8");
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "index,task,outcome,key,output,seconds");
+    assert_eq!(
+        lines[0],
+        "index,task,outcome,key,output,seconds,reused_from"
+    );
     assert_eq!(lines.len(), 31);
     let row: Vec<&str> = lines[5].split(',').collect();
     assert_eq!(row[0], "4");
@@ -375,4 +378,83 @@ async fn a_repeated_idempotency_key_gets_the_same_batch_or_a_422() {
     assert_eq!(list["batches"].as_array().unwrap().len(), 1);
     open_gate(first);
     open_gate(first + 1);
+}
+
+#[tokio::test]
+async fn a_widened_sweep_with_reuse_runs_only_its_new_members_and_never_anothers() {
+    let api = Harness::new();
+    let first = keys(&api);
+    let sweep = |from: u64, to: u64, reuse: bool| {
+        json!({
+            "type": "gate",
+            "vary": {"key": {"from": from, "to": to}},
+            "reuse": reuse,
+        })
+    };
+    // Keys open with the test's gate: every member runs at once.
+    open_gate(api.gate);
+    let (_, _, narrow) = post_batch(&api, sweep(first + 10, first + 30, false)).await;
+    let narrow = narrow["id"].as_u64().unwrap();
+    eventually("the first sweep finishes", || async {
+        batch(&api, narrow).await["state"] == "finished"
+    })
+    .await;
+    let (_, _, wide) = post_batch(&api, sweep(first, first + 40, true)).await;
+    let wide = wide["id"].as_u64().unwrap();
+    eventually("the wider sweep finishes", || async {
+        batch(&api, wide).await["state"] == "finished"
+    })
+    .await;
+    let done = batch(&api, wide).await;
+    assert_eq!(done["counts"]["finished"], 41, "{done}");
+    let members = members(&api, wide).await;
+    let reused: Vec<&Value> = members
+        .iter()
+        .filter(|m| m["task"]["reused_from"].is_u64())
+        .collect();
+    assert_eq!(reused.len(), 21, "the first sweep's 21 points");
+    for member in &reused {
+        let key = member["task"]["input"]["key"].as_u64().unwrap();
+        assert!((first + 10..=first + 30).contains(&key), "{member}");
+        assert_eq!(member["task"]["output"], key, "its result, taken whole");
+        assert!(
+            member["task"]["summary"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("(from #{})", member["task"]["reused_from"])),
+            "{member}"
+        );
+    }
+    let (_, csv) = text(&api, &format!("/api/v1/batches/{wide}/results.csv")).await;
+    assert_eq!(csv.lines().filter(|l| !l.ends_with(',')).count(), 1 + 21);
+
+    // Another owner's identical sweep reuses nothing of this owner's.
+    let other = "fedcba9876543210fedcba9876543210";
+    let body = sweep(first, first + 40, true).to_string();
+    let (status, _, theirs) = api
+        .call_as(
+            other,
+            "POST",
+            "/api/v1/batches",
+            Some(("application/json", &body)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{theirs}");
+    let path = format!("/api/v1/batches/{}/tasks", theirs["id"]);
+    let all_ran = || async {
+        let (_, _, page) = api.call_as(other, "GET", &path, None).await;
+        let members = page["members"].as_array().cloned().unwrap_or_default();
+        (members.len() == 41 && members.iter().all(|m| m["task"]["state"] == "finished"))
+            .then_some(members)
+    };
+    eventually("the other owner's sweep finishes", || async {
+        all_ran().await.is_some()
+    })
+    .await;
+    let members = all_ran().await.unwrap();
+    assert!(
+        members
+            .iter()
+            .all(|m| m["task"].get("reused_from").is_none())
+    );
 }

@@ -18,13 +18,21 @@ pub(super) fn varies(value: &str) -> Result<Option<Vary>, String> {
     Vary::parse(value)
 }
 
+/// How a batch's members are made and run.
+pub(super) struct How {
+    /// Pair the varied fields' values instead of taking every combination.
+    pub zip: bool,
+    /// Members computed before take those results.
+    pub reuse: bool,
+}
+
 /// Submits a batch of `task_type`: the plain fields in every member, the varied ones combined
-/// as a grid (or pairwise with `zip`).
+/// as a grid (or pairwise).
 pub(super) async fn submit(
     api: &Api,
     task_type: &str,
     fields: &[(&str, &str)],
-    zip: bool,
+    how: How,
     wait: bool,
     json: bool,
 ) -> Result<ExitCode, Failure> {
@@ -59,7 +67,8 @@ pub(super) async fn submit(
                 "type": task_type,
                 "input": input,
                 "vary": vary,
-                "combine": if zip { "zip" } else { "grid" },
+                "combine": if how.zip { "zip" } else { "grid" },
+                "reuse": how.reuse,
             })),
         )
         .await?;

@@ -50,6 +50,10 @@ pub enum Client {
         /// combination.
         #[arg(long)]
         zip: bool,
+        /// A batch's members that compute what one of your finished tasks computed take its
+        /// result instead of running (so widening a sweep computes only the new points).
+        #[arg(long)]
+        reuse: bool,
         /// Follow it to its end, with a progress bar on a terminal, then print its summary
         /// (a batch's: every member's).
         #[arg(long)]
@@ -192,6 +196,7 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
             task_type,
             fields,
             zip,
+            reuse,
             wait,
             json,
             ..
@@ -201,11 +206,13 @@ async fn command_result(api: &Api, command: Client) -> Result<ExitCode, Failure>
                 .iter()
                 .any(|(_, value)| !matches!(batch::varies(value), Ok(None)))
             {
-                return batch::submit(api, &task_type, &pairs, zip, wait, json).await;
+                let how = batch::How { zip, reuse };
+                return batch::submit(api, &task_type, &pairs, how, wait, json).await;
             }
-            if zip {
+            if zip || reuse {
                 return Err(Failure::Refused(
-                    "--zip pairs varied fields: vary some (n=1..9) or leave it out".into(),
+                    "--zip and --reuse are for batches: vary a field (n=1..9) or leave them out"
+                        .into(),
                 ));
             }
             let input = api.input(&task_type, &pairs).await?;

@@ -54,6 +54,11 @@ pub struct NewBatch {
     /// pairwise (`zip`).
     #[serde(default)]
     pub combine: Combine,
+    /// A member that computes what one of the caller's finished tasks on record computed
+    /// (same type, input schema, type version and input) takes that result instead of
+    /// running: its task says `reused_from`. Never across owners.
+    #[serde(default)]
+    pub reuse: bool,
 }
 
 /// Where a batch is.
@@ -332,6 +337,7 @@ async fn accept(
     let tied = Tied {
         idempotency,
         retry_of: None,
+        reuse: new.reuse,
     };
     let retry_of = tied.retry_of;
     let run = state
@@ -759,6 +765,7 @@ pub(super) async fn retry_failed(
     let tied = Tied {
         idempotency: None,
         retry_of: Some(record.id),
+        reuse: false,
     };
     let run = state
         .batches

@@ -96,6 +96,9 @@ pub struct TaskDoc {
     /// The task this one runs again (`POST …/retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<u64>,
+    /// The task whose result this batch member took instead of running (`"reuse": true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<u64>,
     pub links: TaskLinks,
 }
 
@@ -148,6 +151,7 @@ impl TaskDoc {
             worker: record.ran.as_ref().map(|ran| ran.worker.clone()),
             attempts: record.ran.map(|ran| ran.attempt),
             retry_of: record.retry_of,
+            reused_from: record.reused_from,
             links: TaskLinks {
                 this: format!("/api/v1/tasks/{id}"),
                 cancel: format!("/api/v1/tasks/{id}/cancel"),
@@ -257,6 +261,7 @@ async fn accept(
         finished_at_ms: None,
         retry_of,
         ran: None,
+        reused_from: None,
     }))
 }
 

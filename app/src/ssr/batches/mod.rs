@@ -57,6 +57,9 @@ pub struct BatchLinks {
     pub idempotency: Option<(String, Vec<u8>)>,
     /// The batch whose failed and cancelled members it runs again.
     pub retry_of: Option<u64>,
+    /// A member whose computation (type, schema, version and input) finished before for the
+    /// same owner, and is still on record, takes that result instead of running.
+    pub reuse: bool,
 }
 
 /// The open batches, and each owner's window of members in the queue.
@@ -140,6 +143,7 @@ impl Batches {
                 created_at_ms,
                 idempotency: links.idempotency,
                 retry_of: links.retry_of,
+                reuse: links.reuse,
             }))
             .await?;
         let start = Start {
@@ -151,6 +155,7 @@ impl Batches {
             fed: 0,
             ended: [0; 4],
             cancelled_at_ms: None,
+            reuse: links.reuse,
         };
         let run = BatchRun::new(start, state, &self.open);
         self.open.lock().insert(id, run.clone());
@@ -202,6 +207,7 @@ impl Batches {
                 fed: batch.fed,
                 ended: batch.ended,
                 cancelled_at_ms: batch.cancelled_at_ms,
+                reuse: batch.reuse,
             };
             let run = BatchRun::new(start, state, &self.open);
             self.open.lock().insert(batch.id, run.clone());

@@ -228,7 +228,7 @@ fn plot(names: &[String], inputs: usize, rows: &[(u64, bool, Vec<Value>)]) -> Op
     let numbers = |column: usize| -> Option<Vec<f64>> {
         finished.iter().map(|row| row[column].as_f64()).collect()
     };
-    let outputs = INPUTS_FROM + inputs..names.len() - 1;
+    let outputs = INPUTS_FROM + inputs..names.len() - super::results::TRAILING;
     let x = (INPUTS_FROM..INPUTS_FROM + inputs).find(|&c| {
         numbers(c).is_some_and(|v| v.iter().any(|x| v.first().is_some_and(|first| x != first)))
     })?;
@@ -315,15 +315,24 @@ mod tests {
                 json!(n),
                 output,
                 json!(0.1),
+                Value::Null,
             ],
         )
     }
 
     #[test]
     fn the_plot_has_a_point_per_finished_member_and_goes_logarithmic_over_large_spans() {
-        let names: Vec<String> = ["index", "task", "outcome", "n", "output", "seconds"]
-            .map(str::to_owned)
-            .to_vec();
+        let names: Vec<String> = [
+            "index",
+            "task",
+            "outcome",
+            "n",
+            "output",
+            "seconds",
+            "reused_from",
+        ]
+        .map(str::to_owned)
+        .to_vec();
         let rows: Vec<_> = (1..=20)
             .map(|n| row(n, "finished", json!(2u64.pow(n as u32))))
             .chain([row(21, "failed", Value::Null)])

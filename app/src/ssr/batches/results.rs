@@ -1,6 +1,6 @@
 //! A batch's results as a table: one row per member with its index, task, outcome, input
-//! fields, the output's scalar fields as columns (read from the type's output schema) and the
-//! time it ran; rendered as CSV or as JSON objects.
+//! fields, the output's scalar fields as columns (read from the type's output schema), the
+//! time it ran and the task whose result it reused; rendered as CSV or as JSON objects.
 
 use serde_json::{Map, Value};
 
@@ -21,8 +21,12 @@ pub struct Columns {
 
 /// Columns before the input's.
 const LEADING: [&str; 3] = ["index", "task", "outcome"];
-/// The column after the output's: seconds from its start on a worker to its end.
+/// The columns after the output's: seconds from its start on a worker to its end, and the
+/// task whose result it took instead of running (with reuse).
 const SECONDS: &str = "seconds";
+const REUSED_FROM: &str = "reused_from";
+/// Columns after the output's.
+pub const TRAILING: usize = 2;
 
 impl Columns {
     pub fn of(kind: &TaskType) -> Self {
@@ -34,11 +38,16 @@ impl Columns {
             names.push(match output {
                 None => "output".to_owned(),
                 // An output field named as an input (or a leading column) says whose it is.
-                Some(name) if names.contains(name) || name == SECONDS => format!("output.{name}"),
+                Some(name)
+                    if names.contains(name) || [SECONDS, REUSED_FROM].contains(&name.as_str()) =>
+                {
+                    format!("output.{name}")
+                }
                 Some(name) => name.clone(),
             });
         }
         names.push(SECONDS.to_owned());
+        names.push(REUSED_FROM.to_owned());
         Self {
             inputs,
             outputs,
@@ -78,6 +87,7 @@ impl Columns {
             _ => Value::Null,
         };
         row.push(seconds);
+        row.push(task.reused_from.map_or(Value::Null, Value::from));
         row
     }
 

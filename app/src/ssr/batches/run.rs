@@ -30,6 +30,8 @@ pub struct BatchRun {
     spec: BatchSpec,
     members: u64,
     created_at_ms: u64,
+    /// Members take earlier results of the same computations instead of running.
+    reuse: bool,
     live: Mutex<Live>,
     /// Turns true once it is cancelled.
     cancelled: watch::Sender<bool>,
@@ -126,6 +128,7 @@ pub(super) struct Start {
     pub fed: u64,
     pub ended: [u64; 4],
     pub cancelled_at_ms: Option<u64>,
+    pub reuse: bool,
 }
 
 impl BatchRun {
@@ -138,6 +141,7 @@ impl BatchRun {
             spec: start.spec,
             members,
             created_at_ms: start.created_at_ms,
+            reuse: start.reuse,
             live: Mutex::new(Live {
                 fed: start.fed,
                 ended: start.ended,
@@ -371,31 +375,49 @@ pub(super) async fn feed(state: AppState, run: Arc<BatchRun>, window: Window) {
                 Err(_) => break,
             }
         }
-        let mut admitted = Vec::with_capacity(permits.len());
+        let mut chunk = Vec::with_capacity(permits.len());
         let mut refused = None;
         for index in next..next + permits.len() as u64 {
             let input = run.spec.member(&run.kind, index as usize);
+            if let Some(from) = run.reusable(&state, &input).await {
+                chunk.push((
+                    index,
+                    Handed::Reused(from, reused_task(&state, &run, &input)),
+                ));
+                continue;
+            }
             match runner::admit(&state, &run.kind, input.clone(), &run.owner).await {
-                Ok(member) => admitted.push((index, member)),
+                Ok(member) => chunk.push((index, Handed::Admitted(member))),
                 Err(error) => {
                     refused = Some((index, input, error));
                     break;
                 }
             }
         }
-        let last = admitted.last().map(|(index, _)| *index);
-        let writes = admitted
+        let last = chunk.last().map(|(index, _)| *index);
+        let writes = chunk
             .iter()
-            .map(|(index, member)| {
-                let links = Links {
-                    member: Some(Member {
-                        batch: run.id,
-                        index: *index,
-                        last: Some(*index) == last,
-                    }),
-                    ..Links::default()
+            .map(|(index, handed)| {
+                let member = Member {
+                    batch: run.id,
+                    index: *index,
+                    last: Some(*index) == last,
                 };
-                member.accepted(&run.owner, links)
+                match handed {
+                    Handed::Admitted(admitted) => {
+                        let links = Links {
+                            member: Some(member),
+                            ..Links::default()
+                        };
+                        admitted.accepted(&run.owner, links)
+                    }
+                    Handed::Reused(from, task) => Write::Reused {
+                        session: run.owner.0.clone(),
+                        task: task.clone(),
+                        member,
+                        from: *from,
+                    },
+                }
             })
             .collect::<Vec<_>>();
         if !writes.is_empty()
@@ -404,15 +426,26 @@ pub(super) async fn feed(state: AppState, run: Arc<BatchRun>, window: Window) {
             // What was committed runs again after the next start, the rest is handed over
             // then: nothing is run twice in the meantime.
             tracing::error!(batch = run.id, %error, "could not record a batch's members: the batch waits for the next start");
-            for (_, member) in admitted {
-                member.withdraw(&state).await;
+            for (_, handed) in chunk {
+                if let Handed::Admitted(admitted) = handed {
+                    admitted.withdraw(&state).await;
+                }
             }
             return;
         }
         let mut permits = permits.into_iter();
-        for (index, member) in admitted {
-            let watcher = Watcher::Member(run.clone(), index, permits.next());
-            runner::start_following(&state, &run.kind, member, watcher);
+        for (index, handed) in chunk {
+            let place = permits.next();
+            match handed {
+                Handed::Admitted(admitted) => {
+                    let watcher = Watcher::Member(run.clone(), index, place);
+                    runner::start_following(&state, &run.kind, admitted, watcher);
+                }
+                Handed::Reused(_, task) => {
+                    run.accepted(index, task.id, 0);
+                    run.ended(index, Outcome::Finished);
+                }
+            }
         }
         drop(permits);
         match refused {
@@ -432,6 +465,42 @@ pub(super) async fn feed(state: AppState, run: Arc<BatchRun>, window: Window) {
         }
     }
     run.fed_all();
+}
+
+/// A member as it goes over: to the cluster, or taking an earlier task's result.
+enum Handed {
+    Admitted(runner::Admitted),
+    Reused(u64, QueuedTask),
+}
+
+/// The task a member that takes an earlier result is recorded as.
+fn reused_task(state: &AppState, run: &BatchRun, input: &Value) -> QueuedTask {
+    QueuedTask {
+        id: state.sessions.next_task_id(),
+        task: run.kind.name().to_owned(),
+        args: run.kind.brief(input),
+        status: TaskStatus::Queued,
+        progress: 0.0,
+        submitted_at_ms: cluster::now_ms(),
+    }
+}
+
+impl BatchRun {
+    /// With reuse, the owner's newest finished task that computed the same as `input`.
+    async fn reusable(&self, state: &AppState, input: &Value) -> Option<u64> {
+        if !self.reuse {
+            return None;
+        }
+        let key = self.kind.reuse_key(input);
+        match state.sessions.store().reusable(&self.owner.0, key).await {
+            Ok(found) => found,
+            Err(error) => {
+                // Run it rather than wait: reuse saves work, it never changes a result.
+                tracing::warn!(batch = self.id, %error, "could not look an earlier result up");
+                None
+            }
+        }
+    }
 }
 
 async fn wait_for_room(state: &AppState, run: &BatchRun) {
@@ -468,6 +537,7 @@ async fn refuse(state: &AppState, run: &Arc<BatchRun>, index: u64, input: Value,
                 index,
                 last: true,
             }),
+            reuse_key: None,
         })
         .await;
     if accepted.is_err() {

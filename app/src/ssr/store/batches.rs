@@ -17,8 +17,8 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO batches (id, session, task_type, spec, members,
                                                 created_at_ms, idempotency_key, request_sha256,
-                                                retry_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                                retry_of, reuse)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 batch.id as i64,
@@ -30,6 +30,7 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
                 batch.idempotency.as_ref().map(|(key, _)| key),
                 batch.idempotency.as_ref().map(|(_, hash)| hash),
                 batch.retry_of.map(|id| id as i64),
+                batch.reuse,
             ])?;
         }
         Write::BatchCancelled { batch, at_ms } => {
@@ -64,7 +65,7 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
 /// The columns [`batch_record`] reads, in its order; `ended` counts by outcome from the
 /// members' covering index.
 const BATCH: &str = "id, session, task_type, spec, members, fed, created_at_ms,
-                     cancelled_at_ms, finished_at_ms, retry_of,
+                     cancelled_at_ms, finished_at_ms, retry_of, reuse,
                      (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'finished'),
                      (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'failed'),
                      (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'cancelled'),
@@ -77,7 +78,7 @@ fn batch_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
     let spec: String = row.get(3)?;
     let mut ended = [0u64; 4];
     for (i, count) in ended.iter_mut().enumerate() {
-        *count = row.get::<_, i64>(10 + i)? as u64;
+        *count = row.get::<_, i64>(11 + i)? as u64;
     }
     debug_assert_eq!(Outcome::ALL[0], Outcome::Finished);
     Ok(BatchRecord {
@@ -92,6 +93,7 @@ fn batch_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
         cancelled_at_ms: ms(7)?,
         finished_at_ms: ms(8)?,
         retry_of: row.get::<_, Option<i64>>(9)?.map(|id| id as u64),
+        reuse: row.get(10)?,
         ended,
     })
 }
@@ -157,7 +159,7 @@ pub(super) fn read_members(
             |row| {
                 Ok(MemberRecord {
                     task: task_record(row)?,
-                    index: row.get::<_, i64>(14)? as u64,
+                    index: row.get::<_, i64>(15)? as u64,
                 })
             },
         )?
@@ -230,6 +232,66 @@ pub(super) fn read_open(conn: &Connection) -> rusqlite::Result<Vec<SavedBatch>> 
         .collect()
 }
 
+/// The newest task of `session` that finished computing what `key` says, if one is on record.
+pub(super) fn reusable(
+    conn: &Connection,
+    session: &str,
+    key: i64,
+) -> rusqlite::Result<Option<u64>> {
+    conn.prepare_cached(
+        "SELECT id FROM tasks WHERE reuse_key = ?1 AND session = ?2 AND outcome = 'finished'
+         ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row(params![key, session], |row| row.get::<_, i64>(0))
+    .optional()
+    .map(|id| id.map(|id| id as u64))
+}
+
+/// Records a member that takes task `from`'s result (`write` is a [`Write::Reused`]) as ended
+/// at `done_seq`; 1 when recorded, 0 when `from` is gone meanwhile.
+pub(super) fn insert_reused(
+    tx: &Transaction,
+    done_seq: i64,
+    write: &Write,
+    finished_at_ms: u64,
+) -> rusqlite::Result<usize> {
+    let Write::Reused {
+        session,
+        task,
+        member,
+        from,
+    } = write
+    else {
+        return Ok(0);
+    };
+    let copied = tx
+        .prepare_cached(
+            "INSERT INTO tasks (id, session, task_type, input, args, submitted_at_ms, batch, member,
+                                reuse_key, reused_from, done_seq, outcome, text, output,
+                                finished_at_ms, output_media, output_data, started_at_ms, worker,
+                                attempts)
+             SELECT ?1, session, task_type, input, args, ?2, ?3, ?4, reuse_key, id, ?5, outcome,
+                    text || ' (from #' || id || ')', output, ?6, output_media, output_data,
+                    started_at_ms, worker, attempts
+             FROM tasks WHERE id = ?7 AND session = ?8",
+        )?
+        .execute(params![
+            task.id as i64,
+            task.submitted_at_ms as i64,
+            member.batch as i64,
+            member.index as i64,
+            done_seq,
+            finished_at_ms as i64,
+            *from as i64,
+            session,
+        ])?;
+    if member.last {
+        tx.prepare_cached("UPDATE batches SET fed = max(fed, ?2) WHERE id = ?1")?
+            .execute(params![member.batch as i64, member.index as i64 + 1])?;
+    }
+    Ok(copied)
+}
+
 /// The greatest batch id ever given (ids are never reused, even once a batch is gone).
 pub(super) fn last_id(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row(
@@ -258,6 +320,7 @@ mod tests {
             created_at_ms: 1000,
             idempotency: Some((format!("key-{id}"), vec![id as u8])),
             retry_of: None,
+            reuse: false,
         })
     }
 
@@ -281,6 +344,7 @@ mod tests {
                 index,
                 last: true,
             }),
+            reuse_key: Some(index as i64),
         }
     }
 

@@ -315,6 +315,14 @@ impl Store {
             .await
     }
 
+    /// The newest task of `session` that finished computing what `key` says (see
+    /// `TaskType::reuse_key`), if one is on record.
+    pub async fn reusable(&self, session: &str, key: i64) -> Result<Option<u64>, StoreError> {
+        let session = session.to_owned();
+        self.read(move |conn| batches::reusable(conn, &session, key))
+            .await
+    }
+
     /// The batches that were open when the server last stopped (committed writes only), and
     /// the greatest batch id ever given.
     pub async fn open_batches(&self) -> Result<(Vec<SavedBatch>, u64), StoreError> {

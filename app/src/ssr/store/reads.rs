@@ -80,7 +80,7 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
 /// The columns [`task_record`] reads, in its order.
 pub(super) const RECORD: &str = "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
                       tasks.text, output, finished_at_ms, output_media, retry_of, started_at_ms,
-                      worker, attempts";
+                      worker, attempts, reused_from";
 
 pub(super) fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
@@ -107,6 +107,7 @@ pub(super) fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecor
             }),
             _ => None,
         },
+        reused_from: row.get::<_, Option<i64>>(14)?.map(|id| id as u64),
     })
 }
 

@@ -72,6 +72,8 @@ pub struct TaskRecord {
     pub retry_of: Option<u64>,
     /// Which worker ran it, when it started, and at which attempt (recorded when it ended).
     pub ran: Option<Ran>,
+    /// The task whose result it took instead of running (a batch's member, with reuse).
+    pub reused_from: Option<u64>,
 }
 
 /// Which of an owner's tasks a list wants, newest first.
@@ -104,6 +106,16 @@ pub enum Write {
         idempotency: Option<(String, Vec<u8>)>,
         /// The batch it is a member of, and its index there.
         member: Option<Member>,
+        /// What it computes (`TaskType::reuse_key`).
+        reuse_key: Option<i64>,
+    },
+    /// A batch's member took the result of `from`, an ended task of the same owner that
+    /// computed the same, instead of running.
+    Reused {
+        session: String,
+        task: QueuedTask,
+        member: Member,
+        from: u64,
     },
     /// A batch was accepted for `session`: its members are to come, by index.
     Batch(NewBatch),
@@ -160,6 +172,8 @@ pub struct NewBatch {
     pub idempotency: Option<(String, Vec<u8>)>,
     /// The batch whose failed and cancelled members it runs again.
     pub retry_of: Option<u64>,
+    /// Its members take earlier results of the same computations instead of running.
+    pub reuse: bool,
 }
 
 /// A batch as the record holds it.
@@ -179,6 +193,8 @@ pub struct BatchRecord {
     pub ended: [u64; 4],
     /// The batch whose failed and cancelled members it runs again.
     pub retry_of: Option<u64>,
+    /// Its members take earlier results of the same computations instead of running.
+    pub reuse: bool,
 }
 
 impl BatchRecord {

@@ -226,7 +226,8 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
         // 10: batches: one type, many inputs, one owner. A batch keeps its specification
         // (members are computed from it by index) and how many members it has handed to the
         // queue; each member handed over is a task row that names its batch and index. A
-        // batch goes with its last member (retention), once no other member is to come.
+        // batch goes with its last member (retention), once no other member is to come. A
+        // task records what it computes, so that a batch may reuse an earlier result.
         M::up(
             "CREATE TABLE batches (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -243,7 +244,9 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
                  idempotency_key TEXT,
                  request_sha256 BLOB,
                  -- The batch whose failed and cancelled members this one runs again.
-                 retry_of INTEGER
+                 retry_of INTEGER,
+                 -- Members whose computation finished on record before are not run again.
+                 reuse INTEGER NOT NULL DEFAULT 0
              );
              CREATE INDEX batches_by_owner ON batches (session, id);
              CREATE INDEX batches_open ON batches (id) WHERE finished_at_ms IS NULL;
@@ -251,6 +254,11 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
                  WHERE idempotency_key IS NOT NULL;
              ALTER TABLE tasks ADD COLUMN batch INTEGER;
              ALTER TABLE tasks ADD COLUMN member INTEGER;
+             -- What a task computes (its type, schema, version and input; see
+             -- TaskType::reuse_key), and the task whose result it took instead of running.
+             ALTER TABLE tasks ADD COLUMN reuse_key INTEGER;
+             ALTER TABLE tasks ADD COLUMN reused_from INTEGER;
+             CREATE INDEX tasks_by_reuse_key ON tasks (reuse_key) WHERE reuse_key IS NOT NULL;
              -- Covers a batch's counts by outcome as well as its members in order.
              CREATE INDEX tasks_by_batch ON tasks (batch, member, outcome) WHERE batch IS NOT NULL;
              CREATE TRIGGER batches_last_member_gone AFTER DELETE ON tasks

@@ -35,6 +35,7 @@ fn accepted(session: &str, id: u64) -> Write {
         retry_of: None,
         idempotency: None,
         member: None,
+        reuse_key: None,
     }
 }
 
@@ -286,6 +287,7 @@ async fn a_task_is_read_back_whole_and_only_by_its_session() {
                 started_at_ms: 1501,
                 attempt: 2,
             }),
+            reused_from: None,
         }
     );
     let running = store.task("a", 2).await.unwrap().unwrap();

@@ -261,6 +261,11 @@ impl Writer {
                     .execute(params![session])?;
                 }
                 Write::Prune => {}
+                Write::Reused { .. } => {
+                    *done_seq += 1;
+                    let now = (self.retention.clock)();
+                    added += super::batches::insert_reused(&tx, *done_seq, write, now)?;
+                }
                 Write::Batch(_) | Write::BatchCancelled { .. } | Write::BatchFinished { .. } => {
                     super::batches::write(&tx, write)?;
                 }
@@ -312,6 +317,7 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
         retry_of,
         idempotency,
         member,
+        reuse_key,
     } = write
     else {
         return Ok(0);
@@ -328,8 +334,9 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
     }
     tx.prepare_cached(
         "INSERT OR IGNORE INTO tasks (id, session, task_type, input, args, submitted_at_ms,
-                                      retry_of, idempotency_key, request_sha256, batch, member)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                      retry_of, idempotency_key, request_sha256, batch, member,
+                                      reuse_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         task.id as i64,
@@ -343,6 +350,7 @@ fn insert_accepted(tx: &Transaction, write: &Write) -> rusqlite::Result<usize> {
         idempotency.as_ref().map(|(_, hash)| hash),
         member.map(|m| m.batch as i64),
         member.map(|m| m.index as i64),
+        reuse_key,
     ])
 }
 
