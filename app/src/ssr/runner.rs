@@ -240,7 +240,7 @@ impl Watcher {
     fn accepted(&self, task: QueuedTask, cluster: u64, next_input: Option<Value>) {
         match self {
             Self::Session(session) => session.accepted(task, cluster, next_input),
-            Self::Member(run, index, _) => run.accepted(*index, task.id, cluster),
+            Self::Member(run, index, _) => run.accepted(*index, cluster),
         }
     }
 
