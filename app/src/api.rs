@@ -241,6 +241,14 @@ pub async fn submit_batch(
     Ok(run.id())
 }
 
+/// The caller's latest batches, for the task page's list.
+#[server(endpoint = "recent-batches")]
+pub async fn load_recent_batches() -> Result<Vec<model::page::BatchLine>, AppError> {
+    let state = crate::ssr::AppState::from_context()?;
+    let owner = crate::ssr::request::session_id().await?;
+    crate::ssr::batches::page::recent(&state, &owner).await
+}
+
 /// Cancels one of the caller's batches; a form posted without JavaScript lands back on the
 /// batch's page.
 #[server(endpoint = "cancel-batch")]

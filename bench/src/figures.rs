@@ -372,6 +372,76 @@ pub async fn api_round_trips(
 /// from `POST /api/v1/batches` to its event stream saying it finished, every member on record.
 /// Returns members per second.
 pub async fn batch_map(base: &str, token: &str, members: usize) -> Result<f64, BenchError> {
+    let (rate, _) = batch(base, &Auth::Token(token), members).await?;
+    Ok(rate)
+}
+
+/// Who calls: a token, or a browser session's cookie (the batch page is a session's).
+enum Auth<'a> {
+    Token(&'a str),
+    Cookie(&'a str),
+}
+
+impl Auth<'_> {
+    fn on(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::Token(token) => request.bearer_auth(token),
+            Self::Cookie(cookie) => request.header("cookie", format!("offload_session={cookie}")),
+        }
+    }
+}
+
+/// The batch page (first page of rows, counts, plot) and its CSV for a finished batch of
+/// `members` fibonacci(i mod 10), each read `reads` times as a browser session: p50 of each,
+/// in milliseconds.
+pub async fn batch_views(
+    base: &str,
+    members: usize,
+    reads: usize,
+) -> Result<(f64, f64), BenchError> {
+    let cookie = format!("{:016x}{:016x}", std::process::id(), members);
+    let auth = Auth::Cookie(&cookie);
+    let (_, id) = batch(base, &auth, members).await?;
+    let http = reqwest::Client::new();
+    let timed = |path: String| {
+        let (http, auth) = (http.clone(), &auth);
+        async move {
+            let mut took = Vec::with_capacity(reads);
+            for _ in 0..reads + 2 {
+                let start = Instant::now();
+                let response = auth
+                    .on(http.get(format!("{base}{path}")))
+                    .send()
+                    .await
+                    .map_err(|e| BenchError::Measure {
+                        what: format!("GET {path}"),
+                        detail: e.to_string(),
+                    })?;
+                let ok = response.status().is_success();
+                let body = response.bytes().await.unwrap_or_default();
+                if !ok || body.is_empty() {
+                    return Err(BenchError::Measure {
+                        what: format!("GET {path}"),
+                        detail: String::from_utf8_lossy(&body).into_owned(),
+                    });
+                }
+                took.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            // The first two warm the caches.
+            median(took.split_off(2)).ok_or_else(|| BenchError::Measure {
+                what: format!("GET {path}"),
+                detail: "nothing measured".into(),
+            })
+        }
+    };
+    let page = timed(format!("/batches/{id}")).await?;
+    let csv = timed(format!("/api/v1/batches/{id}/results.csv")).await?;
+    Ok((page, csv))
+}
+
+/// Runs a batch of `members` fibonacci(i mod 10) as `auth` to its end: members per second from
+/// the request to the last event, and its id.
+async fn batch(base: &str, auth: &Auth<'_>, members: usize) -> Result<(f64, u64), BenchError> {
     let failed = |detail: String| BenchError::Measure {
         what: "the batch map".into(),
         detail,
@@ -382,9 +452,8 @@ pub async fn batch_map(base: &str, token: &str, members: usize) -> Result<f64, B
     let body = serde_json::json!({"type": "fibonacci", "inputs": inputs}).to_string();
     let http = reqwest::Client::new();
     let start = Instant::now();
-    let response = http
-        .post(format!("{base}/api/v1/batches"))
-        .bearer_auth(token)
+    let response = auth
+        .on(http.post(format!("{base}/api/v1/batches")))
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -397,12 +466,12 @@ pub async fn batch_map(base: &str, token: &str, members: usize) -> Result<f64, B
     let events = batch["links"]["events"]
         .as_str()
         .ok_or_else(|| failed(format!("{status}: {text}")))?;
-    let stream = http
-        .get(format!("{base}{events}"))
-        .bearer_auth(token)
+    let stream = auth
+        .on(http.get(format!("{base}{events}")))
         .send()
         .await
         .map_err(|e| failed(e.to_string()))?;
+    let id = batch["id"].as_u64().unwrap_or_default();
     let mut events = load::Events::new(stream);
     let mut last = batch;
     while let Some(event) = events.next().await {
@@ -412,7 +481,7 @@ pub async fn batch_map(base: &str, token: &str, members: usize) -> Result<f64, B
     if last["counts"]["finished"] != members as u64 {
         return Err(failed(format!("the batch ended so: {last}")));
     }
-    Ok(members as f64 / took)
+    Ok((members as f64 / took, id))
 }
 
 #[cfg(test)]

@@ -517,6 +517,13 @@ async fn api_round_trips(
             stack.key, plan.offload.tiny
         );
         report.set("batch_members_per_s", stack.key, rate);
+        let (page, csv) = figures::batch_views(base, plan.offload.tiny, 20).await?;
+        println!(
+            "{}: a batch of {} members: its page p50 {page:.1} ms, its CSV p50 {csv:.1} ms",
+            stack.key, plan.offload.tiny
+        );
+        report.set("batch_page_p50_ms", stack.key, page);
+        report.set("batch_csv_p50_ms", stack.key, csv);
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ pub struct Figure {
 }
 
 /// Every figure, in the order of the table.
-pub const FIGURES: [Figure; 14] = [
+pub const FIGURES: [Figure; 16] = [
     Figure {
         key: "roundtrip_p50_ms",
         label: "submit → result round trip, fibonacci(0), p50",
@@ -66,6 +66,18 @@ pub const FIGURES: [Figure; 14] = [
         label: "a map of 10,000 fibonacci(i mod 10) from one request to the last member's result (Offload: `POST /api/v1/batches`, every member recorded; the seed: `client.map` + `gather`)",
         unit: "members/s",
         better: Better::Higher,
+    },
+    Figure {
+        key: "batch_page_p50_ms",
+        label: "a 10,000-member batch's page (counts, the first 100 rows, the plot), p50",
+        unit: "ms",
+        better: Better::Lower,
+    },
+    Figure {
+        key: "batch_csv_p50_ms",
+        label: "the same batch's results as CSV, 10,000 rows, p50",
+        unit: "ms",
+        better: Better::Lower,
     },
     Figure {
         key: "fib32_ms",

@@ -8,11 +8,13 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The report's keys, written out again here so that a renamed key fails this test.
-const FIGURES: [&str; 12] = [
+const FIGURES: [&str; 14] = [
     "roundtrip_p50_ms",
     "roundtrip_p99_ms",
     "tiny_tasks_per_s",
     "batch_members_per_s",
+    "batch_page_p50_ms",
+    "batch_csv_p50_ms",
     "fib32_ms",
     "fib30x8_ms",
     "cancel_ms",

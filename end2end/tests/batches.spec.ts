@@ -53,6 +53,11 @@ for (const javaScriptEnabled of [true, false]) {
     expect(lines.slice(1).map((line) => line.split(',')[4])).toEqual(
       Array.from({ length: 21 }, (_, i) => String(fibonacci(20 + i))),
     );
+
+    // The task page lists it, with a link back.
+    await page.goto('/?task=fibonacci');
+    const listed = page.getByRole('region', { name: 'Your batches' }).getByRole('link', { name: /× 21$/ });
+    await expect(listed.first()).toBeVisible();
     await context.close();
   });
 }

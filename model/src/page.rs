@@ -377,5 +377,20 @@ pub struct BatchRow {
     pub picture: bool,
 }
 
+/// One of the owner's batches, as the task page lists its latest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchLine {
+    pub id: u64,
+    /// `Batch 7: Fibonacci × 21`.
+    pub title: String,
+    /// `running`, `finished` or `cancelled`.
+    pub state: String,
+    /// `12 of 21 done, 1 failed`.
+    pub counts: String,
+}
+
+/// The owner's latest batches the task page lists.
+pub const RECENT_BATCHES: usize = 5;
+
 /// Members a page of the batch's table shows.
 pub const BATCH_PAGE_ROWS: usize = 100;

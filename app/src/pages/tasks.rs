@@ -57,6 +57,7 @@ pub fn TaskPage() -> impl IntoView {
                             <FormFields form=view.form error=field_error />
                         </TaskPanel>
                         <BatchForm form=batch_form />
+                        <RecentBatches />
                     }
                 })}
             </Suspense>
@@ -113,6 +114,39 @@ fn BatchForm(form: TaskForm) -> impl IntoView {
                 <button type="submit" class="primary">"SUBMIT BATCH"</button>
             </form>
         </details>
+    }
+}
+
+/// The session's latest batches, each a link to its page, as they were when the page was made
+/// (a batch's own page follows it live). Rendered on the server only.
+#[component]
+fn RecentBatches() -> impl IntoView {
+    let batches = Resource::new(|| (), |_| crate::api::load_recent_batches());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let batches = batches.await.unwrap_or_default();
+                (!batches.is_empty()).then(|| {
+                    let items = batches
+                        .into_iter()
+                        .map(|batch| {
+                            view! {
+                                <li data-state=batch.state.clone()>
+                                    <a href=format!("/batches/{}", batch.id)>{batch.title}</a>
+                                    {format!(" · {} · {}", batch.state, batch.counts)}
+                                </li>
+                            }
+                        })
+                        .collect_view();
+                    view! {
+                        <section class="recent-batches" aria-label="Your batches">
+                            <h2>"Your batches"</h2>
+                            <ul>{items}</ul>
+                        </section>
+                    }
+                })
+            })}
+        </Suspense>
     }
 }
 

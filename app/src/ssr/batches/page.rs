@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use model::form::number_text;
-use model::page::{BATCH_PAGE_ROWS, BatchQuery, BatchRow, BatchView, OUTCOME_FILTERS};
+use model::page::{
+    BATCH_PAGE_ROWS, BatchLine, BatchQuery, BatchRow, BatchView, OUTCOME_FILTERS, RECENT_BATCHES,
+};
 
 use super::results::Columns;
 use crate::AppError;
@@ -120,10 +122,7 @@ pub async fn view(
         id,
         task: kind.name().to_owned(),
         title: kind.title().to_owned(),
-        state: serde_json::to_value(doc.state)
-            .ok()
-            .and_then(|s| s.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        state: state_name(doc.state),
         members: doc.members,
         counts,
         progress: doc.progress,
@@ -143,6 +142,54 @@ pub async fn view(
         plot,
         pictures: kind.has_binary_output(),
     })
+}
+
+/// `owner`'s latest batches, one line each.
+pub async fn recent(state: &AppState, owner: &SessionId) -> Result<Vec<BatchLine>, AppError> {
+    let (records, _) = state
+        .sessions
+        .store()
+        .batches(&owner.0, None, RECENT_BATCHES)
+        .await?;
+    Ok(records
+        .iter()
+        .map(|record| {
+            let doc = BatchDoc::of(state, owner, record);
+            let title = state
+                .cluster
+                .registry()
+                .and_then(|r| r.get(&record.task_type))
+                .map_or(record.task_type.as_str(), |kind| kind.title());
+            let c = &doc.counts;
+            let mut counts = format!(
+                "{} of {} done",
+                c.finished + c.failed + c.cancelled + c.lost,
+                doc.members
+            );
+            for (n, what) in [
+                (c.failed, "failed"),
+                (c.cancelled, "cancelled"),
+                (c.lost, "lost"),
+            ] {
+                if n > 0 {
+                    counts.push_str(&format!(", {n} {what}"));
+                }
+            }
+            BatchLine {
+                id: record.id,
+                title: format!("Batch {}: {title} × {}", record.id, doc.members),
+                state: state_name(doc.state),
+                counts,
+            }
+        })
+        .collect())
+}
+
+fn state_name(state: crate::ssr::api::BatchState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|s| s.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn cell(value: &Value) -> String {
