@@ -11,7 +11,7 @@ async function sweep(page: Page, task: string, fields: Record<string, string>) {
   await page.getByText('Sweep: many inputs as one batch').click();
   const form = page.getByRole('form', { name: 'A batch' });
   for (const [label, value] of Object.entries(fields)) {
-    await form.getByLabel(label, { exact: true }).fill(value);
+    await form.getByLabel(`${label} (sweep)`, { exact: true }).fill(value);
   }
   await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
   await expect(page).toHaveURL(/\/batches\/\d+$/);
@@ -85,7 +85,7 @@ test('primes counted over a varied n plot one point per member; a bad member is 
   await page.goto('/?task=fibonacci');
   await page.getByText('Sweep: many inputs as one batch').click();
   const form = page.getByRole('form', { name: 'A batch' });
-  await form.getByLabel('n', { exact: true }).fill('90..99');
+  await form.getByLabel('n (sweep)', { exact: true }).fill('90..99');
   await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
   await expect(page.getByText('n must be at most 93 (got 94).').first()).toBeVisible();
 });

@@ -83,11 +83,13 @@ fn BatchForm(form: TaskForm) -> impl IntoView {
                 }
                 _ => "A value, or a list (a,b,c)",
             };
+            // Named apart from the task's own field of the same label.
+            let name = format!("{} (sweep)", field.label);
             view! {
                 <div class="field-group">
                     <div class="field">
                         <label class="field-label" for=id.clone()>{field.label}</label>
-                        <input type="text" id=id name=field.name value=value aria-describedby=help_id.clone() autocomplete="off" />
+                        <input type="text" id=id name=field.name value=value aria-label=name aria-describedby=help_id.clone() autocomplete="off" />
                     </div>
                     <small id=help_id class="field-help">{help}</small>
                 </div>
