@@ -108,8 +108,13 @@ for (const journey of BEFORE_HYDRATION) {
     await expect(page.getByRole('status')).toHaveText('As of page load: reload to refresh');
     await journey.fill(page);
     await page.getByRole('button', { name: 'SUBMIT' }).click();
-    // The browser posted the form and came back to the page the server rendered with it.
-    await expect(terminal(page)).toContainText(journey.line);
+    // The browser posted the form and came back to the page the server rendered with it. The
+    // line is there once the task ended: a NATS worker may end it after that page was made,
+    // and nothing is live before hydration, so the page is asked again until it shows.
+    await expect(async () => {
+      if (!(await terminal(page).textContent())?.includes(journey.line)) await page.reload();
+      await expect(terminal(page)).toContainText(journey.line, { timeout: 500 });
+    }).toPass({ timeout: 10_000 });
     wasm.release();
     await expect(page.getByRole('status')).toHaveText('Live');
     await expect(terminal(page).getByText(journey.line, { exact: false })).toHaveCount(1);
