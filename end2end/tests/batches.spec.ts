@@ -54,6 +54,10 @@ for (const javaScriptEnabled of [true, false]) {
       Array.from({ length: 21 }, (_, i) => String(fibonacci(20 + i))),
     );
 
+    // Its members in the history.
+    await page.getByRole('link', { name: 'Its members in the history' }).click();
+    await expect(page.getByRole('table', { name: 'Your tasks' }).locator('tbody tr')).toHaveCount(21);
+
     // The task page lists it, with a link back.
     await page.goto('/?task=fibonacci');
     const listed = page.getByRole('region', { name: 'Your batches' }).getByRole('link', { name: /× 21$/ });

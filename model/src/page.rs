@@ -218,6 +218,8 @@ pub struct HistoryQuery {
     pub text: Option<String>,
     /// `before`: the cursor, the last id of the previous page.
     pub before: Option<String>,
+    /// `batch`: only this batch's members.
+    pub batch: Option<String>,
 }
 
 /// The history's outcome filter: (value, label); `unfinished` is queued or running.

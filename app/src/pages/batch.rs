@@ -229,6 +229,8 @@ fn Batch(view: BatchView) -> impl IntoView {
             " · "
             <a href=format!("/api/v1/batches/{id}/results.json") download=format!("batch-{id}.json")>"Download JSON"</a>
             " · "
+            <a href=format!("/history?batch={id}")>"Its members in the history"</a>
+            " · "
             <a href=format!("/?task={task}")>"New batch of this type"</a>
         </p>
         {running.then(|| view! {

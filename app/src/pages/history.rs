@@ -23,6 +23,7 @@ pub fn History() -> impl IntoView {
                 outcome: q.get("outcome").filter(|o| !o.is_empty()),
                 text: q.get("q").filter(|t| !t.is_empty()),
                 before: q.get("before"),
+                batch: q.get("batch").filter(|b| !b.is_empty()),
             })
         },
         load_history,
@@ -86,6 +87,16 @@ fn Results(page: HistoryPage) -> impl IntoView {
         })
         .collect_view();
     let empty = rows.is_empty();
+    let batch = query.batch.clone().map(|batch| {
+        view! {
+            <p class="history-batch">
+                {format!("Members of batch {batch} · ")}
+                <a href=format!("/batches/{batch}")>"its page"</a>
+                " · "
+                <a href="/history">"all your tasks"</a>
+            </p>
+        }
+    });
     // Only the first page shows what is newer than it.
     let newest = query.before.is_none().then_some(newest);
     let rows = rows
@@ -103,10 +114,12 @@ fn Results(page: HistoryPage) -> impl IntoView {
         })
         .collect_view();
     view! {
+        {batch}
         <form class="history-filters" method="get" action="/history" role="search" aria-label="Filter your tasks">
             <label>"Type " <select name="type"><option value="">"All types"</option>{type_options}{retired}</select></label>
             <label>"Outcome " <select name="outcome"><option value="">"Any outcome"</option>{outcome_options}</select></label>
             <label>"Search " <input type="search" name="q" value=query.text.clone().unwrap_or_default() placeholder="input or result" maxlength="200" /></label>
+            {query.batch.clone().map(|batch| view! { <input type="hidden" name="batch" value=batch /> })}
             <button type="submit" class="primary">"Filter"</button>
         </form>
         {if empty {

@@ -22,6 +22,7 @@ pub fn history_href(query: &HistoryQuery, before: u64) -> String {
         ("type", &query.kind),
         ("outcome", &query.outcome),
         ("q", &query.text),
+        ("batch", &query.batch),
     ] {
         if let Some(value) = value {
             encoded.append_pair(name, value);
@@ -72,7 +73,16 @@ pub fn filter(query: &HistoryQuery) -> Result<TaskFilter, AppError> {
             ))
         })?),
     };
+    let batch = match query.batch.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+            AppError::invalid(format!(
+                "{raw:?} is not a batch: batches are numbered from 1"
+            ))
+        })?),
+    };
     Ok(TaskFilter {
+        batch,
         kind: query.kind.clone(),
         ended,
         before,
@@ -92,6 +102,31 @@ mod tests {
             text: text.map(str::to_owned),
             ..HistoryQuery::default()
         }
+    }
+
+    #[test]
+    fn a_batch_is_a_filter_by_its_number() {
+        let batch = |raw: &str| {
+            filter(&HistoryQuery {
+                batch: Some(raw.to_owned()),
+                ..HistoryQuery::default()
+            })
+        };
+        assert_eq!(batch("7").unwrap().batch, Some(7));
+        assert!(
+            batch("x")
+                .unwrap_err()
+                .to_string()
+                .contains("is not a batch")
+        );
+        let href = history_href(
+            &HistoryQuery {
+                batch: Some("7".into()),
+                ..HistoryQuery::default()
+            },
+            42,
+        );
+        assert_eq!(href, "/history?batch=7&before=42");
     }
 
     #[test]

@@ -169,6 +169,11 @@ async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
     assert_eq!(rows.as_array().unwrap().len(), 30);
     assert_eq!(rows[29]["output"], first + 29);
     assert_eq!(rows[29]["index"], 29);
+    // Its members are the owner's tasks, listed by batch too.
+    let (_, _, tasks) = api
+        .call("GET", &format!("/api/v1/tasks?batch={id}"), None)
+        .await;
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 30, "{tasks}");
     // Listed newest first, with the same document.
     let (_, _, list) = api.call("GET", "/api/v1/batches", None).await;
     assert_eq!(list["batches"][0]["id"], id);

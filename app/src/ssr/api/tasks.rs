@@ -328,6 +328,8 @@ pub struct ListQuery {
     limit: Option<usize>,
     /// Where the previous page ended (its `next_cursor`).
     cursor: Option<String>,
+    /// Only the members of this batch.
+    batch: Option<u64>,
 }
 
 /// A page of tasks, newest first.
@@ -375,6 +377,7 @@ pub(super) async fn list(
     // the unfinished tasks (few: the caps bound them), the session says which are which.
     let live_state = query.state.filter(|s| !s.is_done());
     let filter = TaskFilter {
+        batch: query.batch,
         kind: query.kind,
         ended: query.state.map(TaskState::outcome),
         before,

@@ -402,6 +402,14 @@ mod tests {
             assert!(more);
             assert_eq!(members[0].index, 1);
             assert_eq!(members[0].task.id, 11);
+            let only = TaskFilter {
+                batch: Some(1),
+                limit: 10,
+                ..TaskFilter::default()
+            };
+            let (listed, _) = store.tasks("a", only).await.unwrap();
+            let ids: Vec<u64> = listed.iter().map(|t| t.id).collect();
+            assert_eq!(ids, [12, 11, 10], "batch 1's members, newest first");
             let (newest, _) = store.batches("a", None, 10).await.unwrap();
             assert_eq!(newest.iter().map(|b| b.id).collect::<Vec<_>>(), [2, 1]);
             assert_eq!(

@@ -147,6 +147,11 @@ pub(super) fn read_tasks(
         conditions.push("task_type = :kind");
         params.push((":kind", kind));
     }
+    let batch = filter.batch.map(|id| id as i64);
+    if let Some(batch) = &batch {
+        conditions.push("batch = :batch");
+        params.push((":batch", batch));
+    }
     let outcome = filter.ended.map(|ended| ended.map(Outcome::name));
     match &outcome {
         None => {}

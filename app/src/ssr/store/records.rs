@@ -87,6 +87,8 @@ pub struct TaskFilter {
     pub before: Option<u64>,
     /// Whose input or terminal line contains this text (ASCII letters in any case).
     pub search: Option<String>,
+    /// Members of this batch only.
+    pub batch: Option<u64>,
     pub limit: usize,
 }
 
