@@ -383,7 +383,7 @@ pub struct BatchRow {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BatchLine {
     pub id: u64,
-    /// `Batch 7: Fibonacci × 21`.
+    /// `Batch 7: <the type's title> × 21`.
     pub title: String,
     /// `running`, `finished` or `cancelled`.
     pub state: String,

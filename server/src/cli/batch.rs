@@ -1,17 +1,16 @@
-//! Batches on the command line: `offload submit fibonacci n=20..40 --wait` (a varied field
+//! Batches on the command line: `offload submit TYPE n=20..40 --wait` (a varied field
 //! makes the submission a batch), `offload batches`, `offload batch show|watch|cancel ID`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
 use model::batch::Vary;
 
 use super::api::{Api, Failure, query};
-use super::{one_line, text};
+use super::{one_line, progress_bar, text};
 
 /// A field's value that varies: `20..40`, `20..40:2`, `1..1000*7`, `1..1000*7:log`, `1,5,10`.
 pub(super) fn varies(value: &str) -> Result<Option<Vary>, String> {
@@ -88,16 +87,7 @@ pub(super) async fn submit(
 /// 0 when every member finished.
 pub(super) async fn watch(api: &Api, mut batch: Value, json: bool) -> Result<ExitCode, Failure> {
     let id = batch["id"].as_u64().unwrap_or_default();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {percent:>3}% {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(100));
-        bar
-    });
+    let bar = progress_bar();
     let mut printed = Printed::default();
     let follow = async {
         loop {
@@ -198,7 +188,7 @@ async fn all_members(api: &Api, id: u64) -> Result<Vec<Value>, Failure> {
     }
 }
 
-/// `batch 7 fibonacci: 12 of 21 done, 1 failed`.
+/// `batch 7 square: 12 of 21 done, 1 failed`.
 fn progress_line(batch: &Value) -> String {
     let counts = &batch["counts"];
     let count = |name: &str| counts[name].as_u64().unwrap_or(0);
@@ -292,12 +282,12 @@ mod tests {
     #[test]
     fn a_batch_reads_in_one_line() {
         let batch = json!({
-            "id": 7, "type": "fibonacci", "members": 21,
+            "id": 7, "type": "square", "members": 21,
             "counts": {"finished": 11, "failed": 1, "cancelled": 0, "lost": 0}
         });
         assert_eq!(
             progress_line(&batch),
-            "batch 7 fibonacci: 12 of 21 done, 1 failed"
+            "batch 7 square: 12 of 21 done, 1 failed"
         );
         assert_eq!(exit_for(&batch), ExitCode::FAILURE);
     }

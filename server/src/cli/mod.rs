@@ -36,7 +36,7 @@ pub enum Client {
         connection: Connection,
     },
     /// Submit a task: `offload submit primes n=1000000 --wait`; or a batch, when a field
-    /// varies: `offload submit fibonacci n=20..40 --wait`.
+    /// varies: `offload submit TYPE n=20..40 --wait`.
     Submit {
         #[command(flatten)]
         connection: Connection,
@@ -331,16 +331,7 @@ async fn finish(api: &Api, task: Value, wait: bool, json: bool) -> Result<ExitCo
 /// server), it reads the task five times a second instead.
 async fn follow(api: &Api, mut task: Value) -> Result<Value, Failure> {
     let id = task["id"].as_u64().unwrap_or_default();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {percent:>3}% {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(100));
-        bar
-    });
+    let bar = progress_bar();
     let show = |state: &Value| {
         if let Some(bar) = &bar {
             bar.set_message(format!("task {id} {}", text(&state["state"])));
@@ -377,6 +368,20 @@ async fn follow(api: &Api, mut task: Value) -> Result<Value, Failure> {
         bar.finish_and_clear();
     }
     Ok(task)
+}
+
+/// A bar of 1,000 steps on a terminal's stderr; none without a terminal.
+fn progress_bar() -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {percent:>3}% {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    })
 }
 
 fn still_going(task: &Value) -> bool {
