@@ -55,10 +55,15 @@ pub async fn cancel_task(id: u64) -> Result<(), AppError> {
 }
 
 /// The caller's queue and results, the task types and the form of `task` (the first type's
-/// when none is given) offering what the session submits next, as the page first shows them.
-/// Creates nothing.
+/// when none is given) offering what the session submits next, as the page first shows them;
+/// the sweep form filled in with batch `sweep`'s specification, or as sent to have its members
+/// counted (`count`: the query's every parameter). Creates nothing.
 #[server(endpoint = "task-page")]
-pub async fn load_task_page(task: Option<String>) -> Result<TaskPageView, AppError> {
+pub async fn load_task_page(
+    task: Option<String>,
+    sweep: Option<String>,
+    #[server(default)] count: BTreeMap<String, String>,
+) -> Result<TaskPageView, AppError> {
     let state = crate::ssr::AppState::from_context()?;
     let (kind, unknown) =
         match crate::ssr::runner::chosen_type(&state, task.as_deref().unwrap_or_default()) {
@@ -77,9 +82,23 @@ pub async fn load_task_page(task: Option<String>) -> Result<TaskPageView, AppErr
         .registry()
         .map(|r| r.types().iter().map(|t| t.info()).collect())
         .unwrap_or_default();
+    let sweep = match sweep.filter(|s| !s.is_empty()) {
+        Some(raw) => match crate::ssr::batches::page::sweep_form(&state, &id, &kind, &raw).await {
+            Ok(form) => {
+                view.sweep = Some(form);
+                None
+            }
+            Err(error) => Some(error),
+        },
+        None => None,
+    };
+    if !count.is_empty() {
+        view.sweep = Some(crate::ssr::batches::page::counted(&state, &kind, &count));
+    }
     view.error = crate::ssr::request::form_error()
         .await
         .or(unknown)
+        .or(sweep)
         .map(|error| match error {
             AppError::InvalidInput(error) => error,
             other => FieldError::whole(other.to_string()),
@@ -165,16 +184,23 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         .await
         .map_err(AppError::from)?
         .unwrap_or(0);
-    let rows = records
-        .into_iter()
-        .map(|record| HistoryRow {
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        // A batch's first member stands for its batch when the history folds them.
+        let batch = match record.batch.filter(|_| query.batch.is_none()) {
+            Some(id) => (state.sessions.store().batch(&owner.0, id).await?)
+                .map(|batch| crate::ssr::batches::page::line(&state, &owner, &batch)),
+            None => None,
+        };
+        rows.push(HistoryRow {
             id: record.id,
             call: format!("{}({})", record.task_type, record.args),
             outcome: record.outcome,
             summary: record.line,
             submitted_at_ms: record.submitted_at_ms,
-        })
-        .collect();
+            batch,
+        });
+    }
     Ok(HistoryPage {
         query,
         types,

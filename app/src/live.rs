@@ -55,12 +55,16 @@ impl LiveStore {
                 // The submit answer races the stream: a fast task's result may come first.
                 if self
                     .lines
-                    .with_untracked(|lines| lines.iter().any(|l| l.task == task.id))
+                    .with_untracked(|lines| lines.iter().any(|l| task.ends_with(l)))
                 {
                     return;
                 }
-                self.tasks
-                    .update(|tasks| match tasks.iter_mut().find(|t| t.id == task.id) {
+                let batch = task.batch.is_some();
+                self.tasks.update(|tasks| {
+                    match tasks
+                        .iter_mut()
+                        .find(|t| t.id == task.id && t.batch.is_some() == batch)
+                    {
                         Some(known) => {
                             let progress = known.progress.max(task.progress);
                             *known = task;
@@ -68,15 +72,20 @@ impl LiveStore {
                         }
                         None => {
                             tasks.push(task);
-                            tasks.sort_by_key(|t| t.id);
+                            // A batch's row after the single tasks, as the server lists them.
+                            tasks.sort_by_key(|t| (t.batch.is_some(), t.id));
                         }
-                    })
+                    }
+                })
             }
             PageUpdate::Done(line) => {
                 self.tasks
-                    .update(|tasks| tasks.retain(|t| t.id != line.task));
+                    .update(|tasks| tasks.retain(|t| !t.ends_with(&line)));
                 self.lines.update(|lines| {
-                    if !lines.iter().any(|l| l.task == line.task) {
+                    if !lines
+                        .iter()
+                        .any(|l| l.task == line.task && l.batch == line.batch)
+                    {
                         lines.push(line);
                     }
                 });
@@ -221,6 +230,7 @@ mod tests {
             status: TaskStatus::Running,
             progress,
             submitted_at_ms: 0,
+            batch: None,
         }
     }
 
@@ -233,6 +243,7 @@ mod tests {
                 outcome: Outcome::Finished,
                 text: "t(7)=13 in 0.001sec (rerun after a restart)".into(),
                 image: false,
+                batch: false,
             };
             store.apply(PageUpdate::Restarting, 0.0);
             assert_eq!(store.connection.get_untracked(), Connection::Restarting);
@@ -261,6 +272,7 @@ mod tests {
                 outcome: Outcome::Finished,
                 text: "t(1)=1 in 0.001sec".into(),
                 image: false,
+                batch: false,
             };
             store.apply(PageUpdate::Done(line.clone()), 0.0);
             store.apply(PageUpdate::Done(line), 0.0); // a duplicate after a resync
@@ -279,6 +291,7 @@ mod tests {
                     outcome: Outcome::Finished,
                     text: "t(3)=2 in 0.001sec".into(),
                     image: false,
+                    batch: false,
                 }),
                 0.0,
             );

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use cluster::{ClusterConfig, EmbeddedCluster, Submitter};
-use dashboard::ssr::DashboardFeed;
+use dashboard::ssr::{BatchBars, DashboardFeed};
 use tasks::Fibonacci;
 
 async fn round_trips(client: &cluster::Client, run: Duration) -> Vec<Duration> {
@@ -42,7 +42,12 @@ async fn main() {
     for round in 0..4 {
         let trips = round_trips(&client, run).await;
         without.push(trips[trips.len() / 2]);
-        let feed = DashboardFeed::start(client.clone(), Duration::from_secs(1), false);
+        let feed = DashboardFeed::start(
+            client.clone(),
+            BatchBars::none(),
+            Duration::from_secs(1),
+            false,
+        );
         let views: Vec<_> = (0..3)
             .map(|_| {
                 let mut frames = feed.subscribe();

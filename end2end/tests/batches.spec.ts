@@ -6,12 +6,21 @@ import { type Page, expect, test } from './fixtures';
 const members = (page: Page) =>
   page.getByRole('table', { name: 'Members of the batch' }).locator('tbody tr');
 
-async function sweep(page: Page, task: string, fields: Record<string, string>) {
+/// Submits a batch from the task page's sweep form; with `members`, counts them first (the
+/// server counts and checks them; the form comes back as it was).
+async function sweep(page: Page, task: string, fields: Record<string, string>, members?: number) {
   await page.goto(`/?task=${task}`);
   await page.getByText('Sweep: many inputs as one batch').click();
   const form = page.getByRole('form', { name: 'A batch' });
   for (const [label, value] of Object.entries(fields)) {
     await form.getByLabel(`${label} (sweep)`, { exact: true }).fill(value);
+  }
+  if (members !== undefined) {
+    await form.getByRole('button', { name: 'Count members' }).click();
+    await expect(form.getByRole('status')).toHaveText(`${members} members: SUBMIT BATCH to run them`);
+    for (const [label, value] of Object.entries(fields)) {
+      await expect(form.getByLabel(`${label} (sweep)`, { exact: true })).toHaveValue(value);
+    }
   }
   await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
   await expect(page).toHaveURL(/\/batches\/\d+$/);
@@ -23,7 +32,7 @@ for (const javaScriptEnabled of [true, false]) {
   }) => {
     const context = await browser.newContext({ javaScriptEnabled });
     const page = await context.newPage();
-    await sweep(page, 'fibonacci', { n: '20..40' });
+    await sweep(page, 'fibonacci', { n: '20..40' }, 21);
     await expect(page.getByRole('heading', { name: /^Batch \d+: Fibonacci × 21$/ })).toBeVisible();
     // The page reloads itself while the batch runs.
     await expect(page.getByRole('list', { name: 'Members' })).toHaveText('21 finished', {
@@ -58,10 +67,26 @@ for (const javaScriptEnabled of [true, false]) {
     await page.getByRole('link', { name: 'Its members in the history' }).click();
     await expect(page.getByRole('table', { name: 'Your tasks' }).locator('tbody tr')).toHaveCount(21);
 
-    // The task page lists it, with a link back.
+    // The history lists the batch as one row with its counts, linking to its page.
+    await page.goto('/history');
+    const history = page.getByRole('table', { name: 'Your tasks' }).locator('tbody tr');
+    await expect(history).toHaveCount(1);
+    await expect(history).toContainText('21 of 21 done');
+    await expect(history.getByRole('link', { name: /^Batch \d+: Fibonacci × 21$/ })).toHaveAttribute(
+      'href',
+      /^\/batches\/\d+$/,
+    );
+
+    // The task page lists it, with a link back, and its terminal says it ended in one line.
     await page.goto('/?task=fibonacci');
     const listed = page.getByRole('region', { name: 'Your batches' }).getByRole('link', { name: /× 21$/ });
     await expect(listed.first()).toBeVisible();
+    const ended = page
+      .getByRole('log', { name: 'Results' })
+      .getByRole('link', { name: /^batch \d+ fibonacci\(n=20\.\.40\): 21 of 21 done in \d+\.\d{3}sec$/ });
+    await expect(ended).toHaveCount(1);
+    await ended.click();
+    await expect(page).toHaveURL(/\/batches\/\d+$/);
     await context.close();
   });
 }
@@ -90,6 +115,56 @@ test('primes counted over a varied n plot one point per member; a bad member is 
   await page.getByText('Sweep: many inputs as one batch').click();
   const form = page.getByRole('form', { name: 'A batch' });
   await form.getByLabel('n (sweep)', { exact: true }).fill('90..99');
+  // Counted first: refused before anything is posted, with the words a submission gets.
+  await form.getByRole('button', { name: 'Count members' }).click();
+  await expect(form.getByRole('alert')).toContainText('n must be at most 93 (got 94).');
+  await form.getByLabel('n (sweep)', { exact: true }).fill('0..20000');
+  await form.getByRole('button', { name: 'Count members' }).click();
+  await expect(form.getByRole('alert')).toHaveText(
+    'the batch would have 20001 members: at most 10000 are allowed',
+  );
+  await form.getByLabel('n (sweep)', { exact: true }).fill('90..99');
   await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
   await expect(page.getByText('n must be at most 93 (got 94).').first()).toBeVisible();
+});
+
+test('a running batch is one row of the queue with its counts; Cancel stops it and one line says so', async ({
+  page,
+}) => {
+  await sweep(page, 'fibonacci', { n: '60..62' });
+  const id = page.url().split('/').pop();
+  await page.goto('/?task=fibonacci');
+  const row = page.getByRole('list', { name: 'Unfinished tasks' }).getByRole('listitem');
+  await expect(row).toHaveCount(1);
+  await expect(row.getByRole('link', { name: `batch ${id} fibonacci(n=60..62)` })).toHaveAttribute(
+    'href',
+    `/batches/${id}`,
+  );
+  await expect(row).toContainText('0 of 3 done');
+  await expect(page.getByLabel('Your quota')).toContainText(`batch ${id}: 0 of 3 done`);
+  await expect(page.getByRole('heading', { name: `Task queue: [batch ${id}]` })).toBeVisible();
+  await row.getByRole('button', { name: `Cancel batch ${id} fibonacci(n=60..62)` }).click();
+  await expect(row).toHaveCount(0);
+  await expect(
+    page.getByRole('log', { name: 'Results' }).getByRole('link', {
+      name: new RegExp(`^batch ${id} fibonacci\\(n=60\\.\\.62\\): 3 of 3 done, 3 cancelled in `),
+    }),
+  ).toBeVisible();
+});
+
+test("a batch's specification opens in the form to edit; widened with reuse, only the new members run", async ({
+  page,
+}) => {
+  await sweep(page, 'primes', { n: '10..30:10' });
+  await expect(page.getByRole('list', { name: 'Members' })).toHaveText('3 finished', { timeout: 30_000 });
+  await page.getByRole('link', { name: 'Edit and submit again' }).click();
+  const form = page.getByRole('form', { name: 'A batch' });
+  const n = form.getByLabel('n (sweep)', { exact: true });
+  await expect(n).toHaveValue('10..30:10');
+  await n.fill('10..50:10');
+  await form.getByLabel('Reuse earlier results').check();
+  await form.getByRole('button', { name: 'SUBMIT BATCH' }).click();
+  await expect(page.getByRole('heading', { name: /^Batch \d+: Prime count × 5$/ })).toBeVisible();
+  await expect(page.getByRole('list', { name: 'Members' })).toHaveText('5 finished', { timeout: 30_000 });
+  await expect(members(page).getByRole('link', { name: /^from #\d+$/ })).toHaveCount(3);
 });

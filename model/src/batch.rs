@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::form::{Field, FieldKind, FieldValue, number_text};
+use crate::page::Outcome;
 
 /// One value of a list, as JSON writes it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -442,6 +443,71 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// How field `name` varies, in the form's syntax (`20..40`, `0..90:10`, `1,5,10`), so that
+    /// the form posts this plan again; None when it does not vary.
+    pub fn field_text(&self, name: &str) -> Option<String> {
+        let (_, values) = self.varied.iter().find(|(n, _)| n == name)?;
+        let integers: Option<Vec<i64>> = values
+            .iter()
+            .map(|v| match v {
+                FieldValue::Integer(x) => Some(*x),
+                _ => None,
+            })
+            .collect();
+        if let Some([first, second, .., last]) = integers.as_deref()
+            && values.len() > 2
+        {
+            let step = second - first;
+            let even = step > 0
+                && integers
+                    .as_deref()
+                    .is_some_and(|xs| xs.windows(2).all(|w| w[1] - w[0] == step));
+            if even {
+                return Some(match step {
+                    1 => format!("{first}..{last}"),
+                    _ => format!("{first}..{last}:{step}"),
+                });
+            }
+        }
+        let texts: Vec<String> = values.iter().map(value_text).collect();
+        Some(texts.join(","))
+    }
+
+    /// The varied fields in brief: `n=20..40`, `n=0..90:10`, up to three values listed
+    /// (`n=1,5,10`), or the first two and the last of more (`n=1,2,…,64`).
+    pub fn brief(&self) -> String {
+        self.varied
+            .iter()
+            .map(|(name, values)| {
+                let text = self.field_text(name).unwrap_or_default();
+                match values.as_slice() {
+                    [first, second, _, .., last] if text.contains(',') => format!(
+                        "{name}={},{},…,{}",
+                        value_text(first),
+                        value_text(second),
+                        value_text(last)
+                    ),
+                    _ => format!("{name}={text}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A batch's counts as a person reads them: `12 of 21 done, 1 failed`; `ended` counts its
+/// members by outcome, in [`Outcome::ALL`]'s order.
+pub fn counts_text(ended: [u64; 4], members: u64) -> String {
+    let mut text = format!("{} of {members} done", ended.iter().sum::<u64>());
+    for (n, outcome) in ended.into_iter().zip(Outcome::ALL).skip(1) {
+        if n > 0 {
+            text.push_str(&format!(", {n} {}", outcome.name()));
+        }
+    }
+    text
+}
+
 /// A member's varied values in brief: `n=20, size=64`.
 pub fn brief(member: &[(&str, &FieldValue)]) -> String {
     member
@@ -671,5 +737,42 @@ mod tests {
         let fractional: Vary = serde_json::from_str("[1.5]").unwrap();
         assert!(Plan::new(&n, &[("n".into(), fractional)], Combine::Grid, 10).is_err());
         assert!(serde_json::from_str::<Vary>(r#"{"from": 1, "to": 2, "by": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_plan_and_its_counts_read_briefly() {
+        let fields = [integer("n", 0, 100), integer("m", 0, 100)];
+        let vary = [
+            ("n".to_owned(), Vary::parse("20..40").unwrap().unwrap()),
+            ("m".to_owned(), Vary::parse("1,5").unwrap().unwrap()),
+        ];
+        let plan = Plan::new(&fields, &vary, Combine::Grid, 100).unwrap();
+        assert_eq!(plan.brief(), "n=20..40, m=1,5");
+        let uneven = [("n".to_owned(), Vary::parse("1,2,4,8").unwrap().unwrap())];
+        let plan = Plan::new(&fields, &uneven, Combine::Grid, 100).unwrap();
+        assert_eq!(plan.brief(), "n=1,2,…,8");
+        assert_eq!(counts_text([12, 0, 0, 0], 21), "12 of 21 done");
+        assert_eq!(
+            counts_text([10, 1, 2, 0], 21),
+            "13 of 21 done, 1 failed, 2 cancelled"
+        );
+    }
+
+    #[test]
+    fn a_plan_reads_back_in_the_forms_syntax() {
+        let n = [integer("n", 0, 100)];
+        for (typed, back) in [
+            ("20..40", "20..40"),
+            ("0..90:10", "0..90:10"),
+            ("1,5,10", "1,5,10"),
+            ("3,4", "3,4"),
+        ] {
+            let planned = plan(&n, &[("n", typed)], Combine::Grid).unwrap();
+            assert_eq!(planned.field_text("n").as_deref(), Some(back), "{typed}");
+            let again = plan(&n, &[("n", back)], Combine::Grid).unwrap();
+            assert_eq!(again, planned, "{typed} posts the same plan again");
+        }
+        let plan = plan(&n, &[("n", "1..3")], Combine::Grid).unwrap();
+        assert_eq!(plan.field_text("m"), None);
     }
 }

@@ -19,6 +19,12 @@ pub struct DashboardFrame {
     pub queue_capacity: usize,
     /// One group per task type.
     pub groups: Vec<TaskGroup>,
+    /// The app's open batches, a bar each beside the types' (as Dask shows one per task
+    /// prefix): `batch 7 · square` and its members by state, those still waiting in the
+    /// batch counted as queued. Empty where the app's batches are not known (the dashboard of
+    /// `offload cluster`, another process).
+    #[serde(default)]
+    pub batches: Vec<(String, Totals)>,
     /// Recent tasks for the task stream (newest last).
     pub recent: Vec<TaskBar>,
     /// Recent failures (newest last).

@@ -35,12 +35,26 @@ pub struct QueuedTask {
     pub progress: f64,
     /// Server clock, ms since the Unix epoch.
     pub submitted_at_ms: u64,
+    /// A batch's one row, not a task: `id` is the batch's, `args` its specification in brief,
+    /// and this its members' counts (`12 of 21 done, 1 failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 impl QueuedTask {
-    /// How the queue names it: `primes(1000000)`, `hash-chain(text="abc", rounds=10)`.
+    /// How the queue names it: `primes(1000000)`, `hash-chain(text="abc", rounds=10)`,
+    /// `batch 7 square(n=20..40)`.
     pub fn call(&self) -> String {
-        format!("{}({})", self.task, self.args)
+        let call = format!("{}({})", self.task, self.args);
+        match self.batch {
+            Some(_) => format!("batch {} {call}", self.id),
+            None => call,
+        }
+    }
+
+    /// Whether `line` reports on it.
+    pub fn ends_with(&self, line: &TerminalLine) -> bool {
+        line.task == self.id && line.batch == self.batch.is_some()
     }
 }
 
@@ -82,6 +96,20 @@ pub struct TerminalLine {
     /// Its output has a picture (`/tasks/{task}/output`), shown under the line.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub image: bool,
+    /// It reports on a batch, whose id `task` is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
+}
+
+impl TerminalLine {
+    /// The page it opens: its task's detail, or its batch's page.
+    pub fn href(&self) -> String {
+        if self.batch {
+            format!("/batches/{}", self.task)
+        } else {
+            format!("/tasks/{}", self.task)
+        }
+    }
 }
 
 /// What a task page receives on its one live stream: `{"snapshot": {...}}`, `{"task": {...}}`,
@@ -120,6 +148,25 @@ pub struct TaskPageView {
     pub error: Option<FieldError>,
     /// The session's caps (its counts are those of `tasks`).
     pub quota: Quota,
+    /// The sweep form filled in: with a batch's specification (`/?task=T&sweep=ID`), or as
+    /// it was when its members were counted (`/?task=T&count=1&n=20..40…`).
+    pub sweep: Option<SweepForm>,
+}
+
+/// The sweep form filled in, to edit and submit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepForm {
+    /// The batch whose specification it shows.
+    pub batch: Option<u64>,
+    /// Each field's text in the form's syntax (`20..40`), in the fields' order.
+    pub values: Vec<String>,
+    /// Its varied fields are paired, not combined every way.
+    pub zip: bool,
+    pub reuse: bool,
+    /// Its members, counted and each checked as a submission would.
+    pub count: Option<u64>,
+    /// Why a submission of it would be refused.
+    pub error: Option<FieldError>,
 }
 
 /// What one owner (a session or a token) may still do: its tasks against the caps that
@@ -153,17 +200,32 @@ impl Quota {
         }
     }
 
-    /// This quota with the running and queued counts of `tasks` (an owner's unfinished ones).
+    /// This quota with the running and queued counts of `tasks` (an owner's unfinished ones;
+    /// a batch's row counts as none: its members wait in the batch, not in the queue).
     pub fn of(self, tasks: &[QueuedTask]) -> Self {
-        let running = tasks
-            .iter()
-            .filter(|t| t.status == TaskStatus::Running)
-            .count();
+        let (mut running, mut queued) = (0, 0);
+        for task in tasks.iter().filter(|t| t.batch.is_none()) {
+            match task.status {
+                TaskStatus::Running => running += 1,
+                TaskStatus::Queued => queued += 1,
+            }
+        }
         Self {
             running,
-            queued: tasks.len() - running,
+            queued,
             ..self
         }
+    }
+
+    /// [`Self::line`], then each open batch as what it is: `… · batch 7: 412 of 10000 done`.
+    pub fn line_with_batches(&self, tasks: &[QueuedTask]) -> String {
+        let mut line = self.line();
+        for task in tasks {
+            if let Some(counts) = &task.batch {
+                line += &format!(" · batch {}: {counts}", task.id);
+            }
+        }
+        line
     }
 }
 
@@ -254,6 +316,8 @@ pub struct HistoryRow {
     /// Its terminal line, once it ended.
     pub summary: Option<String>,
     pub submitted_at_ms: u64,
+    /// The row stands for this batch, of which the task is the first member.
+    pub batch: Option<BatchLine>,
 }
 
 /// Most bytes of an output the detail page shows.
@@ -269,7 +333,13 @@ pub struct ClusterInfo {
 
 /// The seed's queue text, each task's input in brief: `Task queue: [3, 4]`.
 pub fn queue_label(tasks: &[QueuedTask]) -> String {
-    let args: Vec<&str> = tasks.iter().map(|t| t.args.as_str()).collect();
+    let args: Vec<String> = tasks
+        .iter()
+        .map(|t| match t.batch {
+            Some(_) => format!("batch {}", t.id),
+            None => t.args.clone(),
+        })
+        .collect();
     format!("Task queue: [{}]", args.join(", "))
 }
 
@@ -308,9 +378,44 @@ mod tests {
             status: TaskStatus::Queued,
             progress: 0.0,
             submitted_at_ms: 0,
+            batch: None,
         };
         assert_eq!(queue_label(&[]), "Task queue: []");
         assert_eq!(queue_label(&[task(34), task(35)]), "Task queue: [34, 35]");
+    }
+
+    #[test]
+    fn a_batch_is_one_row_that_the_caps_do_not_count() {
+        let task = |id: u64, batch: Option<&str>| QueuedTask {
+            id,
+            task: "t".into(),
+            args: "n=1..3".into(),
+            status: TaskStatus::Running,
+            progress: 0.0,
+            submitted_at_ms: 0,
+            batch: batch.map(str::to_owned),
+        };
+        let tasks = [task(7, None), task(7, Some("1 of 3 done"))];
+        assert_eq!(queue_label(&tasks), "Task queue: [n=1..3, batch 7]");
+        assert_eq!(tasks[1].call(), "batch 7 t(n=1..3)");
+        let caps = Quota {
+            max_running: 3,
+            max_queued: 100,
+            ..Quota::default()
+        };
+        assert_eq!(
+            caps.of(&tasks).line_with_batches(&tasks),
+            "1 of 3 running · 0 of 100 queued · batch 7: 1 of 3 done"
+        );
+        let line = TerminalLine {
+            task: 7,
+            outcome: Outcome::Finished,
+            text: String::new(),
+            image: false,
+            batch: true,
+        };
+        assert!(tasks[1].ends_with(&line) && !tasks[0].ends_with(&line));
+        assert_eq!(line.href(), "/batches/7");
     }
 
     #[test]
@@ -320,6 +425,7 @@ mod tests {
             outcome: Outcome::Finished,
             text: "t(20)=6765 in 0.001sec".into(),
             image: true,
+            batch: false,
         });
         let json = serde_json::to_string(&update).unwrap();
         assert_eq!(serde_json::from_str::<PageUpdate>(&json).unwrap(), update);
@@ -367,6 +473,8 @@ pub struct BatchView {
     pub plot: Option<String>,
     /// The type's output is a picture: rows show it small.
     pub pictures: bool,
+    /// Its specification varies fields, so the task page's sweep form can show it again.
+    pub editable: bool,
 }
 
 /// One member in the batch's table.

@@ -16,7 +16,9 @@ use app::ssr::{
 };
 use cluster::nats::{NatsCluster, NatsConfig, host_name, token};
 use cluster::{ClusterConfig, EmbeddedCluster, Scheduler};
-use dashboard::ssr::{AppCounts, AppFigures, DashboardFeed, DashboardState, Metrics, OpsState};
+use dashboard::ssr::{
+    AppCounts, AppFigures, BatchBars, DashboardFeed, DashboardState, Metrics, OpsState,
+};
 use leptos::config::get_configuration;
 use tokio::task::JoinHandle;
 
@@ -241,8 +243,13 @@ async fn listen(
     // process's own figures and health are served here, on the app's listener.
     let (app, dashboard) = match cluster {
         Workers::Embedded(_) => {
-            let feed =
-                DashboardFeed::start(state.cluster.clone(), Duration::from_secs(1), args.profiler);
+            let batches = state.batches.clone();
+            let feed = DashboardFeed::start(
+                state.cluster.clone(),
+                BatchBars::new(move || batches.bars()),
+                Duration::from_secs(1),
+                args.profiler,
+            );
             let dashboard = DashboardState::new(
                 state.leptos_options.clone(),
                 state.cluster.clone(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use app::ssr::AllowedHosts;
 use cluster::nats::{LocalNats, NatsObserver, NatsWorker, WorkerConfig, redacted};
-use dashboard::ssr::{DashboardFeed, DashboardState, Metrics, OpsState};
+use dashboard::ssr::{BatchBars, DashboardFeed, DashboardState, Metrics, OpsState};
 use leptos::config::get_configuration;
 
 use crate::args::{Args, ClusterArgs, StartError, TokenAction, TokenArgs, WorkerArgs};
@@ -35,7 +35,12 @@ pub(crate) async fn run_cluster(args: ClusterArgs) -> Result<(), StartError> {
     let state = DashboardState::new(
         get_configuration(None)?.leptos_options,
         observer.client(),
-        DashboardFeed::start(observer.client(), Duration::from_secs(1), args.profiler),
+        DashboardFeed::start(
+            observer.client(),
+            BatchBars::none(),
+            Duration::from_secs(1),
+            args.profiler,
+        ),
         Metrics::install()?,
         None,
     );

@@ -36,8 +36,8 @@ pub fn ResultsTerminal(store: LiveStore) -> impl IntoView {
                         Outcome::Cancelled => "line cancelled",
                         Outcome::Lost => "line lost",
                     }>
-                        // Each line opens its task's detail.
-                        <a href=format!("/tasks/{}", line.task)>{line.text}</a>
+                        // Each line opens its task's detail, or its batch's page.
+                        <a href=line.href()>{line.text.clone()}</a>
                         {line.image.then(|| view! {
                             <a href=format!("/tasks/{}", line.task) tabindex="-1">
                                 <img

@@ -1,6 +1,7 @@
 //! "Task queue": the seed's one-line list of inputs, then one row per task with its state, a live
 //! progress bar, elapsed time and a Cancel button.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::live::LiveStore;
@@ -14,10 +15,20 @@ pub fn TaskQueue(store: LiveStore, #[prop(name = "quota")] caps: Quota) -> impl 
     view! {
         <section class="queue" aria-labelledby="queue-heading">
             <h2 id="queue-heading">{move || store.tasks.with(|t| queue_label(t))}</h2>
-            <p class="quota" aria-label="Your quota">{move || quota.get().line()}</p>
+            <p class="quota" aria-label="Your quota">
+                {move || store.tasks.with(|tasks| quota.get().line_with_batches(tasks))}
+            </p>
             <ul class="task-rows" aria-label="Unfinished tasks">
-                <For each=move || store.tasks.get() key=|task| task.id let:task>
-                    <TaskRow id=task.id label=task.call() submitted_at_ms=task.submitted_at_ms store now_ms quota />
+                <For each=move || store.tasks.get() key=|task| (task.id, task.batch.is_some()) let:task>
+                    <TaskRow
+                        id=task.id
+                        batch=task.batch.is_some()
+                        label=task.call()
+                        submitted_at_ms=task.submitted_at_ms
+                        store
+                        now_ms
+                        quota
+                    />
                 </For>
             </ul>
         </section>
@@ -51,6 +62,8 @@ fn clock(store: LiveStore) -> Signal<f64> {
 #[component]
 fn TaskRow(
     id: u64,
+    /// It is a batch's row, `id` the batch's.
+    batch: bool,
     /// `primes(1000000)`: its type and input.
     label: String,
     submitted_at_ms: u64,
@@ -59,9 +72,12 @@ fn TaskRow(
     quota: Memo<Quota>,
 ) -> impl IntoView {
     let current = move || {
-        store
-            .tasks
-            .with(|tasks| tasks.iter().find(|t| t.id == id).cloned())
+        store.tasks.with(|tasks| {
+            tasks
+                .iter()
+                .find(|t| t.id == id && t.batch.is_some() == batch)
+                .cloned()
+        })
     };
     let status = move || current().map_or(TaskStatus::Queued, |t: QueuedTask| t.status);
     let percent = move || current().map_or(0.0, |t| t.progress * 100.0);
@@ -95,10 +111,19 @@ fn TaskRow(
     };
     view! {
         <li class="task-row" data-status=move || status().name()>
-            <span class="task-name">{label.clone()}</span>
+            <span class="task-name">
+                {if batch {
+                    Either::Left(view! { <a href=format!("/batches/{id}")>{label.clone()}</a> })
+                } else {
+                    Either::Right(label.clone())
+                }}
+            </span>
             <span class="task-status">{move || status().name()}</span>
             <span class="task-waiting">
-                {move || (status() == TaskStatus::Queued).then(|| quota.get().waiting())}
+                {move || match current().and_then(|t| t.batch) {
+                    Some(counts) => Some(counts),
+                    None => (status() == TaskStatus::Queued).then(|| quota.get().waiting()),
+                }}
             </span>
             // A `<progress>`, not a styled div: a width set in a `style` attribute is an inline
             // style, which the pages' content security policy refuses.
@@ -111,7 +136,12 @@ fn TaskRow(
             ></progress>
             <span class="task-percent">{move || format!("{}%", one_decimal(percent()))}</span>
             <span class="task-elapsed">{elapsed}</span>
-            <form class="cancel-form" method="post" action="/api/cancel" on:submit=cancel>
+            <form
+                class="cancel-form"
+                method="post"
+                action=if batch { "/api/cancel-batch" } else { "/api/cancel" }
+                on:submit=cancel
+            >
                 <input type="hidden" name="id" value=id.to_string() />
                 <button
                     type="submit"

@@ -111,6 +111,7 @@ fn Batch(view: BatchView) -> impl IntoView {
         pages,
         plot,
         pictures,
+        editable,
     } = view;
     let running = state == "running";
     let percent = (progress * 100.0).floor();
@@ -231,7 +232,12 @@ fn Batch(view: BatchView) -> impl IntoView {
             " · "
             <a href=format!("/history?batch={id}")>"Its members in the history"</a>
             " · "
-            <a href=format!("/?task={task}")>"New batch of this type"</a>
+            {if editable {
+                view! { <a href=format!("/?task={task}&sweep={id}")>"Edit and submit again"</a> }
+                    .into_any()
+            } else {
+                view! { <a href=format!("/?task={task}")>"New batch of this type"</a> }.into_any()
+            }}
         </p>
         {running.then(|| view! {
             <form method="post" action="/api/cancel-batch" class="batch-cancel">

@@ -1,5 +1,5 @@
-//! The history page (`/history`): every task of the caller's, newest first, with filters by
-//! type and outcome, a text search over input and summary, and pages that stay put while new
+//! The history page (`/history`): every task of the caller's, newest first (a batch as one
+//! row, its members listed by `?batch=ID` or found by a filter), with filters by type and outcome, a text search over input and summary, and pages that stay put while new
 //! tasks arrive (the cursor is the last id shown). Rendered on the server: its filters are a
 //! GET form and its pages links, so it works without JavaScript. Once hydrated, the first page
 //! is live: a small island follows the session's live stream and offers the tasks submitted
@@ -102,15 +102,32 @@ fn Results(page: HistoryPage) -> impl IntoView {
     let rows = rows
         .into_iter()
         .map(|row| {
+            let submitted = view! {
+                <td><time data-ms=row.submitted_at_ms.to_string()>{utc(row.submitted_at_ms)}</time></td>
+            };
+            // A batch is one row, with its counts, linking to its page.
+            if let Some(batch) = row.batch {
+                let state = batch.state.clone();
+                return view! {
+                    <tr class="history-batch-row" data-state=state>
+                        <td><a href=format!("/batches/{}", batch.id)>{batch.title}</a></td>
+                        <td>{batch.state}</td>
+                        <td>{batch.counts}</td>
+                        {submitted}
+                    </tr>
+                }
+                .into_any();
+            }
             let outcome = row.outcome.map_or("not finished", |o| o.name());
             view! {
                 <tr data-outcome=outcome>
                     <td><a href=format!("/tasks/{}", row.id)>{row.call}</a></td>
                     <td>{outcome}</td>
                     <td class="mono">{row.summary}</td>
-                    <td><time data-ms=row.submitted_at_ms.to_string()>{utc(row.submitted_at_ms)}</time></td>
+                    {submitted}
                 </tr>
             }
+            .into_any()
         })
         .collect_view();
     view! {

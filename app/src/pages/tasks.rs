@@ -14,13 +14,29 @@ use crate::api::load_task_page;
 use crate::components::{ResultsTerminal, TaskQueue};
 use crate::live::{Connection, LiveStore};
 use model::form::{Field, FieldError, FieldKind, TaskForm, TaskTypeInfo, number_text};
-use model::page::{QueuedTask, Quota, TaskPageView, TerminalLine};
+use model::page::{QueuedTask, Quota, SweepForm, TaskPageView, TerminalLine};
 
 /// The page: its state comes from the server first (rendered into the HTML), then live.
 #[component]
 pub fn TaskPage() -> impl IntoView {
     let query = use_query_map();
-    let page = Resource::new(move || query.with(|q| q.get("task")), load_task_page);
+    let page = Resource::new(
+        move || {
+            query.with(|q| {
+                // The sweep form sent to have its members counted: every field it sent.
+                let count = match q.get("count") {
+                    Some(_) => q
+                        .clone()
+                        .into_iter()
+                        .map(|(k, v)| (k.into_owned(), v))
+                        .collect(),
+                    None => Default::default(),
+                };
+                (q.get("task"), q.get("sweep"), count)
+            })
+        },
+        |(task, sweep, count)| load_task_page(task, sweep, count),
+    );
     view! {
         <section class="task-page">
             <Suspense fallback=|| ()>
@@ -56,7 +72,7 @@ pub fn TaskPage() -> impl IntoView {
                         >
                             <FormFields form=view.form error=field_error />
                         </TaskPanel>
-                        <BatchForm form=batch_form />
+                        <BatchForm form=batch_form sweep=view.sweep />
                         <RecentBatches />
                     }
                 })}
@@ -67,13 +83,36 @@ pub fn TaskPage() -> impl IntoView {
 
 /// A batch of the chosen type: each field takes a value, a range or a list, and the varied
 /// ones make the members. A plain form outside the island (the bundle carries none of it),
-/// posted to the server function, which lands on the batch's page.
+/// posted to the server function, which lands on the batch's page. Open and filled in with
+/// `sweep`, a batch's specification to edit.
 #[component]
-fn BatchForm(form: TaskForm) -> impl IntoView {
+fn BatchForm(form: TaskForm, sweep: Option<SweepForm>) -> impl IntoView {
+    let (values, zip, reuse) = match &sweep {
+        Some(sweep) => (sweep.values.clone(), sweep.zip, sweep.reuse),
+        None => (form.values, false, false),
+    };
+    let open = sweep.is_some();
+    let from = sweep.as_ref().and_then(|sweep| sweep.batch).map(|batch| {
+        view! { <p class="field-help">{format!("Batch {batch}'s specification, to edit")}</p> }
+    });
+    let counted = sweep.and_then(|sweep| match (sweep.count, sweep.error) {
+        (Some(count), _) => Some(
+            view! {
+                <p class="batch-count" role="status">
+                    {format!("{}: SUBMIT BATCH to run them", model::count(count, "member", "members"))}
+                </p>
+            }
+            .into_any(),
+        ),
+        (None, Some(error)) => Some(
+            view! { <p class="input-error" role="alert">{error.message}</p> }.into_any(),
+        ),
+        (None, None) => None,
+    });
     let fields = form
         .fields
         .into_iter()
-        .zip(form.values)
+        .zip(values)
         .map(|(field, value)| {
             let id = format!("batch-{}", field.name);
             let help_id = format!("{id}-help");
@@ -97,23 +136,31 @@ fn BatchForm(form: TaskForm) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <details class="batch-form">
+        <details class="batch-form" open=open>
             <summary>"Sweep: many inputs as one batch"</summary>
             <form method="post" action="/api/submit-batch" aria-label="A batch">
+                {from}
                 <input type="hidden" name="task" value=form.task />
                 {fields}
                 <label class="field-label">
                     "Varied fields combine "
                     <select name="combine">
-                        <option value="grid">"as every combination"</option>
-                        <option value="zip">"pairwise"</option>
+                        <option value="grid" selected=!zip>"as every combination"</option>
+                        <option value="zip" selected=zip>"pairwise"</option>
                     </select>
                 </label>
                 <label class="field-label">
-                    <input type="checkbox" name="reuse" />
+                    <input type="checkbox" name="reuse" checked=reuse />
                     " Reuse earlier results"
                 </label>
+                {counted}
+                // First, so that Enter in a field submits.
                 <button type="submit" class="primary">"SUBMIT BATCH"</button>
+                // Counted by the server, which checks each member as a submission would: the
+                // same words, with or without JavaScript, and nothing runs.
+                <button type="submit" formmethod="get" formaction="/" name="count" value="1">
+                    "Count members"
+                </button>
             </form>
         </details>
     }

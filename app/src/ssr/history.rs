@@ -81,8 +81,12 @@ pub fn filter(query: &HistoryQuery) -> Result<TaskFilter, AppError> {
             ))
         })?),
     };
+    // Unfiltered, the history lists a batch as one row; asked for, its members match too.
+    let fold_batches =
+        batch.is_none() && query.kind.is_none() && query.outcome.is_none() && query.text.is_none();
     Ok(TaskFilter {
         batch,
+        fold_batches,
         kind: query.kind.clone(),
         ended,
         before,

@@ -170,6 +170,7 @@ pub(crate) async fn admit(
         status: TaskStatus::Queued,
         progress: 0.0,
         submitted_at_ms,
+        batch: None,
     };
     let next_input = kind.next_input(&input);
     Ok(Admitted {
@@ -302,6 +303,7 @@ pub async fn rerun(state: &AppState, tasks: Vec<(Watcher, SavedTask)>) {
                         task.call()
                     ),
                     image: false,
+                    batch: false,
                 };
                 record(state, &watcher, line, None, None, None).await;
             }
@@ -321,6 +323,7 @@ pub(crate) async fn cancelled_before_restart(state: &AppState, watcher: Watcher,
         outcome: Outcome::Cancelled,
         text: format!("{} cancelled with its batch", saved.task.call()),
         image: false,
+        batch: false,
     };
     record(state, &watcher, line, None, None, None).await;
 }
@@ -445,6 +448,7 @@ fn terminal_line(
         outcome,
         text,
         image: false,
+        batch: false,
     }
 }
 
@@ -491,6 +495,7 @@ mod tests {
                 status: TaskStatus::Running,
                 progress: 0.0,
                 submitted_at_ms: 0,
+                batch: None,
             },
             kind,
             input,

@@ -237,6 +237,8 @@ pub enum Resume {
 
 struct State {
     tasks: BTreeMap<u64, Entry>,
+    /// Its open batches' rows in the queue, by batch id: one each, however many members.
+    batches: BTreeMap<u64, QueuedTask>,
     lines: VecDeque<TerminalLine>,
     max_lines: usize,
     /// What each task type's form offers next, by type name.
@@ -258,6 +260,7 @@ impl Session {
             id,
             state: Mutex::new(State {
                 tasks: BTreeMap::new(),
+                batches: BTreeMap::new(),
                 lines: VecDeque::new(),
                 max_lines,
                 next_inputs,
@@ -283,7 +286,8 @@ impl Session {
             return None;
         }
         let state = self.state.lock();
-        (state.tasks.is_empty() && self.updates.receiver_count() == 0).then_some(state.last_seen)
+        (state.tasks.is_empty() && state.batches.is_empty() && self.updates.receiver_count() == 0)
+            .then_some(state.last_seen)
     }
 
     fn send(&self, update: PageUpdate) {
@@ -337,17 +341,21 @@ impl Session {
         self.updates.subscribe()
     }
 
-    /// Its queue and terminal (the caller adds the form).
+    /// Its queue (its tasks, then a row per open batch) and terminal (the caller adds the
+    /// form).
     pub fn view(&self) -> TaskPageView {
         let state = self.state.lock();
         TaskPageView {
-            tasks: state.tasks.values().map(|e| e.task.clone()).collect(),
+            tasks: (state.tasks.values().map(|e| &e.task))
+                .chain(state.batches.values())
+                .cloned()
+                .collect(),
             lines: state.lines.iter().cloned().collect(),
             ..TaskPageView::default()
         }
     }
 
-    /// Its unfinished tasks, oldest first.
+    /// Its unfinished tasks, oldest first (not its batches: their members wait in them).
     pub fn unfinished(&self) -> Vec<QueuedTask> {
         let state = self.state.lock();
         state.tasks.values().map(|e| e.task.clone()).collect()
@@ -414,11 +422,25 @@ impl Session {
         self.send(PageUpdate::Task(update));
     }
 
-    /// The task left the queue; its line joins the terminal, once.
+    /// One of its batches was accepted or changed: `row` is its row in the queue.
+    pub fn batch_changed(&self, row: QueuedTask) {
+        self.state.lock().batches.insert(row.id, row.clone());
+        self.send(PageUpdate::Task(row));
+    }
+
+    /// The task (or the batch) left the queue; its line joins the terminal, once.
     pub fn done(&self, line: TerminalLine) {
         {
             let mut state = self.state.lock();
-            if state.tasks.remove(&line.task).is_none() {
+            // A batch ends once (its follower says so), with or without a row before: one
+            // whose members all reused earlier results ends before its first row.
+            let left = if line.batch {
+                state.batches.remove(&line.task);
+                !state.lines.iter().any(|l| l.batch && l.task == line.task)
+            } else {
+                state.tasks.remove(&line.task).is_some()
+            };
+            if !left {
                 return;
             }
             if state.lines.len() >= state.max_lines {
@@ -444,6 +466,7 @@ mod tests {
             status: TaskStatus::Queued,
             progress: 0.0,
             submitted_at_ms: 0,
+            batch: None,
         }
     }
 
@@ -453,6 +476,7 @@ mod tests {
             outcome: Outcome::Finished,
             text: format!("line {task}"),
             image: false,
+            batch: false,
         }
     }
 
@@ -492,6 +516,37 @@ mod tests {
         assert!(view.tasks.is_empty());
         let kept: Vec<u64> = view.lines.iter().map(|l| l.task).collect();
         assert_eq!(kept, [2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_row_then_one_line_and_keeps_its_session() {
+        let (sessions, _dir) = sessions(SessionConfig {
+            idle_timeout: Duration::ZERO,
+            ..SessionConfig::default()
+        });
+        let session = sessions.get_or_create(&id("batching")).unwrap();
+        // Task 7 and batch 7 are two things.
+        session.accepted(task(7), 7, None);
+        let row = |counts: &str| QueuedTask {
+            batch: Some(counts.into()),
+            ..task(7)
+        };
+        session.batch_changed(row("0 of 3 done"));
+        session.batch_changed(row("2 of 3 done"));
+        session.done(line(7));
+        let view = session.view();
+        assert_eq!(view.tasks, vec![row("2 of 3 done")]);
+        assert_eq!(sessions.expire_idle(), 0, "a batch is still running");
+        let ended = TerminalLine {
+            batch: true,
+            ..line(7)
+        };
+        session.done(ended.clone());
+        session.done(ended.clone());
+        let view = session.view();
+        assert!(view.tasks.is_empty());
+        assert_eq!(view.lines, vec![line(7), ended]);
+        assert!(session.unfinished().is_empty());
     }
 
     #[tokio::test]

@@ -50,11 +50,18 @@ struct Events {
 
 impl Events {
     async fn open(harness: &Harness, id: u64) -> Self {
-        let request = Request::builder()
+        Self::resume(harness, id, None).await
+    }
+
+    /// The stream again, as a client that saw event `last_seen` reconnects.
+    async fn resume(harness: &Harness, id: u64, last_seen: Option<&str>) -> Self {
+        let mut request = Request::builder()
             .uri(format!("/api/v1/batches/{id}/events"))
-            .header(header::COOKIE, format!("offload_session={SESSION}"))
-            .body(Body::empty())
-            .unwrap();
+            .header(header::COOKIE, format!("offload_session={SESSION}"));
+        if let Some(last) = last_seen {
+            request = request.header("last-event-id", last);
+        }
+        let request = request.body(Body::empty()).unwrap();
         let response = harness.router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         Self {
@@ -125,6 +132,15 @@ async fn a_varied_batch_runs_each_member_once_and_counts_agree() {
     let mut events = Events::open(&api, id).await;
     let now = events.next().await.expect("the batch as it is");
     assert_eq!(now["counts"]["running"], 2, "{now}");
+    // A client that reconnects, with the last id it saw, gets the whole batch at once: each
+    // event is the whole document, so nothing in between is missed.
+    drop(events);
+    let mut events = Events::resume(&api, id, Some("1")).await;
+    let again = events.next().await.expect("the batch as it is");
+    assert_eq!(
+        (&again["state"], &again["counts"]),
+        (&now["state"], &now["counts"])
+    );
     for key in first..first + 30 {
         open_gate(key);
     }
@@ -269,6 +285,10 @@ async fn a_cancelled_batch_runs_no_member_that_had_not_been_handed_over() {
     let members = members(&api, id).await;
     assert_eq!(members.len(), 52);
     assert!(members.iter().all(|m| m["task"]["state"] == "cancelled"));
+    // On the workers: no member past the window ever started.
+    let ran = started(first..first + 200);
+    assert!(ran.len() >= 2, "the running members started: {ran:?}");
+    assert!(ran.iter().all(|key| *key < first + 52), "{ran:?}");
     let again = api.call("POST", &path, None).await;
     assert_problem("a second cancel", &again, 409, "was cancelled");
 
@@ -462,4 +482,121 @@ async fn a_widened_sweep_with_reuse_runs_only_its_new_members_and_never_anothers
             .iter()
             .all(|m| m["task"].get("reused_from").is_none())
     );
+}
+
+#[tokio::test]
+async fn a_batch_is_one_row_of_its_owners_queue_then_one_line_of_its_terminal() {
+    let api = Harness::new();
+    let first = keys(&api);
+    let session = api
+        .state
+        .sessions
+        .get_or_create(&app::ssr::SessionId(SESSION.into()))
+        .unwrap();
+    let mut page = session.subscribe();
+    let (status, _, accepted) = post_batch(
+        &api,
+        json!({"type": "gate", "vary": {"key": {"from": first, "to": first + 29}}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["id"].as_u64().unwrap();
+    eventually("the batch's members are running", || async {
+        batch(&api, id).await["counts"]["running"] == 2
+    })
+    .await;
+    eventually("its row says so", || async {
+        let tasks = session.view().tasks;
+        tasks.len() == 1 && tasks[0].status == model::page::TaskStatus::Running
+    })
+    .await;
+    let row = &session.view().tasks[0];
+    assert_eq!(
+        (row.id, row.call(), row.batch.as_deref()),
+        (
+            id,
+            format!("batch {id} gate(key={first}..{})", first + 29),
+            Some("0 of 30 done")
+        )
+    );
+    let quota = api.state.quota(session.id());
+    assert_eq!(
+        quota.running, 0,
+        "its members count against the batch, not the caps"
+    );
+    open_gate(api.gate);
+    let line = loop {
+        match page.recv().await.unwrap().1 {
+            model::page::PageUpdate::Task(task) => {
+                assert_eq!(
+                    (task.id, task.batch.is_some()),
+                    (id, true),
+                    "a member's row"
+                )
+            }
+            model::page::PageUpdate::Done(line) => break line,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(line.batch && line.task == id, "{line:?}");
+    assert_eq!(line.outcome, model::page::Outcome::Finished);
+    assert!(
+        line.text.starts_with(&format!(
+            "batch {id} gate(key={first}..{}): 30 of 30 done in ",
+            first + 29
+        )),
+        "{}",
+        line.text
+    );
+    assert!(session.view().tasks.is_empty());
+    assert_eq!(session.view().lines, vec![line]);
+}
+
+#[tokio::test]
+async fn retry_failed_runs_again_exactly_the_members_that_failed() {
+    // Members 0, 2 and 4 find their gates open; 1 and 3 wait past the time limit and fail.
+    let api = Harness::with_cluster(|config| {
+        config.task_time_limit = Some(Duration::from_millis(300));
+    });
+    let first = keys(&api);
+    for member in [0, 2, 4] {
+        open_gate(first + member);
+    }
+    let (_, _, accepted) = post_batch(
+        &api,
+        json!({"type": "gate", "vary": {"key": {"from": first, "to": first + 4}}}),
+    )
+    .await;
+    let id = accepted["id"].as_u64().unwrap();
+    eventually("every member ends", || async {
+        batch(&api, id).await.get("finished_at_ms").is_some()
+    })
+    .await;
+    let done = batch(&api, id).await;
+    assert_eq!(
+        (
+            done["counts"]["finished"].as_u64(),
+            done["counts"]["failed"].as_u64()
+        ),
+        (Some(3), Some(2)),
+        "{done}"
+    );
+    let retry = format!("/api/v1/batches/{id}/retry-failed");
+    let (status, _, retried) = api.call("POST", &retry, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retried}");
+    assert_eq!(retried["retry_of"], id);
+    let again = retried["id"].as_u64().unwrap();
+    assert_eq!(retried["members"], 2);
+    eventually("both are handed over", || async {
+        members(&api, again).await.len() == 2
+    })
+    .await;
+    let inputs: Vec<u64> = members(&api, again)
+        .await
+        .iter()
+        .map(|m| m["task"]["input"]["key"].as_u64().unwrap())
+        .collect();
+    assert_eq!(inputs, [first + 1, first + 3], "exactly the failed members");
+    api.call("POST", &format!("/api/v1/batches/{again}/cancel"), None)
+        .await;
 }

@@ -35,6 +35,18 @@ struct GateInput {
 }
 
 static OPENED: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+/// The keys of every gate task a worker started, counted on the workers.
+static STARTED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// The gate tasks with keys in `keys` that a worker started.
+fn started(keys: std::ops::Range<u64>) -> Vec<u64> {
+    let started = STARTED.lock().unwrap();
+    started
+        .iter()
+        .copied()
+        .filter(|k| keys.contains(k))
+        .collect()
+}
 static OPENING: Condvar = Condvar::new();
 
 fn open_gate(key: u64) {
@@ -56,6 +68,7 @@ impl Task for Gate {
         format!("gate({}) opened", input.key)
     }
     fn run(input: GateInput, ctx: &TaskContext<'_>) -> Result<u64, TaskError> {
+        STARTED.lock().unwrap().push(input.key);
         let mut opened = OPENED.lock().unwrap();
         loop {
             // A batch's keys (`batches::keys`) open with their test's gate too.
@@ -79,6 +92,8 @@ impl Task for Gate {
 /// The app's state and the API's router over a fresh store, with the cluster that runs them.
 struct Harness {
     router: Router,
+    /// The app's state, for what only a page sees (the session's queue and terminal).
+    state: AppState,
     dir: tempfile::TempDir,
     /// Opened when the test ends, so no worker is left waiting.
     gate: u64,
@@ -93,14 +108,20 @@ static NEXT_GATE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 
 impl Harness {
     fn new() -> Self {
+        Self::with_cluster(|_| {})
+    }
+
+    /// A harness whose cluster `configure` changed.
+    fn with_cluster(configure: impl FnOnce(&mut ClusterConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (store, writer, _, next_task) =
             Store::open(dir.path(), "gate", Retention::default()).unwrap();
-        let config = ClusterConfig {
+        let mut config = ClusterConfig {
             workers: 3,
             max_running_per_submitter: Some(2),
             ..ClusterConfig::default()
         };
+        configure(&mut config);
         let cluster = EmbeddedCluster::start(config, Registry::empty().register::<Gate>()).unwrap();
         let state = AppState {
             leptos_options: leptos::config::LeptosOptions::builder()
@@ -120,6 +141,7 @@ impl Harness {
             .with_state(state.clone());
         Self {
             router,
+            state,
             dir,
             gate: NEXT_GATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _cluster: cluster,

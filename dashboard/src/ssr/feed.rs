@@ -20,12 +20,36 @@ use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
+use model::Totals;
 use model::View;
 use model::frame::Profiles;
 
 use crate::ssr::DashboardState;
 use crate::ssr::frame::{HostSample, Sampler};
 use crate::ssr::profiler::Profiler;
+
+/// The app's open batches as the progress view shows them (see
+/// [`model::frame::DashboardFrame::batches`]): the dashboard knows nothing of batches; the
+/// binary says how to read them.
+#[derive(Clone)]
+pub struct BatchBars(Option<Arc<ReadBars>>);
+
+type ReadBars = dyn Fn() -> Vec<(String, Totals)> + Send + Sync;
+
+impl BatchBars {
+    pub fn new(read: impl Fn() -> Vec<(String, Totals)> + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(read)))
+    }
+
+    /// No batches known here.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    fn read(&self) -> Vec<(String, Totals)> {
+        self.0.as_ref().map_or_else(Vec::new, |read| read())
+    }
+}
 
 pub struct DashboardFeed {
     /// None until the first sample.
@@ -35,9 +59,14 @@ pub struct DashboardFeed {
 }
 
 impl DashboardFeed {
-    /// Starts sampling `client` every `period`; the profile views sample threads only when
-    /// `profiling` is allowed.
-    pub fn start(client: cluster::Client, period: Duration, profiling: bool) -> Arc<Self> {
+    /// Starts sampling `client` (and `batches`) every `period`; the profile views sample
+    /// threads only when `profiling` is allowed.
+    pub fn start(
+        client: cluster::Client,
+        batches: BatchBars,
+        period: Duration,
+        profiling: bool,
+    ) -> Arc<Self> {
         let (frames, _) = watch::channel(None);
         let feed = Arc::new(Self {
             frames,
@@ -45,6 +74,7 @@ impl DashboardFeed {
         });
         tokio::spawn(sample(
             client,
+            batches,
             feed.frames.clone(),
             feed.profiler.clone(),
             period,
@@ -106,6 +136,7 @@ impl HostProbe {
 /// Takes a frame of `client`'s stats every `period` and publishes it, encoded once.
 async fn sample(
     client: cluster::Client,
+    batches: BatchBars,
     frames: watch::Sender<Option<Arc<str>>>,
     profiler: Option<Arc<Profiler>>,
     period: Duration,
@@ -123,7 +154,8 @@ async fn sample(
             },
             |p| p.latest(),
         );
-        let frame = sampler.frame(&client.stats(), host.sample(), client.backend(), profiles);
+        let mut frame = sampler.frame(&client.stats(), host.sample(), client.backend(), profiles);
+        frame.batches = batches.read();
         match serde_json::to_string(&frame) {
             Ok(json) => {
                 frames.send_replace(Some(Arc::from(json)));
@@ -210,7 +242,21 @@ mod tests {
             cluster::Registry::empty(),
         )
         .unwrap();
-        let feed = DashboardFeed::start(cluster.client(), Duration::from_millis(10), false);
+        let bar = || {
+            let members = model::Totals {
+                submitted: 21,
+                queued: 19,
+                running: 2,
+                ..model::Totals::default()
+            };
+            vec![("batch 7 · square".to_owned(), members)]
+        };
+        let feed = DashboardFeed::start(
+            cluster.client(),
+            BatchBars::new(bar),
+            Duration::from_millis(10),
+            false,
+        );
         // Several sampling periods pass with no page open (the clock is paused: no real wait).
         for _ in 0..5 {
             tokio::time::advance(Duration::from_millis(10)).await;
@@ -227,5 +273,6 @@ mod tests {
             .expect("a frame, not the empty start value");
         let frame: DashboardFrame = serde_json::from_str(&json).unwrap();
         assert_eq!(frame.workers.len(), 4);
+        assert_eq!(frame.batches, bar(), "the app's batches, a bar each");
     }
 }

@@ -75,6 +75,8 @@ impl Sampler {
             gpus: gpu_rows(stats),
             profiles,
             groups: task_groups(stats),
+            // The app's, filled in by the feed (the cluster's stats do not know them).
+            batches: Vec::new(),
             workers,
         }
     }

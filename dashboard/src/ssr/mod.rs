@@ -16,7 +16,7 @@ use axum::routing::get;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 
-pub use feed::DashboardFeed;
+pub use feed::{BatchBars, DashboardFeed};
 pub use ops::{Metrics, OpsState, count_requests};
 
 use crate::{BUNDLE, Dashboard};

@@ -120,10 +120,8 @@ fn groups_by_state(f: &DashboardFrame) -> ChartSpec {
         ]
     };
     ChartSpec::Stacked {
-        rows: f
-            .groups
-            .iter()
-            .map(|g| (g.name.clone(), state(g.counts)))
+        rows: (f.groups.iter().map(|g| (g.name.clone(), state(g.counts))))
+            .chain(f.batches.iter().map(|(name, c)| (name.clone(), state(*c))))
             .collect(),
     }
 }
@@ -207,6 +205,13 @@ fn GroupTable(frame: Frame) -> impl IntoView {
                         <td>{g.p50_ms.map(duration).unwrap_or_default()}</td>
                         <td>{g.p99_ms.map(duration).unwrap_or_default()}</td>
                         <td>{bytes(g.output_bytes)}</td>
+                    </tr>
+                }).collect_view()}
+                // The app's open batches, a row each (their times are their types').
+                {move || frame.with(|f| f.as_ref().map(|f| f.batches.clone()).unwrap_or_default()).into_iter().map(|(name, c)| view! {
+                    <tr class="batch">
+                        <td>{name}</td><td>{c.queued}</td><td>{c.running}</td><td>{c.finished}</td>
+                        <td>{c.failed}</td><td>{c.cancelled}</td><td></td><td></td><td></td><td></td>
                     </tr>
                 }).collect_view()}
             </tbody>
@@ -297,6 +302,36 @@ mod tests {
                 let _ = view_for(view, frame);
             }
         });
+    }
+
+    #[test]
+    fn progress_shows_a_bar_per_type_then_one_per_batch() {
+        let counts = |queued, running, finished| model::Totals {
+            queued,
+            running,
+            finished,
+            ..model::Totals::default()
+        };
+        let frame = DashboardFrame {
+            groups: vec![model::frame::TaskGroup {
+                name: "square".into(),
+                counts: counts(0, 1, 4),
+                wait_ms: 0.0,
+                compute_ms: 0.0,
+                output_bytes: 0,
+                p50_ms: None,
+                p99_ms: None,
+            }],
+            batches: vec![("batch 7 · square".into(), counts(17, 2, 2))],
+            ..DashboardFrame::default()
+        };
+        let ChartSpec::Stacked { rows } = groups_by_state(&frame) else {
+            panic!("a stacked chart");
+        };
+        let names: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["square", "batch 7 · square"]);
+        let segments: Vec<f64> = rows[1].1.iter().map(|(n, _)| *n).collect();
+        assert_eq!(segments, [2.0, 0.0, 0.0, 2.0, 17.0], "finished … queued");
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use model::batch::Vary;
+use model::batch::{Vary, counts_text};
+use model::page::Outcome;
 
 use super::api::{Api, Failure, query};
 use super::{one_line, progress_bar, text};
@@ -190,24 +191,13 @@ async fn all_members(api: &Api, id: u64) -> Result<Vec<Value>, Failure> {
 
 /// `batch 7 square: 12 of 21 done, 1 failed`.
 fn progress_line(batch: &Value) -> String {
-    let counts = &batch["counts"];
-    let count = |name: &str| counts[name].as_u64().unwrap_or(0);
-    let ended: u64 = ["finished", "failed", "cancelled", "lost"]
-        .iter()
-        .map(|n| count(n))
-        .sum();
-    let mut line = format!(
-        "batch {} {}: {ended} of {} done",
+    let ended = Outcome::ALL.map(|o| batch["counts"][o.name()].as_u64().unwrap_or(0));
+    format!(
+        "batch {} {}: {}",
         batch["id"],
         text(&batch["type"]),
-        batch["members"]
-    );
-    for name in ["failed", "cancelled", "lost"] {
-        if count(name) > 0 {
-            line.push_str(&format!(", {} {name}", count(name)));
-        }
-    }
-    line
+        counts_text(ended, batch["members"].as_u64().unwrap_or(0))
+    )
 }
 
 fn exit_for(batch: &Value) -> ExitCode {

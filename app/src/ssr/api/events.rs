@@ -255,6 +255,10 @@ impl Follow {
         }
         self.last = seq;
         let event = match update {
+            // A batch's row and line are the page's: the API follows a batch at its own
+            // stream (`/api/v1/batches/{id}/events`).
+            PageUpdate::Task(task) if task.batch.is_some() => return,
+            PageUpdate::Done(line) if line.batch => return,
             PageUpdate::Task(task) => TaskEvent::from(task),
             PageUpdate::Done(line) => TaskEvent::from(line),
             PageUpdate::Snapshot { .. } | PageUpdate::Restarting => return,

@@ -121,3 +121,30 @@ fn task_id(raw: &str) -> Result<u64, AppError> {
         ))
     })
 }
+
+/// Items a list page holds at most (and by default).
+pub const MAX_PAGE: usize = 100;
+
+/// A list's `limit` (1 to [`MAX_PAGE`], that by default) and `cursor` (where the previous page
+/// ended), or why they mean nothing.
+pub(super) fn position(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<(usize, Option<u64>), AppError> {
+    let limit = limit.unwrap_or(MAX_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::invalid(format!(
+            "limit must be from 1 to {MAX_PAGE} (got {limit})"
+        )));
+    }
+    let cursor = cursor
+        .map(|cursor| {
+            cursor.parse::<u64>().map_err(|_| {
+                AppError::invalid(format!(
+                    "{cursor:?} is not a cursor: pass the next_cursor of the previous page"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok((limit, cursor))
+}

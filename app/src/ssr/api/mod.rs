@@ -24,7 +24,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub(crate) use batches::{BatchDoc, BatchState, owned_batch};
+pub(crate) use batches::{BatchDoc, owned_batch};
 pub use idempotency::IdempotencyLocks;
 pub use problem::problem;
 pub(crate) use tasks::owned_record;

@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ApiJson, ApiQuery, Owner, TaskIdPath};
+use super::extract::{ApiJson, ApiQuery, Owner, TaskIdPath, position};
+use super::idempotency::{self, Makes};
 use super::problem::{ApiError, Problem};
 use crate::AppError;
 use crate::ssr::runner::Links;
@@ -18,9 +18,6 @@ use crate::ssr::store::{TaskFilter, TaskRecord};
 use crate::ssr::{AppState, SessionId};
 use model::TaskState;
 use model::page::TaskStatus;
-
-/// Tasks a list page holds at most (and by default).
-pub const MAX_PAGE: usize = 100;
 
 /// Unfinished tasks read to list the queued or the running ones: more than any owner can have
 /// (the caps bound them), so that none is missed.
@@ -221,19 +218,23 @@ pub(super) async fn submit(
     headers: HeaderMap,
     ApiJson(new): ApiJson<NewTask>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Some(key) = headers.get(IDEMPOTENCY_KEY) else {
-        let doc = accept(&state, &owner.0, new, Links::default()).await?;
-        return Ok((StatusCode::ACCEPTED, Json(doc)));
-    };
-    let key = idempotency_key(key)?;
-    let request = Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()).to_vec();
-    // One request per owner and key at a time: the others wait, then find its task.
-    let slot = state.idempotency.slot(&owner.0, &key);
-    let turn = slot.lock().await;
-    let result = idempotent_submit(&state, &owner.0, &key, request, new).await;
-    drop(turn);
-    state.idempotency.release(&owner.0, &key, slot);
-    Ok((StatusCode::ACCEPTED, Json(result?)))
+    let doc = idempotency::once(
+        &state,
+        &owner.0,
+        &headers,
+        Makes::Task,
+        new,
+        async |id| Ok(TaskDoc::accepted(owned_record(&state, &owner.0, id).await?)),
+        async |new, idempotency| {
+            let links = Links {
+                idempotency,
+                ..Links::default()
+            };
+            accept(&state, &owner.0, new, links).await
+        },
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(doc)))
 }
 
 /// Submits `new` and answers with the task as accepted.
@@ -262,56 +263,8 @@ async fn accept(
         retry_of,
         ran: None,
         reused_from: None,
+        batch: None,
     }))
-}
-
-/// The header that makes a submission safe to repeat.
-pub(super) const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// The header's key, if it is one.
-pub(super) fn idempotency_key(header: &axum::http::HeaderValue) -> Result<String, AppError> {
-    header
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()))
-        .map(str::to_owned)
-        .ok_or_else(|| AppError::invalid("an Idempotency-Key is 1 to 255 visible ASCII characters"))
-}
-
-/// Submits `new` under `key` once: a repeat of the same request gets the same answer, the
-/// task as it was accepted (its record keeps the key); another request under the key, 422.
-async fn idempotent_submit(
-    state: &AppState,
-    owner: &SessionId,
-    key: &str,
-    request: Vec<u8>,
-    new: NewTask,
-) -> Result<Value, ApiError> {
-    let reused = || {
-        AppError::Unprocessable(format!(
-            "the Idempotency-Key {key:?} was used with another request: use a new key for a \
-             new task"
-        ))
-    };
-    let earlier = state
-        .sessions
-        .store()
-        .by_idempotency_key(&owner.0, key)
-        .await?;
-    match earlier {
-        Some((_, first)) if first != request => Err(reused().into()),
-        Some((id, _)) => {
-            let record = owned_record(state, owner, id).await?;
-            Ok(TaskDoc::accepted(record))
-        }
-        None => {
-            let links = Links {
-                idempotency: Some((key.to_owned(), request)),
-                ..Default::default()
-            };
-            accept(state, owner, new, links).await
-        }
-    }
 }
 
 /// Filters and position of a list.
@@ -359,20 +312,7 @@ pub(super) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
-    let limit = query.limit.unwrap_or(MAX_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            AppError::invalid(format!("limit must be from 1 to {MAX_PAGE} (got {limit})")).into(),
-        );
-    }
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(cursor) => Some(cursor.parse::<u64>().map_err(|_| {
-            AppError::invalid(format!(
-                "{cursor:?} is not a cursor: pass the next_cursor of the previous page"
-            ))
-        })?),
-    };
+    let (limit, before) = position(query.limit, query.cursor.as_deref())?;
     // Queued and running are known to this server only, not to the record: the record gives
     // the unfinished tasks (few: the caps bound them), the session says which are which.
     let live_state = query.state.filter(|s| !s.is_done());
@@ -382,6 +322,7 @@ pub(super) async fn list(
         ended: query.state.map(TaskState::outcome),
         before,
         search: None,
+        fold_batches: false,
         limit: if live_state.is_some() {
             MAX_UNFINISHED
         } else {

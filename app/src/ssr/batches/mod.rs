@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use cluster::TaskType;
 
-pub use run::{BatchRun, Snapshot};
+pub use run::{BatchRun, COALESCE, Snapshot};
 pub use spec::BatchSpec;
 
 use crate::AppError;
@@ -86,9 +86,30 @@ impl Batches {
         &self.config
     }
 
-    /// Batches open now, in all.
-    pub fn open(&self) -> usize {
-        self.open.lock().len()
+    /// The open batches, oldest first, as the dashboard's progress view shows them: `batch 7 ·
+    /// square` and its members by state (those waiting in the batch count as queued).
+    pub fn bars(&self) -> Vec<(String, model::Totals)> {
+        let open: Vec<Arc<BatchRun>> = self.open.lock().values().cloned().collect();
+        open.iter()
+            .map(|run| {
+                let at = run.snapshot();
+                let [finished, failed, cancelled, lost] = at.ended;
+                let totals = model::Totals {
+                    submitted: at.members,
+                    queued: at.waiting + at.queued,
+                    running: at.running,
+                    finished,
+                    // The dashboard's failed include the lost.
+                    failed: failed + lost,
+                    cancelled,
+                    lost,
+                };
+                (
+                    format!("batch {} · {}", run.id(), run.kind().name()),
+                    totals,
+                )
+            })
+            .collect()
     }
 
     /// Open batch `id`, if it is `owner`'s.
@@ -159,6 +180,7 @@ impl Batches {
         };
         let run = BatchRun::new(start, state, &self.open);
         self.open.lock().insert(id, run.clone());
+        tokio::spawn(run::show_in_queue(state.clone(), run.clone()));
         tokio::spawn(run::feed(
             state.clone(),
             run.clone(),
@@ -211,6 +233,7 @@ impl Batches {
             };
             let run = BatchRun::new(start, state, &self.open);
             self.open.lock().insert(batch.id, run.clone());
+            tokio::spawn(run::show_in_queue(state.clone(), run.clone()));
             let members: Vec<_> = unfinished
                 .into_iter()
                 .map(|(index, task)| (Watcher::Member(run.clone(), index, None), task))

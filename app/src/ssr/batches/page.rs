@@ -6,14 +6,22 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+use cluster::TaskType;
+use std::collections::BTreeMap;
+
+use model::batch::{Combine, counts_text};
+use model::form::FieldError;
 use model::form::number_text;
 use model::page::{
     BATCH_PAGE_ROWS, BatchLine, BatchQuery, BatchRow, BatchView, OUTCOME_FILTERS, RECENT_BATCHES,
+    SweepForm,
 };
 
+use super::BatchSpec;
 use super::results::Columns;
 use crate::AppError;
 use crate::ssr::api::BatchDoc;
+use crate::ssr::store::BatchRecord;
 use crate::ssr::{AppState, SessionId};
 
 /// The columns every table has before the input's: index, task, outcome.
@@ -122,7 +130,7 @@ pub async fn view(
         id,
         task: kind.name().to_owned(),
         title: kind.title().to_owned(),
-        state: state_name(doc.state),
+        state: doc.state.name().to_owned(),
         members: doc.members,
         counts,
         progress: doc.progress,
@@ -141,7 +149,93 @@ pub async fn view(
         pages,
         plot,
         pictures: kind.has_binary_output(),
+        editable: matches!(spec(&record), Some(BatchSpec::Vary { .. })),
     })
+}
+
+fn spec(record: &BatchRecord) -> Option<BatchSpec> {
+    serde_json::from_value(record.spec.clone()).ok()
+}
+
+/// The sweep form of `kind` filled in with `owner`'s batch `raw` (a query parameter), to edit
+/// and submit again.
+pub async fn sweep_form(
+    state: &AppState,
+    owner: &SessionId,
+    kind: &TaskType,
+    raw: &str,
+) -> Result<SweepForm, AppError> {
+    let id = raw.parse::<u64>().map_err(|_| {
+        AppError::invalid(format!(
+            "{raw:?} is not a batch: batches are numbered from 1"
+        ))
+    })?;
+    let record = crate::ssr::api::owned_batch(state, owner, id).await?;
+    if record.task_type != kind.name() {
+        return Err(AppError::invalid(format!(
+            "batch {id} runs {}, not {}: open it from its own page",
+            record.task_type,
+            kind.name()
+        )));
+    }
+    let Some(BatchSpec::Vary { input, plan }) = spec(&record) else {
+        return Err(AppError::invalid(format!(
+            "batch {id} lists its inputs one by one: the form cannot show it (submit it again \
+             through the API)"
+        )));
+    };
+    let form = kind.form(Some(&input));
+    Ok(SweepForm {
+        batch: Some(id),
+        values: form
+            .fields
+            .iter()
+            .zip(form.values)
+            .map(|(field, value)| plan.field_text(&field.name).unwrap_or(value))
+            .collect(),
+        zip: plan.combine == model::batch::Combine::Zip,
+        reuse: record.reuse,
+        ..SweepForm::default()
+    })
+}
+
+/// The sweep form of `kind` as sent to be counted (`count=1` and the form's fields, by GET):
+/// its members counted and checked as [`Batches::submit`](super::Batches::submit) would, or
+/// the refusal a submission would get.
+pub fn counted(state: &AppState, kind: &TaskType, sent: &BTreeMap<String, String>) -> SweepForm {
+    let form = kind.form(None);
+    let values: Vec<String> = form
+        .fields
+        .iter()
+        .zip(form.values)
+        .map(|(field, default)| sent.get(&field.name).cloned().unwrap_or(default))
+        .collect();
+    let posted: Vec<(&str, &str)> = form
+        .fields
+        .iter()
+        .zip(&values)
+        .map(|(field, value)| (field.name.as_str(), value.as_str()))
+        .collect();
+    let zip = sent.get("combine").is_some_and(|c| c == "zip");
+    let combine = if zip { Combine::Zip } else { Combine::Grid };
+    let cap = state.batches.config().max_members;
+    let checked = BatchSpec::from_form(kind, &posted, combine, cap).and_then(|spec| {
+        spec.check(kind)?;
+        Ok(spec.len() as u64)
+    });
+    let (count, error) = match checked {
+        Ok(count) => (Some(count), None),
+        Err(AppError::InvalidInput(error)) => (None, Some(error)),
+        Err(other) => (None, Some(FieldError::whole(other.to_string()))),
+    };
+    SweepForm {
+        batch: None,
+        values,
+        zip,
+        reuse: sent.get("reuse").is_some_and(|r| r == "on"),
+        count,
+        error,
+    }
 }
 
 /// `owner`'s latest batches, one line each.
@@ -153,43 +247,25 @@ pub async fn recent(state: &AppState, owner: &SessionId) -> Result<Vec<BatchLine
         .await?;
     Ok(records
         .iter()
-        .map(|record| {
-            let doc = BatchDoc::of(state, owner, record);
-            let title = state
-                .cluster
-                .registry()
-                .and_then(|r| r.get(&record.task_type))
-                .map_or(record.task_type.as_str(), |kind| kind.title());
-            let c = &doc.counts;
-            let mut counts = format!(
-                "{} of {} done",
-                c.finished + c.failed + c.cancelled + c.lost,
-                doc.members
-            );
-            for (n, what) in [
-                (c.failed, "failed"),
-                (c.cancelled, "cancelled"),
-                (c.lost, "lost"),
-            ] {
-                if n > 0 {
-                    counts.push_str(&format!(", {n} {what}"));
-                }
-            }
-            BatchLine {
-                id: record.id,
-                title: format!("Batch {}: {title} × {}", record.id, doc.members),
-                state: state_name(doc.state),
-                counts,
-            }
-        })
+        .map(|record| line(state, owner, record))
         .collect())
 }
 
-fn state_name(state: crate::ssr::api::BatchState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|s| s.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// `owner`'s batch `record` in one line: `Batch 7: Square × 21`, its state and counts.
+pub fn line(state: &AppState, owner: &SessionId, record: &BatchRecord) -> BatchLine {
+    let doc = BatchDoc::of(state, owner, record);
+    let title = state
+        .cluster
+        .registry()
+        .and_then(|r| r.get(&record.task_type))
+        .map_or(record.task_type.as_str(), |kind| kind.title());
+    let c = &doc.counts;
+    BatchLine {
+        id: record.id,
+        title: format!("Batch {}: {title} × {}", record.id, doc.members),
+        state: doc.state.name().to_owned(),
+        counts: counts_text([c.finished, c.failed, c.cancelled, c.lost], doc.members),
+    }
 }
 
 fn cell(value: &Value) -> String {

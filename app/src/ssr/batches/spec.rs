@@ -101,6 +101,14 @@ impl BatchSpec {
         self.len() == 0
     }
 
+    /// What it varies, in brief: `n=20..40`; `21 inputs`.
+    pub fn brief(&self) -> String {
+        match self {
+            Self::Inputs { inputs } => format!("{} inputs", inputs.len()),
+            Self::Vary { plan, .. } => plan.brief(),
+        }
+    }
+
     /// Member `index`'s input (`index` < [`BatchSpec::len`]).
     pub fn member(&self, kind: &TaskType, index: usize) -> Value {
         match self {

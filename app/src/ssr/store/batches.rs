@@ -159,7 +159,7 @@ pub(super) fn read_members(
             |row| {
                 Ok(MemberRecord {
                     task: task_record(row)?,
-                    index: row.get::<_, i64>(15)? as u64,
+                    index: row.get::<_, i64>("member")? as u64,
                 })
             },
         )?
@@ -216,6 +216,7 @@ pub(super) fn read_open(conn: &Connection) -> rusqlite::Result<Vec<SavedBatch>> 
                                 status: TaskStatus::Queued,
                                 progress: 0.0,
                                 submitted_at_ms: row.get::<_, i64>(5)? as u64,
+                                batch: None,
                             },
                             input: serde_json::from_str(&input).unwrap_or(Value::Null),
                         },
@@ -334,6 +335,7 @@ mod tests {
                 status: TaskStatus::Queued,
                 progress: 0.0,
                 submitted_at_ms: 1000 + id,
+                batch: None,
             },
             input: json!({ "n": index }),
             next_input: None,
@@ -356,6 +358,7 @@ mod tests {
                 outcome,
                 text: format!("line {id}"),
                 image: false,
+                batch: false,
             },
             output: Some(json!(id)),
             binary: None,
@@ -393,7 +396,6 @@ mod tests {
             let record = store.batch("a", 1).await.unwrap().unwrap();
             assert_eq!((record.members, record.fed), (5, 3));
             assert_eq!(record.ended, [1, 1, 0, 0]);
-            assert_eq!(record.ended_as(Outcome::Failed), 1);
             assert!(
                 store.batch("b", 1).await.unwrap().is_none(),
                 "another owner's"
@@ -410,6 +412,14 @@ mod tests {
             let (listed, _) = store.tasks("a", only).await.unwrap();
             let ids: Vec<u64> = listed.iter().map(|t| t.id).collect();
             assert_eq!(ids, [12, 11, 10], "batch 1's members, newest first");
+            let folded = TaskFilter {
+                fold_batches: true,
+                limit: 10,
+                ..TaskFilter::default()
+            };
+            let (listed, _) = store.tasks("a", folded).await.unwrap();
+            let rows: Vec<(u64, Option<u64>)> = listed.iter().map(|t| (t.id, t.batch)).collect();
+            assert_eq!(rows, [(13, Some(2)), (10, Some(1))], "a row per batch");
             let (newest, _) = store.batches("a", None, 10).await.unwrap();
             assert_eq!(newest.iter().map(|b| b.id).collect::<Vec<_>>(), [2, 1]);
             assert_eq!(

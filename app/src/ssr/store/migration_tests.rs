@@ -63,6 +63,7 @@ async fn a_first_release_data_directory_opens_migrated_with_everything_it_held()
                 outcome: Outcome::Finished,
                 text: "45: 1134903170".into(),
                 image: false,
+                batch: false,
             },
             output: Some(serde_json::json!(1134903170u64)),
             binary: None,
@@ -94,7 +95,7 @@ async fn a_first_release_data_directory_opens_migrated_with_everything_it_held()
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 10, "every migration ran, once");
+    assert_eq!(version, 11, "every migration ran, once");
     let output: String = conn
         .query_row("SELECT output FROM tasks WHERE id = 3", [], |r| r.get(0))
         .unwrap();

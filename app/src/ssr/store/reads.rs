@@ -61,6 +61,7 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
                         status: TaskStatus::Queued,
                         progress: 0.0,
                         submitted_at_ms: row.get::<_, i64>(5)? as u64,
+                        batch: None,
                     },
                     // Undecodable: the rerun refuses it and says so on the task's line.
                     input: serde_json::from_str(&input).unwrap_or(Value::Null),
@@ -71,6 +72,7 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
                 outcome,
                 text: row.get(7)?,
                 image: row.get(8)?,
+                batch: false,
             }),
         }
     }
@@ -80,7 +82,7 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
 /// The columns [`task_record`] reads, in its order.
 pub(super) const RECORD: &str = "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
                       tasks.text, output, finished_at_ms, output_media, retry_of, started_at_ms,
-                      worker, attempts, reused_from";
+                      worker, attempts, reused_from, batch";
 
 pub(super) fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
@@ -108,6 +110,7 @@ pub(super) fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecor
             _ => None,
         },
         reused_from: row.get::<_, Option<i64>>(14)?.map(|id| id as u64),
+        batch: row.get::<_, Option<i64>>(15)?.map(|id| id as u64),
     })
 }
 
@@ -133,7 +136,8 @@ pub(super) fn read_tasks(
 ) -> rusqlite::Result<(Vec<TaskRecord>, bool)> {
     use rusqlite::ToSql;
     // Only the filters asked for are in the query, so that SQLite picks the index made for
-    // them: (owner, id), (owner, type, id) or (owner, outcome, id), newest first.
+    // them: (owner, id), (owner, type, id), (owner, outcome, id) or the owner's tasks and
+    // batches listed as one each (`tasks_listed`), newest first.
     let mut conditions = vec!["session = :session", "tasks.id < :before"];
     let before = filter.before.map_or(i64::MAX, |id| id as i64);
     // One more than asked: whether there is a next page.
@@ -151,6 +155,10 @@ pub(super) fn read_tasks(
     if let Some(batch) = &batch {
         conditions.push("batch = :batch");
         params.push((":batch", batch));
+    }
+    if filter.fold_batches && batch.is_none() {
+        // As the partial index `tasks_listed` says it, so that SQLite reads that index.
+        conditions.push("(batch IS NULL OR member = 0)");
     }
     let outcome = filter.ended.map(|ended| ended.map(Outcome::name));
     match &outcome {

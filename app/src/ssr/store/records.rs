@@ -74,6 +74,8 @@ pub struct TaskRecord {
     pub ran: Option<Ran>,
     /// The task whose result it took instead of running (a batch's member, with reuse).
     pub reused_from: Option<u64>,
+    /// The batch it is a member of.
+    pub batch: Option<u64>,
 }
 
 /// Which of an owner's tasks a list wants, newest first.
@@ -89,6 +91,8 @@ pub struct TaskFilter {
     pub search: Option<String>,
     /// Members of this batch only.
     pub batch: Option<u64>,
+    /// A batch's members are listed as one: its first member, for the batch.
+    pub fold_batches: bool,
     pub limit: usize,
 }
 
@@ -197,16 +201,6 @@ pub struct BatchRecord {
     pub retry_of: Option<u64>,
     /// Its members take earlier results of the same computations instead of running.
     pub reuse: bool,
-}
-
-impl BatchRecord {
-    /// Members that ended as `outcome`.
-    pub fn ended_as(&self, outcome: Outcome) -> u64 {
-        Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .map_or(0, |i| self.ended[i])
-    }
 }
 
 /// A batch that was open when the server last stopped, with its members that were handed to

@@ -267,6 +267,11 @@ pub(super) fn migrations(legacy_type: &str) -> Migrations<'static> {
                      AND (fed >= members OR cancelled_at_ms IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch = old.batch);
              END;",
         ),
+        // The history lists a batch as one row, its first member's: an owner's single tasks
+        // and first members, newest first, without reading its batches' other members.
+        M::up(
+            "CREATE INDEX tasks_listed ON tasks (session, id) WHERE batch IS NULL OR member = 0;",
+        ),
     ])
 }
 

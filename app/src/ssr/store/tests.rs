@@ -14,6 +14,7 @@ fn task(id: u64) -> QueuedTask {
         status: TaskStatus::Queued,
         progress: 0.0,
         submitted_at_ms: 1000 + id,
+        batch: None,
     }
 }
 
@@ -23,6 +24,7 @@ fn line(task: u64) -> TerminalLine {
         outcome: Outcome::Finished,
         text: format!("line {task}"),
         image: false,
+        batch: false,
     }
 }
 
@@ -288,6 +290,7 @@ async fn a_task_is_read_back_whole_and_only_by_its_session() {
                 attempt: 2,
             }),
             reused_from: None,
+            batch: None,
         }
     );
     let running = store.task("a", 2).await.unwrap().unwrap();

@@ -13,10 +13,7 @@ use crate::AppError;
 use crate::ssr::AppState;
 use crate::ssr::api::extract::Owner;
 use crate::ssr::api::problem::{ApiError, Problem};
-
-/// How often a batch's stream sends at most: a change waits this long for the next ones, so
-/// a 10,000-member batch costs ten events a second, not one per member.
-const COALESCE: Duration = Duration::from_millis(100);
+use crate::ssr::batches::COALESCE;
 
 /// One of the caller's batches as server-sent events: `event: batch`, the batch's document,
 /// at once and then at most ten times a second while it changes, the stream ending once it

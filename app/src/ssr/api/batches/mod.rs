@@ -12,12 +12,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::extract::{ApiJson, Owner};
+use super::idempotency::{self, Makes};
 use super::problem::{ApiError, Problem};
-use super::tasks::{IDEMPOTENCY_KEY, idempotency_key};
 use crate::AppError;
 use crate::ssr::batches::{BatchLinks as Tied, BatchRun, BatchSpec, Snapshot};
 use crate::ssr::store::BatchRecord;
@@ -66,6 +65,17 @@ pub enum BatchState {
     Finished,
     /// Cancelled: no member is handed over any more (those running are stopping).
     Cancelled,
+}
+
+impl BatchState {
+    /// Its serde name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// A batch's members by where they are.
@@ -257,35 +267,20 @@ pub(in crate::ssr::api) async fn submit(
     headers: HeaderMap,
     ApiJson(new): ApiJson<NewBatch>,
 ) -> Result<(StatusCode, Json<BatchDoc>), ApiError> {
-    let Some(key) = headers.get(IDEMPOTENCY_KEY) else {
-        let doc = accept(&state, &owner.0, new, None).await?;
-        return Ok((StatusCode::ACCEPTED, Json(doc)));
-    };
-    let key = idempotency_key(key)?;
-    let request = Sha256::digest(serde_json::to_vec(&new).unwrap_or_default()).to_vec();
-    // Batches' keys are their own: the same key may name a task and a batch.
-    let slot_key = format!("batch {key}");
-    let slot = state.idempotency.slot(&owner.0, &slot_key);
-    let turn = slot.lock().await;
-    let result = async {
-        let store = state.sessions.store();
-        match store.batch_by_idempotency_key(&owner.0.0, &key).await? {
-            Some((_, first)) if first != request => Err(AppError::Unprocessable(format!(
-                "the Idempotency-Key {key:?} was used with another request: use a new key \
-                 for a new batch"
-            ))
-            .into()),
-            Some((id, _)) => {
-                let record = owned_batch(&state, &owner.0, id).await?;
-                Ok(BatchDoc::of(&state, &owner.0, &record))
-            }
-            None => accept(&state, &owner.0, new, Some((key.clone(), request))).await,
-        }
-    }
-    .await;
-    drop(turn);
-    state.idempotency.release(&owner.0, &slot_key, slot);
-    Ok((StatusCode::ACCEPTED, Json(result?)))
+    let doc = idempotency::once(
+        &state,
+        &owner.0,
+        &headers,
+        Makes::Batch,
+        new,
+        async |id| {
+            let record = owned_batch(&state, &owner.0, id).await?;
+            Ok(BatchDoc::of(&state, &owner.0, &record))
+        },
+        async |new, keyed| accept(&state, &owner.0, new, keyed).await,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(doc)))
 }
 
 async fn accept(

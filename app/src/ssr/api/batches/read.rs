@@ -10,16 +10,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{BatchDoc, batch_id, owned_batch};
-use crate::AppError;
-use crate::ssr::api::extract::{ApiQuery, Owner};
+use crate::ssr::api::extract::{ApiQuery, Owner, position};
 use crate::ssr::api::problem::{ApiError, Problem};
 use crate::ssr::api::tasks::TaskDoc;
 use crate::ssr::batches::results::{self, Columns};
 use crate::ssr::{AppState, SessionId};
 use model::page::TaskStatus;
-
-/// Batches, or members, a list page holds at most (and by default).
-const MAX_PAGE: usize = 100;
 
 /// Position of a list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -29,31 +25,6 @@ pub struct PageQuery {
     limit: Option<usize>,
     /// Where the previous page ended (its `next_cursor`).
     cursor: Option<String>,
-}
-
-impl PageQuery {
-    fn limit(&self) -> Result<usize, AppError> {
-        let limit = self.limit.unwrap_or(MAX_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(AppError::invalid(format!(
-                "limit must be from 1 to {MAX_PAGE} (got {limit})"
-            )));
-        }
-        Ok(limit)
-    }
-
-    fn cursor(&self) -> Result<Option<u64>, AppError> {
-        self.cursor
-            .as_deref()
-            .map(|cursor| {
-                cursor.parse::<u64>().map_err(|_| {
-                    AppError::invalid(format!(
-                        "{cursor:?} is not a cursor: pass the next_cursor of the previous page"
-                    ))
-                })
-            })
-            .transpose()
-    }
 }
 
 /// A page of batches, newest first.
@@ -82,7 +53,7 @@ pub(in crate::ssr::api) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<BatchPage>, ApiError> {
-    let (limit, before) = (query.limit()?, query.cursor()?);
+    let (limit, before) = position(query.limit, query.cursor.as_deref())?;
     let (records, more) = state
         .sessions
         .store()
@@ -159,7 +130,7 @@ pub(in crate::ssr::api) async fn members(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
-    let (limit, after) = (query.limit()?, query.cursor()?);
+    let (limit, after) = position(query.limit, query.cursor.as_deref())?;
     let record = owned_batch(&state, &owner.0, batch_id(&id)?).await?;
     let (records, more) = state
         .sessions

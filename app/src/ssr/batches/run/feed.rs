@@ -169,6 +169,7 @@ fn reused_task(state: &AppState, run: &BatchRun, input: &Value) -> QueuedTask {
         status: TaskStatus::Queued,
         progress: 0.0,
         submitted_at_ms: cluster::now_ms(),
+        batch: None,
     }
 }
 
@@ -208,6 +209,7 @@ async fn refuse(state: &AppState, run: &Arc<BatchRun>, index: u64, input: Value,
         status: TaskStatus::Queued,
         progress: 0.0,
         submitted_at_ms: cluster::now_ms(),
+        batch: None,
     };
     let accepted = state
         .sessions
@@ -238,6 +240,7 @@ async fn refuse(state: &AppState, run: &Arc<BatchRun>, index: u64, input: Value,
         outcome: Outcome::Failed,
         text: format!("{} was refused: {error}", task.call()),
         image: false,
+        batch: false,
     };
     let watcher = Watcher::Member(run.clone(), index, None);
     runner::record(state, &watcher, line, None, None, None).await;

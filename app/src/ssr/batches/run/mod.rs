@@ -3,8 +3,14 @@
 //! counted, and the batch finished (on record) once its last member ended.
 
 mod feed;
+mod row;
 
 pub(super) use feed::{Window, feed};
+pub(super) use row::show_in_queue;
+
+/// How often a batch's followers hear of it at most: a change waits this long for the next
+/// ones, so a 10,000-member batch costs ten updates a second, not one per member.
+pub const COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -90,10 +96,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// A batch that no server runs any more, from its record.
     pub fn of_record(record: &BatchRecord) -> Self {
-        let mut ended = record.ended;
-        if record.cancelled_at_ms.is_some() {
-            ended[2] += record.members.saturating_sub(record.fed);
-        }
+        let (ended, _) = never_fed(
+            record.ended,
+            record.members.saturating_sub(record.fed),
+            record.cancelled_at_ms.is_some(),
+        );
         let ended_all: u64 = ended.iter().sum();
         Self {
             members: record.members,
@@ -108,6 +115,17 @@ impl Snapshot {
             cancelled_at_ms: record.cancelled_at_ms,
             finished_at_ms: record.finished_at_ms,
         }
+    }
+}
+
+/// `ended` and the members waiting, `unfed` of them not handed over: once the batch was
+/// cancelled, they never will be, and count as cancelled.
+fn never_fed(mut ended: [u64; 4], unfed: u64, cancelled: bool) -> ([u64; 4], u64) {
+    if cancelled {
+        ended[2] += unfed;
+        (ended, 0)
+    } else {
+        (ended, unfed)
     }
 }
 
@@ -187,14 +205,11 @@ impl BatchRun {
     pub fn snapshot(&self) -> Snapshot {
         let live = self.live.lock();
         let started = live.in_queue.values().filter(|m| m.started).count() as u64;
-        let mut ended = live.ended;
-        let unfed = self.members.saturating_sub(live.fed);
-        let waiting = if live.cancelled_at_ms.is_some() {
-            ended[2] += unfed;
-            0
-        } else {
-            unfed
-        };
+        let (ended, waiting) = never_fed(
+            live.ended,
+            self.members.saturating_sub(live.fed),
+            live.cancelled_at_ms.is_some(),
+        );
         let ended_all: u64 = ended.iter().sum();
         let running_progress: f64 = live.in_queue.values().map(|m| m.progress).sum();
         Snapshot {
