@@ -600,3 +600,33 @@ async fn retry_failed_runs_again_exactly_the_members_that_failed() {
     api.call("POST", &format!("/api/v1/batches/{again}/cancel"), None)
         .await;
 }
+
+#[tokio::test]
+async fn the_sweep_form_counts_its_members_and_refuses_hostile_specifications_as_a_submission_would()
+ {
+    let api = Harness::new();
+    let kind = app::ssr::runner::task_type(&api.state, "gate").unwrap();
+    let count = |pairs: &[(&str, &str)]| {
+        let sent = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        app::ssr::batches::page::counted(&api.state, &kind, &sent)
+    };
+    let counted = count(&[("count", "1"), ("key", "1..3"), ("reuse", "on")]);
+    assert_eq!((counted.count, counted.reuse), (Some(3), true));
+    assert_eq!(counted.values, ["1..3"], "the form comes back as sent");
+    for (sent, says) in [
+        ("0..1e300", "more than 18 quintillion"),
+        ("0..20000", "would have 20001 members"),
+        ("1..x", "is not a number"),
+        ("1..3*2:cubic", "is not a scale"),
+        ("7", "vary at least one field"),
+        ("1,-2", "key must be 0 or more (got -2)"),
+    ] {
+        let refused = count(&[("count", "1"), ("key", sent)]);
+        let error = refused.error.expect(sent);
+        assert!(refused.count.is_none(), "{sent}");
+        assert!(error.message.contains(says), "{sent}: {}", error.message);
+    }
+}
