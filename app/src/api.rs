@@ -166,6 +166,7 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
         .map(|t| (t.name().to_owned(), t.title().to_owned()))
         .collect();
     let filter = crate::ssr::history::filter(&query)?;
+    let folded = filter.fold_batches;
     let owner = crate::ssr::request::session_id().await?;
     let (records, more) = state
         .sessions
@@ -187,7 +188,7 @@ pub async fn load_history(query: HistoryQuery) -> Result<HistoryPage, AppError> 
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         // A batch's first member stands for its batch when the history folds them.
-        let batch = match record.batch.filter(|_| query.batch.is_none()) {
+        let batch = match record.batch.filter(|_| folded) {
             Some(id) => (state.sessions.store().batch(&owner.0, id).await?)
                 .map(|batch| crate::ssr::batches::page::line(&state, &owner, &batch)),
             None => None,

@@ -76,6 +76,10 @@ for (const javaScriptEnabled of [true, false]) {
       'href',
       /^\/batches\/\d+$/,
     );
+    // Filtered, the members are listed one by one, each its own task.
+    await page.goto('/history?type=fibonacci');
+    await expect(history).toHaveCount(21);
+    await expect(history.getByRole('link', { name: /^fibonacci\(\d+\)$/ })).toHaveCount(21);
 
     // The task page lists it, with a link back, and its terminal says it ended in one line.
     await page.goto('/?task=fibonacci');

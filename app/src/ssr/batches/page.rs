@@ -149,12 +149,8 @@ pub async fn view(
         pages,
         plot,
         pictures: kind.has_binary_output(),
-        editable: matches!(spec(&record), Some(BatchSpec::Vary { .. })),
+        editable: BatchSpec::varies(&record.spec),
     })
-}
-
-fn spec(record: &BatchRecord) -> Option<BatchSpec> {
-    serde_json::from_value(record.spec.clone()).ok()
 }
 
 /// The sweep form of `kind` filled in with `owner`'s batch `raw` (a query parameter), to edit
@@ -178,7 +174,7 @@ pub async fn sweep_form(
             kind.name()
         )));
     }
-    let Some(BatchSpec::Vary { input, plan }) = spec(&record) else {
+    let Some(BatchSpec::Vary { input, plan }) = serde_json::from_value(record.spec).ok() else {
         return Err(AppError::invalid(format!(
             "batch {id} lists its inputs one by one: the form cannot show it (submit it again \
              through the API)"

@@ -101,6 +101,12 @@ impl BatchSpec {
         self.len() == 0
     }
 
+    /// Whether the spec on record (as [`BatchSpec`] serializes) varies fields, so that the
+    /// sweep form can show it: read from its tag, without reading its inputs (up to 1 MB).
+    pub fn varies(recorded: &Value) -> bool {
+        recorded.get("kind").and_then(Value::as_str) == Some("vary")
+    }
+
     /// What it varies, in brief: `n=20..40`; `21 inputs`.
     pub fn brief(&self) -> String {
         match self {
@@ -197,6 +203,9 @@ mod tests {
         let again: BatchSpec =
             serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
         assert_eq!(again, spec);
+        assert!(BatchSpec::varies(&serde_json::to_value(&spec).unwrap()));
+        let listed = BatchSpec::inputs(vec![json!({"x": 1})], 100).unwrap();
+        assert!(!BatchSpec::varies(&serde_json::to_value(&listed).unwrap()));
         let over = vec![("x".to_owned(), Vary::parse("90..110").unwrap().unwrap())];
         let error = BatchSpec::vary(&kind, json!({}), &over, Combine::Grid, 100).unwrap_err();
         assert!(error.to_string().contains("at most 100"), "{error}");
