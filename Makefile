@@ -29,7 +29,7 @@ NATS_SERVER := $(NATS_VENV)/bin/nats-server
 NATS_VERSION := 2.15.1
 export OFFLOAD_NATS_SERVER := $(CURDIR)/$(NATS_SERVER)
 
-.PHONY: run test setup tools node chromium nats promtool build site lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
+.PHONY: run test setup tools node chromium nats promtool postgresql build site lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -64,6 +64,14 @@ promtool:
 	@command -v curl >/dev/null || { apt-get update && apt-get install -y --no-install-recommends curl; }
 
 nats: $(NATS_SERVER)
+
+# Debian's PostgreSQL server for the store's tests (they start a throwaway one of their own with
+# initdb): installed without the package's default cluster, so nothing else starts or listens.
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  mkdir -p /etc/postgresql-common/createcluster.d \
+	  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/offload.conf \
+	  && apt-get update && apt-get install -y --no-install-recommends postgresql; }
 
 # Debian's python3 comes without venv and ensurepip.
 python-venv:
@@ -120,17 +128,19 @@ lint: setup
 	cargo clippy -p app -p dashboard --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 # The server's, the load tool's and the benchmark's integration tests start the release binary;
-# the benchmark's smoke run also drives chromium.
-unit: build nats promtool node chromium
+# the benchmark's smoke run also drives chromium; the store's tests start PostgreSQL.
+unit: build nats promtool node chromium postgresql
 	cargo test --workspace
 
 # Every journey with the embedded cluster, then the task-page and dashboard journeys with the
-# workers and the dashboard in `offload cluster` on NATS; then, only where cargo-leptos is
+# workers and the dashboard in `offload cluster` on NATS, then every journey again with the
+# record in a throwaway PostgreSQL (`end2end/postgres.sh`); then, only where cargo-leptos is
 # installed (make never installs it), the same journeys against `cargo leptos serve --release`.
 # That rebuilds target/site and the binary its own way: the next `make build` puts ours back.
-e2e: build chromium nats
+e2e: build chromium nats postgresql
 	cd end2end && npx playwright test
 	cd end2end && OFFLOAD_E2E_MODE=nats npx playwright test
+	cd end2end && OFFLOAD_E2E_MODE=postgres bash postgres.sh npx playwright test
 	@if cargo leptos --version 2>/dev/null | grep -qw "$(CARGO_LEPTOS_VERSION)"; then \
 	  cd end2end && OFFLOAD_E2E_MODE=leptos npx playwright test; \
 	else \
@@ -153,10 +163,11 @@ size: build
 	    "$$(stat -c %s $$f)" "$$(gzip -9 -c $$f | wc -c)"; \
 	done
 
-## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the history at a million tasks, the memory on a million owners' record, and the dashboard's cost
-bench: build nats chromium node bench-seed
+## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the history at a million tasks (in SQLite, then in PostgreSQL, with the API's round trip there), the memory on a million owners' record, and the dashboard's cost
+bench: build nats chromium node bench-seed postgresql
 	cargo run --release -p bench -- run
 	cargo run --release -p bench -- history
+	cargo run --release -p bench -- postgres
 	cargo run --release -p bench -- owners
 	cargo bench -p dashboard --features ssr --bench dashboard_overhead
 

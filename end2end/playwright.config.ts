@@ -12,10 +12,16 @@ const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-e2e-'));
 
 // OFFLOAD_E2E_MODE=nats: the task-page and dashboard journeys again, with the workers and the
 // dashboard in `offload cluster` (its own nats-server) and the app on `--cluster`.
+// OFFLOAD_E2E_MODE=postgres: every journey, with the record in the PostgreSQL database
+// OFFLOAD_E2E_DATABASE_URL names (`end2end/postgres.sh` starts one) instead of the data directory.
 // OFFLOAD_E2E_MODE=leptos: the same journeys, embedded, against `cargo leptos serve --release`
 // (run by `make test` only when cargo-leptos is installed).
 const E2E_MODE = process.env.OFFLOAD_E2E_MODE;
 export const MODE = E2E_MODE === 'nats' ? 'nats' : 'embedded';
+const DATABASE = process.env.OFFLOAD_E2E_DATABASE_URL;
+if (E2E_MODE === 'postgres' && DATABASE === undefined) {
+  throw new Error('OFFLOAD_E2E_MODE=postgres needs OFFLOAD_E2E_DATABASE_URL: run it through end2end/postgres.sh');
+}
 // OFFLOAD_BENCH_TARGETS (set by offload-bench, `make bench`): the side-by-side browser benchmark
 // in bench/ against the stacks offload-bench started, instead of the journeys.
 const BENCH = process.env.OFFLOAD_BENCH_TARGETS !== undefined;
@@ -31,7 +37,9 @@ const app = (extra: string, serve = './target/release/offload') => ({
   reuseExistingServer: false,
   timeout: 60_000,
   stdout: 'ignore' as const,
+  // Its log is on stderr: warnings and errors show beside the journeys, not every task.
   stderr: 'pipe' as const,
+  env: { RUST_LOG: process.env.RUST_LOG ?? 'warn' },
 });
 
 const cluster = {
@@ -44,6 +52,7 @@ const cluster = {
   timeout: 60_000,
   stdout: 'ignore' as const,
   stderr: 'pipe' as const,
+  env: { RUST_LOG: process.env.RUST_LOG ?? 'warn' },
 };
 
 export default defineConfig({
@@ -86,5 +95,7 @@ export default defineConfig({
             timeout: 900_000,
             gracefulShutdown: { signal: 'SIGTERM' as const, timeout: 30_000 },
           }
-        : app('--profiler'),
+        : E2E_MODE === 'postgres'
+          ? app(`--profiler --database ${DATABASE}`)
+          : app('--profiler'),
 });

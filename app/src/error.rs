@@ -108,6 +108,15 @@ impl From<crate::ssr::store::StoreError> for AppError {
                 "the server is stopping and records nothing more: try again in a few seconds"
                     .into(),
             ),
+            crate::ssr::store::StoreError::Pool(_)
+            | crate::ssr::store::StoreError::Unrecorded(_) => {
+                tracing::warn!(%error, "the record is out of reach");
+                Self::Unavailable(
+                    "the server cannot reach its record just now, and did nothing: try again in \
+                     a few seconds"
+                        .into(),
+                )
+            }
             error => Self::internal(&error),
         }
     }
@@ -183,5 +192,14 @@ mod tests {
         assert!(!text.to_lowercase().contains("query"), "{text}");
         let stopped = AppError::from(crate::ssr::store::StoreError::Stopped);
         assert_eq!(stopped.status(), 503);
+        // The database out of reach: try again, not "something went wrong".
+        for out_of_reach in [
+            crate::ssr::store::StoreError::Pool(deadpool_postgres::PoolError::Closed),
+            crate::ssr::store::StoreError::Unrecorded("connection closed".into()),
+        ] {
+            let error = AppError::from(out_of_reach);
+            assert_eq!(error.status(), 503);
+            assert!(error.to_string().contains("try again"), "{error}");
+        }
     }
 }

@@ -20,6 +20,10 @@ async function startServer(): Promise<ChildProcess> {
       '--dashboard-addr', `127.0.0.1:${PORT + 1}`,
       '--data-dir', DATA_DIR,
       '--shutdown-grace', '1',
+      // The postgres run: the record outlives each server in its own database.
+      ...(process.env.OFFLOAD_E2E_RESTART_DATABASE_URL
+        ? ['--database', process.env.OFFLOAD_E2E_RESTART_DATABASE_URL]
+        : []),
     ],
     { cwd: '..', stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -79,8 +79,10 @@ async fn start(args: &Args) -> Result<Started, StartError> {
     }
     raise_open_files_limit();
     let metrics = Metrics::install()?;
-    let (store, writer, saved, next_task) =
-        Store::open(&args.data_dir, tasks::FIRST_RELEASE, retention(args)?)?;
+    let (store, writer, saved, next_task) = match &args.database {
+        Some(url) => Store::connect(url, retention(args)?).await?,
+        None => Store::open(&args.data_dir, tasks::FIRST_RELEASE, retention(args)?)?,
+    };
     let pruning = tokio::spawn(prune_every(store.clone(), PRUNE_EVERY));
     let cluster = start_cluster(args, time_limit, leptos_options.site_addr.port()).await?;
     let sessions = Arc::new(Sessions::new(
@@ -96,7 +98,10 @@ async fn start(args: &Args) -> Result<Started, StartError> {
     tracing::info!(
         sessions = sessions.len(),
         unfinished = rerun.len(),
-        data_dir = %args.data_dir.display(),
+        record = %match &args.database {
+            Some(_) => "the PostgreSQL database".to_owned(),
+            None => args.data_dir.display().to_string(),
+        },
         "session records loaded"
     );
     let expiry = tokio::spawn(

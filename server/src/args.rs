@@ -50,6 +50,10 @@ pub(crate) struct TokenArgs {
         global = true
     )]
     pub(crate) data_dir: PathBuf,
+    /// The PostgreSQL database the server keeps its record in, when it is given one
+    /// (`postgres://user@host/db`): the tokens are kept there instead.
+    #[arg(long, env = "OFFLOAD_DATABASE_URL", value_name = "URL", global = true)]
+    pub(crate) database: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,9 +144,15 @@ pub(crate) struct Args {
     /// is believed: the session cookie of such a request is `Secure`.
     #[arg(long, env = "OFFLOAD_TRUSTED_PROXIES", value_delimiter = ',')]
     pub(crate) trusted_proxies: Vec<String>,
-    /// Where the session database lives.
+    /// Where the session database lives (unless --database names one).
     #[arg(long, env = "OFFLOAD_DATA_DIR", default_value = "offload-data")]
     pub(crate) data_dir: PathBuf,
+    /// Keep the record (sessions, tasks, batches, history, tokens) in this PostgreSQL database
+    /// instead of the data directory's SQLite file: `postgres://user[:password]@host[:port]/db`
+    /// (no TLS: a local socket, loopback or a private network). One server per database for
+    /// now; the database is migrated at start.
+    #[arg(long, env = "OFFLOAD_DATABASE_URL", value_name = "URL")]
+    pub(crate) database: Option<String>,
     /// Seconds a stop (SIGTERM, Ctrl-C) waits for running tasks before recording them for
     /// the next start.
     #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]

@@ -158,14 +158,19 @@ pub(crate) async fn run_worker(args: WorkerArgs) -> Result<(), StartError> {
 
 /// `offload token …`: exits 0 when done, 2 when refused (a bad or taken name, no such
 /// token), 1 when the database fails.
-pub(crate) fn manage_tokens(args: TokenArgs) -> std::process::ExitCode {
+pub(crate) async fn manage_tokens(args: TokenArgs) -> std::process::ExitCode {
     use app::ssr::tokens::{TokenError, Tokens};
     let now = cluster::now_ms();
-    let done = Tokens::open(&args.data_dir, tasks::FIRST_RELEASE).and_then(|mut tokens| {
+    let opened = match &args.database {
+        Some(url) => Tokens::connect(url).await,
+        None => Tokens::open(&args.data_dir, tasks::FIRST_RELEASE),
+    };
+    let done = async {
+        let mut tokens = opened?;
         match args.action {
             TokenAction::Create { names } => {
                 for name in &names {
-                    println!("{}", tokens.create(name, now)?);
+                    println!("{}", tokens.create(name, now).await?);
                 }
                 if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                     eprintln!(
@@ -175,7 +180,7 @@ pub(crate) fn manage_tokens(args: TokenArgs) -> std::process::ExitCode {
                 }
             }
             TokenAction::List => {
-                for token in tokens.list()? {
+                for token in tokens.list().await? {
                     let state = match token.revoked_at_ms {
                         Some(_) => "revoked",
                         None => "live",
@@ -187,12 +192,13 @@ pub(crate) fn manage_tokens(args: TokenArgs) -> std::process::ExitCode {
                 }
             }
             TokenAction::Revoke { name } => {
-                tokens.revoke(&name, now)?;
+                tokens.revoke(&name, now).await?;
                 eprintln!("token {name:?} revoked");
             }
         }
-        Ok(())
-    });
+        Ok::<_, TokenError>(())
+    }
+    .await;
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

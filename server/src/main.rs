@@ -21,7 +21,10 @@ use crate::args::{Cli, Command, StartError};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Logs on stderr: a command's stdout is its output (`offload token create` prints the
+    // token there), never mixed with what a library notices.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -32,7 +35,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Serve(args)) => app_server::serve_app(*args).await,
         Some(Command::Cluster(args)) => commands::run_cluster(args).await,
         Some(Command::Worker(args)) => commands::run_worker(args).await,
-        Some(Command::Token(args)) => return commands::manage_tokens(args),
+        Some(Command::Token(args)) => return commands::manage_tokens(args).await,
         Some(Command::Client(command)) => return cli::run(command).await,
     };
     match ran {

@@ -406,9 +406,17 @@ pub(crate) async fn record(
         ran,
         finished_at_ms: cluster::now_ms(),
     };
-    if let Err(error) = state.sessions.store().write(write).await {
-        // Shown all the same; unrecorded, the task runs again after a restart.
-        tracing::error!(%error, task = line.task, "could not record a result");
+    let store = state.sessions.store();
+    // Kept for a second try: the database may be restarting.
+    let again = write.clone();
+    if let Err(error) = store.write(write).await {
+        // Shown all the same; recorded once the record is back, or, unrecorded, run again
+        // after a restart.
+        if store.write_when_back(again) {
+            tracing::warn!(%error, task = line.task, "a result waits for the record to be back");
+        } else {
+            tracing::error!(%error, task = line.task, "could not record a result");
+        }
     }
     watcher.done(line);
 }

@@ -37,7 +37,8 @@ impl FromRequestParts<AppState> for Owner {
             let name = state
                 .sessions
                 .store()
-                .token_owner(presented)?
+                .token_owner(presented)
+                .await?
                 .ok_or_else(|| {
                     ApiError::Unauthorized(
                         "that token is not valid: it was revoked or mistyped (`offload token \

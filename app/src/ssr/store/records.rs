@@ -218,3 +218,32 @@ pub struct MemberRecord {
     pub index: u64,
     pub task: TaskRecord,
 }
+
+/// The columns both implementations read a task record from, in this order.
+pub(super) const TASK_COLUMNS: &str =
+    "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
+                      tasks.text, output, finished_at_ms, output_media, retry_of, started_at_ms,
+                      worker, attempts, reused_from, batch";
+
+/// The columns both implementations read a batch record from, in this order; `ended` counts
+/// by outcome from the members' covering index.
+pub(super) const BATCH_COLUMNS: &str = "id, session, task_type, spec, members, fed, created_at_ms,
+                     cancelled_at_ms, finished_at_ms, retry_of, reuse,
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'finished'),
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'failed'),
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'cancelled'),
+                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'lost')";
+
+/// `%text%` for LIKE, its own `%`, `_` and `\` taken literally (with `ESCAPE '\'`).
+pub(super) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}

@@ -1,4 +1,4 @@
-//! API tokens. `offload token create NAME` prints a token once; the database keeps only the
+//! API tokens. `offload token create NAME` prints a token once; the record keeps only the
 //! SHA-256 of its secret, so a copy of the database lets no one in. A token is
 //! `offload_<id>_<secret>`: the id (public, 16 hex digits) finds its row, and the secret's hash
 //! is compared in constant time. A token's tasks belong to the owner `token:NAME`, with the
@@ -6,9 +6,10 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::{postgres, sqlite};
 
 /// What every token starts with, so that scanners (and people) can tell one.
 const PREFIX: &str = "offload_";
@@ -28,6 +29,8 @@ pub enum TokenError {
     Random(String),
     #[error("the token database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("the token database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Store(#[from] super::StoreError),
 }
@@ -42,22 +45,16 @@ pub struct TokenInfo {
     pub revoked_at_ms: Option<u64>,
 }
 
-/// The tokens in a data directory's database, read and written beside a running server
-/// (SQLite lets them share the file; the server reads tokens through its own connection).
-pub struct Tokens {
-    conn: Connection,
+/// A new token as it is recorded: its public id and its secret's hash; and as it is shown once.
+pub(super) struct NewToken {
+    pub(super) id: String,
+    pub(super) secret_sha256: Vec<u8>,
+    pub(super) shown: String,
 }
 
-impl Tokens {
-    /// Opens the database of `data_dir` (creating and migrating it if needed).
-    pub fn open(data_dir: &Path, legacy_type: &str) -> Result<Self, TokenError> {
-        Ok(Self {
-            conn: super::schema::open_shared(data_dir, legacy_type)?,
-        })
-    }
-
-    /// Creates token `name` and returns it: the only time it is shown.
-    pub fn create(&mut self, name: &str, now_ms: u64) -> Result<String, TokenError> {
+impl NewToken {
+    /// A token for `name`, if it is a valid name, from the system's random numbers.
+    fn new(name: &str) -> Result<Self, TokenError> {
         if !valid_name(name) {
             return Err(TokenError::BadName(name.to_owned()));
         }
@@ -65,79 +62,79 @@ impl Tokens {
         getrandom::fill(&mut random).map_err(|e| TokenError::Random(e.to_string()))?;
         let id = hex(&random[..8]);
         let secret = hex(&random[8..]);
-        let tx = self.conn.transaction()?;
-        let active: bool = tx
-            .query_row(
-                "SELECT revoked_at_ms IS NULL FROM tokens WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(false);
-        if active {
+        Ok(Self {
+            secret_sha256: Sha256::digest(secret.as_bytes()).to_vec(),
+            shown: format!("{PREFIX}{id}_{secret}"),
+            id,
+        })
+    }
+}
+
+/// A presented token's public id and secret, if it has a token's shape.
+pub(super) fn parse(presented: &str) -> Option<(&str, &str)> {
+    presented
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+}
+
+/// Whether `secret` is the one whose hash is `stored`, compared in constant time so that
+/// timing tells nothing about it.
+pub(super) fn matches(stored: &[u8], secret: &str) -> bool {
+    bool::from(stored.ct_eq(Sha256::digest(secret.as_bytes()).as_slice()))
+}
+
+/// The tokens in the record, read and written beside a running server (which reads them
+/// through its own connection): the data directory's database, or the PostgreSQL one.
+pub enum Tokens {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Tokens {
+    /// Opens the database of `data_dir` (creating and migrating it if needed).
+    pub fn open(data_dir: &Path, legacy_type: &str) -> Result<Self, TokenError> {
+        Ok(Self::Sqlite(sqlite::open_shared(data_dir, legacy_type)?))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (migrating it if needed).
+    pub async fn connect(url: &str) -> Result<Self, TokenError> {
+        Ok(Self::Postgres(postgres::connect_migrated(url).await?))
+    }
+
+    /// Creates token `name` and returns it: the only time it is shown.
+    pub async fn create(&mut self, name: &str, now_ms: u64) -> Result<String, TokenError> {
+        let token = NewToken::new(name)?;
+        let created = match self {
+            Self::Sqlite(conn) => sqlite::tokens::create(conn, name, &token, now_ms)?,
+            Self::Postgres(client) => {
+                postgres::tokens::create(client, name, &token, now_ms).await?
+            }
+        };
+        if !created {
             return Err(TokenError::Exists(name.to_owned()));
         }
-        // A revoked token's name may be given again; its tasks stay the owner's.
-        tx.execute("DELETE FROM tokens WHERE name = ?1", [name])?;
-        tx.execute(
-            "INSERT INTO tokens (id, name, secret_sha256, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                id,
-                name,
-                Sha256::digest(secret.as_bytes()).as_slice(),
-                now_ms as i64
-            ],
-        )?;
-        tx.commit()?;
-        Ok(format!("{PREFIX}{id}_{secret}"))
+        Ok(token.shown)
     }
 
     /// Every token, oldest first.
-    pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
-        let mut statement = self.conn.prepare(
-            "SELECT name, id, created_at_ms, revoked_at_ms FROM tokens ORDER BY created_at_ms, name",
-        )?;
-        let rows = statement.query_map([], |row| {
-            Ok(TokenInfo {
-                name: row.get(0)?,
-                id: row.get(1)?,
-                created_at_ms: row.get::<_, i64>(2)? as u64,
-                revoked_at_ms: row.get::<_, Option<i64>>(3)?.map(|ms| ms as u64),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub async fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
+        Ok(match self {
+            Self::Sqlite(conn) => sqlite::tokens::list(conn)?,
+            Self::Postgres(client) => postgres::tokens::list(client).await?,
+        })
     }
 
     /// Revokes token `name`: it is refused from the next request on.
-    pub fn revoke(&mut self, name: &str, now_ms: u64) -> Result<(), TokenError> {
-        let changed = self.conn.execute(
-            "UPDATE tokens SET revoked_at_ms = ?2 WHERE name = ?1 AND revoked_at_ms IS NULL",
-            params![name, now_ms as i64],
-        )?;
-        if changed == 0 {
+    pub async fn revoke(&mut self, name: &str, now_ms: u64) -> Result<(), TokenError> {
+        let revoked = match self {
+            Self::Sqlite(conn) => sqlite::tokens::revoke(conn, name, now_ms)?,
+            Self::Postgres(client) => postgres::tokens::revoke(client, name, now_ms).await?,
+        };
+        if !revoked {
             return Err(TokenError::Unknown(name.to_owned()));
         }
         Ok(())
     }
-}
-
-/// The name of the live token `presented` is, if it is one. Looked up by its public id; the
-/// secret's hash is compared in constant time, so timing tells nothing about it.
-pub fn verify(conn: &Connection, presented: &str) -> rusqlite::Result<Option<String>> {
-    let Some((id, secret)) = presented
-        .strip_prefix(PREFIX)
-        .and_then(|rest| rest.split_once('_'))
-    else {
-        return Ok(None);
-    };
-    let row: Option<(String, Vec<u8>)> = conn
-        .prepare_cached(
-            "SELECT name, secret_sha256 FROM tokens WHERE id = ?1 AND revoked_at_ms IS NULL",
-        )?
-        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let digest = Sha256::digest(secret.as_bytes());
-    Ok(row.and_then(|(name, stored)| bool::from(stored.ct_eq(digest.as_slice())).then_some(name)))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -154,60 +151,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_token_works_until_it_is_revoked_and_only_its_hash_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut tokens = Tokens::open(dir.path(), "t").unwrap();
-        let token = tokens.create("ci-bot", 1000).unwrap();
-        assert!(
-            token.starts_with("offload_") && token.len() == 8 + 16 + 1 + 64,
-            "{token}"
-        );
-        assert_eq!(
-            verify(&tokens.conn, &token).unwrap().as_deref(),
-            Some("ci-bot")
-        );
-        // A wrong secret, a forged id, junk: nobody.
-        let (head, secret) = token.rsplit_once('_').unwrap();
-        let wrong = format!("{head}_{}", "0".repeat(secret.len()));
-        for bad in [
-            wrong.as_str(),
-            "offload_0000000000000000_00",
-            "Bearer",
-            "",
-            "offload_",
-        ] {
-            assert_eq!(verify(&tokens.conn, bad).unwrap(), None, "{bad}");
-        }
-        let stored: Vec<u8> = tokens
-            .conn
-            .query_row("SELECT secret_sha256 FROM tokens", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored.len(), 32);
-        assert!(!String::from_utf8_lossy(&stored).contains(secret));
-
-        assert!(matches!(
-            tokens.create("ci-bot", 2000),
-            Err(TokenError::Exists(_))
-        ));
-        tokens.revoke("ci-bot", 3000).unwrap();
-        assert_eq!(verify(&tokens.conn, &token).unwrap(), None);
-        assert!(matches!(
-            tokens.revoke("ci-bot", 4000),
-            Err(TokenError::Unknown(_))
-        ));
-        let listed = tokens.list().unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].revoked_at_ms, Some(3000));
-        // The name may be given again, to a new secret.
-        let again = tokens.create("ci-bot", 5000).unwrap();
-        assert_ne!(again, token);
-        assert_eq!(
-            verify(&tokens.conn, &again).unwrap().as_deref(),
-            Some("ci-bot")
-        );
-    }
 
     #[test]
     fn names_are_short_and_plain() {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::watch;
 
-use super::error::StoreError;
+use crate::ssr::store::error::StoreError;
 
 /// The file, beside the store's.
 pub(super) const FILE: &str = "offload-search.sqlite3";

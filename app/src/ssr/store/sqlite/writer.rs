@@ -4,7 +4,7 @@
 //! deletes the log of text changes the search index has taken (see [`super::search`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
@@ -12,21 +12,12 @@ use tokio::sync::{mpsc, watch};
 
 use cluster::Binary;
 
-use super::figures::Figures;
-use super::records::{Op, Retention, Write};
+use crate::ssr::store::commits::{self, PRUNE_CHUNK};
+use crate::ssr::store::figures::Figures;
+use crate::ssr::store::records::{Op, Retention, Write};
 
-/// A commit that takes longer than this holds up submissions: it is logged as a warning.
-const SLOW: Duration = Duration::from_millis(50);
-/// Least time from the end of one commit to the start of the next: what a write waits at
-/// most, under load.
-const PACE: Duration = Duration::from_millis(2);
 /// Most entries of the text changes' log one commit deletes.
 const LOG_CHUNK: i64 = 4_096;
-/// Most writes in one transaction.
-const BATCH: usize = 1_024;
-/// Most rows one pruning transaction deletes: writes that arrive meanwhile wait at most that
-/// long.
-const PRUNE_CHUNK: usize = 1_000;
 
 /// The writer thread's state: the connection, where the terminal's order is, whether pruning
 /// is under way and how far the search index is. Nothing here grows with the owners or tasks
@@ -105,26 +96,17 @@ impl Writer {
     }
 
     pub(super) fn run(&mut self, mut rx: mpsc::Receiver<Op>) {
-        let mut last_commit = Instant::now() - PACE;
+        let mut last_commit = Instant::now();
         let mut last_writes = 0;
         while let Some(batch) = self.next_batch(&mut rx, last_commit, last_writes) {
             last_writes = batch.len();
             let started = Instant::now();
             let result = self.apply(&batch).map_err(|e| e.to_string());
             last_commit = Instant::now();
-            let took = last_commit - started;
-            if took > SLOW {
-                tracing::warn!(
-                    took_ms = took.as_secs_f64() * 1e3,
-                    writes = batch.len(),
-                    "a commit of session records was slow"
-                );
-            }
-            if let Err(error) = &result {
-                tracing::error!(%error, writes = batch.len(), "could not commit session records");
-                if let Err(error) = self.recount() {
-                    tracing::error!(%error, "could not count the session records again");
-                }
+            if result.is_err()
+                && let Err(error) = self.recount()
+            {
+                tracing::error!(%error, "could not count the session records again");
             }
             let asked = |wanted: fn(&Write) -> bool| {
                 batch.iter().any(|op| op.write.as_ref().is_some_and(wanted))
@@ -134,11 +116,7 @@ impl Writer {
                 self.prune_chunk();
             }
             self.measure();
-            for op in batch {
-                if let Some(ack) = op.ack {
-                    let _ = ack.send(result.clone());
-                }
-            }
+            commits::acknowledge(batch, result, last_commit - started);
         }
     }
 
@@ -161,24 +139,10 @@ impl Writer {
                 Err(mpsc::error::TryRecvError::Disconnected) => return None,
             }
         };
-        // Under load, commits are paced: a commit writes every page it touched (the row and
-        // five indexes), nearly as much for one write as for fifty, so back-to-back commits
-        // of a write or two each wrote tens of kilobytes a task. Load shows as writes that
-        // arrived while the last commit was made: after a commit of one write, the next is
-        // made at once, so a lone task's two writes (accepted, then ended) never wait.
-        if last_writes > 1
-            && let Some(wait) = PACE.checked_sub(last_commit.elapsed())
-        {
+        if let Some(wait) = commits::pause(last_commit, last_writes) {
             std::thread::sleep(wait);
         }
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        Some(batch)
+        Some(commits::gather(first, rx))
     }
 
     /// Deletes up to [`PRUNE_CHUNK`] tasks that ended longer ago than retention keeps; pruning

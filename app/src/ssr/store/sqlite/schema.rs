@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, Transaction};
 use rusqlite_migration::{HookError, M, Migrations};
 
-use super::error::StoreError;
+use crate::ssr::store::error::StoreError;
 
 /// The schema's history, oldest first: a migration is never edited once released, only
 /// followed by another. SQLite's `user_version` says how many have run.

@@ -7,8 +7,11 @@ use serde_json::Value;
 
 use model::page::{Outcome, QueuedTask, TaskStatus};
 
-use super::reads::{RECORD, task_record};
-use super::records::{BatchRecord, MemberRecord, SavedBatch, SavedTask, Write};
+use super::reads::task_record;
+use crate::ssr::store::records::{
+    BATCH_COLUMNS as BATCH, BatchRecord, MemberRecord, SavedBatch, SavedTask,
+    TASK_COLUMNS as RECORD, Write,
+};
 
 /// Applies a batch's write within the writer's transaction; false when `write` is not one.
 pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
@@ -61,15 +64,6 @@ pub(super) fn write(tx: &Transaction, write: &Write) -> rusqlite::Result<bool> {
     }
     Ok(true)
 }
-
-/// The columns [`batch_record`] reads, in its order; `ended` counts by outcome from the
-/// members' covering index.
-const BATCH: &str = "id, session, task_type, spec, members, fed, created_at_ms,
-                     cancelled_at_ms, finished_at_ms, retry_of, reuse,
-                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'finished'),
-                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'failed'),
-                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'cancelled'),
-                     (SELECT count(*) FROM tasks WHERE batch = batches.id AND outcome = 'lost')";
 
 fn batch_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRecord> {
     let ms = |i: usize| -> rusqlite::Result<Option<u64>> {
@@ -302,186 +296,4 @@ pub(super) fn last_id(conn: &Connection) -> rusqlite::Result<u64> {
         |row| row.get::<_, i64>(0),
     )
     .map(|id| id as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::tests::keep_all;
-    use super::super::*;
-    use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
-    use serde_json::json;
-
-    fn batch(id: u64, members: u64) -> Write {
-        Write::Batch(NewBatch {
-            id,
-            session: "a".into(),
-            task_type: "odd".into(),
-            spec: json!({"kind": "inputs", "inputs": []}),
-            members,
-            created_at_ms: 1000,
-            idempotency: Some((format!("key-{id}"), vec![id as u8])),
-            retry_of: None,
-            reuse: false,
-        })
-    }
-
-    fn member(batch: u64, index: u64, id: u64) -> Write {
-        Write::Accepted {
-            session: "a".into(),
-            task: QueuedTask {
-                id,
-                task: "odd".into(),
-                args: index.to_string(),
-                status: TaskStatus::Queued,
-                progress: 0.0,
-                submitted_at_ms: 1000 + id,
-                batch: None,
-            },
-            input: json!({ "n": index }),
-            next_input: None,
-            retry_of: None,
-            idempotency: None,
-            member: Some(Member {
-                batch,
-                index,
-                last: true,
-            }),
-            reuse_key: Some(index as i64),
-        }
-    }
-
-    fn ended(id: u64, outcome: Outcome, at_ms: u64) -> Write {
-        Write::Done {
-            session: "a".into(),
-            line: TerminalLine {
-                task: id,
-                outcome,
-                text: format!("line {id}"),
-                image: false,
-                batch: false,
-            },
-            output: Some(json!(id)),
-            binary: None,
-            ran: None,
-            finished_at_ms: at_ms,
-        }
-    }
-
-    #[tokio::test]
-    async fn batches_come_back_open_with_their_unfinished_members_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (store, writer, _, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
-            assert_eq!(store.open_batches().await.unwrap(), (vec![], 0));
-            store.write(batch(1, 5)).await.unwrap();
-            store.write(batch(2, 1)).await.unwrap();
-            for (index, id) in [(0, 10), (1, 11), (2, 12)] {
-                store.write(member(1, index, id)).await.unwrap();
-            }
-            store.write(member(2, 0, 13)).await.unwrap();
-            store
-                .write(ended(10, Outcome::Finished, 2000))
-                .await
-                .unwrap();
-            store.write(ended(12, Outcome::Failed, 2000)).await.unwrap();
-            store
-                .write(ended(13, Outcome::Finished, 2000))
-                .await
-                .unwrap();
-            let finished = Write::BatchFinished {
-                batch: 2,
-                at_ms: 2001,
-            };
-            store.write(finished).await.unwrap();
-            let record = store.batch("a", 1).await.unwrap().unwrap();
-            assert_eq!((record.members, record.fed), (5, 3));
-            assert_eq!(record.ended, [1, 1, 0, 0]);
-            assert!(
-                store.batch("b", 1).await.unwrap().is_none(),
-                "another owner's"
-            );
-            let (members, more) = store.members(1, Some(0), 1).await.unwrap();
-            assert!(more);
-            assert_eq!(members[0].index, 1);
-            assert_eq!(members[0].task.id, 11);
-            let only = TaskFilter {
-                batch: Some(1),
-                limit: 10,
-                ..TaskFilter::default()
-            };
-            let (listed, _) = store.tasks("a", only).await.unwrap();
-            let ids: Vec<u64> = listed.iter().map(|t| t.id).collect();
-            assert_eq!(ids, [12, 11, 10], "batch 1's members, newest first");
-            let folded = TaskFilter {
-                fold_batches: true,
-                limit: 10,
-                ..TaskFilter::default()
-            };
-            let (listed, _) = store.tasks("a", folded).await.unwrap();
-            let rows: Vec<(u64, Option<u64>)> = listed.iter().map(|t| (t.id, t.batch)).collect();
-            assert_eq!(rows, [(13, Some(2)), (10, Some(1))], "a row per batch");
-            let (newest, _) = store.batches("a", None, 10).await.unwrap();
-            assert_eq!(newest.iter().map(|b| b.id).collect::<Vec<_>>(), [2, 1]);
-            assert_eq!(
-                store.batch_by_idempotency_key("a", "key-2").await.unwrap(),
-                Some((2, vec![2]))
-            );
-            drop(store);
-            writer.join();
-        }
-        let (store, _writer, saved, _) = Store::open(dir.path(), "odd", keep_all()).unwrap();
-        // Members are their batch's, not their session's to run again.
-        assert!(saved.iter().all(|s| s.unfinished.is_empty()), "{saved:?}");
-        let (open, last) = store.open_batches().await.unwrap();
-        assert_eq!(last, 2);
-        assert_eq!(open.len(), 1);
-        assert_eq!(open[0].batch.id, 1);
-        assert_eq!(open[0].batch.fed, 3);
-        let unfinished: Vec<(u64, u64)> = open[0]
-            .unfinished
-            .iter()
-            .map(|(index, t)| (*index, t.task.id))
-            .collect();
-        assert_eq!(unfinished, [(1, 11)]);
-    }
-
-    #[tokio::test]
-    async fn a_batch_leaves_with_its_last_member_and_its_id_is_never_given_again() {
-        let dir = tempfile::tempdir().unwrap();
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let now = std::sync::Arc::new(AtomicU64::new(1_000_000));
-        let clock = now.clone();
-        let retention = Retention {
-            max_age: Some(std::time::Duration::from_secs(60)),
-            clock: std::sync::Arc::new(move || clock.load(Ordering::Relaxed)),
-            ..Retention::default()
-        };
-        let (store, _writer, _, _) = Store::open(dir.path(), "odd", retention).unwrap();
-        store.write(batch(1, 2)).await.unwrap();
-        store.write(member(1, 0, 10)).await.unwrap();
-        store.write(member(1, 1, 11)).await.unwrap();
-        // One member long past the retention, one recent: the batch stays with the latter.
-        store.write(ended(10, Outcome::Finished, 1)).await.unwrap();
-        store
-            .write(ended(11, Outcome::Finished, 999_000))
-            .await
-            .unwrap();
-        store.prune().await.unwrap();
-        assert!(store.batch("a", 1).await.unwrap().is_some());
-        now.store(2_000_000, Ordering::Relaxed);
-        store.prune().await.unwrap();
-        assert!(
-            store.batch("a", 1).await.unwrap().is_none(),
-            "gone with its last member"
-        );
-        // A cancelled batch none of whose members was handed over goes by its own age.
-        store.write(batch(2, 3)).await.unwrap();
-        let cancelled = Write::BatchCancelled { batch: 2, at_ms: 1 };
-        store.write(cancelled).await.unwrap();
-        let finished = Write::BatchFinished { batch: 2, at_ms: 1 };
-        store.write(finished).await.unwrap();
-        store.prune().await.unwrap();
-        assert!(store.batch("a", 2).await.unwrap().is_none());
-        assert_eq!(store.open_batches().await.unwrap().1, 2);
-    }
 }

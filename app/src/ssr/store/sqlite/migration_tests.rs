@@ -1,17 +1,18 @@
-use super::tests::keep_all;
 use std::collections::BTreeMap;
 
+use rusqlite::Connection;
 use serde_json::Value;
 
 use super::schema::migrations;
-use super::*;
+use crate::ssr::store::conformance::keep_all;
+use crate::ssr::store::*;
 use model::page::{Outcome, TerminalLine};
 
 /// A data directory written by the first release's `offload` binary: n = 10 and 20
 /// finished, then the server was killed with SIGKILL while n = 45 ran and n = 46 waited;
 /// the session's form offered 47.
 const FIRST_RELEASE: &[u8] =
-    include_bytes!("../../../tests/fixtures/first-release/offload.sqlite3");
+    include_bytes!("../../../../tests/fixtures/first-release/offload.sqlite3");
 
 #[tokio::test]
 async fn a_first_release_data_directory_opens_migrated_with_everything_it_held() {

@@ -7,7 +7,9 @@ use serde_json::Value;
 use cluster::Ran;
 use model::page::{Outcome, QueuedTask, TaskStatus, TerminalLine};
 
-use super::records::{SavedSession, SavedTask, TaskFilter, TaskRecord};
+use crate::ssr::store::records::{
+    SavedSession, SavedTask, TASK_COLUMNS as RECORD, TaskFilter, TaskRecord, like_pattern,
+};
 
 /// The sessions on record: their unfinished tasks, and the last `lines` lines of each one's
 /// terminal (the rest stays on record, for the history, without being held in memory).
@@ -78,11 +80,6 @@ pub(super) fn load(conn: &Connection, lines: usize) -> Result<Vec<SavedSession>,
     }
     Ok(sessions)
 }
-
-/// The columns [`task_record`] reads, in its order.
-pub(super) const RECORD: &str = "tasks.id, task_type, tasks.input, args, submitted_at_ms, outcome,
-                      tasks.text, output, finished_at_ms, output_media, retry_of, started_at_ms,
-                      worker, attempts, reused_from, batch";
 
 pub(super) fn task_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
@@ -202,18 +199,4 @@ pub(super) fn read_tasks(
     let more = records.len() > filter.limit;
     records.truncate(filter.limit);
     Ok((records, more))
-}
-
-/// `%text%`, its own `%`, `_` and `\` taken literally.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }

@@ -1,0 +1,118 @@
+//! What only the PostgreSQL side has: servers that start together on one database.
+
+use crate::ssr::store::conformance::{accepted, keep_all};
+use crate::ssr::store::{Store, StoreError, testing};
+
+#[tokio::test]
+async fn servers_that_start_together_migrate_once_and_one_of_them_writes() {
+    let url = testing::empty_database().await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::connect(&url, keep_all()).await })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    let mut refused = 0;
+    for start in starts {
+        match start.await.unwrap() {
+            Ok(store) => opened.push(store),
+            Err(StoreError::DatabaseInUse { .. }) => refused += 1,
+            Err(other) => panic!("a start failed otherwise: {other}"),
+        }
+    }
+    assert_eq!((opened.len(), refused), (1, 3));
+    let (store, writer, saved, next_task) = opened.pop().unwrap();
+    assert_eq!((saved, next_task), (vec![], 1));
+    store.write(accepted("a", 1)).await.unwrap();
+    assert!(store.task("a", 1).await.unwrap().is_some());
+    drop(store);
+    writer.join();
+    let (_store, _writer, saved, next_task) = Store::connect(&url, keep_all()).await.unwrap();
+    assert_eq!(
+        (saved.len(), next_task),
+        (1, 2),
+        "taken at once after a clean stop"
+    );
+}
+
+#[tokio::test]
+async fn a_database_a_newer_build_migrated_is_refused_untouched() {
+    let url = testing::database().await;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("INSERT INTO offload_migrations (version) VALUES (999)")
+        .await
+        .unwrap();
+    let refused = Store::connect(&url, keep_all()).await.err().unwrap();
+    assert!(
+        matches!(refused, StoreError::NewerDatabase { version: 999, .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("newer Offload"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_bad_url_or_an_absent_server_is_said_plainly_without_the_password() {
+    for url in [
+        "postgres://offload:s3cret@127.0.0.1:1/offload",
+        "not a url s3cret",
+    ] {
+        let refused = Store::connect(url, keep_all()).await.err().unwrap();
+        let message = refused.to_string();
+        assert!(
+            message.starts_with("connecting to the database"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn connections_the_database_cut_are_made_again_and_the_database_is_taken_again() {
+    let url = testing::database().await;
+    let (store, _writer, _, _) = Store::connect(&url, keep_all()).await.unwrap();
+    store.write(accepted("a", 1)).await.unwrap();
+    assert!(store.task("a", 1).await.unwrap().is_some());
+    // What a restart of the database, or an operator, does to every connection.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+    let mut refused = 0;
+    loop {
+        match store.write(accepted("a", 2)).await {
+            Ok(()) => break,
+            // The write that finds the connection cut is refused, to be tried again.
+            Err(StoreError::Unrecorded(_)) if refused < 50 => refused += 1,
+            Err(other) => panic!("{other}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut read = None;
+    for _ in 0..50 {
+        if let Ok(task) = store.task("a", 2).await {
+            read = task;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(read.is_some(), "read back through a new pooled connection");
+    assert!(
+        matches!(
+            Store::connect(&url, keep_all()).await,
+            Err(StoreError::DatabaseInUse { .. })
+        ),
+        "the database is this store's again"
+    );
+}
