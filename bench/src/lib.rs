@@ -16,6 +16,7 @@ pub mod browser;
 pub mod figures;
 pub mod flood;
 pub mod history;
+pub mod postgres;
 pub mod report;
 pub mod stack;
 

@@ -58,6 +58,26 @@ enum Command {
         #[arg(long, default_value = "target/release/offload")]
         offload: PathBuf,
     },
+    /// The record in PostgreSQL (a throwaway server, Debian's): the history of one owner with
+    /// ROWS ended tasks, its pages timed as `history` times them, and the API's round trip;
+    /// added to the report.
+    Postgres {
+        /// Ended tasks of the one owner.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Requests per page measured.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// API round trips measured.
+        #[arg(long, default_value_t = 500)]
+        trips: usize,
+        /// The report to add the figures to (made if missing).
+        #[arg(long, default_value = "target/bench/latest.json")]
+        out: PathBuf,
+        /// The release offload binary.
+        #[arg(long, default_value = "target/release/offload")]
+        offload: PathBuf,
+    },
     /// Rewrite the README's figures table from a report.
     Readme {
         /// The report to read.
@@ -133,6 +153,13 @@ async fn main() -> ExitCode {
             out,
             offload,
         }) => history(rows, requests, &absolute(&out), &absolute(&offload)).await,
+        Some(Command::Postgres {
+            rows,
+            requests,
+            trips,
+            out,
+            offload,
+        }) => postgres(rows, requests, trips, &absolute(&out), &absolute(&offload)).await,
         Some(Command::Owners {
             owners,
             visitors,
@@ -154,10 +181,9 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Result<(), BenchError> {
-    use bench::history::{NEWCOMER, OWNER, fill, measure, queries};
-    use serde_json::json;
-
+/// The programs of an Offload stack without the seed, checked, and the folder of its logs
+/// beside the report `out`.
+fn offload_alone(offload: &Path, out: &Path) -> Result<(Programs, PathBuf), BenchError> {
     let programs = Programs {
         offload: offload.to_path_buf(),
         nats_server: absolute(Path::new("target/nats/bin/nats-server")),
@@ -167,6 +193,48 @@ async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Resu
     programs.check_offload()?;
     let logs = out.with_file_name("logs");
     std::fs::create_dir_all(&logs).map_err(BenchError::io(&logs))?;
+    Ok((programs, logs))
+}
+
+/// Times the history's pages of the owner of a history of `rows` on the server at `url`, and
+/// the task page of that owner and of a newcomer, printing each line after `tag`: (the pages'
+/// figures, the task pages').
+async fn history_pages(
+    url: &str,
+    rows: u64,
+    requests: usize,
+    tag: &str,
+) -> Result<(Vec<serde_json::Value>, serde_json::Value), BenchError> {
+    use bench::history::{NEWCOMER, OWNER, measure, queries};
+    use serde_json::json;
+
+    let mut measured = Vec::new();
+    for query in queries(rows) {
+        let (p50, p99) = measure(url, OWNER, &query.path, requests).await?;
+        println!(
+            "{tag}: {:<55} p50 {p50:7.2} ms, p99 {p99:7.2} ms",
+            query.label
+        );
+        measured
+            .push(json!({"key": query.key, "label": query.label, "p50_ms": p50, "p99_ms": p99}));
+    }
+    let (owner_p50, owner_p99) = measure(url, OWNER, "/", requests).await?;
+    let (new_p50, new_p99) = measure(url, NEWCOMER, "/", requests).await?;
+    println!(
+        "{tag}: the task page: that owner p50 {owner_p50:.2} ms, p99 {owner_p99:.2} ms; a newcomer p50 {new_p50:.2} ms, p99 {new_p99:.2} ms"
+    );
+    let task_page = json!({
+        "owner_p50_ms": owner_p50, "owner_p99_ms": owner_p99,
+        "newcomer_p50_ms": new_p50, "newcomer_p99_ms": new_p99,
+    });
+    Ok((measured, task_page))
+}
+
+async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Result<(), BenchError> {
+    use bench::history::fill;
+    use serde_json::json;
+
+    let (programs, logs) = offload_alone(offload, out)?;
     let data = tempfile::tempdir().map_err(BenchError::io(std::env::temp_dir()))?;
     // A first start makes the database and its schema.
     drop(Stack::embedded(&programs, data.path(), &logs).await?);
@@ -185,41 +253,86 @@ async fn history(rows: u64, requests: usize, out: &Path, offload: &Path) -> Resu
     let started = std::time::Instant::now();
     let stack = Stack::embedded(&programs, data.path(), &logs).await?;
     let start_s = started.elapsed().as_secs_f64();
-    let mut measured = Vec::new();
-    for query in queries(rows) {
-        let (p50, p99) = measure(&stack.url, OWNER, &query.path, requests).await?;
-        println!(
-            "history: {:<55} p50 {p50:7.2} ms, p99 {p99:7.2} ms",
-            query.label
-        );
-        measured
-            .push(json!({"key": query.key, "label": query.label, "p50_ms": p50, "p99_ms": p99}));
-    }
-    let (owner_p50, owner_p99) = measure(&stack.url, OWNER, "/", requests).await?;
-    let (new_p50, new_p99) = measure(&stack.url, NEWCOMER, "/", requests).await?;
-    println!(
-        "history: the task page: that owner p50 {owner_p50:.2} ms, p99 {owner_p99:.2} ms; a newcomer p50 {new_p50:.2} ms, p99 {new_p99:.2} ms"
-    );
+    let (measured, task_page) = history_pages(&stack.url, rows, requests, "history").await?;
     drop(stack);
-    let mut report = match Report::read(out) {
-        Ok(report) => report,
-        Err(_) => Report::new(Machine::this(), false),
-    };
-    let at = Report::new(Machine::this(), false).at;
-    report.history = Some(json!({
-        "rows": rows,
-        "fill_s": filled.as_secs_f64(),
-        "start_s": start_s,
-        "at": at,
-        "queries": measured,
-        "task_page": {
-            "owner_p50_ms": owner_p50, "owner_p99_ms": owner_p99,
-            "newcomer_p50_ms": new_p50, "newcomer_p99_ms": new_p99,
-        },
-    }));
+    add_to_report(out, "history", |report, at| {
+        report.history = Some(json!({
+            "rows": rows,
+            "fill_s": filled.as_secs_f64(),
+            "start_s": start_s,
+            "at": at,
+            "queries": measured,
+            "task_page": task_page,
+        }));
+    })
+}
+
+/// Adds a section to the report at `out` (made if missing), given the time now; `tag` says so.
+fn add_to_report(
+    out: &Path,
+    tag: &str,
+    add: impl FnOnce(&mut Report, String),
+) -> Result<(), BenchError> {
+    let mut report = Report::read(out).unwrap_or_else(|_| Report::new(Machine::this(), false));
+    add(&mut report, Report::new(Machine::this(), false).at);
     report.write(out)?;
-    println!("history: added to {}", out.display());
+    println!("{tag}: added to {}", out.display());
     Ok(())
+}
+
+async fn postgres(
+    rows: u64,
+    requests: usize,
+    trips: usize,
+    out: &Path,
+    offload: &Path,
+) -> Result<(), BenchError> {
+    use serde_json::json;
+
+    let (programs, logs) = offload_alone(offload, out)?;
+    let data = tempfile::tempdir().map_err(BenchError::io(std::env::temp_dir()))?;
+    let url = app::ssr::store::testing::database().await;
+    println!("postgres: writing {rows} ended tasks of one owner into {url}");
+    let filled = bench::postgres::fill(&url, rows).await?;
+    println!(
+        "postgres: written in {:.1} s; starting offload on it",
+        filled.as_secs_f64()
+    );
+    let started = std::time::Instant::now();
+    let stack = Stack::embedded_with(&programs, data.path(), &logs, &["--database", &url]).await?;
+    let start_s = started.elapsed().as_secs_f64();
+    let (measured, task_page) = history_pages(&stack.url, rows, requests, "postgres").await?;
+    let token_failed = |detail: String| BenchError::Measure {
+        what: "making an API token in PostgreSQL".into(),
+        detail,
+    };
+    let token = std::process::Command::new(offload)
+        .args(["token", "create", "bench", "--database", &url])
+        .output()
+        .map_err(|e| token_failed(e.to_string()))?;
+    if !token.status.success() {
+        return Err(token_failed(
+            String::from_utf8_lossy(&token.stderr).into_owned(),
+        ));
+    }
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let base = stack.url.trim_end_matches('/');
+    let (api_p50, api_p99) = bench::figures::api_round_trips(base, &token, trips).await?;
+    println!("postgres: the API round trip p50 {api_p50:.3} ms, p99 {api_p99:.3} ms");
+    drop(stack);
+    add_to_report(out, "postgres", |report, at| {
+        // `history`'s section, and the API's round trip.
+        report.postgres = Some(json!({
+            "rows": rows,
+            "fill_s": filled.as_secs_f64(),
+            "start_s": start_s,
+            "at": at,
+            "queries": measured,
+            "task_page": task_page,
+            "api_p50_ms": api_p50,
+            "api_p99_ms": api_p99,
+        }));
+    })
 }
 
 async fn many_owners(
@@ -277,15 +390,13 @@ async fn many_owners(
         ms(0.5),
         ms(0.99)
     );
-    let mut report = Report::read(out).unwrap_or_else(|_| Report::new(Machine::this(), false));
-    report.owners = Some(serde_json::json!({
-        "owners": owners, "fill_s": filled.as_secs_f64(), "start_s": start_s,
-        "rss_start_mb": rss_start, "rss_after_mb": rss_after, "visitors": visitors,
-        "p50_ms": ms(0.5), "p99_ms": ms(0.99), "at": Report::new(Machine::this(), false).at,
-    }));
-    report.write(out)?;
-    println!("owners: added to {}", out.display());
-    Ok(())
+    add_to_report(out, "owners", |report, at| {
+        report.owners = Some(serde_json::json!({
+            "owners": owners, "fill_s": filled.as_secs_f64(), "start_s": start_s,
+            "rss_start_mb": rss_start, "rss_after_mb": rss_after, "visitors": visitors,
+            "p50_ms": ms(0.5), "p99_ms": ms(0.99), "at": at,
+        }));
+    })
 }
 
 /// How much one run measures: the smoke run's few, or the real run's.

@@ -172,6 +172,9 @@ pub struct Report {
     pub owners: Option<Value>,
     /// The NATS flood taken apart (see [`crate::flood::Breakdown`]), when it ran.
     pub nats_flood: Option<Value>,
+    /// `offload-bench postgres`'s figures, when it ran: the history's (as `history`'s) with
+    /// the record in PostgreSQL, and `"api_p50_ms"`, `"api_p99_ms"`.
+    pub postgres: Option<Value>,
 }
 
 impl Report {
@@ -190,6 +193,7 @@ impl Report {
             history: None,
             owners: None,
             nats_flood: None,
+            postgres: None,
         }
     }
 
@@ -228,6 +232,9 @@ impl Report {
         if let Some(flood) = &self.nats_flood {
             out.insert("nats_flood".into(), flood.clone());
         }
+        if let Some(postgres) = &self.postgres {
+            out.insert("postgres".into(), postgres.clone());
+        }
         Value::Object(out)
     }
 
@@ -250,6 +257,7 @@ impl Report {
             history: value.get("history").cloned(),
             owners: value.get("owners").cloned(),
             nats_flood: value.get("nats_flood").cloned(),
+            postgres: value.get("postgres").cloned(),
         };
         for figure in FIGURES {
             let entry = value
@@ -332,7 +340,15 @@ impl Report {
         ));
         out.push_str(&format!("Run at {}.\n", self.at));
         if let Some(history) = &self.history {
-            out.push_str(&history_markdown(history));
+            out.push_str(&history_markdown(history, "SQLite"));
+        }
+        if let Some(postgres) = &self.postgres {
+            out.push_str(&history_markdown(postgres, "PostgreSQL (`--database`)"));
+            out.push_str(&format!(
+                "\nThe API's round trip (submit, then its result on the event stream) with the record in PostgreSQL: p50 {} ms, p99 {} ms.\n",
+                number(postgres["api_p50_ms"].as_f64().unwrap_or(0.0)),
+                number(postgres["api_p99_ms"].as_f64().unwrap_or(0.0)),
+            ));
         }
         if let Some(owners) = &self.owners {
             out.push_str(&owners_markdown(owners));
@@ -362,15 +378,16 @@ impl Report {
     }
 }
 
-/// The history's table: each page's p50 and p99, from `offload-bench history`.
-fn history_markdown(history: &Value) -> String {
+/// The history's table: each page's p50 and p99, from `offload-bench history` (or `postgres`),
+/// with the record in `store`.
+fn history_markdown(history: &Value, store: &str) -> String {
     let ms = |v: &Value| {
         v.as_f64()
             .map_or_else(|| "–".into(), |v| format!("{} ms", number(v)))
     };
     let rows = history["rows"].as_f64().unwrap_or(0.0);
     let mut out = format!(
-        "\n| history page (`GET /history`, 50 rows), one owner with {} ended tasks of 4 types | p50 | p99 |\n|---|---|---|\n",
+        "\n| history page (`GET /history`, 50 rows), one owner with {} ended tasks of 4 types, in {store} | p50 | p99 |\n|---|---|---|\n",
         number(rows)
     );
     for query in history["queries"].as_array().into_iter().flatten() {

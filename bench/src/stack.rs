@@ -211,6 +211,16 @@ impl Stack {
         data: &Path,
         logs: &Path,
     ) -> Result<Self, BenchError> {
+        Self::embedded_with(programs, data, logs, &[]).await
+    }
+
+    /// [`Stack::embedded`] with `more` flags (`--database URL`).
+    pub async fn embedded_with(
+        programs: &Programs,
+        data: &Path,
+        logs: &Path,
+        more: &[&str],
+    ) -> Result<Self, BenchError> {
         let (port, dashboard) = (free_port(), free_port());
         let mut app = Command::new(&programs.offload);
         app.args(["serve", "--shutdown-grace", "1", "--addr"])
@@ -218,7 +228,8 @@ impl Stack {
             .arg("--dashboard-addr")
             .arg(format!("127.0.0.1:{dashboard}"))
             .arg("--data-dir")
-            .arg(data.join("embedded"));
+            .arg(data.join("embedded"))
+            .args(more);
         let mut app = Process::spawn("offload embedded", app, logs)?;
         let url = format!("http://127.0.0.1:{port}/");
         wait_for_http(&mut [&mut app], &url).await?;
