@@ -17,7 +17,7 @@ use app::ssr::{
 use cluster::nats::{NatsCluster, NatsConfig, host_name, token};
 use cluster::{ClusterConfig, EmbeddedCluster, Scheduler};
 use dashboard::ssr::{
-    AppCounts, AppFigures, BatchBars, DashboardFeed, DashboardState, Metrics, OpsState,
+    AppCounts, AppFigures, BatchBars, DashboardFeed, DashboardState, Metrics, OpsState, RecordProbe,
 };
 use leptos::config::get_configuration;
 use tokio::task::JoinHandle;
@@ -348,6 +348,11 @@ async fn stop(
 /// task database.
 fn app_figures(state: &AppState) -> AppFigures {
     let (sessions, streams) = (state.sessions.clone(), state.streams.clone());
+    let store = state.sessions.store().clone();
+    let probe: RecordProbe = Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move { store.reachable().await.map_err(|e| e.to_string()) })
+    });
     AppFigures::new(move || {
         let (db_bytes, db_tasks, db_owners, db_pruned) = sessions.store().figures().read();
         AppCounts {
@@ -359,4 +364,5 @@ fn app_figures(state: &AppState) -> AppFigures {
             db_pruned,
         }
     })
+    .with_record(probe)
 }

@@ -145,6 +145,14 @@ fn a_database_it_cannot_reach_is_said_plainly_without_its_password() {
     );
 }
 
+/// `GET /health` of `server` (its dashboard's listener, with the embedded cluster).
+async fn health(server: &Server) -> (StatusCode, String) {
+    let response = reqwest::get(server.dashboard_url("/health"))
+        .await
+        .expect("the server answers");
+    (response.status(), response.text().await.unwrap_or_default())
+}
+
 /// `POST /api/v1/tasks` of fibonacci(n) with `token`: the status, `Retry-After` and the body.
 async fn api_submit(server: &Server, token: &str, n: u64) -> (StatusCode, Option<String>, String) {
     let response = reqwest::Client::new()
@@ -201,6 +209,11 @@ async fn a_database_restarted_mid_run_costs_503s_while_down_and_loses_nothing() 
     assert!(line.contains("=701408733"), "{line}");
 
     database.start_again().await;
+    let what = "/health says ok again";
+    eventually(what, Duration::from_secs(20), || async {
+        (health(&server).await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
     // Served again without a restart: the pool and the writer connect again.
     let what = "the API takes submissions again";
     let resubmitted = eventually(what, Duration::from_secs(20), || async {

@@ -68,7 +68,15 @@ impl FromRef<DashboardState> for LeptosOptions {
 /// streams open, and its task database. The dashboard knows nothing of sessions; the binary
 /// says how to count them.
 #[derive(Clone)]
-pub struct AppFigures(Arc<dyn Fn() -> AppCounts + Send + Sync>);
+pub struct AppFigures {
+    count: Arc<dyn Fn() -> AppCounts + Send + Sync>,
+    /// Whether the app's record can be reached, for `/health`.
+    record: Option<RecordProbe>,
+}
+
+/// Asks whether the app's record (its database) can be reached now: why not, when not.
+pub type RecordProbe =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// What [`AppFigures`] counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -87,11 +95,28 @@ pub struct AppCounts {
 
 impl AppFigures {
     pub fn new(count: impl Fn() -> AppCounts + Send + Sync + 'static) -> Self {
-        Self(Arc::new(count))
+        Self {
+            count: Arc::new(count),
+            record: None,
+        }
+    }
+
+    /// These figures, and `/health` failing while `probe` says the record is out of reach.
+    pub fn with_record(mut self, probe: RecordProbe) -> Self {
+        self.record = Some(probe);
+        self
     }
 
     pub fn get(&self) -> AppCounts {
-        (self.0)()
+        (self.count)()
+    }
+
+    /// Why the app's record cannot be reached now, if it cannot.
+    pub async fn record_unreachable(&self) -> Option<String> {
+        match &self.record {
+            Some(probe) => probe().await.err(),
+            None => None,
+        }
     }
 }
 

@@ -215,12 +215,20 @@ fn describe() {
     );
 }
 
-/// `GET /health`: 200 while this process can do its part, 503 with the reason when not.
+/// `GET /health`: 200 while this process can do its part, 503 with the reason when not: its
+/// cluster is not ready, or (an app server) its record is out of reach, so that a load
+/// balancer sends its requests elsewhere.
 pub async fn health(State(state): State<OpsState>) -> Response {
-    match state.cluster.unready() {
-        None => (StatusCode::OK, "ok").into_response(),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+    if let Some(reason) = state.cluster.unready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
     }
+    if let Some(app) = &state.app
+        && let Some(reason) = app.record_unreachable().await
+    {
+        let reason = format!("the record is out of reach: {reason}");
+        return (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+    }
+    (StatusCode::OK, "ok").into_response()
 }
 
 /// `GET /metrics`: the cluster's figures of the moment, then the recorder's counters and

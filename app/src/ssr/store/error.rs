@@ -62,6 +62,8 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("the database is unreachable: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("starting the session database's writer thread: {0}")]
     Thread(std::io::Error),
     #[error("the session database has stopped")]

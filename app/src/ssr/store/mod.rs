@@ -254,6 +254,15 @@ impl Store {
         read!(self, r => r.open_batches().await)
     }
 
+    /// Whether the record can be reached now (`/health` asks): the SQLite file, beside the
+    /// server, always can; PostgreSQL must answer a query within a second.
+    pub async fn reachable(&self) -> Result<(), StoreError> {
+        match &self.reader {
+            Reader::Sqlite(_) => Ok(()),
+            Reader::Postgres(reader) => reader.reachable().await,
+        }
+    }
+
     /// The database's size and contents, as of the writer's last write.
     pub fn figures(&self) -> &Figures {
         &self.figures

@@ -33,6 +33,8 @@ const WRITING: i64 = 0x6f66_666c_6f61_6402;
 const POOL: usize = 16;
 /// Longest a read waits for a connection, or for one to be made.
 const WAIT: Duration = Duration::from_secs(5);
+/// Longest the database may take to answer a health check.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
 
 /// The database `config` names, for messages: its hosts, port and name, never its password.
 fn target(config: &Config) -> String {
@@ -178,6 +180,17 @@ pub(super) struct Reader {
 }
 
 impl Reader {
+    pub(super) async fn reachable(&self) -> Result<(), StoreError> {
+        let answered = tokio::time::timeout(HEALTHY_WITHIN, async {
+            let client = self.pool.get().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        });
+        answered
+            .await
+            .unwrap_or(Err(StoreError::Timeout(HEALTHY_WITHIN)))
+    }
+
     pub(super) async fn task(
         &self,
         session: &str,
