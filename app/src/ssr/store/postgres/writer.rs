@@ -55,15 +55,17 @@ impl Prepared {
     /// Runs `steps` in one transaction, sent in one go (pipelined: `BEGIN`, every statement and
     /// `COMMIT` in one round trip once the statements are prepared): their row counts, in order.
     /// A failed statement aborts the transaction, and so the `COMMIT` rolls it back.
+    /// Then reads the count of owners, in the same round trip, so that the figures are the
+    /// commit's when its writers hear back.
     async fn commit(
         &mut self,
         client: &Client,
         steps: &[Step],
-    ) -> Result<Vec<u64>, tokio_postgres::Error> {
-        for step in steps {
-            if !self.0.contains_key(step.sql) {
-                let statement = client.prepare(step.sql).await?;
-                self.0.insert(step.sql, statement);
+    ) -> Result<Committed, tokio_postgres::Error> {
+        for sql in steps.iter().map(|step| step.sql).chain([OWNERS]) {
+            if !self.0.contains_key(sql) {
+                let statement = client.prepare(sql).await?;
+                self.0.insert(sql, statement);
             }
         }
         let statements = &self.0;
@@ -75,16 +77,35 @@ impl Prepared {
             )
         }));
         let commit = client.batch_execute("COMMIT");
-        let (began, ran, committed) = futures::join!(begin, runs, commit);
-        let counts = began.and_then(|()| ran.into_iter().collect::<Result<Vec<u64>, _>>());
-        if counts.is_err() {
+        let owners = client.query_opt(&statements[OWNERS], &[]);
+        let (began, ran, committed, owners) = futures::join!(begin, runs, commit, owners);
+        let rows = began.and_then(|()| ran.into_iter().collect::<Result<Vec<u64>, _>>());
+        if rows.is_err() {
             // The COMMIT has rolled an aborted transaction back; should one be open still
             // (a statement that never left this process), it goes too.
             let _ = client.batch_execute("ROLLBACK").await;
         }
-        let counts = counts?;
+        let rows = rows?;
         committed?;
-        Ok(counts)
+        let owners = owners?.map(|row| row.get::<_, i64>(0).max(0) as u64);
+        Ok(Committed { rows, owners })
+    }
+}
+
+/// The count of owners with ended tasks (kept by a trigger).
+const OWNERS: &str = "SELECT value FROM meta WHERE key = 'owners'";
+
+/// What a commit did: each statement's row count, in order, and the count of owners after it.
+struct Committed {
+    rows: Vec<u64>,
+    owners: Option<u64>,
+}
+
+impl Committed {
+    fn count_owners(&self, figures: &Figures) {
+        if let Some(owners) = self.owners {
+            figures.owners.store(owners, Relaxed);
+        }
     }
 }
 
@@ -165,22 +186,15 @@ impl Writer {
             .await?
             .get(0);
         self.figures.tasks.store(tasks as u64, Relaxed);
+        let owners: i64 = self.client.query_one(OWNERS, &[]).await?.get(0);
+        self.figures.owners.store(owners.max(0) as u64, Relaxed);
         self.measured = None;
         self.measure().await;
         Ok(())
     }
 
-    /// The owners after a change, and the bytes in use now and then.
+    /// The bytes in use, now and then.
     async fn measure(&mut self) {
-        if let Ok(row) = self
-            .client
-            .query_one("SELECT value FROM meta WHERE key = 'owners'", &[])
-            .await
-        {
-            self.figures
-                .owners
-                .store(row.get::<_, i64>(0).max(0) as u64, Relaxed);
-        }
         if self.measured.is_some_and(|at| at.elapsed() < MEASURE_EVERY) {
             return;
         }
@@ -243,7 +257,7 @@ impl Writer {
                 self.prune_chunk().await;
             }
             commits::acknowledge(batch, result, last_commit - started);
-            // After the callers heard back: a read of the database is a round trip.
+            // After the callers heard back: a read of the database's size is a round trip.
             self.measure().await;
         }
         // Released now, not once the server notices the connection gone: the next server
@@ -285,7 +299,10 @@ impl Writer {
             .prepared
             .commit(&self.client, &steps)
             .await
-            .map(|counts| counts[1] as usize);
+            .map(|committed| {
+                committed.count_owners(&self.figures);
+                committed.rows[1] as usize
+            });
         match pruned {
             Ok(gone) => {
                 self.pruning = gone == PRUNE_CHUNK;
@@ -318,9 +335,10 @@ impl Writer {
         if steps.is_empty() {
             return Ok(());
         }
-        let rows = self.prepared.commit(&self.client, &steps).await?;
+        let committed = self.prepared.commit(&self.client, &steps).await?;
+        committed.count_owners(&self.figures);
         let (mut added, mut trimmed) = (0, 0);
-        for (count, rows) in counts.into_iter().zip(rows) {
+        for (count, rows) in counts.into_iter().zip(committed.rows) {
             match count {
                 Counts::Nothing => {}
                 Counts::Added => added += rows,
