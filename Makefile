@@ -29,7 +29,7 @@ NATS_SERVER := $(NATS_VENV)/bin/nats-server
 NATS_VERSION := 2.15.1
 export OFFLOAD_NATS_SERVER := $(CURDIR)/$(NATS_SERVER)
 
-.PHONY: run test setup tools node chromium nats promtool postgresql build site lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
+.PHONY: run test setup tools node chromium nats promtool postgresql haproxy build site lint unit e2e size bench bench-seed bench-readme python-venv load cluster worker
 
 ## run: build the release app and serve it on http://127.0.0.1:3000 (OFFLOAD_ADDR or --addr to change)
 run: build
@@ -72,6 +72,12 @@ postgresql:
 	  mkdir -p /etc/postgresql-common/createcluster.d \
 	  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/offload.conf \
 	  && apt-get update && apt-get install -y --no-install-recommends postgresql; }
+
+# Debian's HAProxy for the failover tests, which start their own in front of two app servers
+# (the package's service is not started in a container without an init).
+haproxy:
+	@command -v haproxy >/dev/null || ls /usr/sbin/haproxy >/dev/null 2>&1 || { \
+	  apt-get update && apt-get install -y --no-install-recommends haproxy; }
 
 # Debian's python3 comes without venv and ensurepip.
 python-venv:
@@ -128,8 +134,9 @@ lint: setup
 	cargo clippy -p app -p dashboard --all-targets --features hydrate --target wasm32-unknown-unknown -- -D warnings
 
 # The server's, the load tool's and the benchmark's integration tests start the release binary;
-# the benchmark's smoke run also drives chromium; the store's tests start PostgreSQL.
-unit: build nats promtool node chromium postgresql
+# the benchmark's smoke run also drives chromium; the store's tests start PostgreSQL, the
+# failover tests HAProxy.
+unit: build nats promtool node chromium postgresql haproxy
 	cargo test --workspace
 
 # Every journey with the embedded cluster, then the task-page and dashboard journeys with the

@@ -62,15 +62,28 @@ pub async fn serve_app(args: Args) -> Result<(), StartError> {
     let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
     let cookies = CookiePolicy::new(args.public_url.as_deref(), &args.trusted_proxies)
         .map_err(StartError::Flag)?;
-    let started = start(&args).await?;
+    let Some(started) = start(&args).await? else {
+        tracing::info!("stopped while standing by");
+        return Ok(());
+    };
     let (stop_serving, servers) = listen(&args, &started, cookies).await?;
-    stop::requested(grace).await;
-    stop(started, grace, stop_serving, servers).await;
-    Ok(())
+    let store = started.store.clone();
+    tokio::select! {
+        () = stop::requested(grace) => {
+            stop(started, grace, stop_serving, servers).await;
+            Ok(())
+        }
+        () = store.lost() => {
+            // Its results could not be recorded: the server that took over runs them again.
+            stop(started, Duration::ZERO, stop_serving, servers).await;
+            Err(StartError::Lost)
+        }
+    }
 }
 
 /// Opens the record, starts the cluster and the sessions, and runs again what had not ended.
-async fn start(args: &Args) -> Result<Started, StartError> {
+/// `None`: a standby was asked to stop before it took over.
+async fn start(args: &Args) -> Result<Option<Started>, StartError> {
     let dashboard_url = args.dashboard_url()?;
     let time_limit = Args::seconds(args.task_time_limit, "--task-time-limit")?;
     let mut leptos_options = get_configuration(None)?.leptos_options;
@@ -80,6 +93,10 @@ async fn start(args: &Args) -> Result<Started, StartError> {
     raise_open_files_limit();
     let metrics = Metrics::install()?;
     let (store, writer, saved, next_task) = match &args.database {
+        Some(url) if args.standby => tokio::select! {
+            opened = Store::stand_by(url, retention(args)?) => opened?,
+            () = stop::signal() => return Ok(None),
+        },
         Some(url) => Store::connect(url, retention(args)?).await?,
         None => Store::open(&args.data_dir, tasks::FIRST_RELEASE, retention(args)?)?,
     };
@@ -138,14 +155,14 @@ async fn start(args: &Args) -> Result<Started, StartError> {
         );
     }
     state.batches.resume(&state, open_batches).await;
-    Ok(Started {
+    Ok(Some(Started {
         state,
         cluster,
         store,
         writer,
         metrics,
         chores: [pruning, expiry],
-    })
+    }))
 }
 
 /// What the record keeps, from the flags.

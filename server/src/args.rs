@@ -149,10 +149,15 @@ pub(crate) struct Args {
     pub(crate) data_dir: PathBuf,
     /// Keep the record (sessions, tasks, batches, history, tokens) in this PostgreSQL database
     /// instead of the data directory's SQLite file: `postgres://user[:password]@host[:port]/db`
-    /// (no TLS: a local socket, loopback or a private network). One server per database for
-    /// now; the database is migrated at start.
+    /// (no TLS: a local socket, loopback or a private network). One server writes a database
+    /// at a time (others may stand by: --standby); the database is migrated at start.
     #[arg(long, env = "OFFLOAD_DATABASE_URL", value_name = "URL")]
     pub(crate) database: Option<String>,
+    /// Stand by for the server that writes --database: wait, not listening, until it stops or
+    /// dies, then take over (read the record, run again what it had not finished, listen).
+    /// Without it a second server on the same database exits 1.
+    #[arg(long, env = "OFFLOAD_STANDBY", requires = "database")]
+    pub(crate) standby: bool,
     /// Seconds a stop (SIGTERM, Ctrl-C) waits for running tasks before recording them for
     /// the next start.
     #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]
@@ -306,6 +311,10 @@ pub(crate) enum StartError {
     NatsServer(#[from] ServerError),
     #[error("installing the metrics recorder: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    #[error(
+        "another server took the database over while this one's connection to it was gone: this one stopped (start it with --standby to stand by for that one)"
+    )]
+    Lost,
     #[error("creating {path}: {source}")]
     DataDir {
         path: PathBuf,

@@ -57,7 +57,7 @@ fn exit_now(code: i32) -> ! {
 }
 
 /// The next SIGTERM or Ctrl-C.
-async fn signal() {
+pub(crate) async fn signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -143,7 +143,23 @@ impl Server {
         server
     }
 
+    /// A server with a fresh data directory and `args`, not waited for: a standby
+    /// (`--standby`) listens only once it takes over (see [`Server::ready`]).
+    pub fn start_unready(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let data = dir.path().to_owned();
+        let mut server = Self::launch(data, args.iter().map(|a| a.to_string()).collect());
+        server._dir = Some(dir);
+        server
+    }
+
     async fn spawn(data: PathBuf, args: Vec<String>) -> Self {
+        let server = Self::launch(data, args);
+        server.ready().await;
+        server
+    }
+
+    fn launch(data: PathBuf, args: Vec<String>) -> Self {
         let (port, dashboard_port) = (free_port(), free_port());
         let child = offload()
             .arg("--addr")
@@ -155,19 +171,18 @@ impl Server {
             .args(&args)
             .spawn()
             .expect("starting offload");
-        let server = Self {
+        Self {
             child,
             port,
             dashboard_port,
             data,
             args,
             _dir: None,
-        };
-        server.wait_ready().await;
-        server
+        }
     }
 
-    async fn wait_ready(&self) {
+    /// Waits until it answers.
+    pub async fn ready(&self) {
         let client = reqwest::Client::new();
         let what = format!("offload answers on port {}", self.port);
         eventually(&what, Duration::from_secs(15), || async {
@@ -194,6 +209,12 @@ impl Server {
     /// Resident memory, from /proc.
     pub fn rss_kb(&self) -> u64 {
         load::rss_kb(self.pid()).expect("the server is running")
+    }
+
+    /// `kill -9`, and waits for the process to go.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
     }
 
     /// `kill -9`, then the same server (data directory, flags) started again on new ports.
@@ -244,6 +265,110 @@ impl Drop for Server {
     }
 }
 
+/// Where a test sends its requests: an app server, or a balancer in front of some.
+pub trait Base {
+    /// `path` there, as a full URL.
+    fn url(&self, path: &str) -> String;
+}
+
+impl Base for Server {
+    fn url(&self, path: &str) -> String {
+        Server::url(self, path)
+    }
+}
+
+/// HAProxy (Debian's, which `make test` installs) in front of app servers: round robin, no
+/// stickiness, each checked on `/health` every 200 ms; a request whose server refuses the
+/// connection is sent to another. Stopped when dropped.
+pub struct Balancer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    /// In front of `servers`: each one's app port and the port its `/health` is on.
+    pub async fn start(servers: &[(u16, u16)]) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let backends: String = servers
+            .iter()
+            .enumerate()
+            .map(|(i, (app, health))| {
+                format!("    server app{i} 127.0.0.1:{app} check port {health}\n")
+            })
+            .collect();
+        let config = format!(
+            r"global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 5m
+    timeout server 5m
+    option redispatch
+    retries 3
+frontend app
+    bind 127.0.0.1:{port}
+    default_backend servers
+backend servers
+    balance roundrobin
+    option httpchk
+    http-check send meth GET uri /health ver HTTP/1.1 hdr Host localhost
+    http-check expect status 200
+    default-server inter 200ms fall 1 rise 1
+{backends}"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).expect("writing haproxy.cfg");
+        // Debian puts it in /usr/sbin, which only root's PATH holds.
+        let haproxy = Path::new("/usr/sbin/haproxy");
+        let child = Command::new(if haproxy.exists() {
+            haproxy
+        } else {
+            Path::new("haproxy")
+        })
+        .args(["-q", "-db", "-f"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("haproxy (installed by `make test`) starts");
+        let balancer = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        eventually(
+            "HAProxy passes a request on",
+            Duration::from_secs(15),
+            || async {
+                let answered = client.get(balancer.url("/api/events")).send().await;
+                answered
+                    .is_ok_and(|r| r.status().is_success())
+                    .then_some(())
+            },
+        )
+        .await;
+        balancer
+    }
+}
+
+impl Base for Balancer {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One browser session: a cookie of its own.
 #[derive(Clone)]
 pub struct Session {
@@ -281,7 +406,7 @@ impl Session {
     }
 
     /// `GET path` as this session: the body (a page's HTML).
-    pub async fn get_text(&self, server: &Server, path: &str) -> String {
+    pub async fn get_text(&self, server: &impl Base, path: &str) -> String {
         self.request(reqwest::Method::GET, server.url(path))
             .send()
             .await
@@ -292,13 +417,13 @@ impl Session {
     }
 
     /// `GET path` as this session, read as JSON (the API's answers).
-    pub async fn get_json(&self, server: &Server, path: &str) -> Value {
+    pub async fn get_json(&self, server: &impl Base, path: &str) -> Value {
         let body = self.get_text(server, path).await;
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
     /// Posts a form to a server function; returns the status and the body.
-    pub async fn post(&self, server: &Server, path: &str, form: &str) -> (u16, String) {
+    pub async fn post(&self, server: &impl Base, path: &str, form: &str) -> (u16, String) {
         let response = self
             .request(reqwest::Method::POST, server.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -311,18 +436,18 @@ impl Session {
     }
 
     /// Submits fibonacci(n); returns the status and the body.
-    pub async fn submit(&self, server: &Server, n: i64) -> (u16, String) {
+    pub async fn submit(&self, server: &impl Base, n: i64) -> (u16, String) {
         self.post(server, "/api/submit", &format!("n={n}")).await
     }
 
     /// Submits fibonacci(n) and returns the task id, failing the test on a refusal.
-    pub async fn submit_ok(&self, server: &Server, n: i64) -> u64 {
+    pub async fn submit_ok(&self, server: &impl Base, n: i64) -> u64 {
         self.submit_form_ok(server, &format!("n={n}")).await
     }
 
     /// Posts `form` (URL-encoded, `task=…` and the type's fields) as the task page does and
     /// returns the task id, failing the test on a refusal.
-    pub async fn submit_form_ok(&self, server: &Server, form: &str) -> u64 {
+    pub async fn submit_form_ok(&self, server: &impl Base, form: &str) -> u64 {
         let (status, body) = self.post(server, "/api/submit", form).await;
         assert_eq!(status, 200, "submit {form}: {body}");
         let task: Value = serde_json::from_str(&body).expect("the submission as JSON");
@@ -330,7 +455,7 @@ impl Session {
     }
 
     /// Opens the page's event stream.
-    pub async fn events(&self, server: &Server) -> Events {
+    pub async fn events(&self, server: &impl Base) -> Events {
         let response = self
             .request(reqwest::Method::GET, server.url("/api/events"))
             .send()
@@ -338,6 +463,16 @@ impl Session {
             .expect("the server answers");
         assert_eq!(response.status(), 200, "the event stream opens");
         Events::new(response)
+    }
+
+    /// Opens the page's event stream, if it opens (not while no server is there).
+    pub async fn try_events(&self, server: &impl Base) -> Option<Events> {
+        let response = self
+            .request(reqwest::Method::GET, server.url("/api/events"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then(|| Events::new(response))
     }
 }
 
@@ -545,7 +680,7 @@ pub async fn wait_for_threads(server: &Server, n: usize) {
 
 /// Submits fibonacci(n) for `session` and returns its id once its first progress came: it
 /// has been running on a worker for a while (on NATS, 100 ms).
-pub async fn submit_until_it_progresses(server: &Server, session: &Session, n: i64) -> u64 {
+pub async fn submit_until_it_progresses(server: &impl Base, session: &Session, n: i64) -> u64 {
     let mut events = session.events(server).await;
     events.next().await.expect("a snapshot first");
     let id = session.submit_ok(server, n).await;

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use error::StoreError;
 pub use figures::Figures;
@@ -72,6 +72,8 @@ pub struct Store {
     retention: Retention,
     /// Writes [`Store::write_when_back`] is trying again.
     retrying: Arc<AtomicUsize>,
+    /// Turns once another server took the database over (see [`Store::lost`]).
+    lost: watch::Receiver<bool>,
 }
 
 /// The implementation's reader.
@@ -98,6 +100,8 @@ struct Opened<R> {
     writer: WriterThread,
     saved: Vec<SavedSession>,
     next_task: u64,
+    /// Turns when the writer lost the record to another server.
+    lost: watch::Receiver<bool>,
 }
 
 /// Joins the writer's thread once every [`Store`] handle is dropped, so that nothing queued is
@@ -139,11 +143,37 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL database at `url` (migrating it), returns what it holds and
-    /// starts the writer. The database is this server's until the writer ends.
+    /// starts the writer. The database is this server's until the writer ends; while another
+    /// server writes it, [`StoreError::DatabaseInUse`].
     pub async fn connect(url: &str, retention: Retention) -> Result<OpenedStore, StoreError> {
+        Self::connect_as(url, postgres::Take::OrRefuse, retention).await
+    }
+
+    /// [`Store::connect`] for a standby: while another server writes the database, waits
+    /// (however long) until that server stops or dies, then takes it and reads what it holds.
+    pub async fn stand_by(url: &str, retention: Retention) -> Result<OpenedStore, StoreError> {
+        Self::connect_as(url, postgres::Take::WhenFree, retention).await
+    }
+
+    async fn connect_as(
+        url: &str,
+        how: postgres::Take,
+        retention: Retention,
+    ) -> Result<OpenedStore, StoreError> {
         let figures = Arc::new(Figures::default());
-        let opened = postgres::connect(url, retention.clone(), figures.clone()).await?;
+        let opened = postgres::connect(url, how, retention.clone(), figures.clone()).await?;
         Ok(Self::opened(opened, Reader::Postgres, figures, retention))
+    }
+
+    /// Resolves once another server has taken the record over (a standby took the database
+    /// while this server's connection to it was gone): this server's writes fail from then
+    /// on, so it should stop. Never, for the SQLite file.
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        if lost.wait_for(|lost| *lost).await.is_err() {
+            // The writer ended without losing the record: a clean stop.
+            std::future::pending::<()>().await;
+        }
     }
 
     fn opened<R>(
@@ -158,6 +188,7 @@ impl Store {
             figures,
             retention,
             retrying: Arc::default(),
+            lost: opened.lost,
         };
         (store, opened.writer, opened.saved, opened.next_task)
     }

@@ -33,6 +33,43 @@ pub async fn database() -> String {
     create(&server.template).await
 }
 
+/// Waits (polling, there is no event to wait on) until a server stands by for `url`'s
+/// database: a connection waits for its writer's lock. The tests' server holds other tests'
+/// databases too, hence the filter.
+pub async fn until_one_stands_by(url: &str) {
+    let operator = connect(url).await;
+    loop {
+        let waiting: i64 = operator
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .expect("reading pg_locks")
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Ends the connection of the server that writes `url`'s database, as a restart of the
+/// database or a network partition past the keepalives would: a standby takes it over.
+pub async fn cut_the_writer(url: &str) {
+    connect(url)
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks
+              WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .expect("ending the writer's connection");
+}
+
 async fn create(template: &str) -> String {
     let server = server().await;
     let name = format!(

@@ -2,7 +2,10 @@
 //! its own with its own connection, as the SQLite writer is ([`writer`]); reads go through a
 //! pool of connections. The server holds a session-level advisory lock on the database while
 //! its writer runs: the server's sessions are still its memory's (see the module above), so
-//! one server writes a database at a time, as one writes a data directory.
+//! one server writes a database at a time, as one writes a data directory. Others may stand
+//! by ([`Take::WhenFree`]): the lock goes with the writer's connection, so when that server
+//! stops or dies (its connection closed, or its silence caught by TCP keepalives) a standby
+//! is granted the lock at once, reads the record and serves.
 //!
 //! tokio-postgres (with deadpool-postgres's pool) rather than sqlx: plain SQL as the SQLite
 //! side writes it, no macros and no database at compile time, and a lighter build.
@@ -18,13 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::commits::CHANNEL;
 use super::records::{BatchRecord, MemberRecord, Retention, SavedBatch, TaskFilter, TaskRecord};
 use super::{Figures, Opened, StoreError, WriterThread};
 use schema::Migrated;
+pub(crate) use writer::Take;
 use writer::Writer;
 
 /// Held by the server whose writer writes the database.
@@ -35,6 +39,12 @@ const POOL: usize = 16;
 const WAIT: Duration = Duration::from_secs(5);
 /// Longest the database may take to answer a health check.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
+/// TCP keepalives on both ends of every connection: a server whose machine died (no FIN ever
+/// comes) is seen gone after about 5 + 3 × 2 s, and its lock with it, so a standby takes over;
+/// and a server learns as soon that its database's machine went.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The database `config` names, for messages: its hosts, port and name, never its password.
 fn target(config: &Config) -> String {
@@ -55,11 +65,31 @@ fn target(config: &Config) -> String {
 }
 
 fn parse(url: &str) -> Result<Config, StoreError> {
-    url.parse::<Config>().map_err(|source| StoreError::Connect {
-        // An unparsable URL may hold a password anywhere: not repeated.
-        target: "given".into(),
-        source,
-    })
+    let mut config = url
+        .parse::<Config>()
+        .map_err(|source| StoreError::Connect {
+            // An unparsable URL may hold a password anywhere: not repeated.
+            target: "given".into(),
+            source,
+        })?;
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES);
+    // The database's end, as the session's settings (the URL's own options are kept).
+    let server_side = format!(
+        "-c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES
+    );
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {server_side}"),
+        _ => server_side,
+    };
+    config.options(options);
+    Ok(config)
 }
 
 /// Connects to `config`'s database; the connection runs on the current runtime.
@@ -102,15 +132,17 @@ pub(super) async fn connect_migrated(url: &str) -> Result<Client, StoreError> {
     open_migrated(&parse(url)?).await
 }
 
-/// Connects to `url`'s database (migrating it), takes it for this server, reads what it holds
-/// and starts the writer.
+/// Connects to `url`'s database (migrating it), takes it for this server as `how` says, reads
+/// what it holds and starts the writer.
 pub(super) async fn connect(
     url: &str,
+    how: Take,
     retention: Retention,
     figures: Arc<Figures>,
 ) -> Result<Opened<Reader>, StoreError> {
     let config = parse(url)?;
     let (ops, rx) = mpsc::channel(CHANNEL);
+    let (lost, lost_rx) = watch::channel(false);
     let (started, ready) = oneshot::channel();
     let writer_config = config.clone();
     let terminal_lines = retention.terminal_lines;
@@ -130,7 +162,7 @@ pub(super) async fn connect(
                 }
             };
             runtime.block_on(async move {
-                match Writer::start(&writer_config, retention, figures).await {
+                match Writer::start(&writer_config, how, retention, figures, lost).await {
                     Ok(writer) => {
                         let _ = started.send(Ok(()));
                         writer.run(rx).await;
@@ -170,6 +202,7 @@ pub(super) async fn connect(
         },
         saved,
         next_task,
+        lost: lost_rx,
     })
 }
 

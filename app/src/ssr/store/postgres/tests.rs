@@ -116,3 +116,53 @@ async fn connections_the_database_cut_are_made_again_and_the_database_is_taken_a
         "the database is this store's again"
     );
 }
+
+#[tokio::test]
+async fn a_standby_waits_while_another_server_writes_and_takes_over_when_it_stops() {
+    let url = testing::database().await;
+    let (active, writer, ..) = Store::connect(&url, keep_all()).await.unwrap();
+    active.write(accepted("a", 1)).await.unwrap();
+    let standby = tokio::spawn({
+        let url = url.clone();
+        async move { Store::stand_by(&url, keep_all()).await }
+    });
+    testing::until_one_stands_by(&url).await;
+    assert!(!standby.is_finished(), "it waits while the other writes");
+    active.write(accepted("a", 2)).await.unwrap();
+    drop(active);
+    writer.join();
+    let (store, _writer, saved, next_task) = standby.await.unwrap().unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(
+        saved[0].unfinished.len(),
+        2,
+        "it reads what the other wrote up to its stop"
+    );
+    assert_eq!(next_task, 3);
+    store.write(accepted("a", 3)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_lost_the_database_to_a_standby_says_so_and_writes_no_more() {
+    let url = testing::database().await;
+    let (active, _writer, ..) = Store::connect(&url, keep_all()).await.unwrap();
+    let standby = tokio::spawn({
+        let url = url.clone();
+        async move { Store::stand_by(&url, keep_all()).await }
+    });
+    testing::until_one_stands_by(&url).await;
+    // The active server's connection goes (as when the database restarts, or its machine is
+    // cut off): the standby is granted the lock at once.
+    testing::cut_the_writer(&url).await;
+    let (store, _writer, ..) = standby.await.unwrap().unwrap();
+    store.write(accepted("b", 1)).await.unwrap();
+    // Bounded only so that a failure does not hang the suite.
+    tokio::time::timeout(std::time::Duration::from_secs(60), active.lost())
+        .await
+        .expect("the server that lost the database hears of it");
+    assert!(
+        active.write(accepted("a", 2)).await.is_err(),
+        "it writes no more"
+    );
+    assert!(store.task("a", 2).await.unwrap().is_none());
+}

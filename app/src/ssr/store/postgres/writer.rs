@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Statement};
 
@@ -22,6 +22,20 @@ use crate::ssr::store::records::{Op, Retention, Write};
 /// How often, and how far apart, a starting server tries to take the database.
 const LOCK_TRIES: u32 = 10;
 const LOCK_RETRY: Duration = Duration::from_millis(200);
+/// How long a standby waits before it connects again after the database went.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+/// How often an idle writer checks that its connection, and so the database, is still its.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How a starting server takes the database from another that writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Refused while another server writes it (after a short wait for a killed one's
+    /// connection to go).
+    OrRefuse,
+    /// A standby: waits, however long, until the server that writes it stops or dies.
+    WhenFree,
+}
 /// The database's size is read at most this often (it sums the files' sizes).
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
@@ -120,17 +134,28 @@ pub(super) struct Writer {
     pruning: bool,
     /// When the database's size was last read.
     measured: Option<Instant>,
+    /// Turns when another server has taken the database (a standby took over while this
+    /// one's connection was gone): this writer writes no more.
+    lost: watch::Sender<bool>,
 }
+
+/// This writer's connection went, and another server's writer holds the database now.
+struct Lost;
 
 impl Writer {
     /// Connects, migrates and takes the database for this server (or says who has it), then
     /// counts what it holds and prunes a first chunk.
     pub(super) async fn start(
         config: &Config,
+        how: Take,
         retention: Retention,
         figures: Arc<Figures>,
+        lost: watch::Sender<bool>,
     ) -> Result<Self, StoreError> {
-        let client = Self::take(config).await?;
+        let client = match how {
+            Take::OrRefuse => Self::take(config).await?,
+            Take::WhenFree => Self::take_when_free(config).await?,
+        };
         let mut writer = Self {
             config: config.clone(),
             client,
@@ -140,6 +165,7 @@ impl Writer {
             // Once at start: a server that was down for a while has ages to catch up on.
             pruning: true,
             measured: None,
+            lost,
         };
         writer.recount().await?;
         // The first chunk before the server answers: what it shows at start is already pruned.
@@ -169,13 +195,84 @@ impl Writer {
         Ok(client)
     }
 
+    /// A standby's start: waits until no other server writes the database, then takes it.
+    /// While the database is out of reach it tries again every [`STANDBY_RETRY`]; what is
+    /// not about reaching it (a schema a newer build wrote) ends the wait.
+    async fn take_when_free(config: &Config) -> Result<Client, StoreError> {
+        let mut said = false;
+        loop {
+            let waited = async {
+                let client = open_migrated(config).await?;
+                let free: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITING])
+                    .await?
+                    .get(0);
+                if !free {
+                    if !said {
+                        tracing::info!(
+                            database = %target(config),
+                            "standing by: another server writes this database; this one takes over when it stops"
+                        );
+                        said = true;
+                    }
+                    // Granted the moment the other server's connection goes.
+                    client
+                        .query_one("SELECT pg_advisory_lock($1)", &[&WRITING])
+                        .await?;
+                }
+                Ok::<_, StoreError>(client)
+            };
+            match waited.await {
+                Ok(client) => {
+                    if said {
+                        tracing::info!("taking over: this server writes the database now");
+                    }
+                    return Ok(client);
+                }
+                Err(error @ (StoreError::Connect { .. } | StoreError::Postgres(_))) => {
+                    tracing::warn!(%error, "standing by: the database is out of reach");
+                    tokio::time::sleep(STANDBY_RETRY).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
     /// Connects again after the connection went (the database restarted, or an operator
-    /// ended it), taking the database again.
-    async fn reconnect(&mut self) -> Result<(), StoreError> {
-        self.client = Self::take(&self.config).await?;
-        self.prepared = Prepared::default();
-        tracing::info!("connected to the database again");
-        Ok(())
+    /// ended it), taking the database again. Should another server have taken it meanwhile
+    /// (a standby), this one has lost it: it says so, and writes no more.
+    async fn reconnect(&mut self) -> Result<(), Result<StoreError, Lost>> {
+        match Self::take(&self.config).await {
+            Ok(client) => {
+                self.client = client;
+                self.prepared = Prepared::default();
+                tracing::info!("connected to the database again");
+                Ok(())
+            }
+            Err(StoreError::DatabaseInUse { target }) => {
+                tracing::error!(
+                    database = %target,
+                    "another server took the database over while this one's connection was gone: this server writes no more"
+                );
+                self.lost.send_replace(true);
+                Err(Err(Lost))
+            }
+            Err(error) => Err(Ok(error)),
+        }
+    }
+
+    /// Between writes: connects again should the connection have gone, so that a server
+    /// that lost the database says so at once rather than at its next write.
+    async fn check(&mut self) -> Result<(), Lost> {
+        if !self.client.is_closed() {
+            return Ok(());
+        }
+        match self.reconnect().await {
+            Ok(()) => Ok(()),
+            Err(Err(lost)) => Err(lost),
+            // Out of reach: the next check, or the next write, tries again.
+            Err(Ok(_)) => Ok(()),
+        }
     }
 
     /// Counts the rows once (at start, and should a transaction fail).
@@ -224,9 +321,13 @@ impl Writer {
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             } else {
-                match rx.recv().await {
-                    Some(op) => op,
-                    None => break,
+                match tokio::time::timeout(CHECK_EVERY, rx.recv()).await {
+                    Ok(Some(op)) => op,
+                    Ok(None) => break,
+                    Err(_) => match self.check().await {
+                        Ok(()) => continue,
+                        Err(Lost) => return,
+                    },
                 }
             };
             if let Some(wait) = commits::pause(last_commit, last_writes) {
@@ -238,7 +339,17 @@ impl Writer {
             let result = if self.client.is_closed() {
                 match self.reconnect().await {
                     Ok(()) => self.apply(&batch).await.map_err(|e| e.to_string()),
-                    Err(error) => Err(error.to_string()),
+                    Err(Ok(error)) => Err(error.to_string()),
+                    Err(Err(Lost)) => {
+                        // Its writers hear that it was not recorded; later ones find the
+                        // writer gone.
+                        commits::acknowledge(
+                            batch,
+                            Err("another server writes the database now".into()),
+                            Duration::ZERO,
+                        );
+                        return;
+                    }
                 }
             } else {
                 self.apply(&batch).await.map_err(|e| e.to_string())

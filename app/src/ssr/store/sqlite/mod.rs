@@ -109,6 +109,8 @@ pub(super) fn open(
         },
         saved,
         next_task,
+        // Nobody else can take the file: its directory is locked.
+        lost: tokio::sync::watch::channel(false).1,
     })
 }
 

@@ -1,0 +1,123 @@
+//! Issue 29, availability: a standby app server (`offload serve --database … --standby`) behind
+//! HAProxy takes over the record when the server that writes it dies, so the pages and API
+//! clients of the dead one go on through the balancer; a server that lost the record to its
+//! standby stops rather than serve what it can no longer record. Against the release binary,
+//! a real PostgreSQL, nats-server and workers, and Debian's HAProxy.
+
+mod common;
+
+use std::time::Duration;
+
+use app::ssr::store::testing;
+use common::{
+    Balancer, Nats, PageStream, Server, Session, eventually, submit_until_it_progresses,
+    wait_for_threads, worker_with_ops,
+};
+
+/// The task ids of the terminal's lines in a page's first update (its snapshot), sorted.
+async fn terminal(session: &Session, balancer: &Balancer) -> Vec<u64> {
+    let mut events = session.events(balancer).await;
+    let snapshot = events.next().await.expect("a snapshot first");
+    let mut ids: Vec<u64> = snapshot["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|line| line["task"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_behind_haproxy_takes_over_when_the_server_is_killed_and_pages_catch_up() {
+    let url = testing::database().await;
+    let nats = Nats::start().await;
+    let (_worker, _) = worker_with_ops(&nats, 2, &[]);
+    let serve = ["--cluster", &nats.url(), "--database", &url];
+    let mut active = Server::start(&serve).await;
+    let standby = Server::start_unready(&[&serve[..], &["--standby"]].concat());
+    wait_for_threads(&active, 2).await;
+    // With NATS workers, /health is on the app's own listener.
+    let balancer =
+        Balancer::start(&[(active.port, active.port), (standby.port, standby.port)]).await;
+
+    let session = Session::new();
+    let mut events = session.events(&balancer).await;
+    events.next().await.expect("a snapshot first");
+    let quick = session.submit_ok(&balancer, 20).await;
+    events.line(|l| l["task"] == quick).await;
+    // Some seconds of work, running on a worker when its server dies.
+    let long = submit_until_it_progresses(&balancer, &session, 44).await;
+    assert!(
+        reqwest::get(standby.url("/health")).await.is_err(),
+        "a standby does not listen while it stands by"
+    );
+
+    active.kill();
+    // The page's stream ends with its server; it opens again through the balancer, as a
+    // browser's EventSource does, and reaches the standby once it has taken over.
+    let what = "the page's stream opens again through HAProxy";
+    let mut events = eventually(what, Duration::from_secs(30), || {
+        session.try_events(&balancer)
+    })
+    .await;
+    // The task the dead server was following runs again, and its result comes live (or is
+    // in the snapshot already, should it have ended before the page was back).
+    let line = events.line(|l| l["task"] == long).await;
+    assert!(line.contains("=701408733"), "{line}");
+    assert!(
+        line.contains("rerun"),
+        "it ran again on the standby: {line}"
+    );
+    let again = session.submit_ok(&balancer, 21).await;
+    events.line(|l| l["task"] == again).await;
+    assert_eq!(
+        terminal(&session, &balancer).await,
+        [quick, long, again],
+        "every task ended exactly once"
+    );
+    let history = session.get_text(&balancer, "/history").await;
+    for id in [quick, long, again] {
+        assert_eq!(
+            history.matches(&format!("/tasks/{id}\"")).count(),
+            1,
+            "task {id} in the history once: {history}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_the_database_to_its_standby_stops_and_the_standby_serves() {
+    let url = testing::database().await;
+    let mut active = Server::start(&["--database", &url]).await;
+    let session = Session::new();
+    let first = session.submit_ok(&active, 10).await;
+    let standby = Server::start_unready(&["--database", &url, "--standby"]);
+    testing::until_one_stands_by(&url).await;
+    // The active server's connection to the database is cut (as when the database restarts,
+    // or a network partition outlasts the keepalives): its standby takes the record over.
+    testing::cut_the_writer(&url).await;
+    standby.ready().await;
+    let status = active.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the server that lost the record stops, and says so"
+    );
+    let mut events = session.events(&standby).await;
+    let snapshot = events.next().await.expect("a snapshot first");
+    assert!(
+        snapshot.to_string().contains(&format!("\"task\":{first}")),
+        "{snapshot}"
+    );
+    let second = session.submit_ok(&standby, 11).await;
+    assert!(second > first, "ids go on from the record");
+    events.line(|l| l["task"] == second).await;
+
+    // A standby asked to stop before it took over stops at once, cleanly.
+    let mut waiting = Server::start_unready(&["--database", &url, "--standby"]);
+    testing::until_one_stands_by(&url).await;
+    waiting.terminate();
+    let status = waiting.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+}
