@@ -214,7 +214,6 @@ pub struct Session {
 }
 
 /// A session's numbered changes.
-#[derive(Default)]
 struct Journal {
     /// The last change's number.
     seq: u64,
@@ -226,6 +225,24 @@ struct Journal {
 /// Changes a session keeps for API streams that reconnect: past them, a reconnecting stream
 /// gets a snapshot instead.
 pub const JOURNAL_KEPT: usize = 128;
+
+/// Bits of an event id that count a journal's changes; above them, the journal's random
+/// epoch, 21 bits so that every id stays below 2^53 (JavaScript's exact integers).
+const COUNT_BITS: u32 = 32;
+const EPOCH_BITS: u32 = 21;
+
+impl Journal {
+    /// A journal numbered from a random epoch: the session held again after a restart, on a
+    /// standby that took over, or after an eviction is a new journal, and a `Last-Event-ID`
+    /// from the old one must not be taken for one of its changes (it gets a snapshot).
+    fn new() -> Self {
+        let epoch = u64::from(getrandom::u32().unwrap_or_default()) & ((1 << EPOCH_BITS) - 1);
+        Self {
+            seq: epoch << COUNT_BITS,
+            recent: None,
+        }
+    }
+}
 
 /// What an API stream resumes with.
 pub enum Resume {
@@ -267,7 +284,7 @@ impl Session {
                 last_seen: Instant::now(),
             }),
             updates: broadcast::channel(UPDATE_BACKLOG).0,
-            journal: Mutex::new(Journal::default()),
+            journal: Mutex::new(Journal::new()),
         }
     }
 
@@ -622,5 +639,42 @@ mod tests {
             assert_eq!((t.status, t.progress), (TaskStatus::Running, expected));
         }
         assert!(updates.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_event_id_from_another_copy_of_the_session_is_answered_with_a_snapshot() {
+        // The owner's session before a restart (or on the server that died), and again.
+        let before = Session::new(id("s"), 10, BTreeMap::new());
+        before.resume(None);
+        for n in 1..=3 {
+            before.accepted(task(n), n, None);
+        }
+        let (_, mut seen) = before.resume(None);
+        before.running(1, 0.5);
+        let (last, _) = seen.try_recv().unwrap();
+
+        let after = Session::new(id("s"), 10, BTreeMap::new());
+        after.resume(None);
+        for n in 4..=9 {
+            after.accepted(task(n), n, None);
+        }
+        let (resume, _) = after.resume(Some(last));
+        assert!(
+            matches!(resume, Resume::Snapshot(..)),
+            "not the other copy's changes taken for the ones missed"
+        );
+        let (resume, mut updates) = after.resume(None);
+        let Resume::Snapshot(seq, _) = resume else {
+            panic!("a first stream gets a snapshot");
+        };
+        after.running(4, 0.5);
+        let (next, _) = updates.try_recv().unwrap();
+        assert_eq!(next, seq + 1);
+        assert!(
+            next < 1 << 53,
+            "event ids stay integers JavaScript holds exactly"
+        );
+        let (resume, _) = after.resume(Some(seq));
+        assert!(matches!(resume, Resume::Changes(changes) if changes.len() == 1));
     }
 }
