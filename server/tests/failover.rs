@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use app::ssr::store::testing;
+use app::ssr::store::testing::{self, OwnServer};
 use common::{
     Balancer, Nats, PageStream, Server, Session, eventually, submit_until_it_progresses,
     wait_for_threads, worker_with_ops,
@@ -120,4 +120,58 @@ async fn a_server_that_lost_the_database_to_its_standby_stops_and_the_standby_se
     waiting.terminate();
     let status = waiting.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restarted_under_a_server_and_its_standby_leaves_one_serving_and_loses_nothing()
+{
+    let database = OwnServer::start().await;
+    let url = database.database().await;
+    let mut active = Server::start(&["--database", &url]).await;
+    let standby = Server::start_unready(&["--database", &url, "--standby"]);
+    testing::until_one_stands_by(&url).await;
+    // With embedded workers, /health is on the dashboard's listener.
+    let balancer = Balancer::start(&[
+        (active.port, active.dashboard_port),
+        (standby.port, standby.dashboard_port),
+    ])
+    .await;
+    let session = Session::new();
+    let mut events = session.events(&balancer).await;
+    events.next().await.expect("a snapshot first");
+    let first = session.submit_ok(&balancer, 20).await;
+    events.line(|l| l["task"] == first).await;
+
+    let stopping = tokio::task::spawn_blocking(move || {
+        database.stop();
+        database
+    });
+    let database = stopping.await.unwrap();
+    let (status, body) = session.submit(&balancer, 21).await;
+    assert_eq!(
+        status, 503,
+        "refused while the record is out of reach: {body}"
+    );
+
+    database.start_again().await;
+    // Whichever takes the database first serves: the active server again (the standby stands
+    // by again), or the standby (the active server, finding the database taken, stops).
+    let what = "submissions are taken again through HAProxy";
+    let second = eventually(what, Duration::from_secs(60), || async {
+        let (status, body) = session.submit(&balancer, 22).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    let second: serde_json::Value = serde_json::from_str(&second).unwrap();
+    let second = second["task"]["id"].as_u64().unwrap();
+    assert!(second > first);
+    let what = "the terminal has each task once, wherever the page lands";
+    eventually(what, Duration::from_secs(60), || async {
+        (terminal(&session, &balancer).await == [first, second]).then_some(())
+    })
+    .await;
+    if !active.running() {
+        let status = active.wait_exit(Duration::from_secs(1)).await;
+        assert_eq!(status.code(), Some(1), "it lost the database: {status}");
+    }
 }

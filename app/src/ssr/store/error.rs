@@ -68,6 +68,8 @@ pub enum StoreError {
     Thread(std::io::Error),
     #[error("the session database has stopped")]
     Stopped,
+    #[error("another server writes the record now: this one records nothing more")]
+    Lost,
     #[error("the record could not be written: {0}")]
     Unrecorded(String),
 }

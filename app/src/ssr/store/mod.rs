@@ -286,8 +286,13 @@ impl Store {
     }
 
     /// Whether the record can be reached now (`/health` asks): the SQLite file, beside the
-    /// server, always can; PostgreSQL must answer a query within a second.
+    /// server, always can; PostgreSQL must answer a query within a second, and still be this
+    /// server's to write.
     pub async fn reachable(&self) -> Result<(), StoreError> {
+        if *self.lost.borrow() {
+            // Reads would work, but a balancer must send nothing here any more.
+            return Err(StoreError::Lost);
+        }
         match &self.reader {
             Reader::Sqlite(_) => Ok(()),
             Reader::Postgres(reader) => reader.reachable().await,

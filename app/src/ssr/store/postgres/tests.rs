@@ -164,5 +164,9 @@ async fn a_server_that_lost_the_database_to_a_standby_says_so_and_writes_no_more
         active.write(accepted("a", 2)).await.is_err(),
         "it writes no more"
     );
+    assert!(
+        matches!(active.reachable().await, Err(StoreError::Lost)),
+        "its health says so"
+    );
     assert!(store.task("a", 2).await.unwrap().is_none());
 }
