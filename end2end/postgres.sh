@@ -2,7 +2,8 @@
 # Runs a command beside a throwaway PostgreSQL of its own, started as the Rust tests start
 # theirs (app/src/ssr/store/testing.rs): Debian's server, initdb as the postgres user (it
 # refuses root) in a temporary directory, fsync off, a free port on loopback. The command gets
-# two empty databases, OFFLOAD_E2E_DATABASE_URL and OFFLOAD_E2E_RESTART_DATABASE_URL; the server
+# three empty databases, OFFLOAD_E2E_DATABASE_URL, OFFLOAD_E2E_RESTART_DATABASE_URL and
+# OFFLOAD_E2E_FAILOVER_DATABASE_URL; the server
 # is stopped and its directory removed when the command ends, however it ends.
 set -euo pipefail
 
@@ -27,9 +28,10 @@ trap stop EXIT
 as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o \
   "-p $port -c listen_addresses=127.0.0.1 -k $dir -c fsync=off -c synchronous_commit=off" \
   start >/dev/null
-for db in offload_e2e offload_e2e_restart; do
+for db in offload_e2e offload_e2e_restart offload_e2e_failover; do
   "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE $db"
 done
 export OFFLOAD_E2E_DATABASE_URL="postgres://postgres@127.0.0.1:$port/offload_e2e"
 export OFFLOAD_E2E_RESTART_DATABASE_URL="postgres://postgres@127.0.0.1:$port/offload_e2e_restart"
+export OFFLOAD_E2E_FAILOVER_DATABASE_URL="postgres://postgres@127.0.0.1:$port/offload_e2e_failover"
 "$@"
