@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::figures::Figures;
 use super::records::Op;
 
 /// Writes that may wait for the writer before submitters are slowed down.
@@ -61,6 +62,27 @@ pub(super) fn acknowledge(batch: Vec<Op>, result: Result<(), String>, took: Dura
     for op in batch {
         if let Some(ack) = op.ack {
             let _ = ack.send(result.clone());
+        }
+    }
+}
+
+/// What a pruning chunk's outcome means for the writer that ran it, whichever it is: the
+/// deleted tasks counted, and whether to go on pruning (only while chunks come back full).
+pub(super) fn chunk_pruned<E: std::fmt::Display>(
+    pruned: Result<usize, E>,
+    figures: &Figures,
+) -> bool {
+    match pruned {
+        Ok(gone) => {
+            figures.count_pruned(gone);
+            if gone > 0 {
+                tracing::debug!(tasks = gone, "pruned tasks past the retention");
+            }
+            gone == PRUNE_CHUNK
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not prune old tasks");
+            false
         }
     }
 }

@@ -636,6 +636,9 @@ async fn batches_come_back_open_with_their_unfinished_members_and_counts(backend
             store.batch_by_idempotency_key("a", "key-2").await.unwrap(),
             Some((2, vec![2]))
         );
+        // Another open batch, its one member handed over.
+        store.write(new_batch(3, 2)).await.unwrap();
+        store.write(member_of(3, 0, 14)).await.unwrap();
         drop(store);
         writer.join();
     }
@@ -643,16 +646,19 @@ async fn batches_come_back_open_with_their_unfinished_members_and_counts(backend
     // Members are their batch's, not their session's to run again.
     assert!(saved.iter().all(|s| s.unfinished.is_empty()), "{saved:?}");
     let (open, last) = store.open_batches().await.unwrap();
-    assert_eq!(last, 2);
-    assert_eq!(open.len(), 1);
-    assert_eq!(open[0].batch.id, 1);
-    assert_eq!(open[0].batch.fed, 3);
-    let unfinished: Vec<(u64, u64)> = open[0]
-        .unfinished
+    assert_eq!(last, 3);
+    let open: Vec<(u64, u64, Vec<(u64, u64)>)> = open
         .iter()
-        .map(|(index, t)| (*index, t.task.id))
+        .map(|saved| {
+            let unfinished = saved
+                .unfinished
+                .iter()
+                .map(|(index, t)| (*index, t.task.id))
+                .collect();
+            (saved.batch.id, saved.batch.fed, unfinished)
+        })
         .collect();
-    assert_eq!(unfinished, [(1, 11)]);
+    assert_eq!(open, [(1, 3, vec![(1, 11)]), (3, 1, vec![(0, 14)])]);
 }
 
 async fn a_batch_leaves_with_its_last_member_and_its_id_is_never_given_again(backend: Backend) {

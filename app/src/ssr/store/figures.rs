@@ -19,6 +19,13 @@ impl Figures {
         field.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// `n` ended tasks deleted (by age or the per-owner cap).
+    pub(super) fn count_pruned(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.tasks.fetch_sub(n as u64, Relaxed);
+        self.pruned.fetch_add(n as u64, Relaxed);
+    }
+
     /// (bytes, tasks, owners, pruned).
     pub fn read(&self) -> (u64, u64, u64, u64) {
         (

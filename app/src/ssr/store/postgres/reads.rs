@@ -2,6 +2,8 @@
 //! paged newest first (each a range of one index, or the trigram indexes for a search), and
 //! batches, as the SQLite side reads them.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::ClientWrapper;
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -383,33 +385,43 @@ pub(super) async fn open_batches(client: &ClientWrapper) -> Result<Vec<SavedBatc
         .iter()
         .map(batch_record)
         .collect();
-    let mut saved = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let rows = query(
-            client,
-            "SELECT member, id, task_type, input, args, submitted_at_ms FROM tasks
-             WHERE batch = $1 AND done_seq IS NULL ORDER BY member",
-            &[&(batch.id as i64)],
-        )
-        .await?;
-        let unfinished = rows
-            .iter()
-            .map(|row| (row.get::<_, i64>(0) as u64, queued(row, 1)))
-            .collect();
-        // Members handed over together are recorded in order, the count with the last: a
-        // stop between two commits of one hand-over leaves members on record past the count.
-        let past: Option<i64> = query_opt(
-            client,
-            "SELECT max(member) FROM tasks WHERE batch = $1",
-            &[&(batch.id as i64)],
-        )
-        .await?
-        .and_then(|row| row.get(0));
-        let fed = batch.fed.max(past.map_or(0, |m| m as u64 + 1));
-        saved.push(SavedBatch {
-            batch: BatchRecord { fed, ..batch },
-            unfinished,
-        });
+    // Two queries for all of them, not two a batch.
+    let mut unfinished: HashMap<u64, Vec<(u64, SavedTask)>> = HashMap::new();
+    for row in query(
+        client,
+        "SELECT member, id, task_type, input, args, submitted_at_ms, batch FROM tasks
+          WHERE batch IN (SELECT id FROM batches WHERE finished_at_ms IS NULL)
+            AND done_seq IS NULL
+          ORDER BY batch, member",
+        &[],
+    )
+    .await?
+    {
+        let batch = row.get::<_, i64>(6) as u64;
+        let member = (row.get::<_, i64>(0) as u64, queued(&row, 1));
+        unfinished.entry(batch).or_default().push(member);
     }
-    Ok(saved)
+    // Members handed over together are recorded in order, the count with the last: a stop
+    // between two commits of one hand-over leaves members on record past the count.
+    let past: HashMap<u64, u64> = query(
+        client,
+        "SELECT batch, max(member) FROM tasks
+          WHERE batch IN (SELECT id FROM batches WHERE finished_at_ms IS NULL)
+          GROUP BY batch",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64 + 1))
+    .collect();
+    Ok(batches
+        .into_iter()
+        .map(|batch| SavedBatch {
+            unfinished: unfinished.remove(&batch.id).unwrap_or_default(),
+            batch: BatchRecord {
+                fed: batch.fed.max(past.get(&batch.id).copied().unwrap_or(0)),
+                ..batch
+            },
+        })
+        .collect())
 }

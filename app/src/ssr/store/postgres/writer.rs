@@ -414,24 +414,7 @@ impl Writer {
                 committed.count_owners(&self.figures);
                 committed.rows[1] as usize
             });
-        match pruned {
-            Ok(gone) => {
-                self.pruning = gone == PRUNE_CHUNK;
-                self.count_pruned(gone);
-                if gone > 0 {
-                    tracing::debug!(tasks = gone, "pruned tasks past the retention");
-                }
-            }
-            Err(error) => {
-                self.pruning = false;
-                tracing::error!(%error, "could not prune old tasks");
-            }
-        }
-    }
-
-    fn count_pruned(&self, n: usize) {
-        self.figures.tasks.fetch_sub(n as u64, Relaxed);
-        self.figures.pruned.fetch_add(n as u64, Relaxed);
+        self.pruning = commits::chunk_pruned(pruned, &self.figures);
     }
 
     async fn apply(&mut self, batch: &[Op]) -> Result<(), tokio_postgres::Error> {
@@ -457,7 +440,7 @@ impl Writer {
             }
         }
         self.figures.tasks.fetch_add(added, Relaxed);
-        self.count_pruned(trimmed as usize);
+        self.figures.count_pruned(trimmed as usize);
         Ok(())
     }
 }

@@ -172,26 +172,11 @@ impl Writer {
             tx.commit()?;
             Ok(gone)
         })();
-        match pruned {
-            Ok(gone) => {
-                self.pruning = gone == PRUNE_CHUNK;
-                self.count_pruned(gone);
-                if gone > 0 {
-                    tracing::debug!(tasks = gone, "pruned tasks past the retention");
-                }
-                self.measure();
-            }
-            Err(error) => {
-                self.pruning = false;
-                tracing::error!(%error, "could not prune old tasks");
-            }
+        let done = pruned.is_ok();
+        self.pruning = commits::chunk_pruned(pruned, &self.figures);
+        if done {
+            self.measure();
         }
-    }
-
-    fn count_pruned(&self, n: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.figures.tasks.fetch_sub(n as u64, Relaxed);
-        self.figures.pruned.fetch_add(n as u64, Relaxed);
     }
 
     fn apply(&mut self, batch: &[Op]) -> rusqlite::Result<()> {
@@ -276,7 +261,7 @@ impl Writer {
         self.forgotten = forgotten;
         let tasks = &self.figures.tasks;
         tasks.fetch_add(added as u64, std::sync::atomic::Ordering::Relaxed);
-        self.count_pruned(trimmed);
+        self.figures.count_pruned(trimmed);
         Ok(())
     }
 }
