@@ -170,11 +170,12 @@ size: build
 	    "$$(stat -c %s $$f)" "$$(gzip -9 -c $$f | wc -c)"; \
 	done
 
-## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the history at a million tasks (in SQLite, then in PostgreSQL, with the API's round trip there), the memory on a million owners' record, and the dashboard's cost
-bench: build nats chromium node bench-seed postgresql
+## bench: the seed's Panel + Dask stack, Offload embedded and Offload on NATS, side by side in one run: prints the table, writes target/bench/latest.json; then the history at a million tasks (in SQLite, then in PostgreSQL, with the API's round trip there), a server and its standby behind HAProxy (load through it, takeovers), the memory on a million owners' record, and the dashboard's cost
+bench: build nats chromium node bench-seed postgresql haproxy
 	cargo run --release -p bench -- run
 	cargo run --release -p bench -- history
 	cargo run --release -p bench -- postgres
+	cargo run --release -p bench -- failover
 	cargo run --release -p bench -- owners
 	cargo bench -p dashboard --features ssr --bench dashboard_overhead
 

@@ -13,6 +13,7 @@
 //!   README's figures table from it.
 
 pub mod browser;
+pub mod failover;
 pub mod figures;
 pub mod flood;
 pub mod history;

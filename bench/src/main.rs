@@ -78,6 +78,24 @@ enum Command {
         #[arg(long, default_value = "target/release/offload")]
         offload: PathBuf,
     },
+    /// Several app servers: a server on a throwaway PostgreSQL, its standby and HAProxy in
+    /// front of both; a load round through the balancer, then the takeover timed (the server
+    /// that writes killed, until a new visitor's task is answered) TAKEOVERS times; added to
+    /// the report.
+    Failover {
+        /// Sessions of the load round (each 5 × fibonacci(10)).
+        #[arg(long, default_value_t = 1_000)]
+        sessions: usize,
+        /// Takeovers timed, the two servers trading places.
+        #[arg(long, default_value_t = 5)]
+        takeovers: usize,
+        /// The report to add the figures to (made if missing).
+        #[arg(long, default_value = "target/bench/latest.json")]
+        out: PathBuf,
+        /// The release offload binary.
+        #[arg(long, default_value = "target/release/offload")]
+        offload: PathBuf,
+    },
     /// Rewrite the README's figures table from a report.
     Readme {
         /// The report to read.
@@ -166,6 +184,12 @@ async fn main() -> ExitCode {
             out,
             offload,
         }) => many_owners(owners, visitors, &absolute(&out), &absolute(&offload)).await,
+        Some(Command::Failover {
+            sessions,
+            takeovers,
+            out,
+            offload,
+        }) => failover(sessions, takeovers, &absolute(&out), &absolute(&offload)).await,
         None => run(RunArgs::default()).await,
     };
     match result {
@@ -331,6 +355,59 @@ async fn postgres(
             "task_page": task_page,
             "api_p50_ms": api_p50,
             "api_p99_ms": api_p99,
+        }));
+    })
+}
+
+async fn failover(
+    sessions: usize,
+    takeovers: usize,
+    out: &Path,
+    offload: &Path,
+) -> Result<(), BenchError> {
+    use bench::failover::Pair;
+    use load::ms;
+    use serde_json::json;
+
+    let (_, logs) = offload_alone(offload, out)?;
+    let url = app::ssr::store::testing::database().await;
+    let mut pair = Pair::start(offload, &url, &logs).await?;
+    println!(
+        "failover: a server, its standby and HAProxy on {}",
+        pair.base
+    );
+    // The first crowd pages code in and grows the allocator: not what is measured.
+    let warm = pair.load(sessions, true).await;
+    println!("failover: warm-up round: {}", warm.summary());
+    pair.settle().await;
+    let round = pair.load(sessions, true).await;
+    println!("failover: through HAProxy: {}", round.summary());
+    pair.settle().await;
+    let direct = pair.load(sessions, false).await;
+    println!("failover: straight to the server: {}", direct.summary());
+    let mut times = Vec::with_capacity(takeovers);
+    for _ in 0..takeovers {
+        let took = pair.takeover().await?;
+        println!("failover: taken over in {}", ms(took));
+        times.push(took.as_secs_f64() * 1e3);
+    }
+    drop(pair);
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
+    println!("failover: takeover p50 {median:.0} ms");
+    add_to_report(out, "failover", |report, at| {
+        report.failover = Some(json!({
+            "at": at,
+            "sessions": sessions,
+            "results": round.results,
+            "errors": round.errors + warm.errors,
+            "p50_ms": round.percentile(0.5).as_secs_f64() * 1e3,
+            "p99_ms": round.percentile(0.99).as_secs_f64() * 1e3,
+            "direct_errors": direct.errors,
+            "direct_p50_ms": direct.percentile(0.5).as_secs_f64() * 1e3,
+            "direct_p99_ms": direct.percentile(0.99).as_secs_f64() * 1e3,
+            "takeovers_ms": times,
+            "takeover_p50_ms": median,
         }));
     })
 }

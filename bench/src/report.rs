@@ -175,6 +175,10 @@ pub struct Report {
     /// `offload-bench postgres`'s figures, when it ran: the history's (as `history`'s) with
     /// the record in PostgreSQL, and `"api_p50_ms"`, `"api_p99_ms"`.
     pub postgres: Option<Value>,
+    /// `offload-bench failover`'s figures, when it ran: a load round through HAProxy in
+    /// front of a server and its standby (`"sessions"`, `"results"`, `"errors"`, `"p50_ms"`,
+    /// `"p99_ms"`) and each takeover's time (`"takeovers_ms"`, `"takeover_p50_ms"`).
+    pub failover: Option<Value>,
 }
 
 impl Report {
@@ -194,6 +198,7 @@ impl Report {
             owners: None,
             nats_flood: None,
             postgres: None,
+            failover: None,
         }
     }
 
@@ -258,6 +263,7 @@ impl Report {
             owners: value.get("owners").cloned(),
             nats_flood: value.get("nats_flood").cloned(),
             postgres: value.get("postgres").cloned(),
+            failover: value.get("failover").cloned(),
         };
         for figure in FIGURES {
             let entry = value

@@ -110,7 +110,8 @@ impl Round {
 
 /// A started server, stopped when dropped.
 pub struct Target {
-    child: tokio::process::Child,
+    /// The server, when the target started it.
+    child: Option<tokio::process::Child>,
     pid: u32,
     base: String,
     server: PathBuf,
@@ -158,7 +159,7 @@ impl Target {
             })?;
         let pid = child.id().unwrap_or(0);
         let target = Self {
-            child,
+            child: Some(child),
             pid,
             base: format!("http://127.0.0.1:{port}"),
             server: config.server.clone(),
@@ -178,6 +179,20 @@ impl Target {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(LoadError::NotReady)
+    }
+
+    /// A server someone else started, reached at `base` (a balancer in front of it, say),
+    /// whose memory is process `pid`'s; `server` made it and `data` is its data directory
+    /// (for tokens). Left running when the target stops.
+    pub fn started(base: String, pid: u32, server: PathBuf, data: PathBuf) -> Self {
+        Self {
+            child: None,
+            pid,
+            base,
+            server,
+            data,
+            _made: None,
+        }
     }
 
     /// `count` API tokens, made by the server's own `offload token create` in one run.
@@ -216,7 +231,9 @@ impl Target {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill().await;
+        }
     }
 }
 

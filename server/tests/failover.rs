@@ -175,3 +175,27 @@ async fn a_database_restarted_under_a_server_and_its_standby_leaves_one_serving_
         assert_eq!(status.code(), Some(1), "it lost the database: {status}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_closed_behind_haproxy_gives_its_stream_back_at_once() {
+    // HAProxy passes a client's close on to the server only with `option abortonclose`;
+    // without it the server learns of it at a keep-alive 15 to 30 s later, and closed pages
+    // fill the cap of live streams meanwhile.
+    let server = Server::start(&["--max-streams", "2"]).await;
+    let balancer = Balancer::start(&[(server.port, server.dashboard_port)]).await;
+    let pages: Vec<Session> = (0..3).map(|_| Session::new()).collect();
+    let open = [
+        pages[0].events(&balancer).await,
+        pages[1].events(&balancer).await,
+    ];
+    assert!(
+        pages[2].try_events(&balancer).await.is_none(),
+        "the cap holds through the balancer"
+    );
+    drop(open);
+    let what = "a stream slot is free again";
+    eventually(what, Duration::from_secs(5), || {
+        pages[2].try_events(&balancer)
+    })
+    .await;
+}

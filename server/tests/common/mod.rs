@@ -277,9 +277,10 @@ impl Base for Server {
     }
 }
 
-/// HAProxy (Debian's, which `make test` installs) in front of app servers: round robin, no
-/// stickiness, each checked on `/health` every 200 ms; a request whose server refuses the
-/// connection is sent to another. Stopped when dropped.
+/// HAProxy (Debian's, which `make test` installs) in front of app servers, configured as the
+/// README's "Several app servers" says: round robin, no stickiness, each checked on `/health`
+/// (every 200 ms here); a request whose server refuses the connection is sent to another.
+/// Stopped when dropped.
 pub struct Balancer {
     child: Child,
     pub port: u16,
@@ -306,7 +307,9 @@ defaults
     timeout connect 2s
     timeout client 5m
     timeout server 5m
-    option redispatch
+    option redispatch 1
+    option http-no-delay
+    option abortonclose
     retries 3
 frontend app
     bind 127.0.0.1:{port}
