@@ -29,6 +29,8 @@ use crate::{bind, raise_open_files_limit, release_freed_memory, stop};
 
 /// How often the store is asked to prune what retention no longer keeps.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often the server says it is alive to its standbys (see `--takeover-after`).
+const BEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Whatever runs this app server's tasks.
 enum Workers {
@@ -53,8 +55,8 @@ struct Started {
     store: Store,
     writer: WriterThread,
     metrics: Metrics,
-    /// The store's periodic pruning and the sessions' expiry.
-    chores: [JoinHandle<()>; 2],
+    /// The store's periodic pruning and heartbeat, and the sessions' expiry.
+    chores: [JoinHandle<()>; 3],
 }
 
 /// Serves the app until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
@@ -93,14 +95,25 @@ async fn start(args: &Args) -> Result<Option<Started>, StartError> {
     raise_open_files_limit();
     let metrics = Metrics::install()?;
     let (store, writer, saved, next_task) = match &args.database {
-        Some(url) if args.standby => tokio::select! {
-            opened = Store::stand_by(url, retention(args)?) => opened?,
-            () = stop::signal() => return Ok(None),
-        },
+        Some(url) if args.standby => {
+            let silent_after = Args::seconds(args.takeover_after, "--takeover-after")?;
+            if silent_after < BEAT_EVERY * 3 {
+                return Err(StartError::Flag(format!(
+                    "--takeover-after must be at least {} seconds (got {}): the server beats every second, and a beat may be late",
+                    (BEAT_EVERY * 3).as_secs(),
+                    args.takeover_after
+                )));
+            }
+            tokio::select! {
+                opened = Store::stand_by(url, retention(args)?, silent_after) => opened?,
+                () = stop::signal() => return Ok(None),
+            }
+        }
         Some(url) => Store::connect(url, retention(args)?).await?,
         None => Store::open(&args.data_dir, tasks::FIRST_RELEASE, retention(args)?)?,
     };
     let pruning = tokio::spawn(prune_every(store.clone(), PRUNE_EVERY));
+    let beating = tokio::spawn(beat_every(store.clone(), BEAT_EVERY));
     let cluster = start_cluster(args, time_limit, leptos_options.site_addr.port()).await?;
     let sessions = Arc::new(Sessions::new(
         SessionConfig {
@@ -161,7 +174,7 @@ async fn start(args: &Args) -> Result<Option<Started>, StartError> {
         store,
         writer,
         metrics,
-        chores: [pruning, expiry],
+        chores: [pruning, beating, expiry],
     }))
 }
 
@@ -189,6 +202,16 @@ async fn prune_every(store: Store, period: Duration) {
         if let Err(error) = store.prune().await {
             tracing::error!(%error, "could not prune old tasks");
         }
+    }
+}
+
+/// Tells the store that this server is alive every `period`, from this runtime: a server whose
+/// runtime is stuck stops beating, and its standby takes over.
+async fn beat_every(store: Store, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        store.beat();
     }
 }
 

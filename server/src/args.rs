@@ -158,6 +158,15 @@ pub(crate) struct Args {
     /// Without it a second server on the same database exits 1.
     #[arg(long, env = "OFFLOAD_STANDBY", requires = "database")]
     pub(crate) standby: bool,
+    /// A standby takes over from a server that holds the database but has not beaten (every
+    /// second) for this many seconds — hung, or stopped — by ending its connection.
+    #[arg(
+        long,
+        env = "OFFLOAD_TAKEOVER_AFTER",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
+    pub(crate) takeover_after: f64,
     /// Seconds a stop (SIGTERM, Ctrl-C) waits for running tasks before recording them for
     /// the next start.
     #[arg(long, env = "OFFLOAD_SHUTDOWN_GRACE", default_value_t = 10.0)]

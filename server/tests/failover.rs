@@ -199,3 +199,48 @@ async fn a_page_closed_behind_haproxy_gives_its_stream_back_at_once() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_server_that_hangs_and_the_hung_one_stops_when_it_wakes() {
+    let url = testing::database().await;
+    let mut active = Server::start(&["--database", &url]).await;
+    let session = Session::new();
+    let first = session.submit_ok(&active, 10).await;
+    let standby =
+        Server::start_unready(&["--database", &url, "--standby", "--takeover-after", "3"]);
+    testing::until_one_stands_by(&url).await;
+    // Hung: its process stopped, its connections open (the kernel still answers for them).
+    common::signal(active.pid(), "STOP");
+    standby.ready().await;
+    let mut events = session.events(&standby).await;
+    let snapshot = events.next().await.expect("a snapshot first");
+    assert!(
+        snapshot.to_string().contains(&format!("\"task\":{first}")),
+        "{snapshot}"
+    );
+    let second = session.submit_ok(&standby, 11).await;
+    events.line(|l| l["task"] == second).await;
+    // Woken, it finds the database taken, and stops rather than serve what it cannot record.
+    common::signal(active.pid(), "CONT");
+    let status = active.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn a_takeover_sooner_than_three_beats_is_refused() {
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "--database",
+            "postgres://nobody@127.0.0.1:1/none",
+            "--standby",
+        ])
+        .args(["--takeover-after", "1"])
+        .output()
+        .expect("offload runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("--takeover-after must be at least 3 seconds"),
+        "{text}"
+    );
+}

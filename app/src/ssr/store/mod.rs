@@ -150,9 +150,23 @@ impl Store {
     }
 
     /// [`Store::connect`] for a standby: while another server writes the database, waits
-    /// (however long) until that server stops or dies, then takes it and reads what it holds.
-    pub async fn stand_by(url: &str, retention: Retention) -> Result<OpenedStore, StoreError> {
-        Self::connect_as(url, postgres::Take::WhenFree, retention).await
+    /// (however long) until that server stops or dies, or has not beaten (see
+    /// [`Store::beat`]) for `silent_after` — then cuts it off — and takes the database and
+    /// reads what it holds.
+    pub async fn stand_by(
+        url: &str,
+        retention: Retention,
+        silent_after: Duration,
+    ) -> Result<OpenedStore, StoreError> {
+        Self::connect_as(url, postgres::Take::WhenFree { silent_after }, retention).await
+    }
+
+    /// Says that this server is alive, through its queue of writes: a server on PostgreSQL
+    /// calls it every second, or its standby takes it for hung (see [`Store::stand_by`]).
+    pub fn beat(&self) {
+        if matches!(self.reader, Reader::Postgres(_)) {
+            self.write_later(Write::Beat);
+        }
     }
 
     async fn connect_as(

@@ -147,6 +147,9 @@ pub enum Write {
     Forget { session: String },
     /// Prune what retention no longer keeps, a chunk at a time between other writes.
     Prune,
+    /// The server is alive and its writer writes: PostgreSQL's records the time, for the
+    /// standbys (see `postgres::writer::Take::WhenFree`); nothing for the SQLite file.
+    Beat,
 }
 
 pub(super) struct Op {

@@ -125,6 +125,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER tasks_counted AFTER INSERT OR DELETE OR UPDATE OF done_seq ON tasks
         FOR EACH ROW EXECUTE FUNCTION tasks_counted();
     "#,
+    // 2: the writing server's heartbeat, in ms since the Unix epoch on the database's clock
+    // (so that the servers' clocks do not matter): a standby cuts off a server that holds the
+    // database but has stopped beating (hung, or stopped with SIGSTOP).
+    r#"
+    INSERT INTO meta (key, value) VALUES ('writer_beat_ms', 0);
+    "#,
 ];
 
 /// What migrating found.

@@ -1,7 +1,12 @@
 //! What only the PostgreSQL side has: servers that start together on one database.
 
 use crate::ssr::store::conformance::{accepted, keep_all};
+use std::time::Duration;
+
 use crate::ssr::store::{Store, StoreError, testing};
+
+/// Long enough that a store these tests never make beat is not cut off as silent.
+const NEVER_SILENT: Duration = Duration::from_secs(3600);
 
 #[tokio::test]
 async fn servers_that_start_together_migrate_once_and_one_of_them_writes() {
@@ -124,7 +129,7 @@ async fn a_standby_waits_while_another_server_writes_and_takes_over_when_it_stop
     active.write(accepted("a", 1)).await.unwrap();
     let standby = tokio::spawn({
         let url = url.clone();
-        async move { Store::stand_by(&url, keep_all()).await }
+        async move { Store::stand_by(&url, keep_all(), NEVER_SILENT).await }
     });
     testing::until_one_stands_by(&url).await;
     assert!(!standby.is_finished(), "it waits while the other writes");
@@ -148,7 +153,7 @@ async fn a_server_that_lost_the_database_to_a_standby_says_so_and_writes_no_more
     let (active, _writer, ..) = Store::connect(&url, keep_all()).await.unwrap();
     let standby = tokio::spawn({
         let url = url.clone();
-        async move { Store::stand_by(&url, keep_all()).await }
+        async move { Store::stand_by(&url, keep_all(), NEVER_SILENT).await }
     });
     testing::until_one_stands_by(&url).await;
     // The active server's connection goes (as when the database restarts, or its machine is
@@ -169,4 +174,49 @@ async fn a_server_that_lost_the_database_to_a_standby_says_so_and_writes_no_more
         "its health says so"
     );
     assert!(store.task("a", 2).await.unwrap().is_none());
+}
+
+/// The writer's heartbeat as the database holds it, in ms on the database's clock.
+async fn beat_ms(url: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT value FROM meta WHERE key = 'writer_beat_ms'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_writer_beats_when_it_takes_the_database_and_when_asked() {
+    let url = testing::database().await;
+    assert_eq!(beat_ms(&url).await, 0, "never beaten");
+    let (store, ..) = Store::connect(&url, keep_all()).await.unwrap();
+    let taken = beat_ms(&url).await;
+    assert!(taken > 0, "it beats as it takes the database");
+    loop {
+        store.beat();
+        store.flush().await.unwrap();
+        if beat_ms(&url).await > taken {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_standby_cuts_off_a_writer_that_stopped_beating_and_takes_over() {
+    let url = testing::database().await;
+    // It beats as it takes the database, and never again: as a hung server.
+    let (silent, _writer, ..) = Store::connect(&url, keep_all()).await.unwrap();
+    silent.write(accepted("a", 1)).await.unwrap();
+    let (store, _writer, saved, _) = Store::stand_by(&url, keep_all(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(saved.len(), 1, "it reads what the silent one wrote");
+    store.write(accepted("a", 2)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), silent.lost())
+        .await
+        .expect("the silent server hears that it lost the database, should it wake");
 }

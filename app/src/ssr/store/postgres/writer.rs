@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Statement};
 
@@ -33,9 +34,34 @@ pub(crate) enum Take {
     /// Refused while another server writes it (after a short wait for a killed one's
     /// connection to go).
     OrRefuse,
-    /// A standby: waits, however long, until the server that writes it stops or dies.
-    WhenFree,
+    /// A standby: waits until the server that writes it stops or dies, or has not beaten for
+    /// this long (it hangs, or its process was stopped): then it ends that server's
+    /// connection, which releases the database.
+    WhenFree { silent_after: Duration },
 }
+
+/// Records that the writing server is alive (see [`Take::WhenFree`]): at its start, and then
+/// every second through the queue of writes (`Write::Beat`), so that a server whose runtime or
+/// writer is stuck stops beating.
+const BEAT: &str = "UPDATE meta SET value = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                     WHERE key = 'writer_beat_ms'";
+
+/// The connection that holds the database, if its server has not beaten for `$2` ms and the
+/// connection is older than that (so that a server that took the database a moment ago, and
+/// has yet to beat, is never taken for a silent one).
+const SILENT_HOLDER: &str = "
+    SELECT l.pid, (extract(epoch FROM clock_timestamp()) * 1000)::bigint - m.value
+      FROM pg_locks l
+      JOIN pg_stat_activity a ON a.pid = l.pid
+      JOIN meta m ON m.key = 'writer_beat_ms'
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+       AND a.backend_start < clock_timestamp() - make_interval(secs => $2::bigint / 1000.0)
+       AND m.value < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $2";
+
+/// How long a standby waits on the database's lock before it looks at the writer's heartbeat.
+const LOOK_EVERY: &str = "SET lock_timeout = '1s'";
 /// The database's size is read at most this often (it sums the files' sizes).
 const MEASURE_EVERY: Duration = Duration::from_secs(1);
 
@@ -142,6 +168,26 @@ pub(super) struct Writer {
 /// This writer's connection went, and another server's writer holds the database now.
 struct Lost;
 
+/// Ends the connection that holds the database when its server has been silent for longer
+/// than `silent_after`: the lock goes with it, and the standby takes it next.
+async fn cut_off_if_silent(client: &Client, silent_after: Duration) -> Result<(), StoreError> {
+    let silent_ms = silent_after.as_millis() as i64;
+    if let Some(row) = client
+        .query_opt(SILENT_HOLDER, &[&WRITING, &silent_ms])
+        .await?
+    {
+        let (pid, silent_for): (i32, i64) = (row.get(0), row.get(1));
+        tracing::warn!(
+            silent_s = silent_for as f64 / 1e3,
+            "the server that writes the database has not beaten for too long (hung, or stopped): cutting it off, and taking over"
+        );
+        client
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await?;
+    }
+    Ok(())
+}
+
 impl Writer {
     /// Connects, migrates and takes the database for this server (or says who has it), then
     /// counts what it holds and prunes a first chunk.
@@ -154,7 +200,7 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         let client = match how {
             Take::OrRefuse => Self::take(config).await?,
-            Take::WhenFree => Self::take_when_free(config).await?,
+            Take::WhenFree { silent_after } => Self::take_when_free(config, silent_after).await?,
         };
         let mut writer = Self {
             config: config.clone(),
@@ -192,34 +238,42 @@ impl Writer {
             }
             tokio::time::sleep(LOCK_RETRY).await;
         }
+        client.execute(BEAT, &[]).await?;
         Ok(client)
     }
 
     /// A standby's start: waits until no other server writes the database, then takes it.
     /// While the database is out of reach it tries again every [`STANDBY_RETRY`]; what is
-    /// not about reaching it (a schema a newer build wrote) ends the wait.
-    async fn take_when_free(config: &Config) -> Result<Client, StoreError> {
+    /// not about reaching it (a schema a newer build wrote) ends the wait. Every second of
+    /// waiting it looks at the writer's heartbeat, and cuts off a writer silent for longer
+    /// than `silent_after`.
+    async fn take_when_free(config: &Config, silent_after: Duration) -> Result<Client, StoreError> {
         let mut said = false;
         loop {
             let waited = async {
                 let client = open_migrated(config).await?;
-                let free: bool = client
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITING])
-                    .await?
-                    .get(0);
-                if !free {
-                    if !said {
-                        tracing::info!(
-                            database = %target(config),
-                            "standing by: another server writes this database; this one takes over when it stops"
-                        );
-                        said = true;
-                    }
-                    // Granted the moment the other server's connection goes.
-                    client
+                client.batch_execute(LOOK_EVERY).await?;
+                loop {
+                    match client
                         .query_one("SELECT pg_advisory_lock($1)", &[&WRITING])
-                        .await?;
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                            if !said {
+                                tracing::info!(
+                                    database = %target(config),
+                                    "standing by: another server writes this database; this one takes over when it stops"
+                                );
+                                said = true;
+                            }
+                            cut_off_if_silent(&client, silent_after).await?;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
                 }
+                client.batch_execute("RESET lock_timeout").await?;
+                client.execute(BEAT, &[]).await?;
                 Ok::<_, StoreError>(client)
             };
             match waited.await {
@@ -570,6 +624,7 @@ fn steps_of(write: &Write, retention: &Retention) -> Vec<(Step, Counts)> {
             Counts::Nothing,
         )],
         Write::Prune => Vec::new(),
+        Write::Beat => vec![(step(BEAT, vec![]), Counts::Nothing)],
         Write::Reused {
             session,
             task,
