@@ -647,7 +647,9 @@ async fn batches_come_back_open_with_their_unfinished_members_and_counts(backend
     assert!(saved.iter().all(|s| s.unfinished.is_empty()), "{saved:?}");
     let (open, last) = store.open_batches().await.unwrap();
     assert_eq!(last, 3);
-    let open: Vec<(u64, u64, Vec<(u64, u64)>)> = open
+    // (batch, members handed over, [(index, task) of those unfinished]).
+    type Open = (u64, u64, Vec<(u64, u64)>);
+    let open: Vec<Open> = open
         .iter()
         .map(|saved| {
             let unfinished = saved
