@@ -5,7 +5,8 @@
 //! one server writes a database at a time, as one writes a data directory. Others may stand
 //! by ([`Take::WhenFree`]): the lock goes with the writer's connection, so when that server
 //! stops or dies (its connection closed, or its silence caught by TCP keepalives) a standby
-//! is granted the lock at once, reads the record and serves.
+//! is granted the lock at once, reads the record and serves; when it hangs (its heartbeat,
+//! `Write::Beat`, stops), the standby ends its connection first.
 //!
 //! tokio-postgres (with deadpool-postgres's pool) rather than sqlx: plain SQL as the SQLite
 //! side writes it, no macros and no database at compile time, and a lighter build.

@@ -168,6 +168,16 @@ pub(super) struct Writer {
 /// This writer's connection went, and another server's writer holds the database now.
 struct Lost;
 
+/// What connecting again found.
+enum Reconnected {
+    /// The database is this server's again.
+    Back,
+    /// The database is still out of reach.
+    OutOfReach(StoreError),
+    /// Another server took the database meanwhile.
+    Lost,
+}
+
 /// Ends the connection that holds the database when its server has been silent for longer
 /// than `silent_after`: the lock goes with it, and the standby takes it next.
 async fn cut_off_if_silent(client: &Client, silent_after: Duration) -> Result<(), StoreError> {
@@ -295,13 +305,13 @@ impl Writer {
     /// Connects again after the connection went (the database restarted, or an operator
     /// ended it), taking the database again. Should another server have taken it meanwhile
     /// (a standby), this one has lost it: it says so, and writes no more.
-    async fn reconnect(&mut self) -> Result<(), Result<StoreError, Lost>> {
+    async fn reconnect(&mut self) -> Reconnected {
         match Self::take(&self.config).await {
             Ok(client) => {
                 self.client = client;
                 self.prepared = Prepared::default();
                 tracing::info!("connected to the database again");
-                Ok(())
+                Reconnected::Back
             }
             Err(StoreError::DatabaseInUse { target }) => {
                 tracing::error!(
@@ -309,9 +319,9 @@ impl Writer {
                     "another server took the database over while this one's connection was gone: this server writes no more"
                 );
                 self.lost.send_replace(true);
-                Err(Err(Lost))
+                Reconnected::Lost
             }
-            Err(error) => Err(Ok(error)),
+            Err(error) => Reconnected::OutOfReach(error),
         }
     }
 
@@ -322,10 +332,9 @@ impl Writer {
             return Ok(());
         }
         match self.reconnect().await {
-            Ok(()) => Ok(()),
-            Err(Err(lost)) => Err(lost),
+            Reconnected::Lost => Err(Lost),
             // Out of reach: the next check, or the next write, tries again.
-            Err(Ok(_)) => Ok(()),
+            Reconnected::Back | Reconnected::OutOfReach(_) => Ok(()),
         }
     }
 
@@ -392,9 +401,9 @@ impl Writer {
             let started = Instant::now();
             let result = if self.client.is_closed() {
                 match self.reconnect().await {
-                    Ok(()) => self.apply(&batch).await.map_err(|e| e.to_string()),
-                    Err(Ok(error)) => Err(error.to_string()),
-                    Err(Err(Lost)) => {
+                    Reconnected::Back => self.apply(&batch).await.map_err(|e| e.to_string()),
+                    Reconnected::OutOfReach(error) => Err(error.to_string()),
+                    Reconnected::Lost => {
                         // Its writers hear that it was not recorded; later ones find the
                         // writer gone.
                         commits::acknowledge(
