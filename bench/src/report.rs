@@ -240,6 +240,9 @@ impl Report {
         if let Some(postgres) = &self.postgres {
             out.insert("postgres".into(), postgres.clone());
         }
+        if let Some(failover) = &self.failover {
+            out.insert("failover".into(), failover.clone());
+        }
         Value::Object(out)
     }
 
@@ -358,6 +361,20 @@ impl Report {
         }
         if let Some(owners) = &self.owners {
             out.push_str(&owners_markdown(owners));
+        }
+        if let Some(failover) = &self.failover {
+            let number_of = |key: &str| number(failover[key].as_f64().unwrap_or(0.0));
+            out.push_str(&format!(
+                "
+A server and its standby behind HAProxy (`offload-bench failover`): {} sessions × 5 fibonacci(10) through it, {} errors, submit→result p50 {} ms, p99 {} ms (straight to the server: p50 {} ms, p99 {} ms); the server that writes killed, a new visitor's task answered after p50 {} ms.\n",
+                failover["sessions"],
+                failover["errors"],
+                number_of("p50_ms"),
+                number_of("p99_ms"),
+                number_of("direct_p50_ms"),
+                number_of("direct_p99_ms"),
+                number_of("takeover_p50_ms"),
+            ));
         }
         out
     }
