@@ -1,6 +1,6 @@
 //! Several app servers (`offload-bench failover`): a server on a PostgreSQL record, a standby
-//! (`--standby`) and Debian's HAProxy in front of both, as the README's "Several app servers"
-//! sets them up. Measured: a load round through the balancer, and the takeover — the server
+//! (`--standby`) and Debian's HAProxy in front of both ([`load::balancer`]), as the README's
+//! "Several app servers" sets them up. Measured: a load round through the balancer, and the takeover — the server
 //! that writes killed (`kill -9`), and how long until a new visitor's task is answered through
 //! the balancer — several times, the two servers trading places.
 
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use load::balancer::haproxy_config;
 use load::{LoadConfig, Round, Target, free_port};
 
 use crate::BenchError;
@@ -50,10 +51,12 @@ impl Pair {
         });
         let port = free_port();
         let config = logs.join("haproxy.cfg");
-        std::fs::write(&config, haproxy_config(port, &servers)).map_err(BenchError::io(&config))?;
+        let backends = servers.each_ref().map(|s| (s.port, s.dashboard));
+        std::fs::write(&config, haproxy_config(port, &backends))
+            .map_err(BenchError::io(&config))?;
         let log = logs.join("haproxy.log");
         let out = File::create(&log).map_err(BenchError::io(&log))?;
-        let balancer = Command::new(haproxy())
+        let balancer = Command::new(load::balancer::haproxy())
             .args(["-db", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
@@ -220,53 +223,4 @@ impl Drop for Pair {
             let _ = child.wait();
         }
     }
-}
-
-/// Debian's HAProxy, in /usr/sbin (which only root's PATH holds).
-fn haproxy() -> &'static Path {
-    let sbin = Path::new("/usr/sbin/haproxy");
-    if sbin.exists() {
-        sbin
-    } else {
-        Path::new("haproxy")
-    }
-}
-
-/// Round robin over both, each checked on its dashboard's `/health` every 200 ms, as the
-/// README's configuration (which checks every second) but quicker to notice.
-fn haproxy_config(port: u16, servers: &[AppServer; 2]) -> String {
-    let backends: String = servers
-        .iter()
-        .map(|s| {
-            format!(
-                "    server {} 127.0.0.1:{} check port {}\n",
-                s.name, s.port, s.dashboard
-            )
-        })
-        .collect();
-    format!(
-        r"global
-    # 1,000 sessions hold two connections each, on both sides of it.
-    maxconn 8000
-defaults
-    mode http
-    maxconn 8000
-    timeout connect 2s
-    timeout client 5m
-    timeout server 5m
-    option redispatch 1
-    option http-no-delay
-    option abortonclose
-    retries 3
-frontend app
-    bind 127.0.0.1:{port}
-    default_backend servers
-backend servers
-    balance roundrobin
-    option httpchk
-    http-check send meth GET uri /health ver HTTP/1.1 hdr Host localhost
-    http-check expect status 200
-    default-server inter 200ms fall 1 rise 1
-{backends}"
-    )
 }

@@ -9,6 +9,7 @@
 //! talks to nothing but 127.0.0.1. Every run is bounded in count (sessions × tasks) and in
 //! time (`max_wait` per result, `soak` for the whole).
 
+pub mod balancer;
 pub mod owners;
 pub mod soak;
 

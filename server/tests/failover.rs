@@ -86,6 +86,20 @@ async fn a_standby_behind_haproxy_takes_over_when_the_server_is_killed_and_pages
     }
 }
 
+/// `server` (a standby that took over) shows `session`'s terminal with task `first` in it, and
+/// runs its next task, whose id comes after.
+async fn serves_on(server: &Server, session: &Session, first: u64) {
+    let mut events = session.events(server).await;
+    let snapshot = events.next().await.expect("a snapshot first");
+    assert!(
+        snapshot.to_string().contains(&format!("\"task\":{first}")),
+        "{snapshot}"
+    );
+    let second = session.submit_ok(server, 11).await;
+    assert!(second > first, "ids go on from the record");
+    events.line(|l| l["task"] == second).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_lost_the_database_to_its_standby_stops_and_the_standby_serves() {
     let url = testing::database().await;
@@ -104,15 +118,7 @@ async fn a_server_that_lost_the_database_to_its_standby_stops_and_the_standby_se
         Some(1),
         "the server that lost the record stops, and says so"
     );
-    let mut events = session.events(&standby).await;
-    let snapshot = events.next().await.expect("a snapshot first");
-    assert!(
-        snapshot.to_string().contains(&format!("\"task\":{first}")),
-        "{snapshot}"
-    );
-    let second = session.submit_ok(&standby, 11).await;
-    assert!(second > first, "ids go on from the record");
-    events.line(|l| l["task"] == second).await;
+    serves_on(&standby, &session, first).await;
 
     // A standby asked to stop before it took over stops at once, cleanly.
     let mut waiting = Server::start_unready(&["--database", &url, "--standby"]);
@@ -212,14 +218,7 @@ async fn a_standby_takes_over_from_a_server_that_hangs_and_the_hung_one_stops_wh
     // Hung: its process stopped, its connections open (the kernel still answers for them).
     common::signal(active.pid(), "STOP");
     standby.ready().await;
-    let mut events = session.events(&standby).await;
-    let snapshot = events.next().await.expect("a snapshot first");
-    assert!(
-        snapshot.to_string().contains(&format!("\"task\":{first}")),
-        "{snapshot}"
-    );
-    let second = session.submit_ok(&standby, 11).await;
-    events.line(|l| l["task"] == second).await;
+    serves_on(&standby, &session, first).await;
     // Woken, it finds the database taken, and stops rather than serve what it cannot record.
     common::signal(active.pid(), "CONT");
     let status = active.wait_exit(Duration::from_secs(30)).await;

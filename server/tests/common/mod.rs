@@ -277,10 +277,8 @@ impl Base for Server {
     }
 }
 
-/// HAProxy (Debian's, which `make test` installs) in front of app servers, configured as the
-/// README's "Several app servers" says: round robin, no stickiness, each checked on `/health`
-/// (every 200 ms here); a request whose server refuses the connection is sent to another.
-/// Stopped when dropped.
+/// HAProxy (Debian's, which `make test` installs) in front of app servers, configured as
+/// [`load::balancer`] says. Stopped when dropped.
 pub struct Balancer {
     child: Child,
     pub port: u16,
@@ -292,52 +290,17 @@ impl Balancer {
     pub async fn start(servers: &[(u16, u16)]) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let backends: String = servers
-            .iter()
-            .enumerate()
-            .map(|(i, (app, health))| {
-                format!("    server app{i} 127.0.0.1:{app} check port {health}\n")
-            })
-            .collect();
-        let config = format!(
-            r"global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 5m
-    timeout server 5m
-    option redispatch 1
-    option http-no-delay
-    option abortonclose
-    retries 3
-frontend app
-    bind 127.0.0.1:{port}
-    default_backend servers
-backend servers
-    balance roundrobin
-    option httpchk
-    http-check send meth GET uri /health ver HTTP/1.1 hdr Host localhost
-    http-check expect status 200
-    default-server inter 200ms fall 1 rise 1
-{backends}"
-        );
         let path = dir.path().join("haproxy.cfg");
-        std::fs::write(&path, config).expect("writing haproxy.cfg");
-        // Debian puts it in /usr/sbin, which only root's PATH holds.
-        let haproxy = Path::new("/usr/sbin/haproxy");
-        let child = Command::new(if haproxy.exists() {
-            haproxy
-        } else {
-            Path::new("haproxy")
-        })
-        .args(["-q", "-db", "-f"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("haproxy (installed by `make test`) starts");
+        std::fs::write(&path, load::balancer::haproxy_config(port, servers))
+            .expect("writing haproxy.cfg");
+        let child = Command::new(load::balancer::haproxy())
+            .args(["-q", "-db", "-f"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("haproxy (installed by `make test`) starts");
         let balancer = Self {
             child,
             port,
