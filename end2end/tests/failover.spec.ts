@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from './fixtures';
 import { DASHBOARD_PORT } from '../playwright.config';
+import { startOffload, stopProcess as stop, submit } from './helpers';
 
 // Run with the record in PostgreSQL only (`end2end/postgres.sh` names the database): two app
 // servers of its own on one database, the second standing by, and Debian's HAProxy in front of
@@ -14,28 +14,22 @@ const STANDBY = DASHBOARD_PORT + 22;
 const BALANCER = DASHBOARD_PORT + 24;
 const BASE = `http://127.0.0.1:${BALANCER}`;
 const DATABASE = process.env.OFFLOAD_E2E_FAILOVER_DATABASE_URL;
+// The record is the database's: the data directory holds nothing, one for both will do.
+const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-failover-'));
 
 /** An app server on `port` (its dashboard, where /health is, on the next), ready once its log says `ready`. */
-async function startServer(port: number, ready: string, ...extra: string[]): Promise<ChildProcess> {
+function startServer(port: number, ready: string, ...extra: string[]): Promise<ChildProcess> {
   if (DATABASE === undefined) throw new Error('run through end2end/postgres.sh: it names the database');
-  const server = spawn(
-    './target/release/offload',
+  return startOffload(
     [
       '--addr', `127.0.0.1:${port}`,
       '--dashboard-addr', `127.0.0.1:${port + 1}`,
-      '--data-dir', mkdtempSync(join(tmpdir(), 'offload-failover-')),
+      '--data-dir', DATA_DIR,
       '--database', DATABASE,
       ...extra,
     ],
-    { cwd: '..', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } },
+    ready,
   );
-  await new Promise<void>((resolve, reject) => {
-    const said = (chunk: Buffer) => chunk.toString().includes(ready) && resolve();
-    server.stdout!.on('data', said);
-    server.stderr!.on('data', said);
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return server;
 }
 
 /** HAProxy round robin over both, each health-checked on its dashboard's /health. */
@@ -71,13 +65,6 @@ function startBalancer(): ChildProcess {
   return spawn('/usr/sbin/haproxy', ['-q', '-db', '-f', config], { stdio: 'ignore' });
 }
 
-async function stop(process: ChildProcess) {
-  if (process.exitCode === null && process.signalCode === null) {
-    process.kill('SIGTERM');
-    await once(process, 'exit');
-  }
-}
-
 test('the server behind HAProxy dies: the page reconnects to the standby, which runs the unfinished task again', async ({ page }) => {
   const active = await startServer(ACTIVE, 'Offload is serving');
   const standby = await startServer(STANDBY, 'standing by', '--standby');
@@ -88,11 +75,9 @@ test('the server behind HAProxy dies: the page reconnects to the standby, which 
     }).toPass();
     await page.goto(BASE);
     await expect(page.getByRole('status')).toHaveText('Live');
-    await page.getByLabel('n', { exact: true }).fill('7');
-    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await submit(page, 7);
     await expect(page.getByRole('log')).toContainText('fibonacci(7)=13 in');
-    await page.getByLabel('n', { exact: true }).fill('60');
-    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await submit(page, 60);
     const row = page.getByRole('listitem').filter({ hasText: 'fibonacci(60)' });
     await expect(row).toContainText('running');
 
@@ -108,8 +93,7 @@ test('the server behind HAProxy dies: the page reconnects to the standby, which 
     await expect(page.getByRole('log')).toContainText(
       /fibonacci\(60\) cancelled after \d+\.\d{3}sec \(rerun after a restart\)/,
     );
-    await page.getByLabel('n', { exact: true }).fill('8');
-    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await submit(page, 8);
     await expect(page.getByRole('log')).toContainText('fibonacci(8)=21 in');
     await page.reload();
     await expect(page.getByText(/^fibonacci\(7\)=13 in/)).toHaveCount(1);

@@ -1,3 +1,5 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { expect, type Page } from '@playwright/test';
 
 /** Opens the task page and waits until it is hydrated and its live stream is open. */
@@ -36,4 +38,32 @@ export async function holdWasm(page: Page): Promise<{ release: () => void }> {
     await route.continue();
   });
   return { release };
+}
+
+/**
+ * Starts the release `offload` with `args` (a journey's own server, beside the suite's), ready
+ * once its log says `ready`; fails should it exit first.
+ */
+export async function startOffload(args: string[], ready = 'Offload is serving'): Promise<ChildProcess> {
+  const server = spawn('./target/release/offload', args, {
+    cwd: '..',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Its readiness is an info line, whatever RUST_LOG the suite runs with.
+    env: { ...process.env, RUST_LOG: 'info' },
+  });
+  await new Promise<void>((resolve, reject) => {
+    const said = (chunk: Buffer) => chunk.toString().includes(ready) && resolve();
+    server.stdout!.on('data', said);
+    server.stderr!.on('data', said);
+    server.on('exit', (code) => reject(new Error(`offload exited with ${code} before saying "${ready}"`)));
+  });
+  return server;
+}
+
+/** SIGTERM to a process a journey started, and waits for it to go (at once if it has). */
+export async function stopProcess(child: ChildProcess) {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+  }
 }

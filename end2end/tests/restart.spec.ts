@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, test } from './fixtures';
 import { DASHBOARD_PORT } from '../playwright.config';
+import { startOffload, stopProcess as stop, submit } from './helpers';
 
 // This journey needs a server it can stop, so it starts its own on separate ports, with a
 // data directory that outlives each server.
@@ -12,36 +12,17 @@ const PORT = DASHBOARD_PORT + 10;
 const BASE = `http://127.0.0.1:${PORT}`;
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-restart-'));
 
-async function startServer(): Promise<ChildProcess> {
-  const server = spawn(
-    './target/release/offload',
-    [
-      '--addr', `127.0.0.1:${PORT}`,
-      '--dashboard-addr', `127.0.0.1:${PORT + 1}`,
-      '--data-dir', DATA_DIR,
-      '--shutdown-grace', '1',
-      // The postgres run: the record outlives each server in its own database.
-      ...(process.env.OFFLOAD_E2E_RESTART_DATABASE_URL
-        ? ['--database', process.env.OFFLOAD_E2E_RESTART_DATABASE_URL]
-        : []),
-    ],
-    { cwd: '..', stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  // Ready when its log says where it serves.
-  await new Promise<void>((resolve, reject) => {
-    const ready = (chunk: Buffer) => chunk.toString().includes('Offload is serving') && resolve();
-    server.stdout!.on('data', ready);
-    server.stderr!.on('data', ready);
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return server;
-}
-
-async function stop(server: ChildProcess) {
-  if (server.exitCode === null) {
-    server.kill('SIGTERM');
-    await once(server, 'exit');
-  }
+function startServer(): Promise<ChildProcess> {
+  return startOffload([
+    '--addr', `127.0.0.1:${PORT}`,
+    '--dashboard-addr', `127.0.0.1:${PORT + 1}`,
+    '--data-dir', DATA_DIR,
+    '--shutdown-grace', '1',
+    // The postgres run: the record outlives each server in its own database.
+    ...(process.env.OFFLOAD_E2E_RESTART_DATABASE_URL
+      ? ['--database', process.env.OFFLOAD_E2E_RESTART_DATABASE_URL]
+      : []),
+  ]);
 }
 
 test('a server restart: the page is told, reconnects, and the unfinished task runs again', async ({ page }) => {
@@ -49,11 +30,9 @@ test('a server restart: the page is told, reconnects, and the unfinished task ru
   try {
     await page.goto(BASE);
     await expect(page.getByRole('status')).toHaveText('Live');
-    await page.getByLabel('n', { exact: true }).fill('7');
-    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await submit(page, 7);
     await expect(page.getByRole('log')).toContainText('fibonacci(7)=13 in');
-    await page.getByLabel('n', { exact: true }).fill('60');
-    await page.getByRole('button', { name: 'SUBMIT' }).click();
+    await submit(page, 60);
     const row = page.getByRole('listitem').filter({ hasText: 'fibonacci(60)' });
     await expect(row).toContainText('running');
 

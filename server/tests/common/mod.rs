@@ -136,10 +136,8 @@ pub struct Server {
 impl Server {
     /// A server with a fresh data directory and `args` on top of the defaults.
     pub async fn start(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary data directory");
-        let data = dir.path().to_owned();
-        let mut server = Self::spawn(data, args.iter().map(|a| a.to_string()).collect()).await;
-        server._dir = Some(dir);
+        let server = Self::start_unready(args);
+        server.ready().await;
         server
     }
 
