@@ -1,5 +1,5 @@
 //! Several app servers (`offload-bench failover`): a server on a PostgreSQL record, a standby
-//! (`--standby`) and Debian's HAProxy in front of both ([`load::balancer`]), as the README's
+//! (`--standby`, forwarding) and Debian's HAProxy in front of both ([`load::balancer`]), as the README's
 //! "Several app servers" sets them up. Measured: a load round through the balancer, and the takeover — the server
 //! that writes killed (`kill -9`), and how long until a new visitor's task is answered through
 //! the balancer — several times, the two servers trading places.
@@ -40,8 +40,9 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Starts a server on `database`, its standby and HAProxy (with the embedded workers: each
-    /// server's `/health` is on its dashboard's listener), logging into `logs`.
+    /// Starts a server on `database`, its standby (which forwards to it until it takes over)
+    /// and HAProxy round robin over both, each checked on its app port's `/health`, logging
+    /// into `logs`.
     pub async fn start(offload: &Path, database: &str, logs: &Path) -> Result<Self, BenchError> {
         let servers = ["a", "b"].map(|name| AppServer {
             name,
@@ -51,7 +52,7 @@ impl Pair {
         });
         let port = free_port();
         let config = logs.join("haproxy.cfg");
-        let backends = servers.each_ref().map(|s| (s.port, s.dashboard));
+        let backends = servers.each_ref().map(|s| (s.port, s.port));
         std::fs::write(&config, haproxy_config(port, &backends))
             .map_err(BenchError::io(&config))?;
         let log = logs.join("haproxy.log");

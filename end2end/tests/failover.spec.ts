@@ -7,17 +7,19 @@ import { DASHBOARD_PORT } from '../playwright.config';
 import { startOffload, stopProcess as stop, submit } from './helpers';
 
 // Run with the record in PostgreSQL only (`end2end/postgres.sh` names the database): two app
-// servers of its own on one database, the second standing by, and Debian's HAProxy in front of
-// both, on ports of their own.
+// servers of its own on one database, the second standing by (forwarding to the first until it
+// takes over), and Debian's HAProxy in front of both, round robin, on ports of their own.
 const ACTIVE = DASHBOARD_PORT + 20;
 const STANDBY = DASHBOARD_PORT + 22;
 const BALANCER = DASHBOARD_PORT + 24;
+const CLUSTER_NATS = DASHBOARD_PORT + 26;
+const CLUSTER_DASHBOARD = DASHBOARD_PORT + 27;
 const BASE = `http://127.0.0.1:${BALANCER}`;
 const DATABASE = process.env.OFFLOAD_E2E_FAILOVER_DATABASE_URL;
 // The record is the database's: the data directory holds nothing, one for both will do.
 const DATA_DIR = mkdtempSync(join(tmpdir(), 'offload-failover-'));
 
-/** An app server on `port` (its dashboard, where /health is, on the next), ready once its log says `ready`. */
+/** An app server on `port` (its dashboard on the next), ready once its log says `ready`. */
 function startServer(port: number, ready: string, ...extra: string[]): Promise<ChildProcess> {
   if (DATABASE === undefined) throw new Error('run through end2end/postgres.sh: it names the database');
   return startOffload(
@@ -32,7 +34,22 @@ function startServer(port: number, ready: string, ...extra: string[]): Promise<C
   );
 }
 
-/** HAProxy round robin over both, each health-checked on its dashboard's /health. */
+/** `offload cluster`: a nats-server of its own and two worker threads. */
+function startCluster(): Promise<ChildProcess> {
+  return startOffload(
+    [
+      'cluster',
+      '--nats-server', process.env.OFFLOAD_NATS_SERVER ?? 'target/nats/bin/nats-server',
+      '--nats-port', `${CLUSTER_NATS}`,
+      '--data-dir', join(DATA_DIR, 'cluster'),
+      '--dashboard-addr', `127.0.0.1:${CLUSTER_DASHBOARD}`,
+      '--workers', '2',
+    ],
+    'the cluster dashboard is on',
+  );
+}
+
+/** HAProxy round robin over both, each health-checked on its /health, no stickiness. */
 function startBalancer(): ChildProcess {
   const dir = mkdtempSync(join(tmpdir(), 'offload-haproxy-'));
   const config = join(dir, 'haproxy.cfg');
@@ -57,13 +74,87 @@ function startBalancer(): ChildProcess {
       '    http-check send meth GET uri /health ver HTTP/1.1 hdr Host localhost',
       '    http-check expect status 200',
       '    default-server inter 200ms fall 1 rise 1',
-      `    server active 127.0.0.1:${ACTIVE} check port ${ACTIVE + 1}`,
-      `    server standby 127.0.0.1:${STANDBY} check port ${STANDBY + 1}`,
+      `    server active 127.0.0.1:${ACTIVE} check`,
+      `    server standby 127.0.0.1:${STANDBY} check`,
       '',
     ].join('\n'),
   );
   return spawn('/usr/sbin/haproxy', ['-q', '-db', '-f', config], { stdio: 'ignore' });
 }
+
+/** fibonacci(n), as the task computes it. */
+function fibonacci(n: number): bigint {
+  let [a, b] = [0n, 1n];
+  for (let i = 0; i < n; i++) [a, b] = [b, a + b];
+  return a;
+}
+
+test('one browser behind HAProxy, its requests shared by two servers with NATS workers: twenty submissions show once each, live, and both servers agree', async ({ page, context }) => {
+  const cluster = await startCluster();
+  const nats = ['--cluster', `nats://127.0.0.1:${CLUSTER_NATS}`];
+  const active = await startServer(ACTIVE, 'Offload is serving', ...nats);
+  const standby = await startServer(STANDBY, 'standing by', '--standby', ...nats);
+  const balancer = startBalancer();
+  try {
+    // Through HAProxy, as a script of another session: once the workers are known, it is taken.
+    await expect(async () => {
+      const response = await fetch(`${BASE}/api/v1/tasks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie: `offload_session=${'5'.repeat(32)}` },
+        body: JSON.stringify({ type: 'fibonacci', input: { n: 1 } }),
+      });
+      expect(response.status).toBe(202);
+    }).toPass();
+    // Which server answered each submission: the standby's forwarded answers say so (Via).
+    const forwarded: boolean[] = [];
+    page.on('response', (response) => {
+      if (response.url().endsWith('/api/submit')) forwarded.push(response.headers()['via'] !== undefined);
+    });
+    await page.goto(BASE);
+    await expect(page.getByRole('status')).toHaveText('Live');
+    for (let n = 1; n <= 20; n++) {
+      await submit(page, n);
+      await expect(page.getByRole('log')).toContainText(`fibonacci(${n})=${fibonacci(n)} in`);
+    }
+    for (let n = 1; n <= 20; n++) {
+      await expect(page.getByText(new RegExp(`^fibonacci\\(${n}\\)=\\d+ in`))).toHaveCount(1);
+    }
+    await expect(page.getByRole('heading', { name: 'Task queue: []' })).toBeVisible();
+    expect(forwarded).toHaveLength(20);
+    expect(forwarded.filter((via) => via).length, 'submissions through the standby').toBeGreaterThan(0);
+    expect(forwarded.filter((via) => !via).length, 'submissions straight to the writer').toBeGreaterThan(0);
+
+    // Asked of each server directly, as the page's session (one cookie for 127.0.0.1, any
+    // port): the same history, the same task detail, the same API answers.
+    const direct = [ACTIVE, STANDBY].map((port) => `http://127.0.0.1:${port}`);
+    const tasks = await Promise.all(
+      direct.map(async (base) => (await (await page.request.get(`${base}/api/v1/tasks?limit=50`)).json()).tasks),
+    );
+    expect(tasks[0]).toHaveLength(20);
+    expect(tasks[1]).toEqual(tasks[0]);
+    for (const base of direct) {
+      const history = await (await page.request.get(`${base}/history`)).text();
+      for (const task of tasks[0]) expect(history.split(`/tasks/${task.id}"`)).toHaveLength(2);
+      const detail = await (await page.request.get(`${base}/tasks/${tasks[0][0].id}`)).text();
+      expect(detail).toContain(`${tasks[0][0].id}`);
+    }
+
+    // A page held by the standby, a task submitted through the active server's API: it shows
+    // on that page, live.
+    const held = await context.newPage();
+    await held.goto(direct[1]);
+    await expect(held.getByRole('status')).toHaveText('Live');
+    const submitted = await page.request.post(`${direct[0]}/api/v1/tasks`, {
+      data: { type: 'fibonacci', input: { n: 30 } },
+    });
+    expect(submitted.status(), await submitted.text()).toBe(202);
+    await expect(held.getByRole('log')).toContainText('fibonacci(30)=832040 in');
+    await expect(page.getByRole('log')).toContainText('fibonacci(30)=832040 in');
+  } finally {
+    await Promise.all([stop(balancer), stop(standby), stop(active)]);
+    await stop(cluster);
+  }
+});
 
 test('the server behind HAProxy dies: the page reconnects to the standby, which runs the unfinished task again', async ({ page }) => {
   const active = await startServer(ACTIVE, 'Offload is serving');

@@ -3,12 +3,14 @@
 //! app's listener (and, with embedded workers, the dashboard's), and [`stop`] is the graceful
 //! shutdown that follows a signal.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::ssr::batches::{BatchConfig, Batches};
 use app::ssr::runner::Watcher;
-use app::ssr::store::{Retention, Store, WriterThread};
+use app::ssr::store::{Retention, Store, WriterThread, follow_writer};
 use app::ssr::stream::StreamLimits;
 use app::ssr::{
     AllowedHosts, AppState, CookiePolicy, Policy, SessionConfig, Sessions, Shutdown, runner,
@@ -23,8 +25,9 @@ use leptos::config::get_configuration;
 use tokio::task::JoinHandle;
 
 use crate::args::{Args, StartError};
-use crate::routes::{app_router, dashboard_router, ops_router};
+use crate::routes::{app_router, dashboard_router, health_router, ops_router};
 use crate::serve::{ConnectionLimits, serve};
+use crate::standby::Switch;
 use crate::{bind, raise_open_files_limit, release_freed_memory, stop};
 
 /// How often the store is asked to prune what retention no longer keeps.
@@ -59,17 +62,51 @@ struct Started {
     chores: [JoinHandle<()>; 3],
 }
 
+/// The app listener of a standby, open before it takes over (see [`crate::standby`]).
+struct StandingBy {
+    switch: Switch,
+    serving: JoinHandle<()>,
+}
+
 /// Serves the app until SIGTERM or Ctrl-C, then stops gracefully (see [`stop`]).
 pub async fn serve_app(args: Args) -> Result<(), StartError> {
     let grace = Args::seconds(args.shutdown_grace, "--shutdown-grace")?;
     let cookies = CookiePolicy::new(args.public_url.as_deref(), &args.trusted_proxies)
         .map_err(StartError::Flag)?;
+    let addr = app_addr(&args)?;
+    let advertised = args.advertise_url(addr)?;
+    let (stop_serving, _) = tokio::sync::watch::channel(false);
+    let standing_by = match &args.database {
+        Some(url) if args.standby => {
+            let switch = Switch::new(follow_writer(url)?, cookies.clone());
+            let router = switch.router(allowed_hosts(&args, addr, &advertised));
+            let listener = bind(addr).await?;
+            tracing::info!(
+                "standing by on http://{addr}: forwarding to the server that writes the database"
+            );
+            let serving = tokio::spawn(serve(
+                "app",
+                listener,
+                router,
+                connection_limits(&args),
+                stopped(&stop_serving),
+            ));
+            Some(StandingBy { switch, serving })
+        }
+        _ => None,
+    };
     let Some(started) = start(&args).await? else {
+        stop_serving.send_replace(true);
+        if let Some(standing_by) = standing_by {
+            let _ = standing_by.serving.await;
+        }
         tracing::info!("stopped while standing by");
         return Ok(());
     };
-    let (stop_serving, servers) = listen(&args, &started, cookies).await?;
+    let servers = listen(&args, &started, cookies, standing_by, &stop_serving).await?;
     let store = started.store.clone();
+    // Now that it listens: the standbys forward to it from here on.
+    store.announce(&advertised);
     tokio::select! {
         () = stop::requested(grace) => {
             stop(started, grace, stop_serving, servers).await;
@@ -89,9 +126,7 @@ async fn start(args: &Args) -> Result<Option<Started>, StartError> {
     let dashboard_url = args.dashboard_url()?;
     let time_limit = Args::seconds(args.task_time_limit, "--task-time-limit")?;
     let mut leptos_options = get_configuration(None)?.leptos_options;
-    if let Some(addr) = args.addr {
-        leptos_options.site_addr = addr;
-    }
+    leptos_options.site_addr = app_addr(args)?;
     raise_open_files_limit();
     let metrics = Metrics::install()?;
     let (store, writer, saved, next_task) = match &args.database {
@@ -178,6 +213,44 @@ async fn start(args: &Args) -> Result<Option<Started>, StartError> {
     }))
 }
 
+/// Where the app listens: `--addr`, else the Leptos configuration's address.
+fn app_addr(args: &Args) -> Result<SocketAddr, StartError> {
+    Ok(match args.addr {
+        Some(addr) => addr,
+        None => get_configuration(None)?.leptos_options.site_addr,
+    })
+}
+
+/// The host names the listeners answer to: the flags', the public URL's, the listen addresses
+/// and the `advertised` URL's (the one the other servers forward to).
+fn allowed_hosts(args: &Args, addr: SocketAddr, advertised: &str) -> AllowedHosts {
+    let public_host = args.public_url.as_deref().and_then(url_host);
+    AllowedHosts::new(
+        args.allowed_hosts
+            .iter()
+            .map(String::as_str)
+            .chain(public_host)
+            .chain(url_host(advertised)),
+        [addr, args.dashboard_addr],
+    )
+}
+
+fn connection_limits(args: &Args) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        max_connections: args.max_connections,
+        drain: Duration::from_secs(2),
+    }
+}
+
+/// Resolves once `stop` says so.
+fn stopped(stop: &tokio::sync::watch::Sender<bool>) -> impl Future<Output = ()> + use<> {
+    let mut serving = stop.subscribe();
+    async move {
+        let _ = serving.wait_for(|stop| *stop).await;
+    }
+}
+
 /// What the record keeps, from the flags.
 fn retention(args: &Args) -> Result<Retention, StartError> {
     let max_age = Duration::try_from_secs_f64(args.retention_days * 86_400.0).map_err(|_| {
@@ -250,13 +323,16 @@ async fn start_cluster(
     })
 }
 
-/// Opens the app's listener (with this process's ops endpoints when the workers are NATS's)
-/// and, with embedded workers, the dashboard's; they serve until told to stop.
+/// Opens the app's listener (with this process's ops endpoints when the workers are NATS's),
+/// or has a standby's serve this app from now on, and, with embedded workers, opens the
+/// dashboard's; they serve until `stop_serving` says so.
 async fn listen(
     args: &Args,
     started: &Started,
     cookies: CookiePolicy,
-) -> Result<(tokio::sync::watch::Sender<bool>, JoinHandle<()>), StartError> {
+    standing_by: Option<StandingBy>,
+    stop_serving: &tokio::sync::watch::Sender<bool>,
+) -> Result<JoinHandle<()>, StartError> {
     let Started {
         state,
         cluster,
@@ -264,14 +340,7 @@ async fn listen(
         ..
     } = started;
     let (addr, dashboard_addr) = (state.leptos_options.site_addr, args.dashboard_addr);
-    let public_host = args.public_url.as_deref().and_then(url_host);
-    let hosts = AllowedHosts::new(
-        args.allowed_hosts
-            .iter()
-            .map(String::as_str)
-            .chain(public_host),
-        [addr, dashboard_addr],
-    );
+    let hosts = allowed_hosts(args, addr, &args.advertise_url(addr)?);
     let policy = Arc::new(Policy::app(
         state.dashboard_url.status(),
         &state.leptos_options,
@@ -303,36 +372,38 @@ async fn listen(
                 Some(app_figures(state)),
             );
             let listener = bind(dashboard_addr).await?;
-            (app, Some((listener, dashboard_router(&dashboard, hosts))))
+            let health = health_router(ops(), hosts.clone());
+            (
+                app.merge(health),
+                Some((listener, dashboard_router(&dashboard, hosts))),
+            )
         }
         Workers::Nats(_) => (app.merge(ops_router(ops(), hosts)), None),
     };
-    let listener = bind(addr).await?;
+    let limits = connection_limits(args);
+    let serving_app = match standing_by {
+        Some(StandingBy { switch, serving }) => {
+            switch.serve_own(app);
+            serving
+        }
+        None => {
+            let listener = bind(addr).await?;
+            tokio::spawn(serve("app", listener, app, limits, stopped(stop_serving)))
+        }
+    };
     tracing::info!("Offload is serving on http://{addr}");
     if dashboard.is_some() {
         tracing::info!("the cluster dashboard is on http://{dashboard_addr}/status");
     }
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout),
-        max_connections: args.max_connections,
-        drain: Duration::from_secs(2),
-    };
-    let (stop_serving, serving) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut serving = serving.clone();
-        async move {
-            let _ = serving.wait_for(|stop| *stop).await;
-        }
-    };
-    let servers = tokio::spawn(async move {
+    let dashboard_stopped = stopped(stop_serving);
+    Ok(tokio::spawn(async move {
         let dashboard = async {
             if let Some((listener, router)) = dashboard {
-                serve("dashboard", listener, router, limits, stopped()).await;
+                serve("dashboard", listener, router, limits, dashboard_stopped).await;
             }
         };
-        tokio::join!(serve("app", listener, app, limits, stopped()), dashboard);
-    });
-    Ok((stop_serving, servers))
+        let (_, ()) = tokio::join!(serving_app, dashboard);
+    }))
 }
 
 /// The graceful stop: pages are told and submissions refused at once; the listeners keep
@@ -361,7 +432,7 @@ async fn stop(
     if !cluster.scheduler().wait_idle(grace).await {
         tracing::info!("tasks still running: they will run again after the next start");
     }
-    let _ = stop_serving.send(true);
+    stop_serving.send_replace(true);
     let _ = servers.await;
     chores.iter().for_each(JoinHandle::abort);
     drop(state);

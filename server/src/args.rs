@@ -153,11 +153,22 @@ pub(crate) struct Args {
     /// at a time (others may stand by: --standby); the database is migrated at start.
     #[arg(long, env = "OFFLOAD_DATABASE_URL", value_name = "URL")]
     pub(crate) database: Option<String>,
-    /// Stand by for the server that writes --database: wait, not listening, until it stops or
-    /// dies, then take over (read the record, run again what it had not finished, listen).
-    /// Without it a second server on the same database exits 1.
+    /// Serve beside the server that writes --database: listen at once and forward every
+    /// request (but `/health`) to it, until it stops or dies; then take over (read the record,
+    /// run again what it had not finished, serve). Without it a second server on the same
+    /// database exits 1.
     #[arg(long, env = "OFFLOAD_STANDBY", requires = "database")]
     pub(crate) standby: bool,
+    /// Where the other servers on --database reach this one, to forward to it while it writes
+    /// the database: `http://host:port`. Default: `http://` and --addr (this machine's host
+    /// name if --addr is 0.0.0.0 or [::]).
+    #[arg(
+        long,
+        env = "OFFLOAD_ADVERTISE_URL",
+        value_name = "URL",
+        requires = "database"
+    )]
+    pub(crate) advertise_url: Option<String>,
     /// A standby takes over from a server that holds the database but has not beaten (every
     /// second) for this many seconds — hung, or stopped — by ending its connection.
     #[arg(
@@ -284,6 +295,34 @@ impl Args {
             .or_else(|| std::env::var("DASK_DASHBOARD").ok())
             .unwrap_or_else(|| "http://localhost:8787/status".to_owned());
         DashboardUrl::parse(&raw).map_err(StartError::DashboardUrl)
+    }
+
+    /// Where the other servers reach this one (`--advertise-url`, else from `addr`), as
+    /// `http://host:port`.
+    pub(crate) fn advertise_url(&self, addr: SocketAddr) -> Result<String, StartError> {
+        let Some(given) = &self.advertise_url else {
+            return Ok(if addr.ip().is_unspecified() {
+                format!("http://{}:{}", cluster::nats::host_name(), addr.port())
+            } else {
+                format!("http://{addr}")
+            });
+        };
+        let refused = |why: &str| {
+            StartError::Flag(format!(
+                "--advertise-url must be http://host:port, where the other servers reach this one ({why}; got {given:?})"
+            ))
+        };
+        let uri: axum::http::Uri = given.parse().map_err(|_| refused("not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(refused("the servers speak plain HTTP to each other"));
+        }
+        let Some(authority) = uri.authority().filter(|a| a.port_u16().is_some()) else {
+            return Err(refused("no port"));
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(refused("a path"));
+        }
+        Ok(format!("http://{authority}"))
     }
 
     pub(crate) fn seconds(value: f64, flag: &'static str) -> Result<Duration, StartError> {

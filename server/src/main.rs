@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod routes;
 mod serve;
+mod standby;
 mod stop;
 
 use std::net::SocketAddr;

@@ -52,8 +52,17 @@ pub fn app_router(
 
 /// `/metrics`, `/health` and `/json/*.json` alone, behind the host check.
 pub fn ops_router(ops: OpsState, hosts: AllowedHosts) -> Router {
+    guarded_ops(dashboard::ssr::ops::routes(), ops, hosts)
+}
+
+/// `/health` alone, behind the host check.
+pub fn health_router(ops: OpsState, hosts: AllowedHosts) -> Router {
+    guarded_ops(dashboard::ssr::ops::health_route(), ops, hosts)
+}
+
+fn guarded_ops(routes: Router<OpsState>, ops: OpsState, hosts: AllowedHosts) -> Router {
     let policy = Arc::new(Policy::dashboard("'self'"));
-    dashboard::ssr::ops::routes()
+    routes
         .with_state(ops)
         .layer(CompressionLayer::new())
         .layer(from_fn(count_requests))

@@ -1,6 +1,6 @@
 //! Issue 29, availability: a standby app server (`offload serve --database … --standby`) behind
-//! HAProxy takes over the record when the server that writes it dies, so the pages and API
-//! clients of the dead one go on through the balancer; a server that lost the record to its
+//! HAProxy, which serves by forwarding until then, takes over the record when the server that
+//! writes it dies, so the pages and API clients of the dead one go on through the balancer; a server that lost the record to its
 //! standby stops rather than serve what it can no longer record. Against the release binary,
 //! a real PostgreSQL, nats-server and workers, and Debian's HAProxy.
 
@@ -48,10 +48,12 @@ async fn a_standby_behind_haproxy_takes_over_when_the_server_is_killed_and_pages
     events.line(|l| l["task"] == quick).await;
     // Some seconds of work, running on a worker when its server dies.
     let long = submit_until_it_progresses(&balancer, &session, 44).await;
-    assert!(
-        reqwest::get(standby.url("/health")).await.is_err(),
-        "a standby does not listen while it stands by"
+    let (status, health) = common::get(standby.url("/health")).await;
+    assert_eq!(
+        status, 200,
+        "a standby serves (forwarding) while it stands by"
     );
+    assert!(health.contains("forwarding to"), "{health}");
 
     active.kill();
     // The page's stream ends with its server; it opens again through the balancer, as a
@@ -111,13 +113,13 @@ async fn a_server_that_lost_the_database_to_its_standby_stops_and_the_standby_se
     // The active server's connection to the database is cut (as when the database restarts,
     // or a network partition outlasts the keepalives): its standby takes the record over.
     testing::cut_the_writer(&url).await;
-    standby.ready().await;
     let status = active.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(
         status.code(),
         Some(1),
         "the server that lost the record stops, and says so"
     );
+    standby.ready().await;
     serves_on(&standby, &session, first).await;
 
     // A standby asked to stop before it took over stops at once, cleanly.
@@ -136,12 +138,9 @@ async fn a_database_restarted_under_a_server_and_its_standby_leaves_one_serving_
     let mut active = Server::start(&["--database", &url]).await;
     let standby = Server::start_unready(&["--database", &url, "--standby"]);
     testing::until_one_stands_by(&url).await;
-    // With embedded workers, /health is on the dashboard's listener.
-    let balancer = Balancer::start(&[
-        (active.port, active.dashboard_port),
-        (standby.port, standby.dashboard_port),
-    ])
-    .await;
+    // Both up in the balancer: the standby forwards to the active server.
+    let balancer =
+        Balancer::start(&[(active.port, active.port), (standby.port, standby.port)]).await;
     let session = Session::new();
     let mut events = session.events(&balancer).await;
     events.next().await.expect("a snapshot first");

@@ -113,7 +113,7 @@ impl CookiePolicy {
     }
 
     /// Whether `request` reached the browser over HTTPS, as far as this server can know.
-    fn secure(&self, request: &Request) -> bool {
+    pub fn secure(&self, request: &Request) -> bool {
         if self.https {
             return true;
         }

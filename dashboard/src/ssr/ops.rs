@@ -60,6 +60,17 @@ where
         .route("/json/identity.json", get(identity))
 }
 
+/// `/health` alone: an app server with embedded workers answers it on the app's listener too,
+/// so a balancer checks every server of a database on the port it sends requests to (a standby
+/// answers it there before it has a dashboard).
+pub fn health_route<S>() -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    OpsState: axum::extract::FromRef<S>,
+{
+    axum::Router::new().route("/health", axum::routing::get(health))
+}
+
 /// How often the recorder folds recorded histogram samples into its buckets.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 

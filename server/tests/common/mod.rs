@@ -141,8 +141,8 @@ impl Server {
         server
     }
 
-    /// A server with a fresh data directory and `args`, not waited for: a standby
-    /// (`--standby`) listens only once it takes over (see [`Server::ready`]).
+    /// A server with a fresh data directory and `args`, not waited for (see
+    /// [`Server::ready`]): a standby (`--standby`) answers once the server it forwards to does.
     pub fn start_unready(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("a temporary data directory");
         let data = dir.path().to_owned();

@@ -4,7 +4,7 @@
 //!
 //! - [`sqlite`], an embedded file under the data directory: the default, nothing to install;
 //! - [`postgres`], a PostgreSQL database (`--database postgres://…`): the record outlives the
-//!   machine, and is where several app servers will share it.
+//!   machine, and several app servers share it (one writes; the others forward to it).
 //!
 //! Each has its own numbered migrations, so a record written by an older build opens in a newer
 //! one with everything it held; one conformance suite ([`conformance`]) runs every store test
@@ -43,6 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use error::StoreError;
 pub use figures::Figures;
+pub use postgres::follow_writer;
 pub use records::{
     BatchRecord, Member, MemberRecord, NewBatch, Retention, SavedBatch, SavedSession, SavedTask,
     TaskFilter, TaskRecord, Write,
@@ -166,6 +167,16 @@ impl Store {
     pub fn beat(&self) {
         if matches!(self.reader, Reader::Postgres(_)) {
             self.write_later(Write::Beat);
+        }
+    }
+
+    /// Tells the servers standing by (see [`follow_writer`]) that this server serves at `url`
+    /// (through the queue of writes, so after the writes before it); nothing for SQLite.
+    pub fn announce(&self, url: &str) {
+        if matches!(self.reader, Reader::Postgres(_)) {
+            self.write_later(Write::Announce {
+                url: url.to_owned(),
+            });
         }
     }
 

@@ -150,6 +150,9 @@ pub enum Write {
     /// The server is alive and its writer writes: PostgreSQL's records the time, for the
     /// standbys (see `postgres::writer::Take::WhenFree`); nothing for the SQLite file.
     Beat,
+    /// This server serves at `url`: PostgreSQL's record tells the servers standing by, which
+    /// forward their requests there; nothing for the SQLite file.
+    Announce { url: String },
 }
 
 pub(super) struct Op {

@@ -1,12 +1,13 @@
 //! The record in a PostgreSQL database (`--database postgres://…`). The writer is a thread of
 //! its own with its own connection, as the SQLite writer is ([`writer`]); reads go through a
 //! pool of connections. The server holds a session-level advisory lock on the database while
-//! its writer runs: the server's sessions are still its memory's (see the module above), so
-//! one server writes a database at a time, as one writes a data directory. Others may stand
-//! by ([`Take::WhenFree`]): the lock goes with the writer's connection, so when that server
-//! stops or dies (its connection closed, or its silence caught by TCP keepalives) a standby
-//! is granted the lock at once, reads the record and serves; when it hangs (its heartbeat,
-//! `Write::Beat`, stops), the standby ends its connection first.
+//! its writer runs: the server's sessions are its memory's (see the module above), so one
+//! server writes a database at a time, as one writes a data directory. Others stand by
+//! ([`Take::WhenFree`]), and serve meanwhile by forwarding to it ([`follow_writer`]). The
+//! lock goes with the writer's connection, so when that server stops or dies (its connection
+//! closed, or its silence caught by TCP keepalives) a standby is granted the lock at once,
+//! reads the record and serves; when it hangs (its heartbeat, `Write::Beat`, stops), the
+//! standby ends its connection first.
 //!
 //! tokio-postgres (with deadpool-postgres's pool) rather than sqlx: plain SQL as the SQLite
 //! side writes it, no macros and no database at compile time, and a lighter build.
@@ -38,6 +39,8 @@ const WRITING: i64 = 0x6f66_666c_6f61_6402;
 const POOL: usize = 16;
 /// Longest a read waits for a connection, or for one to be made.
 const WAIT: Duration = Duration::from_secs(5);
+/// How often a standby reads where the writing server serves: a takeover is seen this late.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 /// Longest the database may take to answer a health check.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(1);
 /// TCP keepalives on both ends of every connection: a server whose machine died (no FIN ever
@@ -205,6 +208,47 @@ pub(super) async fn connect(
         next_task,
         lost: lost_rx,
     })
+}
+
+/// Where the server that writes `url`'s database serves (the URL it announced, see
+/// `Store::announce`), read every [`FOLLOW_EVERY`] for as long as the receiver is held: a
+/// standby forwards its requests there. `None` until it is first read (the database out of
+/// reach, or no server has written it yet); then the last URL read, which may be a writer's
+/// that died since, and stays while the database is out of reach (that writer still answers,
+/// if only to say the record is out of reach).
+pub fn follow_writer(url: &str) -> Result<watch::Receiver<Option<String>>, StoreError> {
+    let config = parse(url)?;
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut said = false;
+        while !tx.is_closed() {
+            let read = async {
+                let client = open(&config).await?;
+                let statement = client.prepare("SELECT url FROM writer").await?;
+                while !tx.is_closed() {
+                    let url: String = client.query_one(&statement, &[]).await?.get(0);
+                    let url = (!url.is_empty()).then_some(url);
+                    tx.send_if_modified(|known| {
+                        let changed = *known != url;
+                        *known = url;
+                        changed
+                    });
+                    said = false;
+                    tokio::time::sleep(FOLLOW_EVERY).await;
+                }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(error) = read.await {
+                // Also a database not migrated yet (its first server is starting).
+                if !said {
+                    tracing::warn!(%error, "cannot read where the writing server serves; trying again");
+                    said = true;
+                }
+                tokio::time::sleep(FOLLOW_EVERY * 5).await;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Reads the PostgreSQL record; cheap to clone.

@@ -131,6 +131,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     INSERT INTO meta (key, value) VALUES ('writer_beat_ms', 0);
     "#,
+    // 3: where the writing server serves (its `--advertise-url`): the servers standing by
+    // forward their requests there.
+    r#"
+    CREATE TABLE writer (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        url text NOT NULL DEFAULT ''
+    );
+    INSERT INTO writer DEFAULT VALUES;
+    "#,
 ];
 
 /// What migrating found.

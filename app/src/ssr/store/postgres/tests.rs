@@ -220,3 +220,31 @@ async fn a_standby_cuts_off_a_writer_that_stopped_beating_and_takes_over() {
         .await
         .expect("the silent server hears that it lost the database, should it wake");
 }
+
+#[tokio::test]
+async fn standbys_learn_where_the_writing_server_serves_from_its_announcements() {
+    let url = testing::database().await;
+    let follower = crate::ssr::store::follow_writer(&url).unwrap();
+    let (store, _writer, ..) = Store::connect(&url, keep_all()).await.unwrap();
+    let announced = |expected: &'static str| {
+        let mut follower = follower.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                follower.wait_for(|url| url.as_deref() == Some(expected)),
+            )
+            .await
+            .expect("read within the timeout")
+            .expect("the follower runs");
+        }
+    };
+    assert_eq!(*follower.borrow(), None, "none announced yet");
+    store.announce("http://10.0.0.1:3000");
+    announced("http://10.0.0.1:3000").await;
+    // The next writer's announcement replaces it.
+    store.announce("http://10.0.0.2:3000");
+    announced("http://10.0.0.2:3000").await;
+    // Announcements are written in order with the other writes.
+    store.write(accepted("a", 1)).await.unwrap();
+    assert_eq!(follower.borrow().as_deref(), Some("http://10.0.0.2:3000"));
+}

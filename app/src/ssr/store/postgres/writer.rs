@@ -634,6 +634,10 @@ fn steps_of(write: &Write, retention: &Retention) -> Vec<(Step, Counts)> {
         )],
         Write::Prune => Vec::new(),
         Write::Beat => vec![(step(BEAT, vec![]), Counts::Nothing)],
+        Write::Announce { url } => vec![(
+            step("UPDATE writer SET url = $1", vec![text(url)]),
+            Counts::Nothing,
+        )],
         Write::Reused {
             session,
             task,

@@ -220,7 +220,7 @@ impl Writer {
                     )?
                     .execute(params![session])?;
                 }
-                Write::Prune | Write::Beat => {}
+                Write::Prune | Write::Beat | Write::Announce { .. } => {}
                 Write::Reused { .. } => {
                     *done_seq += 1;
                     let now = (self.retention.clock)();
