@@ -74,12 +74,17 @@ pub async fn serve_app(args: Args) -> Result<(), StartError> {
     let cookies = CookiePolicy::new(args.public_url.as_deref(), &args.trusted_proxies)
         .map_err(StartError::Flag)?;
     let addr = app_addr(&args)?;
-    let advertised = args.advertise_url(addr)?;
+    // Where the servers of one database reach this one (none without a database).
+    let advertised = match args.database {
+        Some(_) => Some(args.advertise_url(addr)?),
+        None => None,
+    };
+    let hosts = allowed_hosts(&args, addr, advertised.as_deref());
     let (stop_serving, _) = tokio::sync::watch::channel(false);
     let standing_by = match &args.database {
         Some(url) if args.standby => {
             let switch = Switch::new(follow_writer(url)?, cookies.clone());
-            let router = switch.router(allowed_hosts(&args, addr, &advertised));
+            let router = switch.router(hosts.clone());
             let listener = bind(addr).await?;
             tracing::info!(
                 "standing by on http://{addr}: forwarding to the server that writes the database"
@@ -103,10 +108,12 @@ pub async fn serve_app(args: Args) -> Result<(), StartError> {
         tracing::info!("stopped while standing by");
         return Ok(());
     };
-    let servers = listen(&args, &started, cookies, standing_by, &stop_serving).await?;
+    let servers = listen(&args, &started, cookies, hosts, standing_by, &stop_serving).await?;
     let store = started.store.clone();
-    // Now that it listens: the standbys forward to it from here on.
-    store.announce(&advertised);
+    if let Some(advertised) = &advertised {
+        // Now that it listens: the standbys forward to it from here on.
+        store.announce(advertised);
+    }
     tokio::select! {
         () = stop::requested(grace) => {
             stop(started, grace, stop_serving, servers).await;
@@ -223,14 +230,14 @@ fn app_addr(args: &Args) -> Result<SocketAddr, StartError> {
 
 /// The host names the listeners answer to: the flags', the public URL's, the listen addresses
 /// and the `advertised` URL's (the one the other servers forward to).
-fn allowed_hosts(args: &Args, addr: SocketAddr, advertised: &str) -> AllowedHosts {
+fn allowed_hosts(args: &Args, addr: SocketAddr, advertised: Option<&str>) -> AllowedHosts {
     let public_host = args.public_url.as_deref().and_then(url_host);
     AllowedHosts::new(
         args.allowed_hosts
             .iter()
             .map(String::as_str)
             .chain(public_host)
-            .chain(url_host(advertised)),
+            .chain(advertised.and_then(url_host)),
         [addr, args.dashboard_addr],
     )
 }
@@ -330,6 +337,7 @@ async fn listen(
     args: &Args,
     started: &Started,
     cookies: CookiePolicy,
+    hosts: AllowedHosts,
     standing_by: Option<StandingBy>,
     stop_serving: &tokio::sync::watch::Sender<bool>,
 ) -> Result<JoinHandle<()>, StartError> {
@@ -340,7 +348,6 @@ async fn listen(
         ..
     } = started;
     let (addr, dashboard_addr) = (state.leptos_options.site_addr, args.dashboard_addr);
-    let hosts = allowed_hosts(args, addr, &args.advertise_url(addr)?);
     let policy = Arc::new(Policy::app(
         state.dashboard_url.status(),
         &state.leptos_options,

@@ -134,13 +134,24 @@ async fn forward(State(switch): State<Switch>, request: Request) -> Response {
         return refused;
     }
     let https = switch.0.cookies.secure(&request);
-    let (original, body) = request.into_parts();
-    let Ok(body) = to_bytes(body, MAX_BATCH_BODY_BYTES).await else {
-        return (
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("a request's body may have {MAX_BATCH_BODY_BYTES} bytes at most"),
         )
-            .into_response();
+            .into_response()
+    };
+    if declared.is_some_and(|len| len > MAX_BATCH_BODY_BYTES) {
+        return too_large();
+    }
+    let (original, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, MAX_BATCH_BODY_BYTES).await else {
+        return too_large();
     };
     let mut parts = original.clone();
     strip_hop_by_hop(&mut parts.headers);

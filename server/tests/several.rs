@@ -140,7 +140,7 @@ async fn the_queue_cap_holds_when_submissions_alternate_between_servers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_checks_host_and_origin_itself_and_never_forwards_to_itself() {
+async fn a_standby_checks_host_origin_and_size_itself_and_never_forwards_to_itself() {
     let url = testing::database().await;
     let a = Server::start(&["--database", &url]).await;
     let b = Server::start(&["--database", &url, "--standby"]).await;
@@ -161,6 +161,15 @@ async fn a_standby_checks_host_and_origin_itself_and_never_forwards_to_itself() 
         .await
         .expect("B answers");
     assert_eq!(wrong_host.status(), 403);
+    // A body past the largest the app takes is refused by B itself, before it is forwarded.
+    let huge = session
+        .request(reqwest::Method::POST, b.url("/api/v1/batches"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .expect("B answers");
+    assert_eq!(huge.status(), 413);
     // The page's own origin is B's: the submission goes through to A.
     let (status, body) = session.post(&b, "/api/submit", "n=3").await;
     assert_eq!(status, 200, "{body}");
