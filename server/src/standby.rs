@@ -9,7 +9,9 @@
 //! connection (the writer died, and its successor has not announced itself yet) is sent again,
 //! to the next writer or to this server once it has taken over, for up to
 //! [`FIND_WRITER_WITHIN`]. Its body is read first, so it can be sent again: bodies are small
-//! (the app's own limits, [`MAX_BATCH_BODY_BYTES`] at most).
+//! (the app's own limits, [`MAX_BATCH_BODY_BYTES`] at most). One that a writer still holds
+//! unanswered [`ANSWER_AFTER_MOVE`] after another server took over (it hangs) is sent again if
+//! it is a GET; anything else may have been taken, and is answered 503.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,6 +34,8 @@ use tower::ServiceExt;
 const FIND_WRITER_WITHIN: Duration = Duration::from_secs(15);
 /// How soon a request refused at the connection is tried again.
 const TRY_AGAIN_AFTER: Duration = Duration::from_millis(50);
+/// How long a server that another one has taken over from may still answer a request it had.
+const ANSWER_AFTER_MOVE: Duration = Duration::from_secs(2);
 /// Longest a connection to the writing server may take to open.
 const CONNECT_WITHIN: Duration = Duration::from_secs(2);
 /// Marks a forwarded request. A standby that gets one (the database still names it as the
@@ -212,7 +216,8 @@ async fn forward(State(switch): State<Switch>, request: Request) -> Response {
 enum Unsent {
     /// The connection was refused or not made: nothing was sent, so it may be sent again.
     Refused,
-    /// Sent, but another server took the database over before an answer came (this one hangs).
+    /// Sent, but another server took the database over, and no answer came even a while later
+    /// (this one hangs).
     Moved,
     /// Sent, but no answer came back.
     Failed(hyper_util::client::legacy::Error),
@@ -235,11 +240,14 @@ async fn send(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     let mut writer = switch.0.writer.clone();
+    // Given up once another server writes and this one has still not answered a while later
+    // (it hangs); one that answers meanwhile is heard (it may say it is not the writer).
     let moved = async {
         let now_another = writer.wait_for(|now| now.as_deref().is_some_and(|now| now != target));
         if now_another.await.is_err() {
             std::future::pending::<()>().await;
         }
+        tokio::time::sleep(ANSWER_AFTER_MOVE).await;
     };
     let answered = tokio::select! {
         answered = switch.0.client.request(request) => answered,
@@ -296,4 +304,180 @@ fn unavailable(why: &str) -> Response {
         format!("{why}\n"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::body::{Body, to_bytes};
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use tokio::net::TcpListener;
+    use tokio::sync::{Notify, watch};
+    use tower::ServiceExt;
+
+    use super::{FORWARDED, NOT_THE_WRITER, Switch, VIA};
+    use app::ssr::{AllowedHosts, CookiePolicy};
+
+    /// An app that answers with what it was sent: method, target, headers, body.
+    fn echo() -> Router {
+        Router::new().fallback(|request: Request| async move {
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let mut text = format!("{} {}\n", parts.method, parts.uri);
+            for (name, value) in &parts.headers {
+                text += &format!("{name}: {}\n", value.to_str().unwrap_or("?"));
+            }
+            text + &String::from_utf8_lossy(&body)
+        })
+    }
+
+    /// Serves `app` on a free loopback port; its URL.
+    async fn serving(app: Router) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// A URL nothing listens on: connections to it are refused.
+    fn nobody() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    fn standby(writer: watch::Receiver<Option<String>>) -> (Switch, Router) {
+        let switch = Switch::new(writer, CookiePolicy::default());
+        let router = switch.router(AllowedHosts::new([], []));
+        (switch, router)
+    }
+
+    /// A browser's form post, as it reaches a standby by its own address.
+    fn browser_post() -> Request {
+        Request::post("/api/submit?from=page")
+            .header("host", "127.0.0.1:9")
+            .header("origin", "http://127.0.0.1:9")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "for this connection only")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("n=3"))
+            .unwrap()
+    }
+
+    async fn text(response: axum::response::Response) -> String {
+        String::from_utf8_lossy(&to_bytes(response.into_body(), 1 << 20).await.unwrap()).into()
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_request_is_marked_and_loses_what_was_checked_or_the_hops() {
+        let (_tx, writer) = watch::channel(Some(serving(echo()).await));
+        let (_, router) = standby(writer);
+        let response = router.oneshot(browser_post()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["via"], VIA);
+        let seen = text(response).await;
+        assert!(seen.starts_with("POST /api/submit?from=page\n"), "{seen}");
+        assert!(seen.ends_with("\nn=3"), "the body goes whole: {seen}");
+        for sent in [&format!("{FORWARDED}: 1"), "x-forwarded-proto: http"] {
+            assert!(seen.contains(sent), "{sent}: {seen}");
+        }
+        for gone in ["origin:", "x-hop:", "keep-alive", "host: 127.0.0.1:9\n"] {
+            assert!(!seen.contains(gone), "{gone}: {seen}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_a_writer_is_served_by_this_server_once_it_takes_over_as_sent() {
+        let (_tx, writer) = watch::channel(Some(nobody()));
+        let (switch, router) = standby(writer);
+        let waiting = tokio::spawn(router.oneshot(browser_post()));
+        switch.serve_own(echo());
+        let seen = text(waiting.await.unwrap().unwrap()).await;
+        // This server's own checks see what the browser sent: its host and origin.
+        for kept in ["host: 127.0.0.1:9\n", "origin: http://127.0.0.1:9\n"] {
+            assert!(seen.contains(kept), "{kept}: {seen}");
+        }
+        assert!(!seen.contains(FORWARDED), "{seen}");
+    }
+
+    /// Runs `test`, failing it should it hang (it waits on events, never on the clock).
+    async fn within_a_minute(test: impl std::future::Future<Output = ()>) {
+        tokio::time::timeout(std::time::Duration::from_secs(60), test)
+            .await
+            .expect("the test ended within a minute");
+    }
+
+    #[tokio::test]
+    async fn a_request_a_standby_sends_back_goes_to_the_next_writer() {
+        within_a_minute(a_request_sent_back_goes_to_the_next_writer()).await;
+    }
+
+    async fn a_request_sent_back_goes_to_the_next_writer() {
+        // An ex-writer, back as a standby, still named by the database: it says so.
+        let asked = Arc::new(Notify::new());
+        let ex_writer = serving(Router::new().fallback({
+            let asked = asked.clone();
+            move || async move {
+                asked.notify_one();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(NOT_THE_WRITER, "1")],
+                    "this server does not write the database",
+                )
+                    .into_response()
+            }
+        }))
+        .await;
+        let (tx, writer) = watch::channel(Some(ex_writer));
+        let (_, router) = standby(writer);
+        let sending = tokio::spawn(router.oneshot(browser_post()));
+        asked.notified().await;
+        tx.send_replace(Some(serving(echo()).await));
+        let response = sending.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(text(response).await.ends_with("\nn=3"));
+    }
+
+    #[tokio::test]
+    async fn what_a_hung_writer_holds_when_another_takes_over_is_sent_again_if_it_is_a_get() {
+        within_a_minute(what_a_hung_writer_holds_is_sent_again_if_it_is_a_get()).await;
+    }
+
+    async fn what_a_hung_writer_holds_is_sent_again_if_it_is_a_get() {
+        // It takes connections and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hung = format!("http://{}", listener.local_addr().unwrap());
+        let taken = Arc::new(Notify::new());
+        tokio::spawn({
+            let taken = taken.clone();
+            async move {
+                let mut held = Vec::new();
+                while let Ok((socket, _)) = listener.accept().await {
+                    held.push(socket);
+                    taken.notify_one();
+                }
+            }
+        });
+        let (tx, writer) = watch::channel(Some(hung));
+        let (_, router) = standby(writer);
+        let get = Request::get("/history")
+            .header("host", "127.0.0.1:9")
+            .body(Body::empty())
+            .unwrap();
+        let getting = tokio::spawn(router.clone().oneshot(get));
+        taken.notified().await;
+        let posting = tokio::spawn(router.oneshot(browser_post()));
+        taken.notified().await;
+        tx.send_replace(Some(serving(echo()).await));
+        let got = getting.await.unwrap().unwrap();
+        assert_eq!(got.status(), StatusCode::OK);
+        assert!(text(got).await.starts_with("GET /history\n"));
+        let posted = posting.await.unwrap().unwrap();
+        assert_eq!(posted.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(posted.headers().contains_key("retry-after"));
+        assert!(text(posted).await.contains("may have been taken or not"));
+    }
 }
