@@ -16,7 +16,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use app::ssr::status::MAX_BATCH_BODY_BYTES;
+use app::ssr::status::{MAX_BATCH_BODY_BYTES, declared_length};
 use app::ssr::{AllowedHosts, CookiePolicy, allowed_host, refuse_cross_site};
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
@@ -138,11 +138,6 @@ async fn forward(State(switch): State<Switch>, request: Request) -> Response {
         return refused;
     }
     let https = switch.0.cookies.secure(&request);
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -150,7 +145,7 @@ async fn forward(State(switch): State<Switch>, request: Request) -> Response {
         )
             .into_response()
     };
-    if declared.is_some_and(|len| len > MAX_BATCH_BODY_BYTES) {
+    if declared_length(request.headers()).is_some_and(|len| len > MAX_BATCH_BODY_BYTES) {
         return too_large();
     }
     let (original, body) = request.into_parts();

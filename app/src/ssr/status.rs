@@ -30,14 +30,10 @@ pub async fn error_status(request: Request, next: Next) -> Response {
     };
     // Whatever reads the body (a server function, an extractor) meets the limit as it reads.
     let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(request.headers());
     // The JSON API answers with problems, server functions with their encoded errors.
     let api = request.uri().path().starts_with("/api/v1/");
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > limit) {
         return too_large(api, limit);
     }
     let response = next.run(request).await;
@@ -61,6 +57,14 @@ pub async fn error_status(request: Request, next: Next) -> Response {
         parts.status = StatusCode::from_u16(error.status()).unwrap_or(parts.status);
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The body length a request declares (`Content-Length`), if it declares one that parses.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn too_large(api: bool, limit: usize) -> Response {

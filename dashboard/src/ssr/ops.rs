@@ -53,9 +53,8 @@ where
     OpsState: axum::extract::FromRef<S>,
 {
     use axum::routing::get;
-    axum::Router::new()
+    health_route()
         .route("/metrics", get(metrics))
-        .route("/health", get(health))
         .route("/json/counts.json", get(counts))
         .route("/json/identity.json", get(identity))
 }
